@@ -1,0 +1,136 @@
+"""`grokbench bench`: the cost of one optimiser update of each method on `mnist`, relative to the baseline.
+
+Every variant is a real `Trial` and is timed through the training loop's own `train_epochs` (so an
+adversarial epoch's accuracy pass counts). Variants run interleaved in rounds in one process; each figure is the
+median over rounds of the per-round ratio to the baseline, with its interquartile spread, because a noisy
+neighbour on a small machine slows whole rounds, not single variants.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from grokbench.config import TrialConfig
+from grokbench.train import Trial
+
+VARIANTS: dict[str, dict] = {
+    "baseline": {"method": "baseline"},
+    "grokalign": {"method": "grokalign"},  # the authors' estimator: output-space projection, one v per point
+    "grokalign[exact]": {"method": "grokalign", "grokalign_estimator": "exact"},
+    "grokalign[hutchinson]": {"method": "grokalign", "grokalign_estimator": "hutchinson"},
+    "grokalign[hutchinson_shared]": {"method": "grokalign", "grokalign_estimator": "hutchinson_shared"},
+    "grokfast": {"method": "grokfast"},
+    "grokfast[ma]": {"method": "grokfast", "grokfast_variant": "ma"},
+    "adversarial": {"method": "adversarial"},
+}
+
+
+@dataclass(frozen=True)
+class Timing:
+    ms_per_update: float
+    ratio_to_baseline: float
+    ratio_q25: float
+    ratio_q75: float
+
+
+def bare_matmuls(model: nn.Module, batch: int) -> Callable[[], None]:
+    """The matrix products of one update of a bias-free MLP, into preallocated outputs: a forward product per
+    layer, a weight-gradient product per layer, an activation-gradient product per layer but the first."""
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, nn.Linear)]
+    like = dict(dtype=weights[0].dtype, device=weights[0].device)
+    acts = [torch.randn(batch, weights[0].shape[1], **like)] + [torch.randn(batch, w.shape[0], **like) for w in weights]
+    grads = [torch.randn(batch, w.shape[0], **like) for w in weights]
+    weight_grads = [torch.empty_like(w) for w in weights]
+    act_grads = [torch.empty(batch, w.shape[1], **like) for w in weights]
+
+    def run() -> None:
+        for i, w in enumerate(weights):
+            torch.mm(acts[i], w.t(), out=acts[i + 1])
+        for i, w in enumerate(weights):
+            torch.mm(grads[i].t(), acts[i], out=weight_grads[i])
+            if i:
+                torch.mm(grads[i], w, out=act_grads[i])
+
+    return run
+
+
+def _time(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def run_bench(
+    threads: int | None = None, rounds: int = 20, warmup: int = 2, device: str = "auto", data_dir: str | None = None,
+    variants: dict[str, dict] = VARIANTS, progress: Callable[[str], None] = lambda _: None,
+) -> dict:
+    base = dict(task="mnist", dtype="float64", threads=threads, device=device, data_dir=data_dir)
+    trials = {name: Trial(TrialConfig(**base, **overrides)) for name, overrides in variants.items()}
+    reference = trials["baseline"]
+    floor = bare_matmuls(reference.model, reference.cfg.batch_size)
+    steps_per_epoch = len(reference.batches)
+
+    def epoch_of(trial: Trial) -> Callable[[], None]:
+        return lambda: trial.train_epochs(1)
+
+    timed: dict[str, Callable[[], None]] = {name: epoch_of(t) for name, t in trials.items()}
+    timed["floor"] = lambda: [floor() for _ in range(steps_per_epoch)]
+    order = list(timed)
+    seconds: dict[str, list[float]] = {name: [] for name in order}
+    for r in range(warmup + rounds):
+        random.Random(r).shuffle(order)  # no variant always runs right after the same neighbour
+        for name in order:
+            elapsed = _time(timed[name], reference.device)
+            if r >= warmup:
+                seconds[name].append(elapsed / steps_per_epoch)
+        progress(f"round {r + 1}/{warmup + rounds}")
+
+    def timing(name: str) -> Timing:
+        ratios = [s / b for s, b in zip(seconds[name], seconds["baseline"])]
+        q25, _, q75 = statistics.quantiles(ratios, n=4)
+        return Timing(1e3 * statistics.median(seconds[name]), statistics.median(ratios), q25, q75)
+
+    return {
+        "threads": torch.get_num_threads(),
+        "device": str(reference.device),
+        "rounds": rounds,
+        "timings": {name: timing(name) for name in seconds},
+    }
+
+
+def format_bench(report: dict) -> str:
+    lines = [
+        f"mnist, float64, batch 256, {report['device']}, {report['threads']} thread(s), "
+        f"median of {report['rounds']} interleaved rounds",
+        f"{'variant':<30}{'ms/update':>10}{'× baseline':>12}   IQR of the ratio",
+    ]
+    for name, t in report["timings"].items():
+        lines.append(f"{name:<30}{t.ms_per_update:>10.2f}{t.ratio_to_baseline:>12.2f}   {t.ratio_q25:.2f}–{t.ratio_q75:.2f}")
+    floor = report["timings"]["floor"]
+    lines.append(f"(floor = the 11 bare matrix products of one baseline update; baseline = "
+                 f"{1 / floor.ratio_to_baseline:.2f}× floor)")
+    return "\n".join(lines)
+
+
+def bench_json(report: dict) -> dict:
+    out: dict = {
+        name: {"ms_per_update": t.ms_per_update, "ratio_to_baseline": t.ratio_to_baseline}
+        for name, t in report["timings"].items()
+        if name != "floor"
+    }
+    floor = report["timings"]["floor"]
+    out["floor"] = {"ms_per_update": floor.ms_per_update, "baseline_over_floor": 1 / floor.ratio_to_baseline}
+    out["threads"] = report["threads"]
+    out["device"] = report["device"]
+    return out

@@ -1,0 +1,75 @@
+"""Live progress of one trial on the terminal (stderr), and its closing summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from grokbench.train import Evaluation, Trial
+
+NON_TTY_INTERVAL_S = 30.0  # in logs, one line per this many seconds instead of a line redrawn in place
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class Progress:
+    """A trial callback: epoch, accuracies, loss, rate and an ETA to the end of the budget."""
+
+    def __init__(self, stream: TextIO = sys.stderr):
+        self.stream = stream
+        self.live = stream.isatty()
+        self.started = time.perf_counter()
+        self.first_epoch: int | None = None
+        self.last_printed = 0.0
+
+    def __call__(self, ev: Evaluation, trial: Trial) -> None:
+        now = time.perf_counter()
+        if self.first_epoch is None:
+            self.first_epoch = ev.epoch
+        rate = (ev.epoch - self.first_epoch) / max(now - self.started, 1e-9)
+        remaining = trial.last_epoch() - ev.epoch
+        eta = _duration(remaining / rate) if rate > 0 else "?"
+        m = ev.metrics
+        line = (
+            f"epoch {ev.epoch:>6}/{trial.last_epoch()}  step {ev.step:>7}  "
+            f"train {m['train_acc']:.3f}  test {m['test_acc']:.3f}  loss {m['train_loss']:.3g}  "
+            f"{rate:.1f} ep/s  ETA ≤{eta}"
+        )
+        if self.live:
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+        elif now - self.last_printed >= NON_TTY_INTERVAL_S:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self.last_printed = now
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    def fmt(value: Any, unit: str = "") -> str:
+        if value is None:
+            return "—"
+        return f"{value:.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+    s = summary
+    lines = [
+        f"{s['task']} · {s['method']} (λ={s['lam']:g}) · loss {s['loss']} · init ×{s['init_scale']:g} · seed {s['seed']}",
+        f"status          {s['status']}",
+        f"memorised at    step {fmt(s['steps_to_memorise'])} (epoch {fmt(s['epochs_to_memorise'])}), "
+        f"{fmt(s['time_to_memorise_s'], ' s')}",
+        f"grokked at      step {fmt(s['steps_to_grok'])} (epoch {fmt(s['epochs_to_grok'])}), {fmt(s['time_to_grok_s'], ' s')}",
+        f"trained         {s['steps']} steps ({s['epochs']} epochs), {s['train_time_s']:.1f} s of updates",
+        f"final accuracy  train {s['final_train_acc']:.4f}  test {s['final_test_acc']:.4f}",
+    ]
+    if s["grokked_before_memorised"]:
+        lines.append("note            grokked before it memorised: grokking phase time set to 0")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""MNIST grokking (GrokAlign Table 1, after Omnigrok): 1024 train / 1024 test images, a deep bias-free MLP
+initialised α=8 times too large, AdamW with weight decay; grokked at test accuracy > 0.85."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from grokbench.config import TrialConfig
+from grokbench.tasks.base import DataError, Task, TaskData, TaskDefaults, data_root, mlp, scale_weights
+
+N_TRAIN = 1024
+N_TEST = 1024
+MEAN, STD = 0.1307, 0.3081
+WIDTHS = [784, 196, 196, 196, 10]
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def _have_raw_files(root: Path) -> bool:
+    raw = root / "MNIST" / "raw"
+    return all((raw / name).exists() for name in RAW_FILES)
+
+
+def _mnist_splits(root: Path) -> tuple:
+    import torchvision
+
+    if not _have_raw_files(root):
+        _download(root)
+    train = torchvision.datasets.MNIST(root=str(root), train=True, download=False)
+    test = torchvision.datasets.MNIST(root=str(root), train=False, download=False)
+    return train, test
+
+
+def _download(root: Path) -> None:
+    """Fetch MNIST once per node: concurrent trials wait on a file lock instead of racing on the files."""
+    import torchvision
+    from filelock import FileLock
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create the MNIST data directory {root}: {err}") from None
+    with FileLock(str(root / ".mnist-download.lock")):
+        if _have_raw_files(root):
+            return
+        try:
+            torchvision.datasets.MNIST(root=str(root), train=True, download=True)
+            torchvision.datasets.MNIST(root=str(root), train=False, download=True)
+        except Exception as err:  # torchvision raises RuntimeError/URLError/OSError depending on what failed
+            raise DataError(
+                f"MNIST is not under {root / 'MNIST' / 'raw'} and could not be downloaded ({err}). "
+                f"Put the four IDX files ({', '.join(RAW_FILES)}) in {root / 'MNIST' / 'raw'}, "
+                "or point --data-dir / GROKBENCH_DATA at a directory that holds MNIST/raw/."
+            ) from None
+
+
+def _prepare(images: torch.Tensor, labels: torch.Tensor, n: int, dtype: torch.dtype) -> tuple:
+    x = images[:n].to(dtype).div_(255).sub_(MEAN).div_(STD).reshape(n, -1)
+    return x, labels[:n].clone()
+
+
+def load_data(cfg: TrialConfig) -> TaskData:
+    train, test = _mnist_splits(data_root(cfg))
+    dtype = getattr(torch, cfg.dtype)
+    x_train, y_train = _prepare(train.data, train.targets, N_TRAIN, dtype)
+    x_test, y_test = _prepare(test.data, test.targets, N_TEST, dtype)
+    return TaskData(x_train, y_train, x_test, y_test)
+
+
+def build_model(cfg: TrialConfig) -> nn.Module:
+    return scale_weights(mlp(WIDTHS, getattr(torch, cfg.dtype)), cfg.init_scale)
+
+
+TASK = Task(
+    name="mnist",
+    description="MNIST, 1024/1024 points, 784-196-196-196-10 bias-free ReLU MLP, init scale 8 (GrokAlign Table 1)",
+    defaults=TaskDefaults(
+        loss="ce",
+        init_scale=8.0,
+        lr=1e-3,
+        optimizer="adamw",
+        weight_decay=0.01,
+        batch_size=256,
+        max_epochs=100_000,
+        eval_every=10,
+        dtype="float64",
+        noise_std=1.0,
+    ),
+    losses=("ce", "mse"),
+    train_size=N_TRAIN,
+    grok_threshold=0.85,
+    load_data=load_data,
+    build_model=build_model,
+)
