@@ -1,4 +1,4 @@
-"""The `grokbench` command line: `run` one trial, `bench` the methods' update cost."""
+"""The `grokbench` command line: `run` one trial, `bench` the methods' update cost, `sweep` many trials."""
 
 from __future__ import annotations
 
@@ -82,6 +82,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from grokbench.sweep.driver import SweepOptions, run_sweep
+    from grokbench.sweep.spec import Resources, load_sweep
+
+    spec = load_sweep(args.sweep)
+    if args.smoke:
+        spec = spec.smoke_version()
+    spec = spec.with_overrides(seeds=args.seeds, max_epochs=args.max_epochs, methods=args.methods,
+                               num_samples=args.num_samples)
+    flags = {k: getattr(args, k) for k in ("cpus_per_trial", "gpus_per_trial", "max_concurrent")}
+    resources = Resources(**{**dataclasses.asdict(spec.resources), **{k: v for k, v in flags.items() if v is not None}})
+    if resources.cpus_per_trial <= 0 or resources.gpus_per_trial < 0 or resources.max_concurrent < 0:
+        raise ConfigError("resources", "--cpus-per-trial must be > 0, --gpus-per-trial and --max-concurrent >= 0")
+    spec = dataclasses.replace(spec, resources=resources)
+    options = SweepOptions(address=args.address, tracking_uri=args.tracking_uri, storage=args.storage,
+                           resume=args.resume, sweep_id=args.sweep_id, dry_run=args.dry_run)
+    return run_sweep(spec, options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from grokbench.tasks import TASKS
 
@@ -101,16 +133,38 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data-dir", default=None, help="directory holding MNIST/raw/")
     bench.add_argument("--json", action="store_true", help="end stdout with the timings as one JSON line")
     bench.set_defaults(handler=cmd_bench)
+
+    sweep = commands.add_parser("sweep", help="run a sweep file's trials on Ray Tune, one MLflow run per trial")
+    sweep.add_argument("sweep", help="a sweep name in sweeps/ (mnist, mnist_lambda, mnist_init, mnist_tune, ...) or a path")
+    sweep.add_argument("--seeds", type=_int_list, help="override the seeds, e.g. 0,1,2")
+    sweep.add_argument("--max-epochs", type=int, help="override the budget (epochs per trial)")
+    sweep.add_argument("--methods", type=_name_list, help="only these methods, e.g. baseline,grokalign")
+    sweep.add_argument("--num-samples", type=int, help="Optuna trials per method (search sweeps)")
+    sweep.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (= its torch threads)")
+    sweep.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (fractions allowed); > 0 trains on CUDA")
+    sweep.add_argument("--max-concurrent", type=int, help="at most this many trials at once (0: as resources allow)")
+    sweep.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a running local cluster, "
+                                         "else a new local Ray)")
+    sweep.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else "
+                                              "sqlite:///./mlflow.db)")
+    sweep.add_argument("--storage", help="where Tune keeps checkpoints and sweep state (default ./grokbench_results; "
+                                         "shared storage such as s3://... on a multi-node cluster)")
+    sweep.add_argument("--resume", action="store_true", help="continue the latest sweep of this file (or --sweep-id)")
+    sweep.add_argument("--sweep-id", help="name a new sweep, or pick the sweep to --resume")
+    sweep.add_argument("--dry-run", action="store_true", help="list the trials and an estimated cost, then exit")
+    sweep.add_argument("--smoke", action="store_true", help="a small version of the sweep (fewer seeds, short budget)")
+    sweep.set_defaults(handler=cmd_sweep)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from grokbench.sweep.errors import SweepError
     from grokbench.tasks import DataError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, SweepError) as err:
         print(f"grokbench: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

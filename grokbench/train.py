@@ -92,6 +92,7 @@ class Trial:
         self.events = GrokEvents(task.grok_threshold)
         self.status = "running"
         self.last_metrics: dict[str, float] = {}
+        self.resumed_from_step: int | None = None  # set when this process continued a saved trial
         self._loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self._loss_count = 0
 
@@ -191,10 +192,15 @@ class Trial:
             "steps": self.step,
             "epochs": self.epoch,
             "train_time_s": self.train_time_s,
-            "final_train_acc": self.last_metrics.get("train_acc"),
-            "final_test_acc": self.last_metrics.get("test_acc"),
-            "final_noisy_test_acc": self.last_metrics.get("noisy_test_acc"),
+            "final_train_acc": self._final("train_acc"),
+            "final_test_acc": self._final("test_acc"),
+            "final_noisy_test_acc": self._final("noisy_test_acc"),
+            "resumed_from_step": self.resumed_from_step,
         }
+
+    def _final(self, metric: str) -> float | None:
+        value = self.last_metrics.get(metric)
+        return value if value is not None and math.isfinite(value) and self.status != "diverged" else None
 
     # ---- save and restore -----------------------------------------------------------------------------------
 
@@ -231,6 +237,7 @@ class Trial:
         trial.train_time_s = state["train_time_s"]
         trial.events = GrokEvents.from_state(state["events"])
         trial.status, trial.last_metrics = state["status"], state["last_metrics"]
+        trial.resumed_from_step = trial.step
         return trial
 
 

@@ -32,7 +32,7 @@ class Adversarial(Method):
     def default_lam(cls, cfg: TrialConfig) -> float:
         return 1.0
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def on_epoch_start(self, model: nn.Module, train: TaskData) -> None:
         # σ stays a device tensor: reading it on the host would stall the GPU every epoch
         self.sigma = self.lam * noise_scale(accuracy(model(train.x_train), train.y_train))

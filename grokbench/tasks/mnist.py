@@ -54,8 +54,9 @@ def _download(root: Path) -> None:
             torchvision.datasets.MNIST(root=str(root), train=True, download=True)
             torchvision.datasets.MNIST(root=str(root), train=False, download=True)
         except Exception as err:  # torchvision raises RuntimeError/URLError/OSError depending on what failed
+            reason = " ".join(str(err).split())
             raise DataError(
-                f"MNIST is not under {root / 'MNIST' / 'raw'} and could not be downloaded ({err}). "
+                f"MNIST is not under {root / 'MNIST' / 'raw'} and could not be downloaded ({reason}). "
                 f"Put the four IDX files ({', '.join(RAW_FILES)}) in {root / 'MNIST' / 'raw'}, "
                 "or point --data-dir / GROKBENCH_DATA at a directory that holds MNIST/raw/."
             ) from None

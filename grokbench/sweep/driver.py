@@ -1,0 +1,328 @@
+"""`grokbench sweep`: plan the trials, connect to Ray, run them as Tune trials, own their MLflow runs, resume.
+
+Layout on disk: `<storage>/<sweep name>/<sweep id>/` holds `sweep.json` (what was planned, where it logs) and
+one Tune experiment per search (`grid`, or one per method for an Optuna search). `--resume` reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grokbench.config import TrialConfig
+from grokbench.sweep.keys import trial_key
+from grokbench.sweep.live import LiveView, duration, summary_table
+from grokbench.sweep.errors import SweepError
+from grokbench.sweep.spec import SweepSpec
+from grokbench.sweep.tracking import (
+    TrialRuns, absolute_uri, check_reachable, default_tracking_uri, prepare_experiment, runs_link, sweep_summaries,
+)
+from grokbench.tasks.base import data_root
+
+PLAN_FILE = "sweep.json"
+GRID = "grid"
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    address: str | None = None
+    tracking_uri: str | None = None
+    storage: str | None = None
+    resume: bool = False
+    sweep_id: str | None = None
+    dry_run: bool = False
+    fault: dict[str, Any] | None = None  # tests only: kill each trial's worker once (see trainable._maybe_fail)
+
+
+# ---- planning ---------------------------------------------------------------------------------------------------
+
+def placed(cfg: TrialConfig, spec: SweepSpec) -> TrialConfig:
+    """Where and how a trial runs: torch threads = its CPUs, a GPU when it was given one, absolute data dir."""
+    threads = max(int(spec.resources.cpus_per_trial), 1)
+    device = "cuda" if spec.resources.gpus_per_trial > 0 else "cpu"
+    return cfg.replace(threads=threads, device=device, data_dir=str(data_root(cfg)))
+
+
+def grid_entries(spec: SweepSpec, fault: dict | None) -> list[dict[str, Any]]:
+    return [
+        {"config": placed(cfg, spec).to_dict(), "checkpoint_every": spec.checkpoint_every, "fault": fault}
+        for cfg in spec.trials()
+    ]
+
+
+def search_space(spec: SweepSpec, method: str, fault: dict | None) -> dict[str, Any]:
+    from ray import tune
+
+    from grokbench.config import resolve
+
+    cfg = placed(resolve(TrialConfig.from_dict(
+        {**spec.base, "task": spec.task, "method": method, "max_epochs": spec.max_epochs}
+    )), spec)
+    config: dict[str, Any] = cfg.to_dict()
+    for name, r in spec.search.space[method].items():
+        config[name] = tune.loguniform(r.low, r.high) if r.log else tune.uniform(r.low, r.high)
+    return {"trial": {"config": config, "checkpoint_every": spec.checkpoint_every, "fault": fault}}
+
+
+def total_trials(spec: SweepSpec) -> int:
+    return len(spec.search.space) * spec.search.num_samples if spec.search else len(spec.trials())
+
+
+# ---- the time estimate --------------------------------------------------------------------------------------------
+
+def estimate_seconds(spec: SweepSpec, concurrency: int) -> tuple[float, dict[str, float]]:
+    """Upper bound on wall time: every trial runs its whole budget. Seconds per epoch (evaluation included) are
+    measured here, once per method, at the trial's thread count."""
+    from grokbench.train import Trial
+
+    representative: dict[str, TrialConfig] = {}
+    for cfg in spec.trials() if not spec.search else [_search_example(spec, m) for m in spec.search.space]:
+        representative.setdefault(cfg.method, placed(cfg, spec))
+    per_epoch: dict[str, float] = {}
+    for method, cfg in representative.items():
+        trial = Trial(cfg)
+        trial.train_epochs(1)  # warm-up
+        start = time.perf_counter()
+        trial.train_epochs(2)
+        train = (time.perf_counter() - start) / 2
+        start = time.perf_counter()
+        trial.evaluate()
+        per_epoch[method] = train + (time.perf_counter() - start) / cfg.eval_every
+    if spec.search:
+        total = sum(per_epoch[m] * spec.max_epochs * spec.search.num_samples for m in spec.search.space)
+    else:
+        total = sum(per_epoch[cfg.method] * cfg.max_epochs for cfg in spec.trials())
+    return total / max(min(concurrency, total_trials(spec)), 1), per_epoch
+
+
+def _search_example(spec: SweepSpec, method: str) -> TrialConfig:
+    from grokbench.config import resolve
+
+    return resolve(TrialConfig.from_dict({**spec.base, "task": spec.task, "method": method, "max_epochs": spec.max_epochs}))
+
+
+def local_concurrency(spec: SweepSpec) -> int:
+    by_cpu = int((os.cpu_count() or 1) // spec.resources.cpus_per_trial)
+    return min(by_cpu, spec.resources.max_concurrent) if spec.resources.max_concurrent else by_cpu
+
+
+def dry_run(spec: SweepSpec, out=sys.stdout) -> int:
+    trials = spec.trials() if not spec.search else []
+    print(f"sweep {spec.name} ({spec.path}): {spec.description}", file=out)
+    if spec.search:
+        for method, ranges in spec.search.space.items():
+            text = ", ".join(f"{k} in [{r.low:g}, {r.high:g}]{' log' if r.log else ''}" for k, r in ranges.items())
+            print(f"  optuna search · {method}: {spec.search.num_samples} trials, {text}", file=out)
+    else:
+        print(f"  {'trial key':<52}{'budget (epochs)':>16}", file=out)
+        for cfg in trials:
+            print(f"  {trial_key(cfg.to_dict()):<52}{cfg.max_epochs:>16}", file=out)
+    concurrency = local_concurrency(spec)
+    print(f"{total_trials(spec)} trials, {spec.resources.cpus_per_trial:g} CPU(s) and {spec.resources.gpus_per_trial:g} "
+          f"GPU(s) each; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)", file=out)
+    print("measuring seconds per epoch on this machine ...", file=out, flush=True)
+    seconds, per_epoch = estimate_seconds(spec, concurrency)
+    rates = ", ".join(f"{m} {1e3 * s:.0f} ms" for m, s in per_epoch.items())
+    print(f"per epoch (evaluation included): {rates}", file=out)
+    print(f"estimated wall time: at most {duration(seconds)} here (every trial running its full budget of "
+          f"{spec.max_epochs} epochs; trials stop when they grok, so usually less)", file=out)
+    return 0
+
+
+# ---- Ray --------------------------------------------------------------------------------------------------------------
+
+def connect_ray(address: str | None, spec: SweepSpec) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    env = {"GROKBENCH_DATA": os.environ["GROKBENCH_DATA"]} if os.environ.get("GROKBENCH_DATA") else {}
+    runtime_env = {"env_vars": env}
+    if address and address not in ("auto", "local") and not address.startswith("ray://"):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        except (OSError, ValueError) as err:
+            raise SweepError(f"cannot reach the Ray cluster at {address} ({err}); start it (ray start --head, or "
+                             "ray up cluster.yaml), or leave out --address to run on a local Ray") from None
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    else:
+        try:
+            ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
+        except ConnectionError:
+            ray.init(runtime_env=runtime_env, log_to_driver=False)
+    resources = ray.cluster_resources()
+    for name, need in (("CPU", spec.resources.cpus_per_trial), ("GPU", spec.resources.gpus_per_trial)):
+        if need > resources.get(name, 0):
+            raise SweepError(f"each trial asks for {need:g} {name}(s) but the Ray cluster has "
+                             f"{resources.get(name, 0):g}; lower --{name.lower()}s-per-trial or add nodes")
+
+
+# ---- running --------------------------------------------------------------------------------------------------------
+
+def _tuner(spec: SweepSpec, name: str, storage: Path, param_space: dict, callbacks: list, search_alg=None,
+           num_samples: int = 1):
+    from ray import tune
+    from ray.tune import CheckpointConfig, FailureConfig
+
+    from grokbench.sweep.trainable import OBJECTIVE, run_trial
+
+    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    return tune.Tuner(
+        tune.with_resources(run_trial, resources),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=spec.resources.max_concurrent or None,
+            search_alg=search_alg, num_samples=num_samples, reuse_actors=False,
+            metric=OBJECTIVE if search_alg else None, mode="min" if search_alg else None,
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(storage), verbose=0, callbacks=callbacks,
+            failure_config=FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def _restore(spec: SweepSpec, path: Path):
+    from ray import tune
+
+    from grokbench.sweep.trainable import run_trial
+
+    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    return tune.Tuner.restore(str(path), tune.with_resources(run_trial, resources), resume_errored=True)
+
+
+def _fit(spec: SweepSpec, experiments: list[tuple[str, Any]], sweep_dir: Path, resume: bool) -> list:
+    """Run (or resume) each Tune experiment of the sweep in turn; returns their ResultGrids."""
+    from ray import tune
+
+    grids = []
+    for name, make in experiments:
+        path = sweep_dir / name
+        if resume and tune.Tuner.can_restore(str(path)):
+            tuner = _restore(spec, path)
+        else:
+            tuner = make()
+        grids.append(tuner.fit())
+    return grids
+
+
+def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
+    if options.dry_run:
+        return dry_run(spec, out)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not CSV/JSON/TensorBoard
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)  # the live view replaces Tune's own chatter
+    storage = Path(options.storage or Path.cwd() / "grokbench_results").expanduser().resolve()
+    sweep_root = storage / spec.name
+
+    if options.resume:
+        sweep_dir = _find_sweep(sweep_root, options.sweep_id)
+        plan = json.loads((sweep_dir / PLAN_FILE).read_text())
+        uri, sweep_id = plan["tracking_uri"], plan["sweep_id"]
+        if options.tracking_uri and absolute_uri(options.tracking_uri) != uri:
+            raise SweepError(f"sweep {sweep_id} logs to {uri}; resume it without --tracking-uri or with that URI")
+    else:
+        uri = absolute_uri(options.tracking_uri or default_tracking_uri())
+        sweep_id = options.sweep_id or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        sweep_dir = sweep_root / sweep_id
+        if sweep_dir.exists():
+            raise SweepError(f"sweep {sweep_id} already exists in {sweep_root}; use --resume to continue it")
+    check_reachable(uri)
+    connect_ray(options.address, spec)
+    experiment_id = prepare_experiment(uri, f"grokbench/{spec.name}")
+    if not options.resume:
+        sweep_dir.mkdir(parents=True)
+        plan = {"sweep_id": sweep_id, "sweep_file": str(spec.path), "name": spec.name, "tracking_uri": uri,
+                "experiment_id": experiment_id, "trials": total_trials(spec)}
+        (sweep_dir / PLAN_FILE).write_text(json.dumps(plan, indent=2))
+
+    print(f"sweep {sweep_id}: {total_trials(spec)} trials → MLflow experiment grokbench/{spec.name} at {uri}",
+          file=out, flush=True)
+    callbacks = [TrialRuns(uri, experiment_id, sweep_id), LiveView(total_trials(spec))]
+    experiments = _experiments(spec, sweep_dir, callbacks, options.fault)
+    started = time.monotonic()
+    try:
+        grids = _fit(spec, experiments, sweep_dir, options.resume)
+    except KeyboardInterrupt:
+        grids = None
+    summaries = sweep_summaries(uri, experiment_id, sweep_id)
+    errors = sum(1 for s in summaries if s["status"] == "failed")
+    print(file=out)
+    if summaries:
+        print(summary_table(summaries), file=out)
+    if spec.search and grids:
+        _report_best(spec, grids, uri, experiment_id, sweep_id, out)
+    unfinished = total_trials(spec) - len(summaries)
+    print(f"\n{len(summaries) - errors} trials finished, {errors} failed, in {duration(time.monotonic() - started)}.",
+          file=out)
+    print(f"runs:    mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"runs:    {uri}", file=out)
+    print(f"         then open {runs_link(uri, experiment_id)}", file=out)
+    print(f"tables:  python -m analysis.tables --tracking-uri {uri} --sweep {sweep_id}", file=out)
+    if grids is None or unfinished > 0:
+        print(f"interrupted with {unfinished} trials unfinished; continue with: grokbench sweep {spec.path} "
+              f"--resume --sweep-id {sweep_id}", file=out)
+        return EXIT_INTERRUPTED
+    return 0 if errors == 0 else 1
+
+
+def _experiments(spec: SweepSpec, sweep_dir: Path, callbacks: list, fault: dict | None) -> list[tuple[str, Any]]:
+    from ray import tune
+
+    if not spec.search:
+        space = {"trial": tune.grid_search(grid_entries(spec, fault))}
+        return [(GRID, lambda: _tuner(spec, GRID, sweep_dir, space, callbacks))]
+
+    def searched(method: str):
+        from ray.tune.search.optuna import OptunaSearch
+
+        return _tuner(spec, method, sweep_dir, search_space(spec, method, fault), callbacks,
+                      search_alg=OptunaSearch(seed=spec.search.seed), num_samples=spec.search.num_samples)
+
+    return [(method, lambda m=method: searched(m)) for method in spec.search.space]
+
+
+def _report_best(spec: SweepSpec, grids: list, uri: str, experiment_id: str, sweep_id: str, out) -> None:
+    import mlflow
+
+    from grokbench.sweep.tracking import KEY_TAG, SWEEP_TAG
+    from grokbench.sweep.trainable import OBJECTIVE
+
+    client = mlflow.MlflowClient(uri)
+    print("\nbest setting per method (objective: seconds to grok, censored trials at their budget):", file=out)
+    for method, grid in zip(spec.search.space, grids):
+        best = grid.get_best_result(metric=OBJECTIVE, mode="min")
+        config = best.config["trial"]["config"]
+        values = {k: config[k] for k in spec.search.space[method]}
+        text = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        print(f"  {method:<12} {text}  ({best.metrics[OBJECTIVE]:.1f} s, {best.metrics['summary']['status']})", file=out)
+        for k, v in values.items():
+            client.set_experiment_tag(experiment_id, f"best.{sweep_id}.{method}.{k}", str(v))
+        runs = client.search_runs([experiment_id], filter_string=(
+            f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KEY_TAG}` = '{trial_key(config)}'"))
+        for run in runs:
+            client.set_tag(run.info.run_id, "grokbench.best", "true")
+
+
+def _find_sweep(sweep_root: Path, sweep_id: str | None) -> Path:
+    if sweep_id:
+        path = sweep_root / sweep_id
+        if not (path / PLAN_FILE).is_file():
+            raise SweepError(f"no sweep {sweep_id} under {sweep_root}")
+        return path
+    candidates = sorted((p for p in sweep_root.glob("*") if (p / PLAN_FILE).is_file()), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise SweepError(f"nothing to resume: no sweep under {sweep_root} (pass --storage if it was elsewhere)")
+    return candidates[-1]
+

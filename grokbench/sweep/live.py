@@ -1,0 +1,116 @@
+"""The sweep's terminal: one live status line instead of Ray's tables, and the closing summary table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter, defaultdict
+from statistics import median
+from typing import Any
+
+from ray import tune
+
+REDRAW_S = 1.0
+LOG_EVERY_S = 30.0
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class LiveView(tune.Callback):
+    """Trials queued / running / grokked / censored / diverged / failed, elapsed time and an ETA."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self._reset()
+
+    def _reset(self) -> None:
+        self.started = time.monotonic()
+        self.running: set[str] = set()
+        self.outcomes: Counter[str] = Counter()
+        self.durations: list[float] = []
+        self.trial_started: dict[str, float] = {}
+        self.last_draw = 0.0
+        self.live = sys.stderr.isatty()
+        self.states: dict[str, str] = {}  # every trial seen, across the sweep's Tune experiments
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"total": self.total}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.total = state["total"]
+        self._reset()
+
+    def setup(self, **info: Any) -> None:
+        self._reset()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.add(trial.trial_id)
+        self.trial_started.setdefault(trial.trial_id, time.monotonic())
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "summary" in result:
+            self.outcomes[result["summary"]["status"]] += 1
+            self.durations.append(time.monotonic() - self.trial_started.get(trial.trial_id, self.started))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)
+        self.outcomes["failed"] += 1
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_draw < (REDRAW_S if self.live else LOG_EVERY_S):
+            return
+        self.last_draw = now
+        self.draw(trials)
+
+    def draw(self, trials: list) -> None:
+        self.states.update((t.trial_id, t.status) for t in trials)
+        finished = sum(1 for status in self.states.values() if status in ("TERMINATED", "ERROR"))
+        previously_done = finished - sum(self.outcomes.values())  # finished before a --resume
+        queued = max(self.total - len(self.running) - finished, 0)
+        elapsed = time.monotonic() - self.started
+        eta = "?"
+        if self.durations and self.running:
+            per_trial = median(self.durations)
+            eta = duration(per_trial * (queued + len(self.running)) / max(len(self.running), 1))
+        parts = [f"queued {queued}", f"running {len(self.running)}"]
+        parts += [f"{k} {self.outcomes[k]}" for k in ("grokked", "censored", "diverged", "failed") if self.outcomes[k]]
+        if previously_done > 0:
+            parts.append(f"done before resume {previously_done}")
+        line = f"[{duration(elapsed)}] " + "  ".join(parts) + f"  ETA {eta}"
+        if self.live:
+            sys.stderr.write("\r\033[K" + line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.draw(trials)
+        if self.live:
+            sys.stderr.write("\n")
+
+
+def summary_table(summaries: list[dict[str, Any]]) -> str:
+    """Per method and loss: how many grokked, and median steps and seconds to grok among those that did."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for s in summaries:
+        groups[(s["method"], s["loss"], s["lam"], s["init_scale"])].append(s)
+    header = f"{'method':<12}{'loss':<6}{'λ':>9}{'init':>6}{'grokked':>9}{'median steps':>14}{'median s':>10}  other"
+    lines = [header, "-" * len(header)]
+    for (method, loss, lam, init), runs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        grokked = [r for r in runs if r["status"] == "grokked"]  # failed trials show under "other"
+        other = Counter(r["status"] for r in runs if r["status"] != "grokked")
+        steps = f"{median(r['steps_to_grok'] for r in grokked):.0f}" if grokked else "—"
+        secs = f"{median(r['time_to_grok_s'] for r in grokked):.1f}" if grokked else "—"
+        lines.append(
+            f"{method:<12}{loss:<6}{lam:>9.2g}{init:>6g}{f'{len(grokked)}/{len(runs)}':>9}{steps:>14}{secs:>10}  "
+            + ", ".join(f"{n} {k}" for k, n in sorted(other.items()))
+        )
+    return "\n".join(lines)

@@ -1,0 +1,278 @@
+"""Sweep files: declarative YAML in `sweeps/`, checked completely before anything starts.
+
+A sweep is a set of trials. `base` fixes `TrialConfig` fields for every trial; `grid` lists values to cross
+(every combination, for every method); `methods` names the methods and, per method, fixed settings or lists to
+sweep, with `by_loss` for settings that depend on the loss. A `search` section replaces the grid with an Optuna
+search of each method's strength. Every check names the file and the key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grokbench.config import ConfigError, TrialConfig, resolve
+from grokbench.sweep.errors import SweepError
+
+SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+
+TOP_LEVEL_KEYS = {
+    "name", "description", "task", "budget", "base", "grid", "methods", "search", "resources", "checkpoint_every",
+    "max_failures", "smoke",
+}
+RESOURCE_KEYS = {"cpus_per_trial", "gpus_per_trial", "max_concurrent"}
+SEARCH_KEYS = {"num_samples", "space", "seed"}
+RANGE_KEYS = {"low", "high", "log"}
+SMOKE_KEYS = {"seeds", "max_epochs", "num_samples"}
+TRIAL_FIELDS = {f.name for f in fields(TrialConfig)}
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+    log: bool = True
+
+
+@dataclass(frozen=True)
+class Search:
+    num_samples: int  # Optuna trials per method
+    space: dict[str, dict[str, Range]]  # method → TrialConfig field → range
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    max_concurrent: int = 0  # 0: as many as the cluster's resources allow
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    path: Path
+    description: str
+    task: str
+    max_epochs: int
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    methods: dict[str, dict[str, Any]]
+    resources: Resources = field(default_factory=Resources)
+    checkpoint_every: int = 500  # epochs
+    max_failures: int = 3
+    search: Search | None = None
+    smoke: dict[str, Any] = field(default_factory=dict)
+
+    def trials(self) -> list[TrialConfig]:
+        """Every trial of a grid sweep, resolved (task and method defaults filled in) and validated."""
+        out = []
+        for method, settings in self.methods.items():
+            axes = {**self.grid, **{k: v for k, v in settings.items() if k != "by_loss" and isinstance(v, list)}}
+            fixed = {k: v for k, v in settings.items() if k != "by_loss" and not isinstance(v, list)}
+            for combo in itertools.product(*axes.values()):
+                values = {**self.base, **dict(zip(axes, combo)), **fixed}
+                values.update(settings.get("by_loss", {}).get(values.get("loss"), {}))
+                values.update(task=self.task, method=method, max_epochs=self.max_epochs)
+                out.append(self._resolve(values, f"methods.{method}"))
+        return out
+
+    def _resolve(self, values: dict[str, Any], where: str) -> TrialConfig:
+        try:
+            return resolve(TrialConfig.from_dict(values))
+        except ConfigError as err:
+            raise SweepError(f"{self.path}: {where}: {err}") from None
+
+    def with_overrides(self, seeds: list[int] | None = None, max_epochs: int | None = None,
+                       methods: list[str] | None = None, num_samples: int | None = None) -> SweepSpec:
+        """Flags override the file; the result is checked like the file was."""
+        import dataclasses
+
+        changes: dict[str, Any] = {}
+        if seeds is not None:
+            changes["grid"] = {**self.grid, "seed": seeds}
+            changes["base"] = {k: v for k, v in self.base.items() if k != "seed"}
+        if max_epochs is not None:
+            changes["max_epochs"] = _positive_int(self.path, "max_epochs (--max-epochs)", max_epochs)
+        if methods is not None:
+            unknown = [m for m in methods if m not in self.methods]
+            if unknown:
+                raise SweepError(
+                    f"{self.path}: --methods: {', '.join(unknown)} not in this sweep; it has: {', '.join(self.methods)}"
+                )
+            changes["methods"] = {m: self.methods[m] for m in methods}
+            if self.search:
+                changes["search"] = dataclasses.replace(
+                    self.search, space={m: r for m, r in self.search.space.items() if m in methods}
+                )
+        if num_samples is not None and self.search:
+            changes["search"] = dataclasses.replace(changes.get("search", self.search), num_samples=num_samples)
+        spec = dataclasses.replace(self, **changes)
+        spec.check()
+        return spec
+
+    def smoke_version(self) -> SweepSpec:
+        """The same sweep, small: the file's `smoke` section (fewer seeds, a short budget)."""
+        spec = self.with_overrides(
+            seeds=self.smoke.get("seeds"), max_epochs=self.smoke.get("max_epochs"),
+            num_samples=self.smoke.get("num_samples"),
+        )
+        import dataclasses
+
+        return dataclasses.replace(spec, name=f"{self.name}-smoke")
+
+    def check(self) -> None:
+        if self.search is None:
+            if not self.trials():
+                raise SweepError(f"{self.path}: grid: the sweep has no trials (an empty list?)")
+        else:
+            for method in self.search.space:
+                self._resolve({**self.base, "task": self.task, "method": method}, f"search.space.{method}")
+
+
+def sweep_names() -> list[str]:
+    return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+
+
+def find_sweep_file(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise SweepError(f"sweep file {path} does not exist; sweeps shipped with grokbench: {', '.join(sweep_names())}")
+        return path.resolve()
+    candidate = SWEEPS_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        raise SweepError(f"no sweep named {name_or_path!r}; sweeps shipped with grokbench: {', '.join(sweep_names())} "
+                         "(or give a path to a .yaml file)")
+    return candidate
+
+
+def load_sweep(name_or_path: str) -> SweepSpec:
+    path = find_sweep_file(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SweepError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise SweepError(f"{path}: a sweep file is a mapping with keys {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    spec = _parse(path, raw)
+    spec.check()
+    return spec
+
+
+def _parse(path: Path, raw: dict[str, Any]) -> SweepSpec:
+    def fail(key: str, message: str) -> SweepError:
+        return SweepError(f"{path}: {key}: {message}")
+
+    _no_unknown_keys(path, "", raw, TOP_LEVEL_KEYS)
+    for required in ("task", "budget", "methods"):
+        if required not in raw:
+            raise fail(required, "missing (required)")
+    budget = _mapping(path, "budget", raw["budget"])
+    _no_unknown_keys(path, "budget", budget, {"max_epochs"})
+    base = _trial_fields(path, "base", raw.get("base") or {})
+    grid = _trial_fields(path, "grid", raw.get("grid") or {})
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise fail(f"grid.{key}", f"must be a non-empty list of values, got {values!r}")
+    methods = _mapping(path, "methods", raw["methods"])
+    if not methods:
+        raise fail("methods", "no methods listed")
+    parsed_methods = {}
+    for method, settings in methods.items():
+        settings = _trial_fields(path, f"methods.{method}", settings or {}, extra={"by_loss"})
+        for key, value in settings.items():
+            if isinstance(value, list) and not value:
+                raise fail(f"methods.{method}.{key}", "an empty list gives no trials")
+        by_loss = _mapping(path, f"methods.{method}.by_loss", settings.get("by_loss", {}))
+        for loss, loss_settings in by_loss.items():
+            _trial_fields(path, f"methods.{method}.by_loss.{loss}", loss_settings)
+        parsed_methods[str(method)] = settings
+    resources = _mapping(path, "resources", raw.get("resources") or {})
+    _no_unknown_keys(path, "resources", resources, RESOURCE_KEYS)
+    smoke = _mapping(path, "smoke", raw.get("smoke") or {})
+    _no_unknown_keys(path, "smoke", smoke, SMOKE_KEYS)
+    return SweepSpec(
+        name=str(raw.get("name") or path.stem),
+        path=path,
+        description=str(raw.get("description", "")),
+        task=str(raw["task"]),
+        max_epochs=_positive_int(path, "budget.max_epochs", budget.get("max_epochs")),
+        base=base,
+        grid=grid,
+        methods=parsed_methods,
+        resources=Resources(
+            cpus_per_trial=_positive_number(path, "resources.cpus_per_trial", resources.get("cpus_per_trial", 1)),
+            gpus_per_trial=_non_negative(path, "resources.gpus_per_trial", resources.get("gpus_per_trial", 0)),
+            max_concurrent=int(_non_negative(path, "resources.max_concurrent", resources.get("max_concurrent", 0))),
+        ),
+        checkpoint_every=_positive_int(path, "checkpoint_every", raw.get("checkpoint_every", 500)),
+        max_failures=int(_non_negative(path, "max_failures", raw.get("max_failures", 3))),
+        search=_parse_search(path, raw["search"], parsed_methods) if "search" in raw else None,
+        smoke=smoke,
+    )
+
+
+def _parse_search(path: Path, raw: Any, methods: dict[str, Any]) -> Search:
+    raw = _mapping(path, "search", raw)
+    _no_unknown_keys(path, "search", raw, SEARCH_KEYS)
+    space_raw = _mapping(path, "search.space", raw.get("space"))
+    space: dict[str, dict[str, Range]] = {}
+    for method, ranges in space_raw.items():
+        if method not in methods:
+            raise SweepError(f"{path}: search.space.{method}: not one of the sweep's methods ({', '.join(methods)})")
+        ranges = _trial_fields(path, f"search.space.{method}", ranges)
+        space[method] = {}
+        for key, spec in ranges.items():
+            where = f"search.space.{method}.{key}"
+            spec = _mapping(path, where, spec)
+            _no_unknown_keys(path, where, spec, RANGE_KEYS)
+            low, high = (_positive_number(path, f"{where}.{k}", spec.get(k)) for k in ("low", "high"))
+            if not low < high:
+                raise SweepError(f"{path}: {where}: low ({low}) must be below high ({high})")
+            space[method][key] = Range(low, high, bool(spec.get("log", True)))
+    if not space:
+        raise SweepError(f"{path}: search.space: no method to search")
+    return Search(_positive_int(path, "search.num_samples", raw.get("num_samples")), space, int(raw.get("seed", 0)))
+
+
+def _no_unknown_keys(path: Path, where: str, raw: dict, allowed: set[str]) -> None:
+    for key in raw:
+        if key not in allowed:
+            prefix = f"{where}." if where else ""
+            raise SweepError(f"{path}: {prefix}{key}: unknown key; allowed here: {', '.join(sorted(allowed))}")
+
+
+def _mapping(path: Path, where: str, raw: Any) -> dict:
+    if not isinstance(raw, dict):
+        raise SweepError(f"{path}: {where}: must be a mapping (key: value lines), got {raw!r}")
+    return raw
+
+
+def _trial_fields(path: Path, where: str, raw: Any, extra: set[str] = frozenset()) -> dict:
+    raw = _mapping(path, where, raw)
+    _no_unknown_keys(path, where, raw, TRIAL_FIELDS | set(extra))
+    return dict(raw)
+
+
+def _positive_int(path: Path, where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SweepError(f"{path}: {where}: must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive_number(path: Path, where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise SweepError(f"{path}: {where}: must be a positive number, got {value!r}")
+    return value
+
+
+def _non_negative(path: Path, where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SweepError(f"{path}: {where}: must be a number >= 0, got {value!r}")
+    return value

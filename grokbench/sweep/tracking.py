@@ -1,0 +1,201 @@
+"""MLflow on the driver: one experiment per sweep file, one run per trial, written by a single process.
+
+Runs are owned by the sweep, not by Tune: each carries the sweep id and the trial's stable key as tags, so a
+resumed or retried trial finds and continues its run, and metric points at steps already logged are skipped
+(MLflow cannot delete a point, so none may be written twice).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+import grokbench
+from grokbench.sweep.errors import TrackingError
+from grokbench.sweep.keys import trial_key
+
+SWEEP_TAG = "grokbench.sweep_id"
+KEY_TAG = "grokbench.trial_key"
+CURVE_SENTINEL = "train_acc"  # every evaluation logs it; its last step is the run's last logged step
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def absolute_uri(uri: str) -> str:
+    """Trials and the driver must agree on one store: relative SQLite paths are made absolute here."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    if "://" not in uri:
+        raise TrackingError(f"tracking URI {uri!r} is not a URI; use sqlite:///path/to/mlflow.db or http://host:port")
+    return uri
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as err:
+            raise TrackingError(
+                f"the MLflow tracking server at {uri} does not answer ({getattr(err, 'reason', err)}); "
+                "start it (mlflow server ...) or pass --tracking-uri / MLFLOW_TRACKING_URI"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        directory = Path(uri[len("sqlite:///"):]).parent
+        if not directory.is_dir():
+            raise TrackingError(f"the directory of the SQLite tracking store {directory} does not exist")
+
+
+def prepare_experiment(uri: str, name: str) -> str:
+    """Create the sweep's experiment once, from the driver (trials never create it), and return its id."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if uri.startswith("sqlite:///"):  # next to the database, not in whatever directory a process runs in
+        artifact_location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+    # the MLflow 3 UI opens in its GenAI view; this tag makes it show the runs table and charts
+    client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+    return experiment_id
+
+
+def runs_link(uri: str, experiment_id: str) -> str:
+    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def code_version() -> str:
+    root = Path(grokbench.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{grokbench.__version__}+{sha}" if sha else grokbench.__version__
+
+
+class TrialRuns(tune.Callback):
+    """A Tune callback on the driver that owns one MLflow run per trial."""
+
+    def __init__(self, uri: str, experiment_id: str, sweep_id: str, extra_tags: dict[str, str] | None = None):
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.sweep_id = sweep_id
+        self.extra_tags = extra_tags or {}
+        self.version = code_version()
+        self._runs: dict[str, tuple[str, int]] = {}  # trial key → (run id, last logged step)
+        self._client = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled with the Tuner for `--resume`: keep the settings, rebuild the client and the cache
+        return {**self.__dict__, "_runs": {}, "_client": None}
+
+    @property
+    def client(self):
+        if self._client is None:
+            import mlflow
+
+            self._client = mlflow.MlflowClient(self.uri)
+        return self._client
+
+    def _run(self, trial: Any) -> tuple[str, str, int]:
+        """(trial key, run id, last logged step), from the cache, else from MLflow, else a new run."""
+        config = trial.config["trial"]["config"]
+        key = trial_key(config)
+        if key not in self._runs:
+            self._runs[key] = self._find_run(key) or (self._create_run(key, config), -1)
+        return (key, *self._runs[key])
+
+    def _find_run(self, key: str) -> tuple[str, int] | None:
+        found = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{self.sweep_id}' and tags.`{KEY_TAG}` = '{key}'"
+        )
+        if not found:
+            return None
+        run_id = found[0].info.run_id
+        history = self.client.get_metric_history(run_id, CURVE_SENTINEL)
+        return run_id, max((m.step for m in history), default=-1)
+
+    def _create_run(self, key: str, config: dict[str, Any]) -> str:
+        from mlflow.entities import Param, RunTag
+
+        tags = {
+            SWEEP_TAG: self.sweep_id, KEY_TAG: key, "method": config["method"], "loss": config["loss"],
+            "seed": str(config["seed"]), "task": config["task"], "status": "running", **self.extra_tags,
+        }
+        run = self.client.create_run(self.experiment_id, run_name=key, tags=tags)
+        params = [Param(k, "None" if v is None else str(v)) for k, v in sorted(config.items())]
+        params.append(Param("code_version", self.version))
+        self.client.log_batch(run.info.run_id, params=params, tags=[RunTag("grokbench.version", self.version)])
+        self.client.log_dict(run.info.run_id, config, "config.json")
+        return run.info.run_id
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._run(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        from mlflow.entities import Metric
+
+        key, run_id, last_step = self._run(trial)
+        step = int(result["step"])
+        now = int(time.time() * 1000)
+        if "metrics" in result and step > last_step:
+            metrics = [Metric(k, float(v), now, step) for k, v in result["metrics"].items() if v is not None]
+            self.client.log_batch(run_id, metrics=metrics)
+            self._runs[key] = (run_id, step)
+        elif "summary" in result:
+            self._log_summary(run_id, result["summary"], step, now)
+
+    def _log_summary(self, run_id: str, summary: dict[str, Any], step: int, now: int) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics = [Metric(k, float(v), now, step) for k, v in numbers.items() if k not in ("seed",)]
+        tags = [RunTag("status", summary["status"]),
+                RunTag("grokked_before_memorised", str(summary["grokked_before_memorised"]))]
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.client.log_text(run_id, json.dumps(summary, indent=2), "summary.json")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.client.set_terminated(self._run(trial)[1], status="FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self._run(trial)[1]
+        self.client.set_tag(run_id, "status", "failed")
+        self.client.set_terminated(run_id, status="FAILED")
+
+
+
+def sweep_summaries(uri: str, experiment_id: str, sweep_id: str) -> list[dict[str, Any]]:
+    """The summary of every finished trial of a sweep, read back from MLflow (the sweep's record of truth)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}'", max_results=50_000)
+    summaries = []
+    for run in runs:
+        status = run.data.tags.get("status")
+        if status in (None, "running"):
+            continue
+        params, metrics = run.data.params, run.data.metrics
+        summaries.append({
+            "method": params["method"], "loss": params["loss"], "lam": float(params["lam"]),
+            "init_scale": float(params["init_scale"]), "seed": int(params["seed"]), "status": status,
+            "steps_to_grok": metrics.get("steps_to_grok"), "time_to_grok_s": metrics.get("time_to_grok_s"),
+        })
+    return summaries

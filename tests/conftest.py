@@ -1,0 +1,20 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+if not os.environ.get("GROKBENCH_DATA") and SHARED_DATA.is_dir():
+    os.environ["GROKBENCH_DATA"] = str(SHARED_DATA)
+
+torch.set_num_threads(1)  # tests compare runs bit for bit; one thread is also the fastest for these sizes
+
+
+@pytest.fixture(scope="session")
+def mnist_available() -> None:
+    root = Path(os.environ.get("GROKBENCH_DATA", "")) / "MNIST" / "raw"
+    if not root.is_dir():
+        pytest.skip("MNIST IDX files not found: set GROKBENCH_DATA to a directory holding MNIST/raw/")

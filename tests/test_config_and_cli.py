@@ -1,0 +1,89 @@
+"""Configuration is checked at the boundary; the CLI turns bad input into one clear line and exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from grokbench.cli import main
+from grokbench.config import ConfigError, TrialConfig, resolve
+
+
+def test_task_and_method_defaults_fill_unset_fields():
+    cfg = resolve(TrialConfig(task="mnist", method="grokalign"))
+    assert (cfg.loss, cfg.lam, cfg.init_scale, cfg.lr, cfg.weight_decay) == ("ce", 1e-3, 8.0, 1e-3, 0.01)
+    assert (cfg.batch_size, cfg.eval_every, cfg.dtype, cfg.optimizer) == (256, 10, "float64", "adamw")
+    assert resolve(TrialConfig(task="mnist", method="grokalign", loss="mse")).lam == 1e-4
+    assert resolve(TrialConfig(task="mnist", method="grokfast")).lam == 0.1
+    assert resolve(TrialConfig(task="mnist", method="grokfast", lam=2.0, init_scale=1)).init_scale == 1.0
+
+
+def test_from_dict_coerces_strings_and_rejects_unknown_fields():
+    assert TrialConfig.from_dict({"lam": "0.1", "seed": "3", "threads": "none"}) == TrialConfig(lam=0.1, seed=3)
+    with pytest.raises(ConfigError, match="unknown field.*allowed fields:.*init_scale"):
+        TrialConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="seed: must be an integer"):
+        TrialConfig.from_dict({"seed": 1.5})
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "mnist", "--method", "sam"], "method: 'sam' is not one of: baseline, grokalign, grokfast, adversarial"),
+        (["run", "mnist", "--method", "grokalign", "--lam", "-1"], "lam: must be >= 0, got -1.0"),
+        (["run", "mnist", "--init-scale", "0"], "init_scale: must be > 0, got 0.0"),
+        (["run", "mnist", "--batch-size", "2048"], "batch_size: 2048 is larger than the 1024 training points of mnist"),
+        (["run", "xor", "--loss", "ce"], "loss: 'ce' is not one of: mse"),
+        (["run", "mnist", "--lam", "0.5"], "lam: baseline has no strength to set"),
+        (["run", "mnist", "--threads", "two"], "threads: must be an integer, got 'two'"),
+        (["run", "mnist", "--grokalign-estimator", "magic"], "grokalign_estimator: 'magic' is not one of"),
+    ],
+)
+def test_bad_config_gives_one_clear_line_and_exit_code_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grokbench: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_unknown_task_and_unknown_flag_are_usage_errors(capsys):
+    for argv in (["run", "cifar100"], ["run", "mnist", "--learning-rate", "1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'cifar100'" in err and "unrecognized arguments: --learning-rate" in err
+
+
+def test_missing_mnist_offline_names_where_to_put_the_files(tmp_path, capsys):
+    # no network here: the download fails, and the message says where the IDX files go
+    assert main(["run", "mnist", "--data-dir", str(tmp_path), "--max-epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "MNIST" / "raw") in err and "train-images-idx3-ubyte" in err and "GROKBENCH_DATA" in err
+
+
+def test_run_json_last_line_is_the_summary():
+    """The real console entry point, in its own process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "grokbench.cli", "run", "xor", "--seed", "1", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    required = {
+        "task", "method", "loss", "lam", "init_scale", "seed", "status", "steps_to_memorise", "steps_to_grok",
+        "epochs_to_grok", "time_to_memorise_s", "time_to_grok_s", "train_time_s", "final_train_acc", "final_test_acc",
+    }
+    assert required <= set(summary)
+    assert (summary["task"], summary["seed"], summary["status"]) == ("xor", 1, "grokked")
+    assert "grokked at" in proc.stdout  # the human summary comes before the JSON line
+
+
+def test_bad_input_in_a_real_process_exits_2_without_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "grokbench.cli", "run", "mnist", "--init-scale", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "grokbench: error: init_scale: must be > 0, got 0.0"

@@ -1,0 +1,234 @@
+"""Sweeps on a real local Ray, logging to a real SQLite MLflow store, searched by real Optuna.
+
+One Ray for the whole module; each test copies a pre-migrated store and uses its own results directory.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import ray
+import yaml
+
+from grokbench.cli import main
+from grokbench.sweep.driver import SweepOptions, run_sweep
+from grokbench.sweep.spec import load_sweep
+from grokbench.sweep.tracking import KEY_TAG, SWEEP_TAG
+
+TINY = {
+    "name": "tiny",
+    "description": "two xor trials",
+    "task": "xor",
+    "budget": {"max_epochs": 150},
+    "base": {"eval_every": 10},
+    "grid": {"seed": [0, 1]},
+    "methods": {"baseline": {}, "grokalign": {"lam": 1e-3}},
+    "resources": {"cpus_per_trial": 1},
+    "checkpoint_every": 40,
+    "max_failures": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory):
+    """An empty MLflow SQLite store with its schema migrations done once for the whole session."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path, migrated_store):
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    return tmp_path
+
+
+def write_sweep(directory: Path, **changes) -> Path:
+    path = directory / f"{changes.get('name', TINY['name'])}.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    return path
+
+
+def uri(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+def runs_of(workdir: Path, experiment: str):
+    client = mlflow.MlflowClient(uri(workdir))
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id]) if exp else []
+
+
+def assert_each_trial_logged_once(workdir: Path, experiment: str, expected_trials: int):
+    client, runs = runs_of(workdir, experiment)
+    keys = [r.data.tags[KEY_TAG] for r in runs]
+    assert len(keys) == expected_trials and len(set(keys)) == expected_trials  # none missing, none duplicated
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_acc")]
+        assert steps == sorted(set(steps)), f"{run.info.run_name}: repeated or unordered steps {steps}"
+        eval_every = int(run.data.params["eval_every"])
+        epochs = int(run.data.metrics["epochs"])
+        # xor: one update per epoch; an evaluation at 0, every eval_every epochs, and at the end
+        expected = sorted(set(range(0, epochs + 1, eval_every)) | {epochs})
+        assert steps == expected, f"{run.info.run_name}: steps {steps} != {expected}"
+        assert run.info.status == "FINISHED" and run.data.tags["status"] in ("grokked", "censored")
+    return runs
+
+
+def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(ray_cluster, workdir):
+    spec = load_sweep(str(write_sweep(workdir)))
+    code = run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results")))
+    assert code == 0
+    runs = assert_each_trial_logged_once(workdir, "grokbench/tiny", expected_trials=4)
+    client = mlflow.MlflowClient(uri(workdir))
+    for run in runs:
+        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        assert params["task"] == "xor" and params["method"] in ("baseline", "grokalign")
+        assert {"lam", "init_scale", "seed", "lr", "weight_decay", "batch_size", "code_version"} <= set(params)
+        assert params["threads"] == "1" and params["device"] == "cpu"
+        assert {"test_acc", "centroid_alignment", "jacobian_norm", "steps_to_grok", "time_to_grok_s"} <= set(metrics)
+        assert (tags["method"], tags["loss"]) == (params["method"], "mse") and tags[SWEEP_TAG].startswith("tiny-")
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert artifacts == {"config.json", "summary.json"}
+    lams = sorted(float(r.data.params["lam"]) for r in runs)
+    assert lams == [0.0, 0.0, 1e-3, 1e-3]
+
+
+def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(ray_cluster, workdir):
+    spec = load_sweep(str(write_sweep(workdir, grid={"seed": [0]}, methods={"baseline": {}}, name="faulty")))
+    fault = {"kill_at_epoch": 60, "marker_dir": str(workdir / "faults")}
+    code = run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results"), fault=fault))
+    assert code == 0
+    assert len(list((workdir / "faults").iterdir())) == 1  # the worker really was killed once
+    (run,) = assert_each_trial_logged_once(workdir, "grokbench/faulty", expected_trials=1)
+    # continued from the checkpoint at epoch 40 (xor: one update per epoch), not from the start
+    summary = mlflow.artifacts.load_dict(run.info.artifact_uri + "/summary.json")
+    assert summary["resumed_from_step"] == 40
+
+
+def test_diverging_trial_is_recorded_as_diverged_not_retried(ray_cluster, workdir):
+    spec = load_sweep(str(write_sweep(workdir, name="diverge", grid={"seed": [0]}, methods={"baseline": {}},
+                                      base={"lr": 50.0, "eval_every": 10})))
+    assert run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results"))) == 0
+    _, (run,) = runs_of(workdir, "grokbench/diverge")
+    assert run.data.tags["status"] == "diverged" and run.info.status == "FINISHED"
+    assert run.data.metrics["epochs"] < 150
+
+
+def test_optuna_search_finds_and_logs_a_best_value_per_method(ray_cluster, workdir):
+    path = write_sweep(workdir, name="search", grid={}, base={"eval_every": 10, "seed": 0},
+                       methods={"grokalign": {}, "grokfast": {}},
+                       search={"num_samples": 2, "seed": 3, "space": {
+                           "grokalign": {"lam": {"low": 1e-4, "high": 1e-1, "log": True}},
+                           "grokfast": {"lam": {"low": 0.01, "high": 1.0, "log": True}}}})
+    spec = load_sweep(str(path))
+    assert run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results"))) == 0
+    client, runs = runs_of(workdir, "grokbench/search")
+    assert len(runs) == 4
+    lams = {r.data.params["method"]: [] for r in runs}
+    for r in runs:
+        lams[r.data.params["method"]].append(float(r.data.params["lam"]))
+    assert all(1e-4 <= v <= 1e-1 for v in lams["grokalign"]) and all(0.01 <= v <= 1 for v in lams["grokfast"])
+    assert len(set(lams["grokalign"])) == 2  # Optuna sampled two different values
+    tags = client.get_experiment_by_name("grokbench/search").tags
+    for method in ("grokalign", "grokfast"):
+        (best_key,) = [k for k in tags if k.startswith("best.") and k.endswith(f".{method}.lam")]
+        best = [r for r in runs if r.data.tags.get("grokbench.best") == "true" and r.data.params["method"] == method]
+        assert len(best) == 1 and float(best[0].data.params["lam"]) == pytest.approx(float(tags[best_key]))
+        objective = lambda r: r.data.metrics["time_to_grok_s" if r.data.tags["status"] == "grokked" else "train_time_s"]  # noqa: E731
+        assert objective(best[0]) == min(objective(r) for r in runs if r.data.params["method"] == method)
+
+
+def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(ray_cluster, workdir):
+    path = write_sweep(workdir, name="killed", grid={"seed": [0, 1, 2]}, budget={"max_epochs": 200},
+                       base={"eval_every": 10, "epochs_after_grok": 60})
+    command = [sys.executable, "-m", "grokbench.cli", "sweep", str(path), "--address", ray_cluster,
+               "--tracking-uri", uri(workdir), "--storage", str(workdir / "results"), "--sweep-id", "killed-1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(command, cwd=workdir, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # kill once some trial has logged curves, before all have finished
+            time.sleep(1)
+            _, runs = runs_of(workdir, "grokbench/killed") if (workdir / "mlflow.db").exists() else (None, [])
+            finished = [r for r in runs if r.data.tags.get("status") not in (None, "running")]
+            if runs and len(finished) < 6 and any("train_acc" in r.data.metrics for r in runs):
+                break
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    resumed = subprocess.run(command + ["--resume"], cwd=workdir, env=env, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_each_trial_logged_once(workdir, "grokbench/killed", expected_trials=6)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"methodz": {}}, "methodz: unknown key; allowed here:"),
+        ({"grid": {"seed": []}}, "grid.seed: must be a non-empty list of values"),
+        ({"methods": {"grokalign": {"lam": -1}}}, "methods.grokalign: lam: must be >= 0"),
+        ({"methods": {"sam": {}}}, "methods.sam: method: 'sam' is not one of"),
+        ({"budget": {"max_epochs": 0}}, "budget.max_epochs: must be a positive integer"),
+        ({"grid": {"learning_rate": [1]}}, "grid.learning_rate: unknown key"),
+        ({"resources": {"cpus_per_trial": 0}}, "resources.cpus_per_trial: must be a positive number"),
+    ],
+)
+def test_bad_sweep_file_names_file_and_key_with_exit_code_2(tmp_path, capsys, change, message):
+    path = write_sweep(tmp_path, **change)
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and message in err and "Traceback" not in err
+
+
+def test_unknown_sweep_name_lists_the_shipped_sweeps(capsys):
+    assert main(["sweep", "mnist_typo"]) == 2
+    err = capsys.readouterr().err
+    assert "no sweep named 'mnist_typo'" in err and "mnist, mnist_init, mnist_lambda, mnist_tune" in err
+
+
+def test_bad_flags_are_clear_errors(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    assert main(["sweep", str(path), "--methods", "adversarial", "--dry-run"]) == 2
+    assert "--methods: adversarial not in this sweep; it has: baseline, grokalign" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--max-epochs", "0", "--dry-run"]) == 2
+    assert "max_epochs (--max-epochs): must be a positive integer" in capsys.readouterr().err
+
+
+def test_unreachable_ray_and_tracking_server_fail_before_any_trial(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    assert main(["sweep", str(path), "--address", "127.0.0.1:9", "--storage", str(tmp_path / "r"),
+                 "--tracking-uri", uri(tmp_path)]) == 2
+    assert "cannot reach the Ray cluster at 127.0.0.1:9" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--tracking-uri", "http://127.0.0.1:9", "--storage", str(tmp_path / "r")]) == 2
+    assert "the MLflow tracking server at http://127.0.0.1:9 does not answer" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_shipped_sweeps_parse_and_plan_the_documented_trials():
+    counts = {name: load_sweep(name) for name in ("mnist", "mnist_lambda", "mnist_init", "mnist_tune")}
+    assert len(counts["mnist"].trials()) == 4 * 2 * 5
+    lams = {(c.loss, c.lam) for c in counts["mnist"].trials() if c.method == "grokalign"}
+    assert lams == {("ce", 1e-3), ("mse", 1e-4)}
+    assert {c.lam for c in counts["mnist_lambda"].trials() if c.method == "grokalign"} >= {1e-4, 1e-3, 1e-2, 1e-1}
+    assert {c.init_scale for c in counts["mnist_init"].trials()} >= {1, 4, 8, 16}
+    assert set(counts["mnist_tune"].search.space) == {"baseline", "grokalign", "grokfast", "adversarial"}
+    smoke = counts["mnist"].smoke_version()
+    assert smoke.name == "mnist-smoke" and len(smoke.trials()) == 8

@@ -1,0 +1,128 @@
+"""The training loop: reproducibility, exact resume, events, censoring and divergence."""
+
+import io
+import json
+
+import pytest
+import torch
+
+from grokbench.config import TrialConfig
+from grokbench.train import Trial
+
+SHORT = dict(task="xor", max_epochs=12, eval_every=4)
+METHOD_SETTINGS = {
+    "baseline": {},
+    "grokalign": {"lam": 0.01},
+    "grokfast": {"grokfast_variant": "ma", "grokfast_window": 5},
+    "adversarial": {},
+}
+
+
+def run_collecting(trial):
+    seen = []
+    summary = trial.run(callback=lambda ev, t: seen.append((ev.step, ev.metrics)))
+    return summary, seen
+
+
+def parameters(trial):
+    return torch.cat([p.detach().flatten() for p in trial.model.parameters()])
+
+
+def test_same_seed_gives_identical_results():
+    a_summary, a_seen = run_collecting(Trial(TrialConfig(method="grokalign", lam=0.01, **SHORT)))
+    b_summary, b_seen = run_collecting(Trial(TrialConfig(method="grokalign", lam=0.01, **SHORT)))
+    assert a_seen == b_seen
+    drop_time = lambda s: {k: v for k, v in s.items() if "time" not in k}  # noqa: E731
+    assert drop_time(a_summary) == drop_time(b_summary)
+
+
+def test_different_seeds_differ():
+    a = Trial(TrialConfig(seed=0, **SHORT))
+    b = Trial(TrialConfig(seed=1, **SHORT))
+    assert not torch.equal(parameters(a), parameters(b))
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_SETTINGS))
+def test_save_restore_continue_equals_an_uninterrupted_run(method):
+    cfg = TrialConfig(method=method, **METHOD_SETTINGS[method], **SHORT)
+    straight = Trial(cfg)
+    straight_summary, straight_seen = run_collecting(straight)
+
+    first = Trial(cfg)
+    seen = []
+    saved = {}
+
+    class Killed(Exception):
+        pass
+
+    def save_at_epoch_8(ev, trial):
+        seen.append((ev.step, ev.metrics))
+        if ev.epoch == 8:
+            buffer = io.BytesIO()
+            torch.save(trial.state_dict(), buffer)
+            saved["bytes"] = buffer.getvalue()
+            raise Killed  # the process dies right after saving
+
+    with pytest.raises(Killed):
+        first.run(callback=save_at_epoch_8)
+    resumed = Trial.restore(torch.load(io.BytesIO(saved["bytes"]), weights_only=False))
+    resumed_summary = resumed.run(callback=lambda ev, t: seen.append((ev.step, ev.metrics)))
+
+    assert [s for s, _ in seen] == [s for s, _ in straight_seen]  # no evaluation repeated or lost
+    assert seen == straight_seen
+    assert torch.equal(parameters(resumed), parameters(straight))
+    assert resumed_summary["steps"] == straight_summary["steps"]
+    assert resumed_summary["status"] == straight_summary["status"]
+
+
+def test_restored_clock_continues_from_saved_training_time():
+    trial = Trial(TrialConfig(**SHORT))
+    trial.train_epochs(4)
+    state = trial.state_dict()
+    resumed = Trial.restore(state)
+    assert resumed.train_time_s == state["train_time_s"] > 0
+    resumed.train_epochs(1)
+    assert resumed.train_time_s > state["train_time_s"]
+
+
+def test_xor_memorises_then_groks_and_stops_at_grokking():
+    summary, seen = run_collecting(Trial(TrialConfig(task="xor")))
+    assert summary["status"] == "grokked"
+    assert summary["steps_to_memorise"] < summary["steps_to_grok"]  # a delay: grokking, not plain learning
+    assert summary["steps"] == summary["steps_to_grok"]
+    assert summary["final_test_acc"] > 0.95
+    assert 0 <= summary["time_to_memorise_s"] <= summary["time_to_grok_s"] == summary["train_time_s"]
+    assert summary["grok_phase_time_s"] == pytest.approx(summary["time_to_grok_s"] - summary["time_to_memorise_s"])
+
+
+def test_training_continues_the_given_number_of_epochs_past_grokking():
+    summary = Trial(TrialConfig(task="xor", epochs_after_grok=6)).run()
+    assert summary["status"] == "grokked"
+    assert summary["epochs"] == summary["epochs_to_grok"] + 6
+
+
+def test_budget_ends_a_run_that_has_not_grokked_as_censored():
+    summary, seen = run_collecting(Trial(TrialConfig(task="xor", max_epochs=9, eval_every=4)))
+    assert summary["status"] == "censored"
+    assert summary["steps_to_grok"] is None and summary["epochs"] == 9
+    assert [step for step, _ in seen] == [0, 4, 8, 9]  # initial, every 4 epochs, and the budget's end
+
+
+def test_nan_loss_ends_the_trial_as_diverged():
+    summary = Trial(TrialConfig(task="xor", lr=50.0, max_epochs=200)).run()
+    assert summary["status"] == "diverged"
+    assert summary["epochs"] < 200
+    assert summary["final_test_acc"] is None  # no accuracy to report from a network full of NaNs
+    json.dumps(summary, allow_nan=False)  # the --json line stays valid JSON
+
+
+def test_evaluation_reports_every_metric_and_train_time_excludes_evaluation():
+    trial = Trial(TrialConfig(**SHORT))
+    metrics = trial.evaluate()
+    expected = {
+        "train_acc", "test_acc", "train_loss", "test_loss", "noisy_test_acc", "jacobian_norm", "centroid_norm",
+        "centroid_alignment", "centroid_inner_product", "row_alignment_max", "row_alignment_min",
+        "pc1_explained_variance",
+    }
+    assert expected <= set(metrics)
+    assert trial.train_time_s == 0.0  # evaluating does not count as training
