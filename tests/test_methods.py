@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from grokbench.config import TrialConfig, resolve
-from grokbench.losses import LOSSES
+from grokbench.losses import LOSSES, accuracy
 from grokbench.methods import METHODS
-from grokbench.methods.adversarial import noise_scale
+from grokbench.methods.adversarial import clean_accuracy_for_sigma, noise_scale
 from grokbench.train import Trial
 
 
@@ -67,6 +67,18 @@ def test_adversarial_epoch_sets_sigma_from_clean_accuracy_and_leaves_data_untouc
     trial.train_epochs(1)
     assert trial.method.sigma.item() == pytest.approx(2.0 * max(0.06 * (1 - clean.item()), 0.03), rel=1e-6)
     assert torch.equal(trial.data.x_train, before)
+
+
+@pytest.mark.parametrize("train_epochs", [0, 60])  # before (accuracy < 1/2) and after memorising
+def test_adversarial_sigma_from_half_pass_equals_sigma_from_full_pass(train_epochs):
+    trial = Trial(TrialConfig(task="xor", method="adversarial"))
+    trial.train_epochs(train_epochs)
+    x, y = trial.data.x_train, trial.data.y_train
+    with torch.no_grad():
+        full = accuracy(trial.model(x), y)
+        fast = clean_accuracy_for_sigma(trial.model, x, y)
+    assert noise_scale(fast).item() == noise_scale(full).item()
+    assert fast.item() <= full.item()
 
 
 def test_adversarial_noise_is_fresh_per_batch():
