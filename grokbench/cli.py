@@ -114,6 +114,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return run_sweep(spec, options)
 
 
+def cmd_bench_sweep(args: argparse.Namespace) -> int:
+    from grokbench.sweep.overhead import measure_overhead
+
+    config = {"task": args.task, "method": args.method, "loss": args.loss, "max_epochs": args.max_epochs,
+              "threads": args.threads}
+    TrialConfig.from_dict(config)  # bad values fail here, before Ray starts
+    report = measure_overhead(config, rounds=args.rounds, progress=lambda m: print(m, file=sys.stderr))
+    print(f"trial wall clock, median of {report['rounds']} alternating rounds: grokbench run "
+          f"{report['standalone_wall_s']:.1f} s, inside a sweep {report['in_sweep_wall_s']:.1f} s "
+          f"({100 * (report['overhead_ratio'] - 1):+.1f}%); sweep start-up and teardown "
+          f"{report['sweep_startup_s']:.1f} s")
+    if args.json:
+        _print_json(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from grokbench.tasks import TASKS
 
@@ -133,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data-dir", default=None, help="directory holding MNIST/raw/")
     bench.add_argument("--json", action="store_true", help="end stdout with the timings as one JSON line")
     bench.set_defaults(handler=cmd_bench)
+
+    overhead = commands.add_parser("bench-sweep", help="a trial's wall clock inside a sweep vs grokbench run")
+    overhead.add_argument("--task", default="mnist")
+    overhead.add_argument("--method", default="baseline")
+    overhead.add_argument("--loss", default="ce")
+    overhead.add_argument("--max-epochs", type=int, default=500)
+    overhead.add_argument("--threads", type=int, default=1)
+    overhead.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
+    overhead.add_argument("--json", action="store_true", help="end stdout with the figures as one JSON line")
+    overhead.set_defaults(handler=cmd_bench_sweep)
 
     sweep = commands.add_parser("sweep", help="run a sweep file's trials on Ray Tune, one MLflow run per trial")
     sweep.add_argument("sweep", help="a sweep name in sweeps/ (mnist, mnist_lambda, mnist_init, mnist_tune, ...) or a path")

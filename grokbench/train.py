@@ -61,6 +61,7 @@ def synchronize(device: torch.device) -> None:
 
 class Trial:
     def __init__(self, cfg: TrialConfig):
+        self._wall_start = time.perf_counter()
         self.cfg = cfg = resolve(cfg)
         self.task = task = TASKS[cfg.task]
         self.device = device = pick_device(cfg.device)
@@ -81,7 +82,9 @@ class Trial:
             (self.data.x_train[i : i + cfg.batch_size], self.data.y_train[i : i + cfg.batch_size])
             for i in range(0, len(self.data.x_train), cfg.batch_size)
         ]
-        noisy_test = task.perturb(data.x_test, cfg.noise_std, torch.Generator().manual_seed(ROBUSTNESS_SEED))
+        # robustness: accuracy on the first probe_size test points under a fixed draw of the task's perturbation
+        noisy_test = task.perturb(data.x_test[: cfg.probe_size], cfg.noise_std,
+                                  torch.Generator().manual_seed(ROBUSTNESS_SEED))
         # train, test and perturbed test go through the network in one batched pass at each evaluation
         self.eval_inputs = torch.cat([data.x_train, data.x_test, noisy_test]).to(device)
         self.probe = self.data.x_train[: cfg.probe_size]
@@ -133,7 +136,7 @@ class Trial:
             "test_acc": accuracy(test_out, y_test),
             "train_loss": self.loss_fn(train_out, y_train),
             "test_loss": self.loss_fn(test_out, y_test),
-            "noisy_test_acc": accuracy(noisy_out, y_test),
+            "noisy_test_acc": accuracy(noisy_out, y_test[: len(noisy_out)]),
             **geometry(self.model, self.probe),
         }
         if self._loss_count:
@@ -192,6 +195,7 @@ class Trial:
             "steps": self.step,
             "epochs": self.epoch,
             "train_time_s": self.train_time_s,
+            "wall_s": time.perf_counter() - self._wall_start,  # this process: set-up, evaluation, callbacks too
             "final_train_acc": self._final("train_acc"),
             "final_test_acc": self._final("test_acc"),
             "final_noisy_test_acc": self._final("noisy_test_acc"),

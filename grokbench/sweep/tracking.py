@@ -24,7 +24,8 @@ from grokbench.sweep.keys import trial_key
 
 SWEEP_TAG = "grokbench.sweep_id"
 KEY_TAG = "grokbench.trial_key"
-CURVE_SENTINEL = "train_acc"  # every evaluation logs it; its last step is the run's last logged step
+CURVE_SENTINEL = "train_acc"
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call  # every evaluation logs it; its last step is the run's last logged step
 
 
 def default_tracking_uri() -> str:
@@ -152,14 +153,20 @@ class TrialRuns(tune.Callback):
         from mlflow.entities import Metric
 
         key, run_id, last_step = self._run(trial)
-        step = int(result["step"])
         now = int(time.time() * 1000)
-        if "metrics" in result and step > last_step:
-            metrics = [Metric(k, float(v), now, step) for k, v in result["metrics"].items() if v is not None]
-            self.client.log_batch(run_id, metrics=metrics)
-            self._runs[key] = (run_id, step)
-        elif "summary" in result:
-            self._log_summary(run_id, result["summary"], step, now)
+        fresh = [point for point in result.get("curve", []) if point["step"] > last_step]
+        metrics = [
+            Metric(name, float(value), now, point["step"])
+            for point in fresh
+            for name, value in point.items()
+            if name != "step" and value is not None
+        ]
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
+        if fresh:
+            self._runs[key] = (run_id, fresh[-1]["step"])
+        if "summary" in result:
+            self._log_summary(run_id, result["summary"], int(result["step"]), now)
 
     def _log_summary(self, run_id: str, summary: dict[str, Any], step: int, now: int) -> None:
         from mlflow.entities import Metric, RunTag

@@ -1,0 +1,81 @@
+"""`grokbench bench-sweep`: what running inside a sweep costs a trial, measured side by side.
+
+The same config runs alternately as `grokbench run` (its own process) and as the only trial of a one-trial sweep
+(a Tune worker reporting every evaluation, checkpointing, the driver logging to MLflow). Each side's figure is
+the trial's own wall clock from its start in its process to its end (`wall_s`: set-up, training, evaluation,
+checkpoints and reporting included). The sweep's start-up (Ray, workers, MLflow) is reported apart.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from grokbench.sweep.driver import SweepOptions, run_sweep
+from grokbench.sweep.spec import load_sweep
+
+
+def _standalone_wall_s(config: dict[str, Any]) -> float:
+    argv = [sys.executable, "-m", "grokbench.cli", "run", config["task"], "--json"]
+    for key, value in config.items():
+        if key != "task":
+            argv += ["--" + key.replace("_", "-"), str(value)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])["wall_s"]
+
+
+def _sweep_wall_s(config: dict[str, Any], workdir: Path, index: int) -> tuple[float, float]:
+    import mlflow
+
+    settings = {k: v for k, v in config.items() if k not in ("task", "method", "max_epochs", "threads")}
+    name = f"overhead{index}"
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "task": config["task"], "budget": {"max_epochs": config["max_epochs"]}, "base": settings,
+        "methods": {config["method"]: {}}, "resources": {"cpus_per_trial": config["threads"]},
+    }))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    started = time.perf_counter()
+    code = run_sweep(load_sweep(str(path)), SweepOptions(tracking_uri=uri, storage=str(workdir / "results")),
+                     out=io.StringIO())
+    total = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"the overhead sweep failed (exit {code})")
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(f"grokbench/{name}").experiment_id])
+    wall = run.data.metrics["wall_s"]
+    return wall, total - wall
+
+
+def measure_overhead(config: dict[str, Any], rounds: int = 2, progress: Callable[[str], None] = print) -> dict:
+    import ray
+
+    ray.init(num_cpus=max(int(config["threads"]), 1), include_dashboard=False, log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory(prefix="grokbench-overhead-") as tmp:
+            pairs = []
+            for r in range(rounds):
+                standalone = _standalone_wall_s(config)
+                in_sweep, startup = _sweep_wall_s(config, Path(tmp), r)
+                pairs.append((standalone, in_sweep, startup))
+                progress(f"round {r + 1}/{rounds}: run {standalone:.1f} s, in sweep {in_sweep:.1f} s "
+                         f"(+{100 * (in_sweep / standalone - 1):.1f}%), sweep start-up and teardown {startup:.1f} s")
+    finally:
+        ray.shutdown()
+    return {
+        "config": config,
+        "rounds": rounds,
+        "standalone_wall_s": statistics.median(p[0] for p in pairs),
+        "in_sweep_wall_s": statistics.median(p[1] for p in pairs),
+        "overhead_ratio": statistics.median(p[1] / p[0] for p in pairs),
+        "sweep_startup_s": statistics.median(p[2] for p in pairs),
+    }
