@@ -16,6 +16,7 @@ import pytest
 import ray
 import yaml
 
+from analysis.tables import main as tables_main
 from grokbench.cli import main
 from grokbench.sweep.driver import SweepOptions, run_sweep
 from grokbench.sweep.spec import load_sweep
@@ -105,6 +106,12 @@ def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(ray_cl
         assert artifacts == {"config.json", "summary.json"}
     lams = sorted(float(r.data.params["lam"]) for r in runs)
     assert lams == [0.0, 0.0, 1e-3, 1e-3]
+
+    # the analysis reads the sweep back: Table 1 with both methods, every trial counted
+    sweep_id = runs[0].data.tags[SWEEP_TAG]
+    assert tables_main(["--tracking-uri", uri(workdir), "--sweep", sweep_id, "--out", str(workdir / "tables")]) == 0
+    table = (workdir / "tables" / "table1_mse.md").read_text()
+    assert "| Baseline | 2/2 |" in table and "| GrokAlign | 2/2 |" in table
 
 
 def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(ray_cluster, workdir):

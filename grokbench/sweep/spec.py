@@ -70,7 +70,8 @@ class SweepSpec:
     smoke: dict[str, Any] = field(default_factory=dict)
 
     def trials(self) -> list[TrialConfig]:
-        """Every trial of a grid sweep, resolved (task and method defaults filled in) and validated."""
+        """Every trial of a grid sweep, resolved (task and method defaults filled in) and validated; seed-major,
+        so that a sweep stopped early has whole comparisons (every method at seed 0) rather than one method."""
         out = []
         for method, settings in self.methods.items():
             axes = {**self.grid, **{k: v for k, v in settings.items() if k != "by_loss" and isinstance(v, list)}}
@@ -80,7 +81,7 @@ class SweepSpec:
                 values.update(settings.get("by_loss", {}).get(values.get("loss"), {}))
                 values.update(task=self.task, method=method, max_epochs=self.max_epochs)
                 out.append(self._resolve(values, f"methods.{method}"))
-        return out
+        return sorted(out, key=lambda cfg: cfg.seed)  # stable: methods keep the file's order within a seed
 
     def _resolve(self, values: dict[str, Any], where: str) -> TrialConfig:
         try:

@@ -1,0 +1,131 @@
+"""Figures (PNG and PDF) from a sweep's runs: learning curves against steps and seconds, time to grok against
+λ and against the initialisation scale, and geometry curves with the memorised and grokked moments marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.tables import METHOD_NAMES, varied_groups
+
+CURVES = ("train_acc", "test_acc", "train_time_s", "centroid_alignment", "jacobian_norm")
+
+
+def histories(uri: str, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per run: a frame indexed by optimiser step with one column per curve."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    out = {}
+    for run_id in runs["run_id"]:
+        columns = {}
+        for name in CURVES:
+            points = client.get_metric_history(run_id, name)
+            columns[name] = pd.Series({p.step: p.value for p in points}, dtype=float)
+        out[run_id] = pd.DataFrame(columns).sort_index()
+    return out
+
+
+def _median_band(curves: list[pd.Series], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median and min–max band over runs, each interpolated onto the grid (NaN past a run's end)."""
+    stacked = np.vstack([
+        np.interp(grid, c.index.to_numpy(float), c.to_numpy(float), right=np.nan) for c in curves if len(c)
+    ])
+    with np.errstate(all="ignore"):
+        return np.nanmedian(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=130, bbox_inches="tight")
+    return paths
+
+
+def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    written = []
+    for x_axis, label in (("step", "optimiser steps"), ("train_time_s", "training seconds")):
+        losses = sorted(set(runs["loss"]))
+        fig, axes = plt.subplots(1, len(losses), figsize=(6 * len(losses), 4), squeeze=False)
+        for ax, loss in zip(axes[0], losses):
+            for method, group in runs[runs["loss"] == loss].groupby("method", sort=False):
+                curves = {}
+                for metric in ("train_acc", "test_acc"):
+                    series = []
+                    for run_id in group["run_id"]:
+                        h = hist[run_id].dropna(subset=[metric])
+                        x = h.index.to_numpy(float) if x_axis == "step" else h["train_time_s"].to_numpy(float)
+                        series.append(pd.Series(h[metric].to_numpy(float), index=x))
+                    curves[metric] = series
+                end = max((s.index.max() for s in curves["test_acc"] if len(s)), default=0)
+                grid = np.linspace(0, end, 400)
+                name = METHOD_NAMES.get(method, method)
+                med, lo, hi = _median_band(curves["test_acc"], grid)
+                line, = ax.plot(grid, med, "-", label=f"{name} test (band: min–max over seeds)")
+                ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
+                med, _, _ = _median_band(curves["train_acc"], grid)
+                ax.plot(grid, med, ":", color=line.get_color(), label=f"{name} train")
+            ax.set(title=f"loss {loss}", xlabel=label, ylabel="accuracy", ylim=(0, 1.02))
+            ax.legend(fontsize=7)
+        written += _save(fig, out, f"accuracy_vs_{'steps' if x_axis == 'step' else 'seconds'}")
+        plt.close(fig)
+    return written
+
+
+def sensitivity_figure(runs: pd.DataFrame, by: str, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    varied = varied_groups(runs, by)
+    if not varied:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (method, loss), group in varied:
+        grokked = group[group["status"] == "grokked"]
+        censored = group[group["status"] == "censored"]
+        line, = ax.plot(grokked.groupby(by)["time_to_grok_s"].median(), "o-",
+                        label=f"{METHOD_NAMES.get(method, method)} ({loss})")
+        ax.scatter(censored[by], censored["train_time_s"], marker="^", color=line.get_color(), alpha=0.6)
+    ax.set(xscale="log", yscale="log", xlabel=by, ylabel="seconds to grok (▲ censored at budget)")
+    ax.legend(fontsize=7)
+    paths = _save(fig, out, f"time_to_grok_vs_{by}")
+    plt.close(fig)
+    return paths
+
+
+def geometry_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, metric in zip(axes, ("centroid_alignment", "jacobian_norm")):
+        for (method, loss), group in runs.groupby(["method", "loss"], sort=True):
+            series = [hist[r][metric].dropna() for r in group["run_id"]]
+            end = max((s.index.max() for s in series if len(s)), default=0)
+            grid = np.linspace(0, end, 400)
+            med, _, _ = _median_band(series, grid)
+            line, = ax.plot(grid, med, label=f"{METHOD_NAMES.get(method, method)} ({loss})")
+            for event, marker in (("steps_to_memorise", "s"), ("steps_to_grok", "*")):
+                step = group[event].median()
+                if pd.notna(step):
+                    ax.plot([step], [np.interp(step, grid, med)], marker, color=line.get_color(), markersize=9)
+        ax.set(title=f"{metric} (■ memorised, ★ grokked; median over seeds)", xlabel="optimiser steps")
+        ax.legend(fontsize=7)
+    paths = _save(fig, out, "geometry")
+    plt.close(fig)
+    return paths
+
+
+def write_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out.mkdir(parents=True, exist_ok=True)
+    finished = runs[runs["status"].isin(["grokked", "censored"])]
+    hist = histories(uri, finished)
+    written = accuracy_figures(finished, hist, out) + geometry_figure(finished, hist, out)
+    for by in ("lam", "init_scale"):
+        written += sensitivity_figure(finished, by, out)
+    return written

@@ -1,0 +1,308 @@
+"""`python -m analysis.tables`: GrokAlign's Table 1 (and the sensitivity, search and geometry tables) from MLflow.
+
+Steps are optimiser updates; times are training seconds (updates only). A trial that never grokked is censored
+at its budget: cells holding one show a Kaplan–Meier median, or "> budget" when fewer than half grokked, and a
+speed-up against a censored baseline is a lower bound ("≥"). Speed-up = baseline ÷ method: > 1 is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from analysis.runs import AnalysisError, default_tracking_uri, load_runs, progress_note
+from analysis.stats import Cell, SpeedUp, cell, speed_up
+
+METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
+                "adversarial": "Adversarial Training"}
+LOSS_NAMES = {"mse": "MSE", "ce": "Cross-entropy"}
+FIGURES = {  # column → (title, value when grokked, value at the budget when censored)
+    "steps": ("Number of Steps", "steps_to_grok", "steps"),
+    "time": ("Absolute Time (s)", "time_to_grok_s", "train_time_s"),
+    "phase": ("Grokking Phase Time (s)", "grok_phase_time_s", "phase_at_budget"),
+}
+FORMATS = ("md", "tex", "csv")
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---- samples and cells -------------------------------------------------------------------------------------------
+
+def with_budget_columns(runs: pd.DataFrame) -> pd.DataFrame:
+    runs = runs.copy()
+    memorised_at = runs["time_to_memorise_s"].fillna(0.0)
+    runs["phase_at_budget"] = runs["train_time_s"] - memorised_at
+    return runs
+
+
+def samples(group: pd.DataFrame, figure: str) -> tuple[list[float], list[bool]]:
+    """(values, observed) over the group's grokked and censored trials."""
+    _, at_grok, at_budget = FIGURES[figure]
+    done = group[group["status"].isin(["grokked", "censored"])]
+    observed = (done["status"] == "grokked").tolist()
+    values = [float(r[at_grok] if o else r[at_budget]) for o, (_, r) in zip(observed, done.iterrows())]
+    return values, observed
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def cell_text(c: Cell) -> str:
+    if c.n == 0:
+        return "—"
+    if not c.median_is_km:
+        return f"{fmt(c.mean)} ± {fmt(c.std, 2)} (med {fmt(c.median)})"
+    if c.above_budget:
+        return f"> {fmt(c.budget)} (KM median; {c.n - c.grokked} censored)"
+    return f"KM med {fmt(c.median)} ({c.n - c.grokked} censored)"
+
+
+def speed_text(s: SpeedUp | None, with_stats: bool) -> str:
+    if s is None or s.ratio is None:
+        return "—"
+    text = f"{'≥ ' if s.lower_bound else ''}×{s.ratio:.2f}"
+    if with_stats and s.ci_low is not None:
+        text += f" [{s.ci_low:.2f}, {s.ci_high:.2f}]"
+    if with_stats and s.p_value is not None:
+        text += f" p={s.p_value:.2g}"
+    return text
+
+
+def row_label(method: str, lam: float, shared: bool) -> str:
+    name = METHOD_NAMES.get(method, method)
+    return name if shared or method == "baseline" else f"{name} (λ={lam:g})"
+
+
+# ---- Table 1 ------------------------------------------------------------------------------------------------------
+
+def table1(runs: pd.DataFrame) -> list[Table]:
+    runs = with_budget_columns(runs)
+    tables = []
+    for loss in [l for l in ("mse", "ce") if l in set(runs["loss"])]:
+        part = runs[runs["loss"] == loss]
+        table = Table(f"table1_{loss}", f"Table 1 — {LOSS_NAMES[loss]}", [
+            "Method", "grokked", FIGURES["steps"][0], "speed-up", FIGURES["time"][0], "speed-up [95% CI] p",
+            FIGURES["phase"][0], "speed-up", "diverged/failed",
+        ])
+        for init in sorted(part["init_scale"].dropna().unique()):
+            block = part[part["init_scale"] == init]
+            baseline = block[block["method"] == "baseline"]
+            groups = list(block.groupby(["method", "lam"], sort=False))
+            per_method = block.groupby("method")["lam"].nunique()
+            order = list(METHOD_NAMES) + sorted(set(block["method"]) - set(METHOD_NAMES))
+            groups.sort(key=lambda g: (order.index(g[0][0]), g[0][1]))
+            for (method, lam), group in groups:
+                table.rows.append(_table1_row(method, lam, group, baseline, per_method[method] == 1))
+            if part["init_scale"].nunique() > 1:
+                table.notes.append(f"rows above for init scale {init:g}")
+        if table.rows:
+            table.notes.append("each cell: mean ± std over seeds (median) when every seed grokked; steps are "
+                               "optimiser updates, times are training seconds")
+            tables.append(table)
+    return tables
+
+
+def _table1_row(method: str, lam: float, group: pd.DataFrame, baseline: pd.DataFrame, shared: bool) -> list[str]:
+    done = group[group["status"].isin(["grokked", "censored"])]
+    grokked = int((done["status"] == "grokked").sum())
+    apart = int(group["status"].isin(["diverged", "failed"]).sum())
+    row = [row_label(method, lam, shared), f"{grokked}/{len(done)}"]
+    for figure in FIGURES:
+        values = samples(group, figure)
+        row.append(cell_text(cell(*values)))
+        if method == "baseline" or baseline.empty:
+            row.append("—" if method != "baseline" else "×1")
+        else:
+            row.append(speed_text(speed_up(samples(baseline, figure), values), with_stats=figure == "time"))
+    row.append(str(apart) if apart else "")
+    return row
+
+
+# ---- sensitivity, search and geometry tables -------------------------------------------------------------------------
+
+def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | None:
+    """Median time and steps to grok against one setting (λ or init scale), per method and loss."""
+    runs = with_budget_columns(runs)
+    varied = varied_groups(runs, by)
+    if not varied:
+        return None
+    table = Table(name, title, ["Method", "loss", by, "grokked", "steps", "time (s)", "speed-up (time)"])
+    for (method, loss), group in varied:
+        for value, sub in group.groupby(by, sort=True):
+            baseline = runs[(runs["method"] == "baseline") & (runs["loss"] == loss)]
+            if by == "init_scale":
+                baseline = baseline[baseline["init_scale"] == value]
+            steps, time = samples(sub, "steps"), samples(sub, "time")
+            done = len(steps[0])
+            speed = speed_up(samples(baseline, "time"), time) if method != "baseline" and not baseline.empty else None
+            table.rows.append([METHOD_NAMES.get(method, method), loss, f"{value:g}", f"{sum(steps[1])}/{done}",
+                               cell_text(cell(*steps)), cell_text(cell(*time)), speed_text(speed, False)])
+    return table
+
+
+def varied_groups(runs: pd.DataFrame, by: str) -> list:
+    """(method, loss) groups that ran at two or more values of `by`."""
+    return [(k, g) for k, g in runs.groupby(["method", "loss"], sort=True) if g[by].nunique() >= 2]
+
+
+def search_table(uri: str, experiments: list[str]) -> Table | None:
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    table = Table("search_best", "Optuna: best setting per method", ["sweep", "method", "setting", "value"])
+    for name in experiments:
+        experiment = client.get_experiment_by_name(name if name.startswith("grokbench/") else f"grokbench/{name}")
+        for key, value in sorted((experiment.tags if experiment else {}).items()):
+            if key.startswith("best."):
+                sweep, method, setting = key[len("best."):].rsplit(".", 2)
+                table.rows.append([sweep, method, setting, f"{float(value):.4g}"])
+    return table if table.rows else None
+
+
+GEOMETRY = ("centroid_alignment", "row_alignment_max", "row_alignment_min", "jacobian_norm")
+
+
+def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
+    """Geometry at memorisation and at grokking (median over seeds), as in the paper's Table 2."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    headers = ["Method", "loss"] + [f"{m} @{event}" for m in GEOMETRY for event in ("mem", "grok")]
+    table = Table("geometry", "Geometry at memorisation (@mem) and grokking (@grok), median over seeds", headers)
+    finished = runs[runs["status"].isin(["grokked", "censored"])]
+    for (method, loss), group in finished.groupby(["method", "loss"], sort=True):
+        values: dict[str, list[float]] = {}
+        for _, run in group.iterrows():
+            for metric in GEOMETRY:
+                history = {m.step: m.value for m in client.get_metric_history(run["run_id"], metric)}
+                for event, step in (("mem", run["steps_to_memorise"]), ("grok", run["steps_to_grok"])):
+                    if pd.notna(step) and int(step) in history:
+                        values.setdefault(f"{metric}@{event}", []).append(history[int(step)])
+        row = [METHOD_NAMES.get(method, method), loss]
+        for metric in GEOMETRY:
+            for event in ("mem", "grok"):
+                found = values.get(f"{metric}@{event}")
+                row.append(fmt(float(pd.Series(found).median())) if found else "—")
+        table.rows.append(row)
+    return table if table.rows else None
+
+
+# ---- output ---------------------------------------------------------------------------------------------------------
+
+def to_markdown(t: Table) -> str:
+    lines = [f"### {t.title}", "", "| " + " | ".join(t.headers) + " |", "|" + "---|" * len(t.headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in t.rows]
+    lines += [""] + [f"*{n}*" for n in t.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
+                 ("±", r"$\pm$"), ("×", r"$\times$"), ("≥", r"$\geq$"), ("λ", r"$\lambda$"), (">", r"$>$"),
+                 ("—", "--")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(t: Table) -> str:
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(t.title)}}}",
+             r"\begin{tabular}{" + "l" * len(t.headers) + "}", r"\toprule",
+             " & ".join(_tex_escape(h) for h in t.headers) + r" \\", r"\midrule"]
+    lines += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in t.rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write(tables: list[Table], out: Path, formats: Sequence[str]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for t in tables:
+        for f in formats:
+            path = out / f"{t.name}.{f}"
+            if f == "md":
+                path.write_text(to_markdown(t))
+            elif f == "tex":
+                path.write_text(to_latex(t))
+            else:
+                pd.DataFrame(t.rows, columns=t.headers).to_csv(path, index=False)
+            written.append(path)
+    return written
+
+
+# ---- command line ----------------------------------------------------------------------------------------------------
+
+def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str]) -> list[Table]:
+    tables = table1(runs)
+    for by, title, name in (("lam", "Sensitivity to λ (the method's strength)", "lambda"),
+                            ("init_scale", "Sensitivity to the initialisation scale α", "init_scale")):
+        table = sensitivity(runs, by, title, name)
+        if table is not None:
+            tables.append(table)
+    for extra in (search_table(uri, experiments), geometry_table(uri, runs)):
+        if extra is not None:
+            tables.append(extra)
+    return tables
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default MLFLOW_TRACKING_URI, else "
+                                                             "sqlite:///./mlflow.db)")
+    parser.add_argument("--experiment", default=None,
+                        help="sweep file name(s), comma-separated (default mnist; e.g. mnist,mnist_lambda)")
+    parser.add_argument("--sweep", default=None, help="only this sweep id (printed when a sweep starts)")
+    parser.add_argument("--out", default="results", help="directory for the tables (default results/)")
+    parser.add_argument("--format", default="md,tex,csv", help="comma-separated: md, tex, csv")
+    parser.add_argument("--figures", action="store_true", help="also write the figures (PNG and PDF)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        print(f"analysis.tables: error: --format: {', '.join(bad) or 'nothing'} not among {', '.join(FORMATS)}",
+              file=sys.stderr)
+        return 2
+    uri = args.tracking_uri or default_tracking_uri()
+    experiments = [e.strip() for e in args.experiment.split(",")] if args.experiment else None
+    try:
+        runs = load_runs(uri, experiments, args.sweep)
+    except AnalysisError as err:
+        print(f"analysis.tables: error: {err}", file=sys.stderr)
+        return 2
+    note = progress_note(runs)
+    if note:
+        print(f"note: {note}")
+    tables = build_tables(uri, runs, experiments or sorted(set(runs["experiment"])))
+    for t in tables:
+        print(to_markdown(t))
+    written = write(tables, Path(args.out), formats)
+    if args.figures:
+        from analysis.figures import write_figures
+
+        written += write_figures(uri, runs, Path(args.out))
+    print(f"wrote {len(written)} files to {Path(args.out).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

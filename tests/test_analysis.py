@@ -1,0 +1,153 @@
+"""analysis.tables on runs logged to a real SQLite MLflow store with known figures, checked by hand."""
+
+import math
+import shutil
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from scipy import stats
+
+from analysis.stats import cell, km_median, speed_up
+from analysis.tables import main as tables_main
+
+SWEEP = "table-test-1"
+
+
+def log_trial(client, experiment_id, method, loss, seed, status, steps, time_s, memorised_time_s=1.0, lam=0.0,
+              budget_steps=1000, budget_time=100.0, curve=True):
+    tags = {"grokbench.sweep_id": SWEEP, "grokbench.trial_key": f"{method}-{loss}-{seed}", "status": status,
+            "method": method, "loss": loss}
+    run = client.create_run(experiment_id, tags=tags)
+    params = {"method": method, "loss": loss, "seed": seed, "lam": lam, "init_scale": 8.0, "task": "mnist",
+              "max_epochs": budget_steps // 4}
+    grokked = status == "grokked"
+    metrics = {
+        "steps": steps if grokked else budget_steps, "train_time_s": time_s if grokked else budget_time,
+        "steps_to_memorise": 40, "time_to_memorise_s": memorised_time_s,
+    }
+    if grokked:
+        metrics.update(steps_to_grok=steps, time_to_grok_s=time_s, grok_phase_time_s=time_s - memorised_time_s)
+    now = 0
+    entries = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    if curve:
+        last = int(metrics["steps"])
+        for step in (0, 40, last):
+            entries += [Metric("train_acc", 1.0 if step else 0.1, now, step),
+                        Metric("test_acc", 0.9 if step == last and grokked else 0.5, now, step),
+                        Metric("train_time_s", metrics["train_time_s"] * step / max(last, 1), now, step),
+                        Metric("centroid_alignment", 0.1 + step / 1e4, now, step),
+                        Metric("jacobian_norm", 10.0 - step / 1e3, now, step)]
+    client.log_batch(run.info.run_id, metrics=entries,
+                     params=[Param(k, str(v)) for k, v in params.items()], tags=[RunTag("x", "y")])
+    client.set_terminated(run.info.run_id)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store with a known Table 1: cross-entropy, three seeds per method."""
+    path = tmp_path_factory.mktemp("analysis") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.create_experiment("grokbench/mnist")
+    # baseline: grokked at 400/600/800 steps, 40/60/80 s
+    for seed, (steps, t) in enumerate([(400, 40.0), (600, 60.0), (800, 80.0)]):
+        log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", steps, t)
+    # grokalign: 100/200/300 steps, 10/20/30 s → ×3 in median time (60 / 20)
+    for seed, (steps, t) in enumerate([(100, 10.0), (200, 20.0), (300, 30.0)]):
+        log_trial(client, experiment_id, "grokalign", "ce", seed, "grokked", steps, t, lam=1e-3)
+    # grokfast: one grokked (200 steps, 20 s), two censored at the budget (1000 steps, 100 s)
+    log_trial(client, experiment_id, "grokfast", "ce", 0, "grokked", 200, 20.0, lam=0.1)
+    log_trial(client, experiment_id, "grokfast", "ce", 1, "censored", 0, 0, lam=0.1)
+    log_trial(client, experiment_id, "grokfast", "ce", 2, "censored", 0, 0, lam=0.1)
+    # adversarial: grokked twice, one diverged (counted apart)
+    log_trial(client, experiment_id, "adversarial", "ce", 0, "grokked", 500, 50.0, lam=1.0)
+    log_trial(client, experiment_id, "adversarial", "ce", 1, "grokked", 700, 70.0, lam=1.0)
+    log_trial(client, experiment_id, "adversarial", "ce", 2, "diverged", 0, 0, lam=1.0, curve=False)
+    return path
+
+
+def read_csv_table(path):
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False).set_index("Method")
+
+
+def test_table1_equals_hand_computed_values(store, tmp_path):
+    shutil.copy(store, tmp_path / "mlflow.db")
+    out = tmp_path / "out"
+    assert tables_main(["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(out)]) == 0
+    table = read_csv_table(out / "table1_ce.csv")
+    assert list(table.index) == ["Baseline", "GrokAlign", "Grokfast", "Adversarial Training"]
+    assert table.loc["Baseline", "grokked"] == "3/3"
+    assert table.loc["Baseline", "Number of Steps"] == "600 ± 2e+02 (med 600)"
+    assert table.loc["GrokAlign", "Absolute Time (s)"] == "20 ± 10 (med 20)"
+    # speed-up = baseline ÷ method: GrokAlign is 3× faster in time and in steps, never shown inverted
+    assert table.loc["GrokAlign", "speed-up"].startswith("×3.00")
+    ga_time = table.loc["GrokAlign", "speed-up [95% CI] p"]
+    assert ga_time.startswith("×3.00 [")
+    p = stats.ttest_ind(np.log([40, 60, 80]), np.log([10, 20, 30]), equal_var=False).pvalue
+    assert f"p={p:.2g}" in ga_time
+    # censored: one of three grokked → KM median undefined → "> budget"; counted 1/3
+    assert table.loc["Grokfast", "grokked"] == "1/3"
+    assert table.loc["Grokfast", "Absolute Time (s)"] == "> 100 (KM median; 2 censored)"
+    # the diverged adversarial trial is counted apart, not in n/N
+    assert table.loc["Adversarial Training", "grokked"] == "2/2"
+    assert table.loc["Adversarial Training", "diverged/failed"] == "1"
+    assert table.loc["Adversarial Training", "speed-up"].startswith("×1.00")  # 600 / 600 steps
+    # grokking phase time = time to grok − time to memorise (1 s here)
+    assert table.loc["Baseline", "Grokking Phase Time (s)"] == "59 ± 20 (med 59)"
+    for suffix in ("md", "tex"):
+        assert (out / f"table1_ce.{suffix}").stat().st_size > 200
+    assert "Geometry" in (out / "geometry.md").read_text()
+
+
+def test_km_median_by_hand():
+    # 5 runs: events at 2, 4; censored at 3, 5, 6. S(2)=4/5; at 4: at risk 3 (4, 5c, 6c) → S=4/5·2/3=0.533
+    assert km_median([2, 3, 4, 5, 6], [True, False, True, False, False]) is None
+    # events at 1, 2, 3 of 4 runs, one censored at 10: S(1)=3/4, S(2)=1/2 → median 2
+    assert km_median([1, 2, 3, 10], [True, True, True, False]) == 2
+    # censored at 1 removes a run from the risk set: at 2, 3 at risk → S=2/3; at 3 → 1/3 → median 3
+    assert km_median([1, 2, 3, 4], [False, True, True, True]) == 3
+    assert km_median([5, 7, 9], [True, True, True]) == 7
+
+
+def test_cells_and_speed_up_direction():
+    c = cell([10.0, 20.0, 30.0], [True, True, True])
+    assert (c.mean, c.median, c.n, c.grokked) == (20.0, 20.0, 3, 3) and math.isclose(c.std, 10.0)
+    censored = cell([10.0, 20.0, 100.0], [True, True, False])
+    assert censored.median_is_km and censored.median == 20.0 and not censored.above_budget
+    fast = speed_up(([40.0, 60.0, 80.0], [True] * 3), ([10.0, 20.0, 30.0], [True] * 3))
+    assert fast.ratio == 3.0 and fast.ci_low <= 3.0 <= fast.ci_high and not fast.lower_bound
+    slow = speed_up(([10.0, 20.0, 30.0], [True] * 3), ([40.0, 60.0, 80.0], [True] * 3))
+    assert slow.ratio == pytest.approx(1 / 3)  # slower shows below 1, never inverted
+    bound = speed_up(([100.0, 100.0, 100.0], [False] * 3), ([10.0, 20.0, 30.0], [True] * 3))
+    assert bound.lower_bound and bound.ratio == 5.0  # the baseline never grokked: at least 100 / 20
+
+
+def test_figures_are_written_and_not_empty(store, tmp_path):
+    shutil.copy(store, tmp_path / "mlflow.db")
+    out = tmp_path / "figs"
+    assert tables_main(["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(out),
+                        "--format", "csv", "--figures"]) == 0
+    for name in ("accuracy_vs_steps", "accuracy_vs_seconds", "geometry"):
+        for suffix in ("png", "pdf"):
+            assert (out / f"{name}.{suffix}").stat().st_size > 5000
+
+
+def test_bad_arguments_give_clear_errors(store, tmp_path, capsys):
+    shutil.copy(store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert tables_main(["--tracking-uri", uri, "--experiment", "nope"]) == 2
+    assert "no experiment grokbench/nope" in capsys.readouterr().err
+    assert tables_main(["--tracking-uri", uri, "--sweep", "missing-sweep"]) == 2
+    assert "no runs in sweep missing-sweep" in capsys.readouterr().err
+    assert tables_main(["--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err
+    assert tables_main(["--tracking-uri", uri, "--format", "xlsx"]) == 2
+    assert "--format: xlsx not among md, tex, csv" in capsys.readouterr().err
+    client = mlflow.MlflowClient(uri)
+    client.create_experiment("grokbench/empty")
+    assert tables_main(["--tracking-uri", uri, "--experiment", "empty"]) == 2
+    assert "no runs in grokbench/empty" in capsys.readouterr().err
