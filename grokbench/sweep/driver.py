@@ -223,6 +223,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
         return dry_run(spec, out)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not CSV/JSON/TensorBoard
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no configuration boxes: the live view is the output
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # the live view replaces Tune's own chatter
     storage = Path(options.storage or Path.cwd() / "grokbench_results").expanduser().resolve()
     sweep_root = storage / spec.name
