@@ -140,13 +140,11 @@ def dry_run(spec: SweepSpec, out=sys.stdout) -> int:
 # ---- Ray --------------------------------------------------------------------------------------------------------------
 
 def connect_ray(address: str | None, spec: SweepSpec) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS, or a running local one), else start a local Ray; then check
+    that it has what one trial asks for. In-process callers (tests, notebooks) may have initialised Ray already."""
     import ray
 
-    if ray.is_initialized():
-        return
     address = address or os.environ.get("RAY_ADDRESS")
-    env = {"GROKBENCH_DATA": os.environ["GROKBENCH_DATA"]} if os.environ.get("GROKBENCH_DATA") else {}
-    runtime_env = {"env_vars": env}
     if address and address not in ("auto", "local") and not address.startswith("ray://"):
         host, _, port = address.rpartition(":")
         try:
@@ -154,13 +152,16 @@ def connect_ray(address: str | None, spec: SweepSpec) -> None:
         except (OSError, ValueError) as err:
             raise SweepError(f"cannot reach the Ray cluster at {address} ({err}); start it (ray start --head, or "
                              "ray up cluster.yaml), or leave out --address to run on a local Ray") from None
-    if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-    else:
-        try:
-            ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
-        except ConnectionError:
-            ray.init(runtime_env=runtime_env, log_to_driver=False)
+    if not ray.is_initialized():
+        env = {"GROKBENCH_DATA": os.environ["GROKBENCH_DATA"]} if os.environ.get("GROKBENCH_DATA") else {}
+        runtime_env = {"env_vars": env}
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        else:
+            try:
+                ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
+            except ConnectionError:
+                ray.init(runtime_env=runtime_env, log_to_driver=False)
     resources = ray.cluster_resources()
     for name, need in (("CPU", spec.resources.cpus_per_trial), ("GPU", spec.resources.gpus_per_trial)):
         if need > resources.get(name, 0):
