@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-SWEEP_TAG = "grokbench.sweep_id"
-EXPERIMENT_PREFIX = "grokbench/"
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, KEY_TAG, SWEEP_TAG
+
 NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "eval_every", "weight_decay", "lr")
 SUMMARY_METRICS = (
     "steps", "epochs", "train_time_s", "wall_s", "steps_to_memorise", "epochs_to_memorise", "time_to_memorise_s",
@@ -20,10 +19,6 @@ FINISHED_STATUSES = ("grokked", "censored", "diverged", "failed")
 
 class AnalysisError(ValueError):
     """Nothing to analyse, or the request is wrong; the message says what exists."""
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 def experiment_name(name: str) -> str:
@@ -81,7 +76,7 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
         "run_id": raw["run_id"],
         "experiment": raw["experiment_id"].map(experiment_names).str.removeprefix(EXPERIMENT_PREFIX),
         "sweep_id": column(f"tags.{SWEEP_TAG}", None),
-        "trial_key": column("tags.grokbench.trial_key", None),
+        "trial_key": column(f"tags.{KEY_TAG}", None),
         "status": column("tags.status", "running").fillna("running"),
         "method": column("params.method", None),
         "loss": column("params.loss", None),

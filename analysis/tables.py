@@ -15,7 +15,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from analysis.runs import AnalysisError, default_tracking_uri, load_runs, progress_note
+from analysis.runs import AnalysisError, load_runs, progress_note
+from grokbench.sweep.keys import default_tracking_uri
 from analysis.stats import Cell, SpeedUp, cell, speed_up
 
 METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",

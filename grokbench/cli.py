@@ -9,9 +9,8 @@ from dataclasses import fields
 from typing import Any, Sequence
 
 from grokbench.config import ConfigError, TrialConfig
+from grokbench.sweep.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 FIELD_HELP = {
     "method": "baseline | grokalign | grokfast | adversarial",
@@ -68,11 +67,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from grokbench.bench import bench_json, format_bench, run_bench
 
-    threads = int(args.threads) if args.threads is not None else None
-    if threads is not None and threads < 1:
-        raise ConfigError("threads", f"must be >= 1, got {threads}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError("threads", f"must be >= 1, got {args.threads}")
     report = run_bench(
-        threads=threads, rounds=args.rounds, device=args.device, data_dir=args.data_dir,
+        threads=args.threads, rounds=args.rounds, device=args.device, data_dir=args.data_dir,
         progress=lambda msg: print(f"\r{msg}", end="", file=sys.stderr, flush=True),
     )
     print(file=sys.stderr)
@@ -93,24 +91,18 @@ def _name_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+SWEEP_OVERRIDES = ("smoke", "seeds", "max_epochs", "methods", "num_samples", "cpus_per_trial", "gpus_per_trial",
+                   "max_concurrent")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from grokbench.sweep.driver import SweepOptions, run_sweep
-    from grokbench.sweep.spec import Resources, load_sweep
+    from grokbench.sweep.spec import build_sweep
 
-    spec = load_sweep(args.sweep)
-    if args.smoke:
-        spec = spec.smoke_version()
-    spec = spec.with_overrides(seeds=args.seeds, max_epochs=args.max_epochs, methods=args.methods,
-                               num_samples=args.num_samples)
-    flags = {k: getattr(args, k) for k in ("cpus_per_trial", "gpus_per_trial", "max_concurrent")}
-    resources = Resources(**{**dataclasses.asdict(spec.resources), **{k: v for k, v in flags.items() if v is not None}})
-    if resources.cpus_per_trial <= 0 or resources.gpus_per_trial < 0 or resources.max_concurrent < 0:
-        raise ConfigError("resources", "--cpus-per-trial must be > 0, --gpus-per-trial and --max-concurrent >= 0")
-    spec = dataclasses.replace(spec, resources=resources)
+    overrides = {k: getattr(args, k) for k in SWEEP_OVERRIDES if getattr(args, k) not in (None, False)}
+    spec = build_sweep(args.sweep, overrides)
     options = SweepOptions(address=args.address, tracking_uri=args.tracking_uri, storage=args.storage,
-                           resume=args.resume, sweep_id=args.sweep_id, dry_run=args.dry_run)
+                           resume=args.resume, sweep_id=args.sweep_id, dry_run=args.dry_run, overrides=overrides)
     return run_sweep(spec, options)
 
 
@@ -130,6 +122,27 @@ def cmd_bench_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from grokbench.sweep.doctor import check_cluster, format_findings
+    from grokbench.sweep.driver import connect_ray, example_trial
+    from grokbench.sweep.spec import load_sweep
+    from grokbench.sweep.storage import SweepStorage
+    from grokbench.sweep.keys import default_tracking_uri
+    from grokbench.sweep.tracking import absolute_uri, check_reachable
+
+    spec = load_sweep(args.sweep)
+    cpus = args.cpus_per_trial if args.cpus_per_trial is not None else spec.resources.cpus_per_trial
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else spec.resources.gpus_per_trial
+    uri = absolute_uri(args.tracking_uri or default_tracking_uri())
+    check_reachable(uri)
+    connect_ray(args.address, spec)
+    findings = check_cluster(uri, SweepStorage(args.storage).root, example_trial(spec).to_dict(), cpus, gpus)
+    print(format_findings(findings))
+    failed = sum(not f.ok for f in findings)
+    print(f"\n{'all checks passed' if not failed else f'{failed} check(s) failed'}")
+    return 0 if not failed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from grokbench.tasks import TASKS
 
@@ -143,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     bench = commands.add_parser("bench", help="time one optimiser update of each method on mnist (float64)")
-    bench.add_argument("--threads", default=None, help="torch threads (default: torch's choice)")
+    bench.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     bench.add_argument("--rounds", type=int, default=20, help="timed rounds (default 20)")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bench.add_argument("--data-dir", default=None, help="directory holding MNIST/raw/")
@@ -159,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     overhead.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
     overhead.add_argument("--json", action="store_true", help="end stdout with the figures as one JSON line")
     overhead.set_defaults(handler=cmd_bench_sweep)
+
+    doctor = commands.add_parser("doctor", help="check that every Ray node can run a sweep's trials")
+    doctor.add_argument("sweep", nargs="?", default="mnist", help="the sweep whose trials to check (default mnist)")
+    doctor.add_argument("--address", help="Ray cluster address (default as for sweep)")
+    doctor.add_argument("--tracking-uri", help="MLflow tracking URI (default as for sweep)")
+    doctor.add_argument("--storage", help="checkpoint storage to test a write to (default ./grokbench_results)")
+    doctor.add_argument("--cpus-per-trial", type=float)
+    doctor.add_argument("--gpus-per-trial", type=float)
+    doctor.set_defaults(handler=cmd_doctor)
 
     sweep = commands.add_parser("sweep", help="run a sweep file's trials on Ray Tune, one MLflow run per trial")
     sweep.add_argument("sweep", help="a sweep name in sweeps/ (mnist, mnist_lambda, mnist_init, mnist_tune, ...) or a path")

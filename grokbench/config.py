@@ -8,6 +8,7 @@ checks every value, raising `ConfigError` with the field name and what is allowe
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -94,9 +95,12 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             raise ConfigError(name, f"must be an integer, got {value!r}") from None
     if base is float:
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(name, f"must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(name, f"must be a finite number, got {value!r}")
+        return number
     if not isinstance(value, str):
         raise ConfigError(name, f"must be a string, got {value!r}")
     return value

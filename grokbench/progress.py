@@ -11,7 +11,7 @@ from grokbench.train import Evaluation, Trial
 NON_TTY_INTERVAL_S = 30.0  # in logs, one line per this many seconds instead of a line redrawn in place
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
@@ -20,8 +20,8 @@ def _duration(seconds: float) -> str:
 class Progress:
     """A trial callback: epoch, accuracies, loss, rate and an ETA to the end of the budget."""
 
-    def __init__(self, stream: TextIO = sys.stderr):
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
         self.live = stream.isatty()
         self.started = time.perf_counter()
         self.first_epoch: int | None = None
@@ -33,7 +33,7 @@ class Progress:
             self.first_epoch = ev.epoch
         rate = (ev.epoch - self.first_epoch) / max(now - self.started, 1e-9)
         remaining = trial.last_epoch() - ev.epoch
-        eta = _duration(remaining / rate) if rate > 0 else "?"
+        eta = duration(remaining / rate) if rate > 0 else "?"
         m = ev.metrics
         line = (
             f"epoch {ev.epoch:>6}/{trial.last_epoch()}  step {ev.step:>7}  "
@@ -55,10 +55,10 @@ class Progress:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    def fmt(value: Any, unit: str = "") -> str:
+    def fmt(value: Any, unit: str = "", digits: int = 1) -> str:
         if value is None:
             return "—"
-        return f"{value:.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+        return f"{value:.{digits}f}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
     s = summary
     lines = [
@@ -68,7 +68,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{fmt(s['time_to_memorise_s'], ' s')}",
         f"grokked at      step {fmt(s['steps_to_grok'])} (epoch {fmt(s['epochs_to_grok'])}), {fmt(s['time_to_grok_s'], ' s')}",
         f"trained         {s['steps']} steps ({s['epochs']} epochs), {s['train_time_s']:.1f} s of updates",
-        f"final accuracy  train {s['final_train_acc']:.4f}  test {s['final_test_acc']:.4f}",
+        f"final accuracy  train {fmt(s['final_train_acc'], digits=4)}  test {fmt(s['final_test_acc'], digits=4)}",
     ]
     if s["grokked_before_memorised"]:
         lines.append("note            grokked before it memorised: grokking phase time set to 0")

@@ -137,19 +137,22 @@ class Trial:
             "train_loss": self.loss_fn(train_out, y_train),
             "test_loss": self.loss_fn(test_out, y_test),
             "noisy_test_acc": accuracy(noisy_out, y_test[: len(noisy_out)]),
-            **geometry(self.model, self.probe),
         }
         if self._loss_count:
             figures["train_objective"] = self._loss_sum / self._loss_count
-        values = torch.stack([v.to(torch.float64) for v in figures.values()]).tolist()  # the one host sync
         self._loss_sum.zero_()
         self._loss_count = 0
+        finite = torch.isfinite(out).all() & torch.isfinite(torch.stack(list(figures.values()))).all()
+        if not finite:  # a diverged network: its geometry is undefined (and the eigen-solver would raise)
+            return {k: float(v) for k, v in figures.items()}
+        figures.update(geometry(self.model, self.probe))
+        values = torch.stack([v.to(torch.float64) for v in figures.values()]).tolist()  # one host transfer
         return dict(zip(figures, values))
 
     def _record(self, callback: Callback | None) -> None:
         metrics = self.evaluate()
         self.last_metrics = metrics
-        if not all(math.isfinite(v) for v in metrics.values() if v is not None):
+        if not all(math.isfinite(v) for v in metrics.values()):
             self.status = "diverged"
         else:
             at = Milestone(self.step, self.epoch, self.train_time_s)

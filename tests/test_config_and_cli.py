@@ -38,6 +38,7 @@ def test_from_dict_coerces_strings_and_rejects_unknown_fields():
         (["run", "mnist", "--lam", "0.5"], "lam: baseline has no strength to set"),
         (["run", "mnist", "--threads", "two"], "threads: must be an integer, got 'two'"),
         (["run", "mnist", "--grokalign-estimator", "magic"], "grokalign_estimator: 'magic' is not one of"),
+        (["run", "mnist", "--method", "grokalign", "--lam", "nan"], "lam: must be a finite number, got 'nan'"),
     ],
 )
 def test_bad_config_gives_one_clear_line_and_exit_code_2(argv, message, capsys):
@@ -78,6 +79,13 @@ def test_run_json_last_line_is_the_summary():
     assert required <= set(summary)
     assert (summary["task"], summary["seed"], summary["status"]) == ("xor", 1, "grokked")
     assert "grokked at" in proc.stdout  # the human summary comes before the JSON line
+
+
+def test_diverged_run_still_prints_its_summary_and_json(capsys):
+    assert main(["run", "xor", "--lr", "50", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "status          diverged" in out
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "diverged"
 
 
 def test_bad_input_in_a_real_process_exits_2_without_traceback():

@@ -1,6 +1,5 @@
 """The MNIST task exactly as SPEC.md describes it, read from the offline copy."""
 
-import pytest
 import torch
 from torch import nn
 

@@ -20,7 +20,7 @@ from analysis.tables import main as tables_main
 from grokbench.cli import main
 from grokbench.sweep.driver import SweepOptions, run_sweep
 from grokbench.sweep.spec import load_sweep
-from grokbench.sweep.tracking import KEY_TAG, SWEEP_TAG
+from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
 
 TINY = {
     "name": "tiny",
@@ -78,6 +78,9 @@ def assert_each_trial_logged_once(workdir: Path, experiment: str, expected_trial
     keys = [r.data.tags[KEY_TAG] for r in runs]
     assert len(keys) == expected_trials and len(set(keys)) == expected_trials  # none missing, none duplicated
     for run in runs:
+        for metric in run.data.metrics:  # curves and summary figures alike: no step logged twice
+            metric_steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+            assert len(metric_steps) == len(set(metric_steps)), f"{run.info.run_name}: {metric} {metric_steps}"
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_acc")]
         assert steps == sorted(set(steps)), f"{run.info.run_name}: repeated or unordered steps {steps}"
         eval_every = int(run.data.params["eval_every"])
@@ -160,12 +163,13 @@ def test_optuna_search_finds_and_logs_a_best_value_per_method(ray_cluster, workd
 
 
 def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(ray_cluster, workdir):
-    path = write_sweep(workdir, name="killed", grid={"seed": [0, 1, 2]}, budget={"max_epochs": 200},
+    path = write_sweep(workdir, name="killed", grid={"seed": [0]}, budget={"max_epochs": 200},
                        base={"eval_every": 10, "epochs_after_grok": 60})
     command = [sys.executable, "-m", "grokbench.cli", "sweep", str(path), "--address", ray_cluster,
                "--tracking-uri", uri(workdir), "--storage", str(workdir / "results"), "--sweep-id", "killed-1"]
+    seeds = ["--seeds", "0,1,2"]  # an override the resume must restore from the sweep's plan
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(command, cwd=workdir, env=env, start_new_session=True,
+    driver = subprocess.Popen(command + seeds, cwd=workdir, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240

@@ -116,6 +116,12 @@ def test_nan_loss_ends_the_trial_as_diverged():
     json.dumps(summary, allow_nan=False)  # the --json line stays valid JSON
 
 
+def test_diverging_mnist_trial_is_diverged_not_a_crash(mnist_available):
+    """Geometry of a NaN network would make the eigen-solver raise: the loop must stop before it."""
+    summary = Trial(TrialConfig(task="mnist", lr=1e4, max_epochs=30)).run()
+    assert summary["status"] == "diverged" and summary["final_test_acc"] is None
+
+
 def test_evaluation_reports_every_metric_and_train_time_excludes_evaluation():
     trial = Trial(TrialConfig(**SHORT))
     metrics = trial.evaluate()

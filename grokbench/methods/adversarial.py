@@ -40,7 +40,6 @@ def clean_accuracy_for_sigma(model: nn.Module, x: torch.Tensor, y: torch.Tensor)
 
 class Adversarial(Method):
     name = "adversarial"
-    strength = "a multiplier on the noise schedule σ"
 
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):
         super().__init__(cfg, generator)

@@ -20,7 +20,6 @@ class Method:
     """
 
     name: ClassVar[str] = "baseline"
-    strength: ClassVar[str] = "none (change weight decay with --weight-decay)"
 
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):
         self.cfg = cfg

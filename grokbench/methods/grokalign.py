@@ -20,7 +20,6 @@ MIN_SQUARED_NORM = 1e-12
 
 class GrokAlign(Method):
     name = "grokalign"
-    strength = "the weight of the Jacobian-norm penalty"
 
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):
         super().__init__(cfg, generator)

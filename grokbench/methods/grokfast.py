@@ -16,7 +16,6 @@ from grokbench.methods.base import Method
 
 class Grokfast(Method):
     name = "grokfast"
-    strength = "λ_gf, the amplification of the slow gradient"
 
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):
         super().__init__(cfg, generator)

@@ -6,29 +6,28 @@ one Tune experiment per search (`grid`, or one per method for an Optuna search).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grokbench.config import TrialConfig
-from grokbench.sweep.keys import trial_key
-from grokbench.sweep.live import LiveView, duration, summary_table
-from grokbench.sweep.errors import SweepError
-from grokbench.sweep.spec import SweepSpec
+from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, default_tracking_uri, trial_key
+from grokbench.progress import duration
+from grokbench.sweep.live import LiveView, summary_table
+from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
+from grokbench.sweep.spec import SweepSpec, build_sweep
 from grokbench.sweep.tracking import (
-    TrialRuns, absolute_uri, check_reachable, default_tracking_uri, prepare_experiment, runs_link, sweep_summaries,
+    TrialRuns, absolute_uri, check_reachable, prepare_experiment, runs_link, sweep_summaries,
 )
-from grokbench.tasks.base import data_root
+from grokbench.sweep.storage import SweepStorage
 
 PLAN_FILE = "sweep.json"
 GRID = "grid"
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -39,16 +38,19 @@ class SweepOptions:
     resume: bool = False
     sweep_id: str | None = None
     dry_run: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)  # the command line's changes to the sweep file
     fault: dict[str, Any] | None = None  # tests only: kill each trial's worker once (see trainable._maybe_fail)
 
 
 # ---- planning ---------------------------------------------------------------------------------------------------
 
 def placed(cfg: TrialConfig, spec: SweepSpec) -> TrialConfig:
-    """Where and how a trial runs: torch threads = its CPUs, a GPU when it was given one, absolute data dir."""
+    """Where and how a trial runs: torch threads = its CPUs, and a GPU when it was given one. The data directory
+    stays as given (absolute) or unset: then each node uses GROKBENCH_DATA, which the driver passes on."""
     threads = max(int(spec.resources.cpus_per_trial), 1)
     device = "cuda" if spec.resources.gpus_per_trial > 0 else "cpu"
-    return cfg.replace(threads=threads, device=device, data_dir=str(data_root(cfg)))
+    data_dir = str(Path(cfg.data_dir).expanduser().resolve()) if cfg.data_dir else None
+    return cfg.replace(threads=threads, device=device, data_dir=data_dir)
 
 
 def grid_entries(spec: SweepSpec, fault: dict | None) -> list[dict[str, Any]]:
@@ -61,12 +63,7 @@ def grid_entries(spec: SweepSpec, fault: dict | None) -> list[dict[str, Any]]:
 def search_space(spec: SweepSpec, method: str, fault: dict | None) -> dict[str, Any]:
     from ray import tune
 
-    from grokbench.config import resolve
-
-    cfg = placed(resolve(TrialConfig.from_dict(
-        {**spec.base, "task": spec.task, "method": method, "max_epochs": spec.max_epochs}
-    )), spec)
-    config: dict[str, Any] = cfg.to_dict()
+    config: dict[str, Any] = placed(_search_example(spec, method), spec).to_dict()
     for name, r in spec.search.space[method].items():
         config[name] = tune.loguniform(r.low, r.high) if r.log else tune.uniform(r.low, r.high)
     return {"trial": {"config": config, "checkpoint_every": spec.checkpoint_every, "fault": fault}}
@@ -104,9 +101,13 @@ def estimate_seconds(spec: SweepSpec, concurrency: int) -> tuple[float, dict[str
 
 
 def _search_example(spec: SweepSpec, method: str) -> TrialConfig:
+    """A search's fixed settings for one method (the searched ones take their defaults here); a search runs at
+    one seed: the file's, or the first of --seeds."""
     from grokbench.config import resolve
 
-    return resolve(TrialConfig.from_dict({**spec.base, "task": spec.task, "method": method, "max_epochs": spec.max_epochs}))
+    seed = spec.grid["seed"][0] if "seed" in spec.grid else spec.base.get("seed", 0)
+    values = {**spec.base, "seed": seed, "task": spec.task, "method": method, "max_epochs": spec.max_epochs}
+    return resolve(TrialConfig.from_dict(values))
 
 
 def local_concurrency(spec: SweepSpec) -> int:
@@ -153,7 +154,8 @@ def connect_ray(address: str | None, spec: SweepSpec) -> None:
             raise SweepError(f"cannot reach the Ray cluster at {address} ({err}); start it (ray start --head, or "
                              "ray up cluster.yaml), or leave out --address to run on a local Ray") from None
     if not ray.is_initialized():
-        env = {"GROKBENCH_DATA": os.environ["GROKBENCH_DATA"]} if os.environ.get("GROKBENCH_DATA") else {}
+        data = os.environ.get("GROKBENCH_DATA")
+        env = {"GROKBENCH_DATA": str(Path(data).expanduser().resolve())} if data else {}
         runtime_env = {"env_vars": env}
         if address:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
@@ -171,7 +173,7 @@ def connect_ray(address: str | None, spec: SweepSpec) -> None:
 
 # ---- running --------------------------------------------------------------------------------------------------------
 
-def _tuner(spec: SweepSpec, name: str, storage: Path, param_space: dict, callbacks: list, search_alg=None,
+def _tuner(spec: SweepSpec, name: str, storage: str, param_space: dict, callbacks: list, search_alg=None,
            num_samples: int = 1):
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig
@@ -188,30 +190,30 @@ def _tuner(spec: SweepSpec, name: str, storage: Path, param_space: dict, callbac
             metric=OBJECTIVE if search_alg else None, mode="min" if search_alg else None,
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(storage), verbose=0, callbacks=callbacks,
+            name=name, storage_path=storage, verbose=0, callbacks=callbacks,
             failure_config=FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
 
 
-def _restore(spec: SweepSpec, path: Path):
+def _restore(spec: SweepSpec, path: str):
     from ray import tune
 
     from grokbench.sweep.trainable import run_trial
 
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
-    return tune.Tuner.restore(str(path), tune.with_resources(run_trial, resources), resume_errored=True)
+    return tune.Tuner.restore(path, tune.with_resources(run_trial, resources), resume_errored=True)
 
 
-def _fit(spec: SweepSpec, experiments: list[tuple[str, Any]], sweep_dir: Path, resume: bool) -> list:
+def _fit(spec: SweepSpec, experiments: list[tuple[str, Any]], sweep_dir: str, resume: bool) -> list:
     """Run (or resume) each Tune experiment of the sweep in turn; returns their ResultGrids."""
     from ray import tune
 
     grids = []
     for name, make in experiments:
-        path = sweep_dir / name
-        if resume and tune.Tuner.can_restore(str(path)):
+        path = f"{sweep_dir}/{name}"
+        if resume and tune.Tuner.can_restore(path):
             tuner = _restore(spec, path)
         else:
             tuner = make()
@@ -226,29 +228,29 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no configuration boxes: the live view is the output
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # the live view replaces Tune's own chatter
-    storage = Path(options.storage or Path.cwd() / "grokbench_results").expanduser().resolve()
-    sweep_root = storage / spec.name
+    storage = SweepStorage(options.storage)
 
     if options.resume:
-        sweep_dir = _find_sweep(sweep_root, options.sweep_id)
-        plan = json.loads((sweep_dir / PLAN_FILE).read_text())
-        uri, sweep_id = plan["tracking_uri"], plan["sweep_id"]
+        sweep_id = _find_sweep(storage, spec.name, options.sweep_id)
+        plan = storage.read_json(spec.name, sweep_id, PLAN_FILE)
+        uri = plan["tracking_uri"]
+        spec = build_sweep(plan["sweep_file"], plan["overrides"])  # the sweep as it was started
         if options.tracking_uri and absolute_uri(options.tracking_uri) != uri:
             raise SweepError(f"sweep {sweep_id} logs to {uri}; resume it without --tracking-uri or with that URI")
     else:
         uri = absolute_uri(options.tracking_uri or default_tracking_uri())
         sweep_id = options.sweep_id or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        sweep_dir = sweep_root / sweep_id
-        if sweep_dir.exists():
-            raise SweepError(f"sweep {sweep_id} already exists in {sweep_root}; use --resume to continue it")
+        if storage.exists(spec.name, sweep_id):
+            raise SweepError(f"sweep {sweep_id} already exists in {storage.uri(spec.name)}; use --resume to continue it")
     check_reachable(uri)
     connect_ray(options.address, spec)
+    preflight(uri, storage, spec)
     experiment_id = prepare_experiment(uri, f"grokbench/{spec.name}")
     if not options.resume:
-        sweep_dir.mkdir(parents=True)
         plan = {"sweep_id": sweep_id, "sweep_file": str(spec.path), "name": spec.name, "tracking_uri": uri,
-                "experiment_id": experiment_id, "trials": total_trials(spec)}
-        (sweep_dir / PLAN_FILE).write_text(json.dumps(plan, indent=2))
+                "experiment_id": experiment_id, "trials": total_trials(spec), "overrides": options.overrides}
+        storage.write_json(plan, spec.name, sweep_id, PLAN_FILE)
+    sweep_dir = storage.uri(spec.name, sweep_id)
 
     print(f"sweep {sweep_id}: {total_trials(spec)} trials → MLflow experiment grokbench/{spec.name} at {uri}",
           file=out, flush=True)
@@ -273,13 +275,15 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
     print(f"         then open {runs_link(uri, experiment_id)}", file=out)
     print(f"tables:  python -m analysis.tables --tracking-uri {uri} --sweep {sweep_id}", file=out)
     if grids is None or unfinished > 0:
-        print(f"interrupted with {unfinished} trials unfinished; continue with: grokbench sweep {spec.path} "
-              f"--resume --sweep-id {sweep_id}", file=out)
+        storage_flag = f" --storage {storage.root}" if options.storage else ""
+        smoke_flag = " --smoke" if options.overrides.get("smoke") else ""
+        print(f"{unfinished} trials unfinished; continue with: grokbench sweep {spec.path}{smoke_flag} --resume "
+              f"--sweep-id {sweep_id}{storage_flag}  (the sweep's other flags are restored from its plan)", file=out)
         return EXIT_INTERRUPTED
     return 0 if errors == 0 else 1
 
 
-def _experiments(spec: SweepSpec, sweep_dir: Path, callbacks: list, fault: dict | None) -> list[tuple[str, Any]]:
+def _experiments(spec: SweepSpec, sweep_dir: str, callbacks: list, fault: dict | None) -> list[tuple[str, Any]]:
     from ray import tune
 
     if not spec.search:
@@ -298,13 +302,17 @@ def _experiments(spec: SweepSpec, sweep_dir: Path, callbacks: list, fault: dict 
 def _report_best(spec: SweepSpec, grids: list, uri: str, experiment_id: str, sweep_id: str, out) -> None:
     import mlflow
 
-    from grokbench.sweep.tracking import KEY_TAG, SWEEP_TAG
     from grokbench.sweep.trainable import OBJECTIVE
 
     client = mlflow.MlflowClient(uri)
-    print("\nbest setting per method (objective: seconds to grok, censored trials at their budget):", file=out)
+    print("\nbest setting per method (objective: seconds to grok; a trial that did not grok counts at its "
+          "budget's seconds):", file=out)
     for method, grid in zip(spec.search.space, grids):
-        best = grid.get_best_result(metric=OBJECTIVE, mode="min")
+        finished = [r for r in grid if r.error is None and r.metrics and "summary" in r.metrics]
+        if not finished:
+            print(f"  {method:<12} no finished trial", file=out)
+            continue
+        best = min(finished, key=lambda r: r.metrics[OBJECTIVE])
         config = best.config["trial"]["config"]
         values = {k: config[k] for k in spec.search.space[method]}
         text = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
@@ -317,14 +325,32 @@ def _report_best(spec: SweepSpec, grids: list, uri: str, experiment_id: str, swe
             client.set_tag(run.info.run_id, "grokbench.best", "true")
 
 
-def _find_sweep(sweep_root: Path, sweep_id: str | None) -> Path:
+def _find_sweep(storage: SweepStorage, name: str, sweep_id: str | None) -> str:
     if sweep_id:
-        path = sweep_root / sweep_id
-        if not (path / PLAN_FILE).is_file():
-            raise SweepError(f"no sweep {sweep_id} under {sweep_root}")
-        return path
-    candidates = sorted((p for p in sweep_root.glob("*") if (p / PLAN_FILE).is_file()), key=lambda p: p.stat().st_mtime)
+        if not storage.exists(name, sweep_id, PLAN_FILE):
+            raise SweepError(f"no sweep {sweep_id} under {storage.uri(name)}")
+        return sweep_id
+    candidates = storage.children_with(PLAN_FILE, name)
     if not candidates:
-        raise SweepError(f"nothing to resume: no sweep under {sweep_root} (pass --storage if it was elsewhere)")
+        raise SweepError(f"nothing to resume: no sweep under {storage.uri(name)} (pass --storage if it was elsewhere)")
     return candidates[-1]
+
+
+def preflight(uri: str, storage: SweepStorage, spec: SweepSpec) -> None:
+    """On a cluster of several nodes, check every node can run a trial before any starts (`grokbench doctor`)."""
+    import ray
+
+    from grokbench.sweep.doctor import check_cluster, format_findings
+
+    if sum(1 for n in ray.nodes() if n["Alive"]) < 2:
+        return  # one node: the driver's own checks above cover it
+    trial = example_trial(spec).to_dict()
+    findings = check_cluster(uri, storage.root, trial, spec.resources.cpus_per_trial, spec.resources.gpus_per_trial)
+    failed = [f for f in findings if not f.ok]
+    if failed:
+        raise SweepError("the cluster cannot run this sweep:\n" + format_findings(failed))
+
+
+def example_trial(spec: SweepSpec) -> TrialConfig:
+    return spec.trials()[0] if not spec.search else _search_example(spec, next(iter(spec.search.space)))
 

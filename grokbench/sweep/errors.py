@@ -1,4 +1,7 @@
-"""Errors a user can fix: the message names the file, key or service and what to do."""
+"""Errors a user can fix (the message names the file, key or service and what to do), and exit codes."""
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 class SweepError(ValueError):

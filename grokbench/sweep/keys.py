@@ -1,10 +1,21 @@
-"""A trial's stable key: the same config gives the same key in every process and after every restart."""
+"""Names shared by the sweep and the analysis: a trial's stable key (the same config gives the same key in every
+process and after every restart), the MLflow tags that find a sweep's runs, and the default tracking store."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Any
+
+SWEEP_TAG = "grokbench.sweep_id"
+KEY_TAG = "grokbench.trial_key"
+EXPERIMENT_PREFIX = "grokbench/"
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 # fields that say where and how fast a trial runs, not what it computes
 PLACEMENT_FIELDS = ("device", "threads", "data_dir")

@@ -10,14 +10,10 @@ from typing import Any
 
 from ray import tune
 
+from grokbench.progress import duration
+
 REDRAW_S = 1.0
 LOG_EVERY_S = 30.0
-
-
-def duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 class LiveView(tune.Callback):

@@ -8,6 +8,7 @@ search of each method's strength. Every check names the file and the key.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field, fields
@@ -90,11 +91,19 @@ class SweepSpec:
             raise SweepError(f"{self.path}: {where}: {err}") from None
 
     def with_overrides(self, seeds: list[int] | None = None, max_epochs: int | None = None,
-                       methods: list[str] | None = None, num_samples: int | None = None) -> SweepSpec:
-        """Flags override the file; the result is checked like the file was."""
-        import dataclasses
-
+                       methods: list[str] | None = None, num_samples: int | None = None,
+                       **resources: float | None) -> SweepSpec:
+        """Flags override the file (and `resources`: cpus_per_trial, gpus_per_trial, max_concurrent); the result
+        is checked like the file was."""
         changes: dict[str, Any] = {}
+        given = {k: v for k, v in resources.items() if v is not None}
+        if given:
+            merged = {**dataclasses.asdict(self.resources), **given}
+            changes["resources"] = Resources(
+                cpus_per_trial=_positive_number(self.path, "--cpus-per-trial", merged["cpus_per_trial"]),
+                gpus_per_trial=_non_negative(self.path, "--gpus-per-trial", merged["gpus_per_trial"]),
+                max_concurrent=int(_non_negative(self.path, "--max-concurrent", merged["max_concurrent"])),
+            )
         if seeds is not None:
             changes["grid"] = {**self.grid, "seed": seeds}
             changes["base"] = {k: v for k, v in self.base.items() if k != "seed"}
@@ -123,8 +132,6 @@ class SweepSpec:
             seeds=self.smoke.get("seeds"), max_epochs=self.smoke.get("max_epochs"),
             num_samples=self.smoke.get("num_samples"),
         )
-        import dataclasses
-
         return dataclasses.replace(spec, name=f"{self.name}-smoke")
 
     def check(self) -> None:
@@ -134,6 +141,15 @@ class SweepSpec:
         else:
             for method in self.search.space:
                 self._resolve({**self.base, "task": self.task, "method": method}, f"search.space.{method}")
+
+
+def build_sweep(name_or_path: str, overrides: dict[str, Any]) -> SweepSpec:
+    """The sweep a command line asks for: the file, its smoke version if `smoke`, then the flag overrides.
+    A sweep records `overrides` in its plan, so `--resume` rebuilds exactly the same sweep."""
+    spec = load_sweep(name_or_path)
+    if overrides.get("smoke"):
+        spec = spec.smoke_version()
+    return spec.with_overrides(**{k: v for k, v in overrides.items() if k != "smoke"})
 
 
 def sweep_names() -> list[str]:

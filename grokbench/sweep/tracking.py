@@ -8,7 +8,6 @@ resumed or retried trial finds and continues its run, and metric points at steps
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import urllib.error
@@ -20,16 +19,13 @@ from ray import tune
 
 import grokbench
 from grokbench.sweep.errors import TrackingError
-from grokbench.sweep.keys import trial_key
+from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, trial_key
 
-SWEEP_TAG = "grokbench.sweep_id"
-KEY_TAG = "grokbench.trial_key"
+# every evaluation logs it, as the last metric of its point: its last step is the run's last logged step
 CURVE_SENTINEL = "train_acc"
-MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call  # every evaluation logs it; its last step is the run's last logged step
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+FINAL_STATUSES = ("grokked", "censored", "diverged")
+NOT_SUMMARY_METRICS = ("seed", "train_time_s")  # a param, and a curve already logged at the final step
 
 
 def absolute_uri(uri: str) -> str:
@@ -93,18 +89,18 @@ def code_version() -> str:
 class TrialRuns(tune.Callback):
     """A Tune callback on the driver that owns one MLflow run per trial."""
 
-    def __init__(self, uri: str, experiment_id: str, sweep_id: str, extra_tags: dict[str, str] | None = None):
+    def __init__(self, uri: str, experiment_id: str, sweep_id: str):
         self.uri = uri
         self.experiment_id = experiment_id
         self.sweep_id = sweep_id
-        self.extra_tags = extra_tags or {}
         self.version = code_version()
         self._runs: dict[str, tuple[str, int]] = {}  # trial key → (run id, last logged step)
+        self._nodes: dict[str, str] = {}  # trial key → the Ray node its latest attempt runs on
         self._client = None
 
     def __getstate__(self) -> dict[str, Any]:
         # pickled with the Tuner for `--resume`: keep the settings, rebuild the client and the cache
-        return {**self.__dict__, "_runs": {}, "_client": None}
+        return {**self.__dict__, "_runs": {}, "_nodes": {}, "_client": None}
 
     @property
     def client(self):
@@ -137,7 +133,7 @@ class TrialRuns(tune.Callback):
 
         tags = {
             SWEEP_TAG: self.sweep_id, KEY_TAG: key, "method": config["method"], "loss": config["loss"],
-            "seed": str(config["seed"]), "task": config["task"], "status": "running", **self.extra_tags,
+            "seed": str(config["seed"]), "task": config["task"], "status": "running",
         }
         run = self.client.create_run(self.experiment_id, run_name=key, tags=tags)
         params = [Param(k, "None" if v is None else str(v)) for k, v in sorted(config.items())]
@@ -154,15 +150,23 @@ class TrialRuns(tune.Callback):
 
         key, run_id, last_step = self._run(trial)
         now = int(time.time() * 1000)
+        node = result.get("node_id")
+        if node and self._nodes.get(key) != node:
+            self.client.set_tag(run_id, "node_id", node)
+            self._nodes[key] = node
         fresh = [point for point in result.get("curve", []) if point["step"] > last_step]
-        metrics = [
-            Metric(name, float(value), now, point["step"])
-            for point in fresh
-            for name, value in point.items()
-            if name != "step" and value is not None
-        ]
-        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
+        # whole points per batch, the sentinel last in each: a driver killed between two batches leaves no
+        # point half-logged that a resume would skip as done
+        batch: list = []
+        for point in fresh:
+            names = sorted((k for k in point if k not in ("step", CURVE_SENTINEL)), key=str) + [CURVE_SENTINEL]
+            entries = [Metric(k, float(point[k]), now, point["step"]) for k in names if point.get(k) is not None]
+            if len(batch) + len(entries) > MAX_METRICS_PER_BATCH:
+                self.client.log_batch(run_id, metrics=batch)
+                batch = []
+            batch += entries
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
         if fresh:
             self._runs[key] = (run_id, fresh[-1]["step"])
         if "summary" in result:
@@ -171,8 +175,10 @@ class TrialRuns(tune.Callback):
     def _log_summary(self, run_id: str, summary: dict[str, Any], step: int, now: int) -> None:
         from mlflow.entities import Metric, RunTag
 
+        if self.client.get_run(run_id).data.tags.get("status") in FINAL_STATUSES:
+            return  # logged before the driver died; the resumed trial only repeated its last report
         numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        metrics = [Metric(k, float(v), now, step) for k, v in numbers.items() if k not in ("seed",)]
+        metrics = [Metric(k, float(v), now, step) for k, v in numbers.items() if k not in NOT_SUMMARY_METRICS]
         tags = [RunTag("status", summary["status"]),
                 RunTag("grokked_before_memorised", str(summary["grokked_before_memorised"]))]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)

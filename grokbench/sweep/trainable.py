@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -29,7 +30,7 @@ def _load_or_start(config: dict[str, Any]) -> Trial:
     if checkpoint is None:
         return Trial(TrialConfig.from_dict(config["config"]))
     with checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
+        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
     return Trial.restore(state)
 
 
@@ -62,22 +63,28 @@ class Reporter:
     checkpoint never lacks points before it) and with the summary at the end.
     """
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], trial: Trial):
         self.config = config
+        self.last_checkpoint_epoch = trial.epoch
         self.curve: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
+        self.node_id = ray.get_runtime_context().get_node_id()
 
     def __call__(self, ev: Evaluation, trial: Trial) -> None:
         self.curve.append({**ev.metrics, "step": ev.step, "epoch": ev.epoch, "train_time_s": ev.train_time_s})
-        checkpoint_due = ev.epoch > 0 and ev.epoch % self.config["checkpoint_every"] == 0
+        # at the first evaluation at least checkpoint_every epochs after the last checkpoint
+        checkpoint_due = ev.epoch - self.last_checkpoint_epoch >= self.config["checkpoint_every"]
         if checkpoint_due or time.monotonic() - self.last_flush >= REPORT_EVERY_S:
             self.flush(trial, with_checkpoint=checkpoint_due)
         _maybe_fail(self.config, ev.epoch)
 
     def flush(self, trial: Trial, with_checkpoint: bool, **extra: Any) -> None:
-        # a search sees the objective as it would stand if the trial ended now
-        result = {"step": trial.step, "curve": self.curve, OBJECTIVE: objective(trial.summary()), **extra}
+        # a search sees the objective as it stands (a trial still running projected to its budget)
+        result = {"step": trial.step, "curve": self.curve, OBJECTIVE: objective(trial),
+                  "node_id": self.node_id, **extra}
         _report(result, trial if with_checkpoint else None)
+        if with_checkpoint:
+            self.last_checkpoint_epoch = trial.epoch
         self.curve = []
         self.last_flush = time.monotonic()
 
@@ -88,12 +95,14 @@ def run_trial(config: dict[str, Any]) -> None:
     Reports {"step", "curve": [metrics of each evaluation], "objective"}; the last report adds "summary"."""
     config = config["trial"]
     trial = _load_or_start(config)
-    reporter = Reporter(config)
+    reporter = Reporter(config, trial)
     summary = trial.run(callback=reporter)
     reporter.flush(trial, with_checkpoint=True, summary=summary)
 
 
-def objective(summary: dict[str, Any]) -> float:
-    """What a search minimises: seconds to grok, a censored (or diverged) trial counted at its budget's time."""
-    grokked = summary["time_to_grok_s"]
-    return grokked if grokked is not None else summary["train_time_s"]
+def objective(trial: Trial) -> float:
+    """What a search minimises: seconds to grok. A trial that has not grokked counts at its whole budget's
+    seconds (its rate so far, extrapolated), so neither censoring nor an early divergence looks fast."""
+    if trial.events.grokked is not None:
+        return trial.events.grokked.time_s
+    return trial.train_time_s * trial.cfg.max_epochs / max(trial.epoch, 1)

@@ -1,0 +1,126 @@
+"""`grokbench doctor`, and the sweep's pre-flight on a multi-node cluster: can every node run a trial?
+
+On each alive Ray node a zero-CPU task checks that grokbench imports at the driver's version, that the tracking
+server answers, that the checkpoint storage takes a write, that the task's data loads, and that a GPU is there
+when trials ask for one. Every failure names the node and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from grokbench.config import TrialConfig
+
+
+@dataclass(frozen=True)
+class Finding:
+    node: str
+    check: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _probe_storage(storage: str) -> None:
+    import pyarrow.fs
+
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else os.path.abspath(storage))
+    filesystem.create_dir(root, recursive=True)
+    probe = f"{root}/.grokbench-doctor-{uuid.uuid4().hex}"
+    with filesystem.open_output_stream(probe) as stream:
+        stream.write(b"ok")
+    filesystem.delete_file(probe)
+
+
+def check_this_node(tracking_uri: str, storage: str, trial: dict[str, Any], needs_gpu: bool) -> list[tuple]:
+    """Runs on one node; returns (check, ok, detail, fix) tuples."""
+    results = []
+    try:
+        from grokbench.sweep.tracking import check_reachable, code_version
+
+        results.append(("grokbench", True, code_version(), ""))
+    except Exception as err:  # an import failure is exactly what this check is for
+        return [("grokbench", False, f"cannot import grokbench: {err}", "install this project on the node "
+                 "(pip install -e .) before `ray start`, as cluster.yaml's setup_commands do")]
+    if tracking_uri.startswith("http"):
+        try:
+            check_reachable(tracking_uri)
+            results.append(("tracking", True, tracking_uri, ""))
+        except Exception as err:
+            results.append(("tracking", False, str(err), "start the MLflow server on an address the nodes can "
+                            "reach (cluster.yaml binds it to the head's private IP) and allow it in the firewall"))
+    try:
+        _probe_storage(storage)
+        results.append(("storage", True, storage, ""))
+    except Exception as err:
+        results.append(("storage", False, f"cannot write to {storage}: {err}",
+                        "use storage every node can write (--storage s3://bucket/path on a cluster) and give the "
+                        "nodes credentials for it (an instance profile)"))
+    try:
+        from grokbench.tasks import TASKS
+
+        cfg = TrialConfig.from_dict(trial)
+        from grokbench.config import resolve
+
+        TASKS[cfg.task].load_data(resolve(cfg))
+        results.append(("data", True, f"{cfg.task} loads", ""))
+    except Exception as err:
+        results.append(("data", False, str(err), "put the data on this node (cluster.yaml's setup_commands "
+                        "download MNIST) or set GROKBENCH_DATA in the node's environment before `ray start`"))
+    if needs_gpu:
+        import torch
+
+        ok = torch.cuda.is_available()
+        results.append(("gpu", ok, torch.cuda.get_device_name(0) if ok else "torch sees no CUDA device",
+                        "" if ok else "use a GPU image with the NVIDIA driver, or run with --gpus-per-trial 0"))
+    return results
+
+
+def check_cluster(tracking_uri: str, storage: str, trial: dict[str, Any], cpus: float, gpus: float) -> list[Finding]:
+    """Run `check_this_node` on every alive node, and check that some node fits one trial."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from grokbench.sweep.tracking import code_version
+
+    expected = code_version()
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    findings = []
+    fits = [n for n in nodes if n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus]
+    findings.append(Finding(
+        "cluster", "resources", bool(fits),
+        f"{len(fits)} of {len(nodes)} nodes fit a trial of {cpus:g} CPU(s) and {gpus:g} GPU(s)",
+        "" if fits else "lower --cpus-per-trial / --gpus-per-trial, or add nodes with those resources",
+    ))
+    remote = ray.remote(num_cpus=0)(check_this_node)
+    pending = {
+        n["NodeID"]: remote.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(tracking_uri, storage, trial, gpus > 0 and n["Resources"].get("GPU", 0) > 0)
+        for n in nodes
+    }
+    names = {n["NodeID"]: f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})" for n in nodes}
+    for node_id, ref in pending.items():
+        try:
+            results = ray.get(ref, timeout=300)
+        except Exception as err:
+            findings.append(Finding(names[node_id], "reachable", False, f"the check did not run: {err}",
+                                    "see `ray status` and the node's logs (/tmp/ray/session_latest/logs)"))
+            continue
+        for check, ok, detail, fix in results:
+            if check == "grokbench" and ok and detail != expected:
+                ok, fix = False, f"install the driver's version ({expected}) on this node and restart its Ray"
+            findings.append(Finding(names[node_id], check, ok, detail, fix))
+    return findings
+
+
+def format_findings(findings: list[Finding]) -> str:
+    lines = []
+    for f in findings:
+        lines.append(f"{'ok  ' if f.ok else 'FAIL'}  {f.node:<28} {f.check:<10} {f.detail}")
+        if not f.ok and f.fix:
+            lines.append(f"      {'':<28} {'fix:':<10} {f.fix}")
+    return "\n".join(lines)

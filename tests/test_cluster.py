@@ -1,0 +1,244 @@
+"""A real multi-node Ray cluster on this machine (a head and an extra node started with `ray start`, each in its
+own process group) and a real `mlflow server` on 127.0.0.1: sweeps spread over both nodes, survive the loss of a
+node and a restart of the tracking server, and `grokbench doctor` names what is wrong with which node."""
+
+import copy
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+MLFLOW = str(Path(sys.executable).parent / "mlflow")
+BASE_ENV = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}  # several raylets on one host
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def alive_nodes(address: str) -> int:
+    out = subprocess.run([RAY, "status", "--address", address], env=BASE_ENV, capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if line.strip().startswith("1 node_"))
+
+
+class Cluster:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start_node(self, name: str, head: bool, env_extra: dict) -> None:
+        command = [RAY, "start", "--block", "--num-cpus=1", "--disable-usage-stats"]
+        command += (["--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false"]
+                    if head else [f"--address={self.address}", "--node-ip-address=127.0.0.1"])
+        log = open(self.tmp / f"{name}.log", "w")
+        self.procs[name] = subprocess.Popen(command, env={**BASE_ENV, **env_extra}, start_new_session=True,
+                                            stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            stop_group(proc)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cluster")
+    empty = tmp / "no-data"
+    empty.mkdir()
+    c = Cluster(tmp)
+    try:
+        c.start_node("head", head=True, env_extra={})
+        wait_for(lambda: alive_nodes(c.address) == 1, 90, "the head node")
+        # the extra node has no MNIST: `grokbench doctor` must say so
+        c.start_node("worker", head=False, env_extra={"GROKBENCH_DATA": str(empty)})
+        wait_for(lambda: alive_nodes(c.address) == 2, 90, "the extra node")
+        yield c
+    finally:
+        c.stop()
+
+
+class Server:
+    def __init__(self, tmp: Path, store: Path):
+        self.tmp, self.store, self.port = tmp, store, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> None:
+        env = {**BASE_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        command = [MLFLOW, "server", "--workers", "1", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--backend-store-uri", f"sqlite:///{self.store}", "--serve-artifacts",
+                   "--artifacts-destination", str(self.tmp / "artifacts")]
+        self.proc = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.tmp / "server.log", "a"))
+        wait_for(self.healthy, 90, "the MLflow server")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.uri + "/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        stop_group(self.proc)
+
+
+@pytest.fixture
+def server(tmp_path, migrated_store):
+    shutil.copy(migrated_store, tmp_path / "server.db")
+    s = Server(tmp_path, tmp_path / "server.db")
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def sweep_file(tmp: Path, name: str, seeds: int, max_epochs: int = 150, after: int = 0) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "task": "xor", "budget": {"max_epochs": max_epochs},
+        "base": {"eval_every": 10, "epochs_after_grok": after}, "grid": {"seed": list(range(seeds))},
+        "methods": {"baseline": {}}, "resources": {"cpus_per_trial": 1}, "checkpoint_every": 20, "max_failures": 3,
+    }))
+    return path
+
+
+def sweep_command(path: Path, cluster: Cluster, uri: str, tmp: Path) -> list[str]:
+    return [sys.executable, "-m", "grokbench.cli", "sweep", str(path), "--address", cluster.address,
+            "--tracking-uri", uri, "--storage", str(tmp / "results")]
+
+
+def check_runs_once(uri: str, experiment: str, trials: int) -> list:
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    keys = [r.data.tags["grokbench.trial_key"] for r in runs]
+    assert len(keys) == trials and len(set(keys)) == trials, keys  # none lost, none logged twice
+    for run in runs:
+        assert run.data.tags["status"] == "grokked" and run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]
+        assert steps == sorted(set(steps)), steps
+        artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id))
+        assert artifacts == ["config.json", "summary.json"]
+    return runs
+
+
+def test_cluster_files_pass_rays_validator_and_a_broken_copy_fails():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    validate_config(prepare_config(copy.deepcopy(config)))
+    broken = copy.deepcopy(config)
+    broken["available_node_types"]["gpu_worker"]["max_wrokers"] = 4  # a misspelt key
+    with pytest.raises(Exception, match="max_wrokers|Additional properties"):
+        validate_config(prepare_config(broken))
+
+
+def test_tiny_sweep_runs_on_both_nodes_and_logs_each_run_once_to_the_server(cluster, server, tmp_path):
+    path = sweep_file(tmp_path, "spread", seeds=4, after=40)
+    proc = subprocess.run(sweep_command(path, cluster, server.uri, tmp_path), env=BASE_ENV, capture_output=True,
+                          text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = check_runs_once(server.uri, "grokbench/spread", trials=4)
+    assert len({r.data.tags["node_id"] for r in runs}) == 2  # one CPU a node: trials ran on both
+
+
+def test_doctor_names_the_node_without_data_a_missing_resource_and_an_unreachable_server(cluster, server):
+    env = {k: v for k, v in BASE_ENV.items() if k != "GROKBENCH_DATA"}  # each node uses its own data directory
+    env["GROKBENCH_DATA"] = os.environ.get("GROKBENCH_DATA", "")
+    doctor = [sys.executable, "-m", "grokbench.cli", "doctor", "mnist", "--address", cluster.address]
+    env_nodes_own = {k: v for k, v in env.items() if k != "GROKBENCH_DATA"}
+    proc = subprocess.run(doctor + ["--tracking-uri", server.uri, "--gpus-per-trial", "1"], env=env_nodes_own,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    resource = next(line for line in lines if "resources" in line)
+    assert resource.startswith("FAIL") and "0 of 2 nodes fit a trial of 1 CPU(s) and 1 GPU(s)" in resource
+    data_failures = [line for line in lines if line.startswith("FAIL") and " data " in line]
+    assert len(data_failures) == 1, proc.stdout  # the extra node, not the head
+    assert "fix:" in proc.stdout and "GROKBENCH_DATA" in proc.stdout
+    assert sum(1 for line in lines if line.startswith("ok") and " tracking " in line) == 2
+    unreachable = subprocess.run(doctor + ["--tracking-uri", "http://127.0.0.1:9"], env=env_nodes_own,
+                                 capture_output=True, text=True, timeout=120)
+    assert unreachable.returncode == 2
+    assert "the MLflow tracking server at http://127.0.0.1:9 does not answer" in unreachable.stderr
+
+
+def test_tracking_server_restart_mid_sweep_loses_nothing(cluster, server, tmp_path):
+    path = sweep_file(tmp_path, "restart", seeds=4, after=150, max_epochs=400)
+    driver = subprocess.Popen(sweep_command(path, cluster, server.uri, tmp_path), env=BASE_ENV,
+                              start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client = mlflow.MlflowClient(server.uri)
+        wait_for(lambda: any("test_acc" in r.data.metrics for r in client.search_runs(
+            [e.experiment_id for e in client.search_experiments() if e.name == "grokbench/restart"])), 240,
+            "the first curves")
+        server.stop()
+        time.sleep(4)
+        server.start()
+        out, _ = driver.communicate(timeout=400)
+        assert driver.returncode == 0, out
+    finally:
+        stop_group(driver)
+    check_runs_once(server.uri, "grokbench/restart", trials=4)
+
+
+def test_losing_a_node_mid_sweep_loses_no_trial(cluster, server, tmp_path):
+    """Runs last: it kills the extra node for good."""
+    path = sweep_file(tmp_path, "nodeloss", seeds=4, after=150, max_epochs=400)
+    driver = subprocess.Popen(sweep_command(path, cluster, server.uri, tmp_path), env=BASE_ENV,
+                              start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client = mlflow.MlflowClient(server.uri)
+
+        def both_nodes_busy() -> bool:
+            exps = [e.experiment_id for e in client.search_experiments() if e.name == "grokbench/nodeloss"]
+            runs = client.search_runs(exps) if exps else []
+            return len({r.data.tags.get("node_id") for r in runs} - {None}) == 2
+
+        wait_for(both_nodes_busy, 240, "trials on both nodes")
+        stop_group(cluster.procs["worker"])  # the extra node dies with its trial
+        out, _ = driver.communicate(timeout=500)
+        assert driver.returncode == 0, out
+    finally:
+        stop_group(driver)
+    runs = check_runs_once(server.uri, "grokbench/nodeloss", trials=4)
+    assert len(runs) / 4 == 1.0
