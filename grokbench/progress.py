@@ -22,7 +22,7 @@ class Progress:
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
-        self.live = stream.isatty()
+        self.live = self.stream.isatty()
         self.started = time.perf_counter()
         self.first_epoch: int | None = None
         self.last_printed = 0.0
