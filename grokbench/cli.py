@@ -99,7 +99,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from grokbench.sweep.driver import SweepOptions, run_sweep
     from grokbench.sweep.spec import build_sweep
 
-    overrides = {k: getattr(args, k) for k in SWEEP_OVERRIDES if getattr(args, k) not in (None, False)}
+    given = {k: getattr(args, k) for k in SWEEP_OVERRIDES}
+    overrides = {k: v for k, v in given.items() if v is not None and v is not False}  # 0 is a value, not "unset"
     spec = build_sweep(args.sweep, overrides)
     options = SweepOptions(address=args.address, tracking_uri=args.tracking_uri, storage=args.storage,
                            resume=args.resume, sweep_id=args.sweep_id, dry_run=args.dry_run, overrides=overrides)

@@ -161,13 +161,14 @@ def check_runs_once(uri: str, experiment: str, trials: int) -> list:
     return runs
 
 
-def test_cluster_files_pass_rays_validator_and_a_broken_copy_fails():
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-local.yaml"])
+def test_cluster_files_pass_rays_validator_and_a_broken_copy_fails(name):
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    config = yaml.safe_load((REPO / name).read_text())
     validate_config(prepare_config(copy.deepcopy(config)))
     broken = copy.deepcopy(config)
-    broken["available_node_types"]["gpu_worker"]["max_wrokers"] = 4  # a misspelt key
+    broken["max_wrokers"] = 4  # a misspelt key
     with pytest.raises(Exception, match="max_wrokers|Additional properties"):
         validate_config(prepare_config(broken))
 
