@@ -94,7 +94,7 @@ def row_label(method: str, lam: float, shared: bool) -> str:
 # ---- Table 1 ------------------------------------------------------------------------------------------------------
 
 def table1(runs: pd.DataFrame) -> list[Table]:
-    runs = with_budget_columns(runs)
+    runs = with_budget_columns(runs[runs["status"] != "running"])  # unfinished trials: see progress_note
     tables = []
     for loss in [l for l in ("mse", "ce") if l in set(runs["loss"])]:
         part = runs[runs["loss"] == loss]
@@ -140,7 +140,7 @@ def _table1_row(method: str, lam: float, group: pd.DataFrame, baseline: pd.DataF
 
 def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | None:
     """Median time and steps to grok against one setting (λ or init scale), per method and loss."""
-    runs = with_budget_columns(runs)
+    runs = with_budget_columns(runs[runs["status"] != "running"])
     varied = varied_groups(runs, by)
     if not varied:
         return None

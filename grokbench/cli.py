@@ -123,6 +123,18 @@ def cmd_bench_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_nodes(args: argparse.Namespace) -> int:
+    from grokbench.sweep.overhead import measure_distribution
+
+    report = measure_distribution(trials=args.trials, progress=lambda m: print(m, file=sys.stderr))
+    for layout, r in report.items():
+        print(f"{layout:<10} sweep wall {r['sweep_wall_s']:.1f} s on {r['nodes_used']} node(s); "
+              f"per-trial scheduling and logging ≈{r['per_trial_overhead_s']:.1f} s")
+    if args.json:
+        _print_json(report)
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from grokbench.sweep.doctor import check_cluster, format_findings
     from grokbench.sweep.driver import connect_ray, example_trial
@@ -173,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     overhead.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
     overhead.add_argument("--json", action="store_true", help="end stdout with the figures as one JSON line")
     overhead.set_defaults(handler=cmd_bench_sweep)
+
+    nodes = commands.add_parser("bench-nodes", help="a tiny sweep on one node vs on two local nodes (same cores)")
+    nodes.add_argument("--trials", type=int, default=8)
+    nodes.add_argument("--json", action="store_true", help="end stdout with the figures as one JSON line")
+    nodes.set_defaults(handler=cmd_bench_nodes)
 
     doctor = commands.add_parser("doctor", help="check that every Ray node can run a sweep's trials")
     doctor.add_argument("sweep", nargs="?", default="mnist", help="the sweep whose trials to check (default mnist)")

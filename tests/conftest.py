@@ -14,6 +14,16 @@ torch.set_num_threads(1)  # tests compare runs bit for bit; one thread is also t
 
 
 @pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store with its schema migrations done once for the whole session; tests copy it."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="session")
 def mnist_available() -> None:
     root = Path(os.environ.get("GROKBENCH_DATA", "")) / "MNIST" / "raw"
     if not root.is_dir():

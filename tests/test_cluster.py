@@ -124,13 +124,6 @@ def server(tmp_path, migrated_store):
     s.stop()
 
 
-@pytest.fixture(scope="session")
-def migrated_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 def sweep_file(tmp: Path, name: str, seeds: int, max_epochs: int = 150, after: int = 0) -> Path:
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
@@ -203,43 +196,42 @@ def test_doctor_names_the_node_without_data_a_missing_resource_and_an_unreachabl
     assert "the MLflow tracking server at http://127.0.0.1:9 does not answer" in unreachable.stderr
 
 
-def test_tracking_server_restart_mid_sweep_loses_nothing(cluster, server, tmp_path):
-    path = sweep_file(tmp_path, "restart", seeds=4, after=150, max_epochs=400)
-    driver = subprocess.Popen(sweep_command(path, cluster, server.uri, tmp_path), env=BASE_ENV,
-                              start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def runs_of(server: Server, experiment: str) -> list:
+    client = mlflow.MlflowClient(server.uri)
+    ids = [e.experiment_id for e in client.search_experiments() if e.name == experiment]
+    return client.search_runs(ids) if ids else []
+
+
+def sweep_with_fault(cluster: Cluster, server: Server, tmp: Path, name: str, ready, fault) -> list:
+    """Run a 4-trial sweep; once `ready(runs)` holds, inject `fault()`; the sweep must still end well."""
+    path = sweep_file(tmp, name, seeds=4, after=100, max_epochs=300)
+    driver = subprocess.Popen(sweep_command(path, cluster, server.uri, tmp), env=BASE_ENV, start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        client = mlflow.MlflowClient(server.uri)
-        wait_for(lambda: any("test_acc" in r.data.metrics for r in client.search_runs(
-            [e.experiment_id for e in client.search_experiments() if e.name == "grokbench/restart"])), 240,
-            "the first curves")
-        server.stop()
-        time.sleep(4)
-        server.start()
-        out, _ = driver.communicate(timeout=400)
-        assert driver.returncode == 0, out
-    finally:
-        stop_group(driver)
-    check_runs_once(server.uri, "grokbench/restart", trials=4)
-
-
-def test_losing_a_node_mid_sweep_loses_no_trial(cluster, server, tmp_path):
-    """Runs last: it kills the extra node for good."""
-    path = sweep_file(tmp_path, "nodeloss", seeds=4, after=150, max_epochs=400)
-    driver = subprocess.Popen(sweep_command(path, cluster, server.uri, tmp_path), env=BASE_ENV,
-                              start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        client = mlflow.MlflowClient(server.uri)
-
-        def both_nodes_busy() -> bool:
-            exps = [e.experiment_id for e in client.search_experiments() if e.name == "grokbench/nodeloss"]
-            runs = client.search_runs(exps) if exps else []
-            return len({r.data.tags.get("node_id") for r in runs} - {None}) == 2
-
-        wait_for(both_nodes_busy, 240, "trials on both nodes")
-        stop_group(cluster.procs["worker"])  # the extra node dies with its trial
+        wait_for(lambda: ready(runs_of(server, f"grokbench/{name}")), 240, f"the moment to break {name}")
+        fault()
         out, _ = driver.communicate(timeout=500)
         assert driver.returncode == 0, out
     finally:
         stop_group(driver)
-    runs = check_runs_once(server.uri, "grokbench/nodeloss", trials=4)
-    assert len(runs) / 4 == 1.0
+    return check_runs_once(server.uri, f"grokbench/{name}", trials=4)
+
+
+def test_tracking_server_restart_mid_sweep_loses_nothing(cluster, server, tmp_path):
+    def restart() -> None:
+        server.stop()
+        time.sleep(4)
+        server.start()
+
+    sweep_with_fault(cluster, server, tmp_path, "restart",
+                     ready=lambda runs: any("test_acc" in r.data.metrics for r in runs), fault=restart)
+
+
+def test_losing_a_node_mid_sweep_loses_no_trial(cluster, server, tmp_path):
+    """Runs last: it kills the extra node for good."""
+    runs = sweep_with_fault(
+        cluster, server, tmp_path, "nodeloss",
+        ready=lambda runs: len({r.data.tags.get("node_id") for r in runs} - {None}) == 2,  # both nodes busy
+        fault=lambda: stop_group(cluster.procs["worker"]),  # the extra node dies with its trial
+    )
+    assert len(runs) / 4 == 1.0  # trials completed / planned

@@ -162,8 +162,8 @@ def connect_ray(address: str | None, spec: SweepSpec) -> None:
         else:
             try:
                 ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
-            except ConnectionError:
-                ray.init(runtime_env=runtime_env, log_to_driver=False)
+            except ConnectionError:  # none running (or only a stale address file): start one
+                ray.init(address="local", runtime_env=runtime_env, log_to_driver=False)
     resources = ray.cluster_resources()
     for name, need in (("CPU", spec.resources.cpus_per_trial), ("GPU", spec.resources.gpus_per_trial)):
         if need > resources.get(name, 0):

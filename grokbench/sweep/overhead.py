@@ -59,7 +59,7 @@ def _sweep_wall_s(config: dict[str, Any], workdir: Path, index: int) -> tuple[fl
 def measure_overhead(config: dict[str, Any], rounds: int = 2, progress: Callable[[str], None] = print) -> dict:
     import ray
 
-    ray.init(num_cpus=max(int(config["threads"]), 1), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(int(config["threads"]), 1), include_dashboard=False, log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory(prefix="grokbench-overhead-") as tmp:
             pairs = []
@@ -79,3 +79,64 @@ def measure_overhead(config: dict[str, Any], rounds: int = 2, progress: Callable
         "overhead_ratio": statistics.median(p[1] / p[0] for p in pairs),
         "sweep_startup_s": statistics.median(p[2] for p in pairs),
     }
+
+
+def _ray(*args: str, env: dict, block: bool = False) -> subprocess.Popen | None:
+    command = [str(Path(sys.executable).parent / "ray"), *args]
+    if block:  # its own process group, so that stopping it stops only this node
+        return subprocess.Popen(command + ["--block"], env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    return None
+
+
+def measure_distribution(trials: int = 8, progress: Callable[[str], None] = print) -> dict:
+    """The same tiny xor sweep on one local node with 2 CPUs and on a head + an extra node with 1 CPU each
+    (the same cores), so the difference is the cost of distribution."""
+    import os
+    import signal
+    import socket
+
+    import mlflow
+
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="grokbench-nodes-") as tmp:
+        workdir = Path(tmp)
+        path = workdir / "nodes.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": "nodes", "task": "xor", "budget": {"max_epochs": 200}, "base": {"eval_every": 10},
+            "grid": {"seed": list(range(trials))}, "methods": {"baseline": {}}, "resources": {"cpus_per_trial": 1},
+        }))
+        for layout, cpus in (("one node", [2]), ("two nodes", [1, 1])):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            address = f"127.0.0.1:{port}"
+            nodes = [_ray("start", "--head", f"--port={port}", f"--num-cpus={cpus[0]}", "--include-dashboard=false",
+                          "--node-ip-address=127.0.0.1", env=env, block=True)]
+            nodes += [_ray("start", f"--address={address}", f"--num-cpus={c}", "--node-ip-address=127.0.0.1",
+                           env=env, block=True) for c in cpus[1:]]
+            try:
+                time.sleep(15)  # the nodes register
+                uri = f"sqlite:///{workdir / (layout.replace(' ', '_') + '.db')}"
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "grokbench.cli", "sweep", str(path), "--address", address,
+                                "--tracking-uri", uri, "--storage", str(workdir / "results")], env=env, check=True,
+                               capture_output=True)
+                wall = time.perf_counter() - started
+            finally:
+                for node in nodes:
+                    os.killpg(node.pid, signal.SIGKILL)
+                    node.wait()
+            client = mlflow.MlflowClient(uri)
+            runs = client.search_runs([client.get_experiment_by_name("grokbench/nodes").experiment_id])
+            trial_wall = statistics.mean(r.data.metrics["wall_s"] for r in runs)
+            nodes_used = len({r.data.tags["node_id"] for r in runs})
+            # per trial, what the sweep spent beyond the trials' own wall clocks (2 trials run at a time)
+            overhead = wall * 2 / trials - trial_wall
+            results[layout] = {"sweep_wall_s": wall, "trial_wall_s": trial_wall, "nodes_used": nodes_used,
+                               "per_trial_overhead_s": overhead}
+            progress(f"{layout}: sweep {wall:.1f} s, {trials} trials on {nodes_used} node(s), mean trial "
+                     f"{trial_wall:.1f} s, scheduling and logging ≈{overhead:.1f} s a trial")
+    return results
