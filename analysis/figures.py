@@ -30,9 +30,10 @@ def histories(uri: str, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def _median_band(curves: list[pd.Series], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median and min–max band over runs, each interpolated onto the grid (NaN past a run's end)."""
-    stacked = np.vstack([
-        np.interp(grid, c.index.to_numpy(float), c.to_numpy(float), right=np.nan) for c in curves if len(c)
-    ])
+    rows = [np.interp(grid, c.index.to_numpy(float), c.to_numpy(float), right=np.nan) for c in curves if len(c)]
+    if not rows:
+        return (np.full_like(grid, np.nan),) * 3
+    stacked = np.vstack(rows)
     with np.errstate(all="ignore"):
         return np.nanmedian(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
 

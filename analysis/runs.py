@@ -32,7 +32,10 @@ def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         raise AnalysisError(f"no MLflow store at {uri}; pass --tracking-uri (a sweep prints it when it ends)")
     client = mlflow.MlflowClient(uri)
-    known = {e.name: e.experiment_id for e in client.search_experiments()}
+    try:
+        known = {e.name: e.experiment_id for e in client.search_experiments()}
+    except mlflow.exceptions.MlflowException as err:
+        raise AnalysisError(f"cannot read the tracking store at {uri}: {str(err).splitlines()[0]}") from None
     grokbench_experiments = sorted(n for n in known if n.startswith(EXPERIMENT_PREFIX))
     if experiments:
         names = [experiment_name(e) for e in experiments]
@@ -49,7 +52,14 @@ def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None 
     if raw.empty:
         what = f"sweep {sweep}" if sweep else ", ".join(names)
         raise AnalysisError(f"no runs in {what} at {uri}")
-    return _tidy(raw, {v: k for k, v in known.items()})
+    return latest_per_trial(_tidy(raw, {v: k for k, v in known.items()}))
+
+
+def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial key across a mix of sweeps: a finished run over an unfinished one, else the last."""
+    runs = runs.assign(_finished=runs["status"] != "running", _order=range(len(runs)))
+    runs = runs.sort_values(["_finished", "_order"]).groupby(["experiment", "trial_key"], dropna=False).tail(1)
+    return runs.drop(columns=["_finished", "_order"]).sort_values("run_id").reset_index(drop=True)
 
 
 def _flat_runs(client, experiment_ids: list[str], where: str) -> list[dict]:

@@ -6,7 +6,6 @@ end of the run's budget (a lower bound on what grokking would have taken).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,50 +53,58 @@ def cell(values: list[float], observed: list[bool]) -> Cell:
         arr = np.asarray(values, dtype=float)
         std = float(arr.std(ddof=1)) if n > 1 else 0.0
         return Cell(n, grokked, float(arr.mean()), std, float(np.median(arr)), False, False, None)
-    median = km_median(values, observed) if n else None
-    return Cell(n, grokked, None, None, median, True, median is None and n > 0, budget)
+    median, is_bound = median_or_bound(values, observed)
+    return Cell(n, grokked, None, None, None if is_bound else median, True, is_bound, budget)
 
 
 def median_or_bound(values: list[float], observed: list[bool]) -> tuple[float | None, bool]:
-    """(median, is_lower_bound): the KM median, or the largest censoring value when it is undefined."""
-    median = km_median(values, observed) if not all(observed) else float(np.median(values))
+    """(median, is_lower_bound). When fewer than half the runs grokked (or the KM median is undefined), the
+    median is only known to exceed the smallest censoring value: that value, flagged as a bound."""
+    if not values:
+        return None, False
+    if all(observed):
+        return float(np.median(values)), False
+    median = km_median(values, observed) if 2 * sum(observed) >= len(values) else None
     if median is not None:
         return median, False
-    return (max(values), True) if values else (None, False)
+    return min(v for v, o in zip(values, observed) if not o), True
 
 
 @dataclass(frozen=True)
 class SpeedUp:
     ratio: float | None  # baseline ÷ method (> 1: the method is faster)
     lower_bound: bool  # the baseline's median is censored, so the ratio is at least this
-    ci_low: float | None
+    ci_low: float | None  # only for a ratio that is not a bound
     ci_high: float | None
-    p_value: float | None  # Welch's t-test on log values of grokked runs
+    p_value: float | None  # Welch's t-test on log values, only when no run of either side is censored
+    upper_bound: bool = False  # the method's median is censored, so the ratio is at most this
 
 
 def speed_up(base: tuple[list[float], list[bool]], method: tuple[list[float], list[bool]],
              resamples: int = 2000, seed: int = 0) -> SpeedUp:
     """Ratio of medians (Kaplan–Meier where censored), a percentile-bootstrap 95% interval over seeds, and
-    Welch's test on log values of the runs that grokked."""
+    Welch's test on log values. A censored median makes the ratio a bound (≥ for the baseline, ≤ for the
+    method), for which no interval is given; the test needs every run of both sides to have grokked."""
     (bv, bo), (mv, mo) = base, method
     b_med, b_bound = median_or_bound(bv, bo)
     m_med, m_bound = median_or_bound(mv, mo)
-    if b_med is None or m_med is None or m_bound or m_med <= 0:
+    if b_med is None or m_med is None or m_med <= 0 or (b_bound and m_bound):
         return SpeedUp(None, False, None, None, None)
     ratio = b_med / m_med
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(resamples):
-        bi = rng.integers(0, len(bv), len(bv))
-        mi = rng.integers(0, len(mv), len(mv))
-        b, _ = median_or_bound([bv[i] for i in bi], [bo[i] for i in bi])
-        m, m_is_bound = median_or_bound([mv[i] for i in mi], [mo[i] for i in mi])
-        if b is not None and m and not m_is_bound:
-            boot.append(b / m)
-    ci = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))) if len(boot) > 10 else (None, None)
-    b_log = [math.log(v) for v, o in zip(bv, bo) if o and v > 0]
-    m_log = [math.log(v) for v, o in zip(mv, mo) if o and v > 0]
+    ci: tuple[float | None, float | None] = (None, None)
+    if not (b_bound or m_bound):
+        rng = np.random.default_rng(seed)
+        boot = []
+        for _ in range(resamples):
+            bi = rng.integers(0, len(bv), len(bv))
+            mi = rng.integers(0, len(mv), len(mv))
+            # a resample whose median is only a bound enters at that bound, so none is dropped
+            b, _ = median_or_bound([bv[i] for i in bi], [bo[i] for i in bi])
+            m, _ = median_or_bound([mv[i] for i in mi], [mo[i] for i in mi])
+            if m and m > 0:
+                boot.append(b / m)
+        ci = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
     p = None
-    if len(b_log) >= 2 and len(m_log) >= 2:
-        p = float(stats.ttest_ind(b_log, m_log, equal_var=False).pvalue)
-    return SpeedUp(ratio, b_bound, ci[0], ci[1], p)
+    if all(bo) and all(mo) and len(bv) >= 2 and len(mv) >= 2 and min(bv) > 0 and min(mv) > 0:
+        p = float(stats.ttest_ind(np.log(bv), np.log(mv), equal_var=False).pvalue)
+    return SpeedUp(ratio, b_bound, ci[0], ci[1], p, upper_bound=m_bound)

@@ -43,8 +43,8 @@ class Table:
 
 def with_budget_columns(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.copy()
-    memorised_at = runs["time_to_memorise_s"].fillna(0.0)
-    runs["phase_at_budget"] = runs["train_time_s"] - memorised_at
+    # a censored run's grokking phase lasted from memorising to the budget; one that never memorised has not begun it
+    runs["phase_at_budget"] = (runs["train_time_s"] - runs["time_to_memorise_s"]).fillna(0.0)
     return runs
 
 
@@ -71,14 +71,14 @@ def cell_text(c: Cell) -> str:
     if not c.median_is_km:
         return f"{fmt(c.mean)} ± {fmt(c.std, 2)} (med {fmt(c.median)})"
     if c.above_budget:
-        return f"> {fmt(c.budget)} (KM median; {c.n - c.grokked} censored)"
+        return f"> {fmt(c.budget)} ({c.n - c.grokked} of {c.n} censored)"
     return f"KM med {fmt(c.median)} ({c.n - c.grokked} censored)"
 
 
 def speed_text(s: SpeedUp | None, with_stats: bool) -> str:
     if s is None or s.ratio is None:
         return "—"
-    text = f"{'≥ ' if s.lower_bound else ''}×{s.ratio:.2f}"
+    text = f"{'≥ ' if s.lower_bound else '≤ ' if s.upper_bound else ''}×{s.ratio:.2f}"
     if with_stats and s.ci_low is not None:
         text += f" [{s.ci_low:.2f}, {s.ci_high:.2f}]"
     if with_stats and s.p_value is not None:
@@ -148,8 +148,7 @@ def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | N
     for (method, loss), group in varied:
         for value, sub in group.groupby(by, sort=True):
             baseline = runs[(runs["method"] == "baseline") & (runs["loss"] == loss)]
-            if by == "init_scale":
-                baseline = baseline[baseline["init_scale"] == value]
+            baseline = baseline[baseline["init_scale"] == (value if by == "init_scale" else sub["init_scale"].iloc[0])]
             steps, time = samples(sub, "steps"), samples(sub, "time")
             done = len(steps[0])
             speed = speed_up(samples(baseline, "time"), time) if method != "baseline" and not baseline.empty else None
@@ -294,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if note:
         print(f"note: {note}")
     tables = build_tables(uri, runs, experiments or sorted(set(runs["experiment"])))
+    if not tables:
+        print("analysis.tables: error: no trial has finished yet; wait for the sweep (or check --sweep)",
+              file=sys.stderr)
+        return 2
     for t in tables:
         print(to_markdown(t))
     written = write(tables, Path(args.out), formats)

@@ -91,7 +91,9 @@ def test_table1_equals_hand_computed_values(store, tmp_path):
     assert f"p={p:.2g}" in ga_time
     # censored: one of three grokked → KM median undefined → "> budget"; counted 1/3
     assert table.loc["Grokfast", "grokked"] == "1/3"
-    assert table.loc["Grokfast", "Absolute Time (s)"] == "> 100 (KM median; 2 censored)"
+    assert table.loc["Grokfast", "Absolute Time (s)"] == "> 100 (2 of 3 censored)"
+    # its median is censored, so its speed-up is an upper bound: at most 60 / 100, and no interval or test
+    assert table.loc["Grokfast", "speed-up [95% CI] p"] == "≤ ×0.60"
     # the diverged adversarial trial is counted apart, not in n/N
     assert table.loc["Adversarial Training", "grokked"] == "2/2"
     assert table.loc["Adversarial Training", "diverged/failed"] == "1"
@@ -124,6 +126,11 @@ def test_cells_and_speed_up_direction():
     assert slow.ratio == pytest.approx(1 / 3)  # slower shows below 1, never inverted
     bound = speed_up(([100.0, 100.0, 100.0], [False] * 3), ([10.0, 20.0, 30.0], [True] * 3))
     assert bound.lower_bound and bound.ratio == 5.0  # the baseline never grokked: at least 100 / 20
+    assert bound.ci_low is None and bound.p_value is None  # no interval around a bound, no test on censored data
+    upper = speed_up(([10.0, 20.0, 30.0], [True] * 3), ([50.0, 50.0, 50.0], [False] * 3))
+    assert upper.upper_bound and upper.ratio == pytest.approx(0.4)  # never grokked: at most 20 / 50
+    mixed = speed_up(([40.0, 60.0, 80.0], [True] * 3), ([10.0, 20.0, 90.0], [True, True, False]))
+    assert mixed.ratio == 3.0 and mixed.p_value is None  # KM median 20; a censored run: no Welch test
 
 
 def test_figures_are_written_and_not_empty(store, tmp_path):

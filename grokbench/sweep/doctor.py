@@ -86,13 +86,17 @@ def check_cluster(tracking_uri: str, storage: str, trial: dict[str, Any], cpus: 
 
     from grokbench.sweep.tracking import code_version
 
+    from grokbench.sweep.driver import autoscaling, nodes_fitting
+
     expected = code_version()
     nodes = [n for n in ray.nodes() if n["Alive"]]
     findings = []
-    fits = [n for n in nodes if n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus]
+    fits = nodes_fitting(cpus, gpus)
+    detail = f"{len(fits)} of {len(nodes)} nodes fit a trial of {cpus:g} CPU(s) and {gpus:g} GPU(s)"
+    if not fits and autoscaling():
+        detail += " (the autoscaler adds one when a sweep asks; nodes added later are checked by the sweep)"
     findings.append(Finding(
-        "cluster", "resources", bool(fits),
-        f"{len(fits)} of {len(nodes)} nodes fit a trial of {cpus:g} CPU(s) and {gpus:g} GPU(s)",
+        "cluster", "resources", bool(fits) or autoscaling(), detail,
         "" if fits else "lower --cpus-per-trial / --gpus-per-trial, or add nodes with those resources",
     ))
     remote = ray.remote(num_cpus=0)(check_this_node)

@@ -27,6 +27,12 @@ from grokbench.sweep.tracking import (
 from grokbench.sweep.storage import SweepStorage
 
 PLAN_FILE = "sweep.json"
+# measured on a 2-core CPU (grokbench bench-sweep / bench-nodes): Ray, Tune and the MLflow store before the first
+# trial; a trial's worker process and data before its first epoch
+SWEEP_STARTUP_S = 20.0
+AUTOSCALER_CONFIG = Path("~/ray_bootstrap_config.yaml")  # `ray up` leaves it on the head
+AUTOSCALE_WAIT_S = 900.0
+TRIAL_STARTUP_S = 8.0
 GRID = "grid"
 
 
@@ -97,7 +103,8 @@ def estimate_seconds(spec: SweepSpec, concurrency: int) -> tuple[float, dict[str
         total = sum(per_epoch[m] * spec.max_epochs * spec.search.num_samples for m in spec.search.space)
     else:
         total = sum(per_epoch[cfg.method] * cfg.max_epochs for cfg in spec.trials())
-    return total / max(min(concurrency, total_trials(spec)), 1), per_epoch
+    total += TRIAL_STARTUP_S * total_trials(spec)
+    return SWEEP_STARTUP_S + total / max(min(concurrency, total_trials(spec)), 1), per_epoch
 
 
 def _search_example(spec: SweepSpec, method: str) -> TrialConfig:
@@ -134,7 +141,8 @@ def dry_run(spec: SweepSpec, out=sys.stdout) -> int:
     rates = ", ".join(f"{m} {1e3 * s:.0f} ms" for m, s in per_epoch.items())
     print(f"per epoch (evaluation included): {rates}", file=out)
     print(f"estimated wall time: at most {duration(seconds)} here (every trial running its full budget of "
-          f"{spec.max_epochs} epochs; trials stop when they grok, so usually less)", file=out)
+          f"{spec.max_epochs} epochs, plus ≈{SWEEP_STARTUP_S:.0f} s to start the sweep and ≈{TRIAL_STARTUP_S:.0f} s "
+          "to start each trial; trials stop when they grok, so usually less)", file=out)
     return 0
 
 
@@ -164,11 +172,35 @@ def connect_ray(address: str | None, spec: SweepSpec) -> None:
                 ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
             except ConnectionError:  # none running (or only a stale address file): start one
                 ray.init(address="local", runtime_env=runtime_env, log_to_driver=False)
-    resources = ray.cluster_resources()
-    for name, need in (("CPU", spec.resources.cpus_per_trial), ("GPU", spec.resources.gpus_per_trial)):
-        if need > resources.get(name, 0):
-            raise SweepError(f"each trial asks for {need:g} {name}(s) but the Ray cluster has "
-                             f"{resources.get(name, 0):g}; lower --{name.lower()}s-per-trial or add nodes")
+    cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
+    if nodes_fitting(cpus, gpus):
+        return
+    if not autoscaling():
+        raise SweepError(f"no node of the Ray cluster has the {cpus:g} CPU(s) and {gpus:g} GPU(s) one trial asks "
+                         "for; lower --cpus-per-trial / --gpus-per-trial, or add nodes")
+    from ray.autoscaler.sdk import request_resources
+
+    print(f"waiting for the autoscaler to add a node with {cpus:g} CPU(s) and {gpus:g} GPU(s) ...", file=sys.stderr)
+    request_resources(bundles=[{"CPU": cpus, **({"GPU": gpus} if gpus else {})}])
+    deadline = time.monotonic() + AUTOSCALE_WAIT_S
+    while not nodes_fitting(cpus, gpus):
+        if time.monotonic() > deadline:
+            raise SweepError(f"the autoscaler added no node with {cpus:g} CPU(s) and {gpus:g} GPU(s) in "
+                             f"{AUTOSCALE_WAIT_S / 60:.0f} minutes; see `ray status` and the autoscaler's log")
+        time.sleep(10)
+    request_resources(bundles=[])  # from here on the trials themselves ask for nodes
+
+
+def nodes_fitting(cpus: float, gpus: float) -> list[dict]:
+    import ray
+
+    return [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= cpus
+            and n["Resources"].get("GPU", 0) >= gpus]
+
+
+def autoscaling() -> bool:
+    """On the head of a `ray up` cluster: worker nodes come on demand."""
+    return AUTOSCALER_CONFIG.expanduser().is_file()
 
 
 # ---- running --------------------------------------------------------------------------------------------------------
