@@ -236,3 +236,14 @@ def test_shipped_sweeps_parse_and_plan_the_documented_trials():
     assert set(counts["mnist_tune"].search.space) == {"baseline", "grokalign", "grokfast", "adversarial"}
     smoke = counts["mnist"].smoke_version()
     assert smoke.name == "mnist-smoke" and len(smoke.trials()) == 8
+
+
+def test_a_dead_clusters_address_file_is_not_followed(tmp_path, monkeypatch):
+    """Ray's own "auto" retries the address of a cluster that died for minutes; the sweep starts its own."""
+    from grokbench.sweep.driver import running_local_cluster
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    assert running_local_cluster() is None  # no file
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")
+    assert running_local_cluster() is None  # nothing answers there

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,23 +156,17 @@ def connect_ray(address: str | None, spec: SweepSpec) -> None:
 
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address not in ("auto", "local") and not address.startswith("ray://"):
-        host, _, port = address.rpartition(":")
-        try:
-            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-        except (OSError, ValueError) as err:
-            raise SweepError(f"cannot reach the Ray cluster at {address} ({err}); start it (ray start --head, or "
-                             "ray up cluster.yaml), or leave out --address to run on a local Ray") from None
+        error = unreachable(address)
+        if error:
+            raise SweepError(f"cannot reach the Ray cluster at {address} ({error}); start it (ray start --head, or "
+                             "ray up cluster.yaml), or leave out --address to run on a local Ray")
     if not ray.is_initialized():
         data = os.environ.get("GROKBENCH_DATA")
         env = {"GROKBENCH_DATA": str(Path(data).expanduser().resolve())} if data else {}
-        runtime_env = {"env_vars": env}
-        if address:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-        else:
-            try:
-                ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
-            except ConnectionError:  # none running (or only a stale address file): start one
-                ray.init(address="local", runtime_env=runtime_env, log_to_driver=False)
+        # no address: the cluster running on this machine, else a new local Ray. Ray's own "auto" would also
+        # follow the address file of a cluster that died and retry it for minutes
+        ray.init(address=address or running_local_cluster() or "local", runtime_env={"env_vars": env},
+                 log_to_driver=False)
     cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
     if nodes_fitting(cpus, gpus):
         return
@@ -189,6 +184,26 @@ def connect_ray(address: str | None, spec: SweepSpec) -> None:
                              f"{AUTOSCALE_WAIT_S / 60:.0f} minutes; see `ray status` and the autoscaler's log")
         time.sleep(10)
     request_resources(bundles=[])  # from here on the trials themselves ask for nodes
+
+
+def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why a Ray GCS address (host:port) does not answer, or None when it does."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as err:
+        return str(err)
+    return None
+
+
+def running_local_cluster() -> str | None:
+    """The address of the Ray cluster last started on this machine, if it is still answering."""
+    path = Path(os.environ.get("RAY_TMPDIR", tempfile.gettempdir())) / "ray" / "ray_current_cluster"
+    try:
+        address = path.read_text().strip()
+    except OSError:
+        return None
+    return address if address and not unreachable(address, timeout_s=2.0) else None
 
 
 def nodes_fitting(cpus: float, gpus: float) -> list[dict]:
