@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ def _median_band(curves: list[pd.Series], grid: np.ndarray) -> tuple[np.ndarray,
     if not rows:
         return (np.full_like(grid, np.nan),) * 3
     stacked = np.vstack(rows)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # past every run's end a column is all NaN: so be it
         return np.nanmedian(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
 
 

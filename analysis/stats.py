@@ -92,7 +92,7 @@ def speed_up(base: tuple[list[float], list[bool]], method: tuple[list[float], li
         return SpeedUp(None, False, None, None, None)
     ratio = b_med / m_med
     ci: tuple[float | None, float | None] = (None, None)
-    if not (b_bound or m_bound):
+    if not (b_bound or m_bound) and min(len(bv), len(mv)) >= 2:  # one seed a side: nothing to resample
         rng = np.random.default_rng(seed)
         boot = []
         for _ in range(resamples):

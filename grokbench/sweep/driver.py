@@ -281,7 +281,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
         sweep_id = _find_sweep(storage, spec.name, options.sweep_id)
         plan = storage.read_json(spec.name, sweep_id, PLAN_FILE)
         uri = plan["tracking_uri"]
-        spec = build_sweep(plan["sweep_file"], plan["overrides"])  # the sweep as it was started
+        spec = build_sweep(plan["sweep_file"], plan.get("overrides", {}))  # the sweep as it was started
         if options.tracking_uri and absolute_uri(options.tracking_uri) != uri:
             raise SweepError(f"sweep {sweep_id} logs to {uri}; resume it without --tracking-uri or with that URI")
     else:
