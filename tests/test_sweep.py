@@ -247,3 +247,17 @@ def test_a_dead_clusters_address_file_is_not_followed(tmp_path, monkeypatch):
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")
     assert running_local_cluster() is None  # nothing answers there
+
+
+def test_run_logger_restores_from_its_settings_alone():
+    """A sweep pickled by an older grokbench (other attributes) must resume under a newer one."""
+    import pickle
+
+    from grokbench.sweep.tracking import TrialRuns
+
+    logger = TrialRuns("sqlite:////tmp/x.db", "7", "s-1")
+    old_style = TrialRuns.__new__(TrialRuns)
+    old_style.__setstate__({"uri": "sqlite:////tmp/x.db", "experiment_id": "7", "sweep_id": "s-1", "extra": 1})
+    for restored in (pickle.loads(pickle.dumps(logger)), old_style):
+        assert (restored.uri, restored.experiment_id, restored.sweep_id) == ("sqlite:////tmp/x.db", "7", "s-1")
+        assert restored._runs == {} and restored._nodes == {}

@@ -99,8 +99,11 @@ class TrialRuns(tune.Callback):
         self._client = None
 
     def __getstate__(self) -> dict[str, Any]:
-        # pickled with the Tuner for `--resume`: keep the settings, rebuild the client and the cache
-        return {**self.__dict__, "_runs": {}, "_nodes": {}, "_client": None}
+        # pickled with the Tuner for `--resume`: only the settings, so that a newer grokbench can restore it
+        return {"uri": self.uri, "experiment_id": self.experiment_id, "sweep_id": self.sweep_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["uri"], state["experiment_id"], state["sweep_id"])
 
     @property
     def client(self):
