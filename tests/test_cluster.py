@@ -3,14 +3,17 @@ own process group) and a real `mlflow server` on 127.0.0.1: sweeps spread over b
 node and a restart of the tracking server, and `grokbench doctor` names what is wrong with which node."""
 
 import copy
+import http.client
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import mlflow
@@ -113,6 +116,61 @@ class Server:
 
     def stop(self) -> None:
         stop_group(self.proc)
+
+
+class FlakyProxy:
+    """A real HTTP hop in front of the server that drops the connection halfway through every `every`-th answer to
+    a write: the server has applied the write, the client only sees a broken response (as when a server dies
+    mid-reply), so it must retry, and the retry must duplicate nothing."""
+
+    def __init__(self, upstream_port: int, every: int):
+        self.writes = self.dropped = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                payload = answer.read()
+                upstream.close()
+                self.send_response(answer.status)
+                for k, v in answer.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "GET" and proxy.drop_this_one():
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.every = every
+        self.uri = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def drop_this_one(self) -> bool:
+        with self.lock:
+            self.writes += 1
+            drop = self.writes % self.every == 0
+            self.dropped += drop
+            return drop
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -225,6 +283,20 @@ def test_tracking_server_restart_mid_sweep_loses_nothing(cluster, server, tmp_pa
 
     sweep_with_fault(cluster, server, tmp_path, "restart",
                      ready=lambda runs: any("test_acc" in r.data.metrics for r in runs), fault=restart)
+
+
+def test_answers_lost_on_the_way_from_the_server_are_retried_and_duplicate_nothing(cluster, server, tmp_path):
+    proxy = FlakyProxy(server.port, every=5)
+    try:
+        path = sweep_file(tmp_path, "flaky", seeds=2, after=40)
+        proc = subprocess.run(sweep_command(path, cluster, proxy.uri, tmp_path), env=BASE_ENV, capture_output=True,
+                              text=True, timeout=400)
+    finally:
+        proxy.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proxy.dropped >= 5, proxy.dropped  # creating runs, params, metric batches, summaries, tags were all hit
+    assert "retrying" in proc.stderr
+    check_runs_once(server.uri, "grokbench/flaky", trials=2)
 
 
 def test_losing_a_node_mid_sweep_loses_no_trial(cluster, server, tmp_path):

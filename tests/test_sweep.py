@@ -261,3 +261,24 @@ def test_run_logger_restores_from_its_settings_alone():
     for restored in (pickle.loads(pickle.dumps(logger)), old_style):
         assert (restored.uri, restored.experiment_id, restored.sweep_id) == ("sqlite:////tmp/x.db", "7", "s-1")
         assert restored._runs == {} and restored._nodes == {}
+
+
+def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_retry_a_rejected_request(
+        workdir, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from grokbench.sweep.errors import TrackingError
+    from grokbench.sweep.tracking import patiently
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries would wait minutes
+    absent = mlflow.MlflowClient("http://127.0.0.1:9")
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match=r"http://127.0.0.1:9 has not answered for 3 s.*--resume"):
+        patiently(lambda: absent.get_run("0" * 32), "http://127.0.0.1:9", patience_s=3)
+    assert 2 <= time.monotonic() - started < 30  # it did wait, with backoff
+
+    calls = []
+    store = mlflow.MlflowClient(uri(workdir))
+    with pytest.raises(MlflowException, match="not found|does not exist"):
+        patiently(lambda: calls.append(1) or store.get_run("0" * 32), uri(workdir))
+    assert calls == [1]  # a rejected request is not a transient failure

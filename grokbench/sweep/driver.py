@@ -244,16 +244,19 @@ def _tuner(spec: SweepSpec, name: str, storage: str, param_space: dict, callback
     )
 
 
-def _restore(spec: SweepSpec, path: str):
+def _restore(spec: SweepSpec, path: str, callbacks: list):
     from ray import tune
 
     from grokbench.sweep.trainable import run_trial
 
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
-    return tune.Tuner.restore(path, tune.with_resources(run_trial, resources), resume_errored=True)
+    tuner = tune.Tuner.restore(path, tune.with_resources(run_trial, resources), resume_errored=True)
+    # Tune would run the callbacks pickled when the sweep started; this driver's own report back to it
+    tuner._local_tuner.get_run_config().callbacks = callbacks
+    return tuner
 
 
-def _fit(spec: SweepSpec, experiments: list[tuple[str, Any]], sweep_dir: str, resume: bool) -> list:
+def _fit(spec: SweepSpec, experiments: list[tuple[str, Any]], sweep_dir: str, resume: bool, callbacks: list) -> list:
     """Run (or resume) each Tune experiment of the sweep in turn; returns their ResultGrids."""
     from ray import tune
 
@@ -261,7 +264,7 @@ def _fit(spec: SweepSpec, experiments: list[tuple[str, Any]], sweep_dir: str, re
     for name, make in experiments:
         path = f"{sweep_dir}/{name}"
         if resume and tune.Tuner.can_restore(path):
-            tuner = _restore(spec, path)
+            tuner = _restore(spec, path, callbacks)
         else:
             tuner = make()
         grids.append(tuner.fit())
@@ -301,13 +304,18 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
 
     print(f"sweep {sweep_id}: {total_trials(spec)} trials → MLflow experiment grokbench/{spec.name} at {uri}",
           file=out, flush=True)
-    callbacks = [TrialRuns(uri, experiment_id, sweep_id), LiveView(total_trials(spec))]
+    runs = TrialRuns(uri, experiment_id, sweep_id)
+    callbacks = [runs, LiveView(total_trials(spec))]
     experiments = _experiments(spec, sweep_dir, callbacks, options.fault)
     started = time.monotonic()
     try:
-        grids = _fit(spec, experiments, sweep_dir, options.resume)
+        grids = _fit(spec, experiments, sweep_dir, options.resume, callbacks)
     except KeyboardInterrupt:
         grids = None
+    except Exception:
+        if runs.failure:
+            raise runs.failure from None
+        raise
     summaries = sweep_summaries(uri, experiment_id, sweep_id)
     errors = sum(1 for s in summaries if s["status"] == "failed")
     print(file=out)

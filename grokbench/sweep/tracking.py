@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ray import tune
 
@@ -21,11 +23,14 @@ import grokbench
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, trial_key
 
+T = TypeVar("T")
+
 # every evaluation logs it, as the last metric of its point: its last step is the run's last logged step
 CURVE_SENTINEL = "train_acc"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 FINAL_STATUSES = ("grokked", "censored", "diverged")
 NOT_SUMMARY_METRICS = ("seed", "train_time_s")  # a param, and a curve already logged at the final step
+TRACKING_PATIENCE_S = 300.0  # how long the driver waits out a tracking server that is down before giving up
 
 
 def absolute_uri(uri: str) -> str:
@@ -70,6 +75,40 @@ def prepare_experiment(uri: str, name: str) -> str:
     return experiment_id
 
 
+def is_transient(err: Exception) -> bool:
+    """A server restart or a dropped connection (worth waiting out), not a request MLflow rejects."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException):
+        return err.get_http_status_code() >= 500
+    return isinstance(err, OSError)  # requests' and urllib3's connection errors are OSErrors
+
+
+def patiently(call: Callable[[], T], uri: str, patience_s: float = TRACKING_PATIENCE_S) -> T:
+    """`call()`, retried with backoff while the tracking store is unreachable, for up to `patience_s`.
+
+    Only for idempotent calls: a write whose response was lost may already have been applied, and is sent again.
+    """
+    deadline = time.monotonic() + patience_s
+    wait = 1.0
+    while True:
+        try:
+            return call()
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TrackingError(
+                    f"the MLflow tracking store {uri} has not answered for {patience_s:.0f} s ({err}); "
+                    "bring it back and continue the sweep with --resume"
+                ) from err
+            print(f"tracking store {uri} unreachable ({type(err).__name__}); retrying in {min(wait, remaining):.0f} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(min(wait, remaining))
+            wait = min(wait * 2, 30.0)
+
+
 def runs_link(uri: str, experiment_id: str) -> str:
     base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
@@ -97,6 +136,7 @@ class TrialRuns(tune.Callback):
         self._runs: dict[str, tuple[str, int]] = {}  # trial key → (run id, last logged step)
         self._nodes: dict[str, str] = {}  # trial key → the Ray node its latest attempt runs on
         self._client = None
+        self.failure: TrackingError | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # pickled with the Tuner for `--resume`: only the settings, so that a newer grokbench can restore it
@@ -113,12 +153,21 @@ class TrialRuns(tune.Callback):
             self._client = mlflow.MlflowClient(self.uri)
         return self._client
 
+    def _patiently(self, call: Callable[[], T]) -> T:
+        try:
+            return patiently(call, self.uri)
+        except TrackingError as err:
+            self.failure = err  # Tune re-raises a callback's error as a TuneError holding only a traceback
+            raise
+
     def _run(self, trial: Any) -> tuple[str, str, int]:
         """(trial key, run id, last logged step), from the cache, else from MLflow, else a new run."""
         config = trial.config["trial"]["config"]
         key = trial_key(config)
         if key not in self._runs:
-            self._runs[key] = self._find_run(key) or (self._create_run(key, config), -1)
+            # find-or-create as one retried unit: a create whose answer was lost is found by its tags next time
+            self._runs[key] = self._patiently(lambda: self._find_run(key) or (self._create_run(key, config), -1))
+            self._log_settings(self._runs[key][0], config)
         return (key, *self._runs[key])
 
     def _find_run(self, key: str) -> tuple[str, int] | None:
@@ -132,18 +181,21 @@ class TrialRuns(tune.Callback):
         return run_id, max((m.step for m in history), default=-1)
 
     def _create_run(self, key: str, config: dict[str, Any]) -> str:
-        from mlflow.entities import Param, RunTag
+        tags = {SWEEP_TAG: self.sweep_id, KEY_TAG: key, "method": config["method"], "loss": config["loss"],
+                "seed": str(config["seed"]), "task": config["task"], "status": "running",
+                "grokbench.version": self.version}
+        return self.client.create_run(self.experiment_id, run_name=key, tags=tags).info.run_id
 
-        tags = {
-            SWEEP_TAG: self.sweep_id, KEY_TAG: key, "method": config["method"], "loss": config["loss"],
-            "seed": str(config["seed"]), "task": config["task"], "status": "running",
-        }
-        run = self.client.create_run(self.experiment_id, run_name=key, tags=tags)
+    def _log_settings(self, run_id: str, config: dict[str, Any]) -> None:
+        """The resolved config as params and as config.json, unless an earlier attempt logged them."""
+        from mlflow.entities import Param
+
+        if self._patiently(lambda: self.client.get_run(run_id).data.params):
+            return  # a resumed sweep may run newer code: its params stay those the run started with
         params = [Param(k, "None" if v is None else str(v)) for k, v in sorted(config.items())]
         params.append(Param("code_version", self.version))
-        self.client.log_batch(run.info.run_id, params=params, tags=[RunTag("grokbench.version", self.version)])
-        self.client.log_dict(run.info.run_id, config, "config.json")
-        return run.info.run_id
+        self._patiently(lambda: self.client.log_batch(run_id, params=params))
+        self._patiently(lambda: self.client.log_dict(run_id, config, "config.json"))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._run(trial)
@@ -152,24 +204,23 @@ class TrialRuns(tune.Callback):
         from mlflow.entities import Metric
 
         key, run_id, last_step = self._run(trial)
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000)  # one timestamp per result, so a resent batch duplicates nothing
         node = result.get("node_id")
         if node and self._nodes.get(key) != node:
-            self.client.set_tag(run_id, "node_id", node)
+            self._patiently(lambda: self.client.set_tag(run_id, "node_id", node))
             self._nodes[key] = node
         fresh = [point for point in result.get("curve", []) if point["step"] > last_step]
         # whole points per batch, the sentinel last in each: a driver killed between two batches leaves no
         # point half-logged that a resume would skip as done
-        batch: list = []
+        batches: list[list] = [[]]
         for point in fresh:
             names = sorted((k for k in point if k not in ("step", CURVE_SENTINEL)), key=str) + [CURVE_SENTINEL]
             entries = [Metric(k, float(point[k]), now, point["step"]) for k in names if point.get(k) is not None]
-            if len(batch) + len(entries) > MAX_METRICS_PER_BATCH:
-                self.client.log_batch(run_id, metrics=batch)
-                batch = []
-            batch += entries
-        if batch:
-            self.client.log_batch(run_id, metrics=batch)
+            if len(batches[-1]) + len(entries) > MAX_METRICS_PER_BATCH:
+                batches.append([])
+            batches[-1] += entries
+        for batch in filter(None, batches):
+            self._patiently(lambda batch=batch: self.client.log_batch(run_id, metrics=batch))
         if fresh:
             self._runs[key] = (run_id, fresh[-1]["step"])
         if "summary" in result:
@@ -178,23 +229,24 @@ class TrialRuns(tune.Callback):
     def _log_summary(self, run_id: str, summary: dict[str, Any], step: int, now: int) -> None:
         from mlflow.entities import Metric, RunTag
 
-        if self.client.get_run(run_id).data.tags.get("status") in FINAL_STATUSES:
+        if self._patiently(lambda: self.client.get_run(run_id).data.tags.get("status")) in FINAL_STATUSES:
             return  # logged before the driver died; the resumed trial only repeated its last report
         numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         metrics = [Metric(k, float(v), now, step) for k, v in numbers.items() if k not in NOT_SUMMARY_METRICS]
         tags = [RunTag("status", summary["status"]),
                 RunTag("grokked_before_memorised", str(summary["grokked_before_memorised"]))]
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
-        self.client.log_text(run_id, json.dumps(summary, indent=2), "summary.json")
+        # the summary file first: the status tag marks the summary as logged, so it is written last
+        self._patiently(lambda: self.client.log_text(run_id, json.dumps(summary, indent=2), "summary.json"))
+        self._patiently(lambda: self.client.log_batch(run_id, metrics=metrics, tags=tags))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.client.set_terminated(self._run(trial)[1], status="FINISHED")
+        run_id = self._run(trial)[1]
+        self._patiently(lambda: self.client.set_terminated(run_id, status="FINISHED"))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run(trial)[1]
-        self.client.set_tag(run_id, "status", "failed")
-        self.client.set_terminated(run_id, status="FAILED")
-
+        self._patiently(lambda: self.client.set_tag(run_id, "status", "failed"))
+        self._patiently(lambda: self.client.set_terminated(run_id, status="FAILED"))
 
 
 def sweep_summaries(uri: str, experiment_id: str, sweep_id: str) -> list[dict[str, Any]]:
