@@ -4,6 +4,7 @@ One Ray for the whole module; each test copies a pre-migrated store and uses its
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -181,6 +182,10 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(ray_c
     resumed = subprocess.run(command + ["--resume"], cwd=workdir, env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert_each_trial_logged_once(workdir, "grokbench/killed", expected_trials=3)
+    last_line = [line for line in resumed.stderr.splitlines() if "queued" in line][-1]
+    counts = dict(re.findall(r"(queued|running|grokked|done before resume) (\d+)", last_line))
+    assert counts["queued"] == counts["running"] == "0", last_line
+    assert int(counts["grokked"]) + int(counts.get("done before resume", 0)) == 3, last_line
 
 
 @pytest.mark.parametrize(

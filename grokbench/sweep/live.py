@@ -68,8 +68,11 @@ class LiveView(tune.Callback):
 
     def draw(self, trials: list) -> None:
         self.states.update((t.trial_id, t.status) for t in trials)
-        finished = sum(1 for status in self.states.values() if status in ("TERMINATED", "ERROR"))
-        previously_done = finished - sum(self.outcomes.values())  # finished before a --resume
+        previously_done = sum(  # finished before a --resume: never started by this driver
+            1 for trial_id, status in self.states.items()
+            if status in ("TERMINATED", "ERROR") and trial_id not in self.trial_started
+        )
+        finished = previously_done + sum(self.outcomes.values())
         queued = max(self.total - len(self.running) - finished, 0)
         elapsed = time.monotonic() - self.started
         eta = "?"
