@@ -285,6 +285,28 @@ def test_tracking_server_restart_mid_sweep_loses_nothing(cluster, server, tmp_pa
                      ready=lambda runs: any("test_acc" in r.data.metrics for r in runs), fault=restart)
 
 
+def test_a_server_gone_for_good_stops_the_sweep_clearly_and_resume_finishes_it(cluster, server, tmp_path):
+    path = sweep_file(tmp_path, "gone", seeds=4, after=100, max_epochs=300)
+    command = sweep_command(path, cluster, server.uri, tmp_path) + ["--sweep-id", "gone-1"]
+    env = {**BASE_ENV, "GROKBENCH_TRACKING_PATIENCE_S": "5"}
+    driver = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: any("test_acc" in r.data.metrics for r in runs_of(server, "grokbench/gone")), 240,
+                 "the first curve points")
+        server.stop()
+        out, _ = driver.communicate(timeout=300)
+    finally:
+        stop_group(driver)
+    assert driver.returncode == 2, out
+    assert f"the MLflow tracking store {server.uri} has not answered for 5 s" in out and "--resume" in out, out
+    assert "Traceback" not in out, out
+    server.start()
+    resumed = subprocess.run(command + ["--resume"], env=BASE_ENV, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    check_runs_once(server.uri, "grokbench/gone", trials=4)
+
+
 def test_answers_lost_on_the_way_from_the_server_are_retried_and_duplicate_nothing(cluster, server, tmp_path):
     proxy = FlakyProxy(server.port, every=5)
     try:

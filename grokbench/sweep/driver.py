@@ -23,7 +23,8 @@ from grokbench.sweep.live import LiveView, summary_table
 from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
 from grokbench.sweep.spec import SweepSpec, build_sweep
 from grokbench.sweep.tracking import (
-    TrialRuns, absolute_uri, check_reachable, prepare_experiment, runs_link, sweep_summaries,
+    TrialRuns, absolute_uri, check_reachable, patiently, prepare_experiment, retry_only_patiently, runs_link,
+    sweep_summaries, tracking_patience_s,
 )
 from grokbench.sweep.storage import SweepStorage
 
@@ -251,8 +252,10 @@ def _restore(spec: SweepSpec, path: str, callbacks: list):
 
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
     tuner = tune.Tuner.restore(path, tune.with_resources(run_trial, resources), resume_errored=True)
-    # Tune would run the callbacks pickled when the sweep started; this driver's own report back to it
-    tuner._local_tuner.get_run_config().callbacks = callbacks
+    # Tune would run the callbacks pickled when the sweep started; this driver's own report back to it (over Ray
+    # Client the tuner lives remotely and keeps the pickled ones)
+    if getattr(tuner, "_local_tuner", None) is not None:
+        tuner._local_tuner.get_run_config().callbacks = callbacks
     return tuner
 
 
@@ -278,6 +281,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no configuration boxes: the live view is the output
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # the live view replaces Tune's own chatter
+    retry_only_patiently()
+    tracking_patience_s()  # a bad value fails now, not at the first outage
     storage = SweepStorage(options.storage)
 
     if options.resume:
@@ -316,7 +321,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
         if runs.failure:
             raise runs.failure from None
         raise
-    summaries = sweep_summaries(uri, experiment_id, sweep_id)
+    summaries = patiently(lambda: sweep_summaries(uri, experiment_id, sweep_id), uri)
     errors = sum(1 for s in summaries if s["status"] == "failed")
     print(file=out)
     if summaries:
@@ -372,12 +377,12 @@ def _report_best(spec: SweepSpec, grids: list, uri: str, experiment_id: str, swe
         values = {k: config[k] for k in spec.search.space[method]}
         text = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         print(f"  {method:<12} {text}  ({best.metrics[OBJECTIVE]:.1f} s, {best.metrics['summary']['status']})", file=out)
-        for k, v in values.items():
-            client.set_experiment_tag(experiment_id, f"best.{sweep_id}.{method}.{k}", str(v))
-        runs = client.search_runs([experiment_id], filter_string=(
-            f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KEY_TAG}` = '{trial_key(config)}'"))
+        for tag, value in {f"best.{sweep_id}.{method}.{k}": str(v) for k, v in values.items()}.items():
+            patiently(lambda tag=tag, value=value: client.set_experiment_tag(experiment_id, tag, value), uri)
+        runs = patiently(lambda config=config: client.search_runs([experiment_id], filter_string=(
+            f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KEY_TAG}` = '{trial_key(config)}'")), uri)
         for run in runs:
-            client.set_tag(run.info.run_id, "grokbench.best", "true")
+            patiently(lambda run=run: client.set_tag(run.info.run_id, "grokbench.best", "true"), uri)
 
 
 def _find_sweep(storage: SweepStorage, name: str, sweep_id: str | None) -> str:

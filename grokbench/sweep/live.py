@@ -26,7 +26,7 @@ class LiveView(tune.Callback):
     def _reset(self) -> None:
         self.started = time.monotonic()
         self.running: set[str] = set()
-        self.outcomes: Counter[str] = Counter()
+        self.outcome: dict[str, str] = {}  # trial id → its outcome; once per trial, however often it reports
         self.durations: list[float] = []
         self.trial_started: dict[str, float] = {}
         self.last_draw = 0.0
@@ -40,16 +40,13 @@ class LiveView(tune.Callback):
         self.total = state["total"]
         self._reset()
 
-    def setup(self, **info: Any) -> None:
-        self._reset()
-
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
         self.trial_started.setdefault(trial.trial_id, time.monotonic())
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if "summary" in result:
-            self.outcomes[result["summary"]["status"]] += 1
+        if "summary" in result and trial.trial_id not in self.outcome:
+            self.outcome[trial.trial_id] = result["summary"]["status"]
             self.durations.append(time.monotonic() - self.trial_started.get(trial.trial_id, self.started))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -57,7 +54,7 @@ class LiveView(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
-        self.outcomes["failed"] += 1
+        self.outcome.setdefault(trial.trial_id, "failed")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.monotonic()
@@ -72,7 +69,8 @@ class LiveView(tune.Callback):
             1 for trial_id, status in self.states.items()
             if status in ("TERMINATED", "ERROR") and trial_id not in self.trial_started
         )
-        finished = previously_done + sum(self.outcomes.values())
+        outcomes = Counter(self.outcome.values())
+        finished = previously_done + len(self.outcome)
         queued = max(self.total - len(self.running) - finished, 0)
         elapsed = time.monotonic() - self.started
         eta = "?"
@@ -80,7 +78,7 @@ class LiveView(tune.Callback):
             per_trial = median(self.durations)
             eta = duration(per_trial * (queued + len(self.running)) / max(len(self.running), 1))
         parts = [f"queued {queued}", f"running {len(self.running)}"]
-        parts += [f"{k} {self.outcomes[k]}" for k in ("grokked", "censored", "diverged", "failed") if self.outcomes[k]]
+        parts += [f"{k} {outcomes[k]}" for k in ("grokked", "censored", "diverged", "failed") if outcomes[k]]
         if previously_done > 0:
             parts.append(f"done before resume {previously_done}")
         line = f"[{duration(elapsed)}] " + "  ".join(parts) + f"  ETA {eta}"

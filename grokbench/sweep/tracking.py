@@ -8,6 +8,7 @@ resumed or retried trial finds and continues its run, and metric points at steps
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,7 +31,8 @@ CURVE_SENTINEL = "train_acc"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 FINAL_STATUSES = ("grokked", "censored", "diverged")
 NOT_SUMMARY_METRICS = ("seed", "train_time_s")  # a param, and a curve already logged at the final step
-TRACKING_PATIENCE_S = 300.0  # how long the driver waits out a tracking server that is down before giving up
+PATIENCE_ENV = "GROKBENCH_TRACKING_PATIENCE_S"  # how long the driver waits out a tracking store that is down
+DEFAULT_PATIENCE_S = 300.0
 
 
 def absolute_uri(uri: str) -> str:
@@ -75,20 +77,47 @@ def prepare_experiment(uri: str, name: str) -> str:
     return experiment_id
 
 
+RETRYABLE_HTTP = (408, 429, 500, 502, 503, 504)  # timeouts, overload, a server restarting or down
+
+
 def is_transient(err: Exception) -> bool:
-    """A server restart or a dropped connection (worth waiting out), not a request MLflow rejects."""
+    """A server restart, a dropped connection or a locked database (worth waiting out), not a rejected request."""
+    import requests
     from mlflow.exceptions import MlflowException
 
-    if isinstance(err, MlflowException):
-        return err.get_http_status_code() >= 500
-    return isinstance(err, OSError)  # requests' and urllib3's connection errors are OSErrors
+    if isinstance(err, MlflowException):  # connection errors arrive as INTERNAL_ERROR (500)
+        return err.get_http_status_code() in RETRYABLE_HTTP
+    if isinstance(err, requests.HTTPError):  # an artifact upload the server answered
+        return err.response is not None and err.response.status_code in RETRYABLE_HTTP
+    # requests' and urllib3's connection errors are OSErrors; a local artifact directory's are not transient
+    return isinstance(err, OSError) and not isinstance(err, (PermissionError, FileNotFoundError))
 
 
-def patiently(call: Callable[[], T], uri: str, patience_s: float = TRACKING_PATIENCE_S) -> T:
-    """`call()`, retried with backoff while the tracking store is unreachable, for up to `patience_s`.
+def retry_only_patiently() -> None:
+    """Leave retrying to `patiently`: MLflow's HTTP layer would re-send a POST (creating a second run) and wait
+    minutes per call before a caller can say anything."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def tracking_patience_s() -> float:
+    text = os.environ.get(PATIENCE_ENV, str(DEFAULT_PATIENCE_S))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise TrackingError(f"{PATIENCE_ENV}={text!r}: must be a number of seconds >= 0")
+    return value
+
+
+def patiently(call: Callable[[], T], uri: str, patience_s: float | None = None) -> T:
+    """`call()`, retried with backoff while the tracking store is unreachable, for up to `patience_s` (default
+    GROKBENCH_TRACKING_PATIENCE_S, else 5 minutes).
 
     Only for idempotent calls: a write whose response was lost may already have been applied, and is sent again.
     """
+    patience_s = tracking_patience_s() if patience_s is None else patience_s
     deadline = time.monotonic() + patience_s
     wait = 1.0
     while True:
@@ -154,11 +183,18 @@ class TrialRuns(tune.Callback):
         return self._client
 
     def _patiently(self, call: Callable[[], T]) -> T:
+        if self.failure:  # the store is gone: write nothing more, wait no more
+            raise self.failure
         try:
             return patiently(call, self.uri)
         except TrackingError as err:
-            self.failure = err  # Tune re-raises a callback's error as a TuneError holding only a traceback
+            self.failure = err
             raise
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        # Tune turns some callbacks' errors into trial failures (and retries the trial); this one ends the sweep
+        if self.failure:
+            raise self.failure
 
     def _run(self, trial: Any) -> tuple[str, str, int]:
         """(trial key, run id, last logged step), from the cache, else from MLflow, else a new run."""
@@ -176,7 +212,7 @@ class TrialRuns(tune.Callback):
         )
         if not found:
             return None
-        run_id = found[0].info.run_id
+        run_id = min(found, key=lambda run: run.info.start_time).info.run_id  # the one a resume has always used
         history = self.client.get_metric_history(run_id, CURVE_SENTINEL)
         return run_id, max((m.step for m in history), default=-1)
 
@@ -187,15 +223,16 @@ class TrialRuns(tune.Callback):
         return self.client.create_run(self.experiment_id, run_name=key, tags=tags).info.run_id
 
     def _log_settings(self, run_id: str, config: dict[str, Any]) -> None:
-        """The resolved config as params and as config.json, unless an earlier attempt logged them."""
+        """The resolved config as config.json and as params, unless an earlier attempt logged them (the params,
+        written last, mark both as done)."""
         from mlflow.entities import Param
 
         if self._patiently(lambda: self.client.get_run(run_id).data.params):
             return  # a resumed sweep may run newer code: its params stay those the run started with
         params = [Param(k, "None" if v is None else str(v)) for k, v in sorted(config.items())]
         params.append(Param("code_version", self.version))
-        self._patiently(lambda: self.client.log_batch(run_id, params=params))
         self._patiently(lambda: self.client.log_dict(run_id, config, "config.json"))
+        self._patiently(lambda: self.client.log_batch(run_id, params=params))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._run(trial)
@@ -224,15 +261,19 @@ class TrialRuns(tune.Callback):
         if fresh:
             self._runs[key] = (run_id, fresh[-1]["step"])
         if "summary" in result:
-            self._log_summary(run_id, result["summary"], int(result["step"]), now)
+            self._log_summary(run_id, result["summary"], int(result["step"]))
 
-    def _log_summary(self, run_id: str, summary: dict[str, Any], step: int, now: int) -> None:
+    def _log_summary(self, run_id: str, summary: dict[str, Any], step: int) -> None:
         from mlflow.entities import Metric, RunTag
 
-        if self._patiently(lambda: self.client.get_run(run_id).data.tags.get("status")) in FINAL_STATUSES:
+        run = self._patiently(lambda: self.client.get_run(run_id))
+        if run.data.tags.get("status") in FINAL_STATUSES:
             return  # logged before the driver died; the resumed trial only repeated its last report
         numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        metrics = [Metric(k, float(v), now, step) for k, v in numbers.items() if k not in NOT_SUMMARY_METRICS]
+        # stamped with the run's start, not the clock: a summary half-logged before the driver died and sent again
+        # after a resume is then the same points, not new ones
+        stamp = run.info.start_time
+        metrics = [Metric(k, float(v), stamp, step) for k, v in numbers.items() if k not in NOT_SUMMARY_METRICS]
         tags = [RunTag("status", summary["status"]),
                 RunTag("grokked_before_memorised", str(summary["grokked_before_memorised"]))]
         # the summary file first: the status tag marks the summary as logged, so it is written last
@@ -245,6 +286,10 @@ class TrialRuns(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run(trial)[1]
+        if self._patiently(lambda: self.client.get_run(run_id).data.tags.get("status")) in FINAL_STATUSES:
+            # it died after reporting its outcome: the outcome stands
+            self._patiently(lambda: self.client.set_terminated(run_id, status="FINISHED"))
+            return
         self._patiently(lambda: self.client.set_tag(run_id, "status", "failed"))
         self._patiently(lambda: self.client.set_terminated(run_id, status="FAILED"))
 
