@@ -12,6 +12,13 @@ import pandas as pd
 from analysis.tables import METHOD_NAMES, varied_groups
 
 CURVES = ("train_acc", "test_acc", "train_time_s", "centroid_alignment", "jacobian_norm")
+COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
+LOSS_STYLES = {"ce": "-", "mse": "--"}
+
+
+def method_order(method: str) -> tuple[int, str]:
+    """Baseline, GrokAlign, Grokfast, Adversarial Training, then any other, in every legend."""
+    return (list(METHOD_NAMES).index(method) if method in METHOD_NAMES else len(METHOD_NAMES), method)
 
 
 def histories(uri: str, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -55,7 +62,8 @@ def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Pat
         losses = sorted(set(runs["loss"]))
         fig, axes = plt.subplots(1, len(losses), figsize=(6 * len(losses), 4), squeeze=False)
         for ax, loss in zip(axes[0], losses):
-            for method, group in runs[runs["loss"] == loss].groupby("method", sort=False):
+            groups = runs[runs["loss"] == loss].groupby("method")
+            for method, group in sorted(groups, key=lambda kv: method_order(kv[0])):
                 curves = {}
                 for metric in ("train_acc", "test_acc"):
                     series = []
@@ -68,10 +76,11 @@ def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Pat
                 grid = np.linspace(0, end, 400)
                 name = METHOD_NAMES.get(method, method)
                 med, lo, hi = _median_band(curves["test_acc"], grid)
-                line, = ax.plot(grid, med, "-", label=f"{name} test (band: min–max over seeds)")
-                ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
+                colour = COLOURS.get(method)
+                ax.plot(grid, med, "-", color=colour, label=f"{name} test (band: min–max over seeds)")
+                ax.fill_between(grid, lo, hi, color=colour, alpha=0.15)
                 med, _, _ = _median_band(curves["train_acc"], grid)
-                ax.plot(grid, med, ":", color=line.get_color(), label=f"{name} train")
+                ax.plot(grid, med, ":", color=colour, label=f"{name} train")
             ax.set(title=f"loss {loss}", xlabel=label, ylabel="accuracy", ylim=(0, 1.02))
             ax.legend(fontsize=7)
         written += _save(fig, out, f"accuracy_vs_{'steps' if x_axis == 'step' else 'seconds'}")
@@ -104,18 +113,22 @@ def geometry_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, metric in zip(axes, ("centroid_alignment", "jacobian_norm")):
-        for (method, loss), group in runs.groupby(["method", "loss"], sort=True):
+        groups = runs.groupby(["method", "loss"])
+        for (method, loss), group in sorted(groups, key=lambda kv: (method_order(kv[0][0]), kv[0][1])):
             series = [hist[r][metric].dropna() for r in group["run_id"]]
             end = max((s.index.max() for s in series if len(s)), default=0)
             grid = np.linspace(0, end, 400)
             med, _, _ = _median_band(series, grid)
-            line, = ax.plot(grid, med, label=f"{METHOD_NAMES.get(method, method)} ({loss})")
+            line, = ax.plot(grid, med, LOSS_STYLES.get(loss, "-"), color=COLOURS.get(method),
+                            label=f"{METHOD_NAMES.get(method, method)} ({loss})")
             for event, marker in (("steps_to_memorise", "s"), ("steps_to_grok", "*")):
-                step = group[event].median()
-                if pd.notna(step):
+                moments = group[event].dropna()  # censored runs never grokked: no moment to mark
+                if len(moments):
+                    step = moments.median()
                     ax.plot([step], [np.interp(step, grid, med)], marker, color=line.get_color(), markersize=9)
-        ax.set(title=f"{metric} (■ memorised, ★ grokked; median over seeds)", xlabel="optimiser steps")
+        ax.set(title=metric, xlabel="optimiser steps")
         ax.legend(fontsize=7)
+    fig.suptitle("median over seeds; ■ memorised, ★ grokked (solid: cross-entropy, dashed: MSE)", fontsize=10)
     paths = _save(fig, out, "geometry")
     plt.close(fig)
     return paths
