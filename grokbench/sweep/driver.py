@@ -377,12 +377,18 @@ def _report_best(spec: SweepSpec, grids: list, uri: str, experiment_id: str, swe
         values = {k: config[k] for k in spec.search.space[method]}
         text = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         print(f"  {method:<12} {text}  ({best.metrics[OBJECTIVE]:.1f} s, {best.metrics['summary']['status']})", file=out)
-        for tag, value in {f"best.{sweep_id}.{method}.{k}": str(v) for k, v in values.items()}.items():
-            patiently(lambda tag=tag, value=value: client.set_experiment_tag(experiment_id, tag, value), uri)
-        runs = patiently(lambda config=config: client.search_runs([experiment_id], filter_string=(
-            f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KEY_TAG}` = '{trial_key(config)}'")), uri)
-        for run in runs:
-            patiently(lambda run=run: client.set_tag(run.info.run_id, "grokbench.best", "true"), uri)
+        tags = {f"best.{sweep_id}.{method}.{k}": str(v) for k, v in values.items()}
+        patiently(lambda tags=tags, key=trial_key(config): _mark_best(client, experiment_id, sweep_id, key, tags), uri)
+
+
+def _mark_best(client, experiment_id: str, sweep_id: str, key: str, tags: dict[str, str]) -> None:
+    """The best setting as experiment tags, and its run tagged; every write idempotent, so retried as a whole."""
+    for tag, value in tags.items():
+        client.set_experiment_tag(experiment_id, tag, value)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}' and "
+                                                             f"tags.`{KEY_TAG}` = '{key}'")
+    for run in runs:
+        client.set_tag(run.info.run_id, "grokbench.best", "true")
 
 
 def _find_sweep(storage: SweepStorage, name: str, sweep_id: str | None) -> str:
