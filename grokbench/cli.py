@@ -103,7 +103,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in given.items() if v is not None and v is not False}  # 0 is a value, not "unset"
     spec = build_sweep(args.sweep, overrides)
     options = SweepOptions(address=args.address, tracking_uri=args.tracking_uri, storage=args.storage,
-                           resume=args.resume, sweep_id=args.sweep_id, dry_run=args.dry_run, overrides=overrides)
+                           resume=args.resume, sweep_id=args.sweep_id, dry_run=args.dry_run, rerun=args.rerun,
+                           overrides=overrides)
     return run_sweep(spec, options)
 
 
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue the latest sweep of this file (or --sweep-id)")
     sweep.add_argument("--sweep-id", help="name a new sweep, or pick the sweep to --resume")
     sweep.add_argument("--dry-run", action="store_true", help="list the trials and an estimated cost, then exit")
+    sweep.add_argument("--rerun", action="store_true", help="also run the trials that already have an outcome in "
+                                                            "the tracking store (by default they are skipped)")
     sweep.add_argument("--smoke", action="store_true", help="a small version of the sweep (fewer seeds, short budget)")
     sweep.set_defaults(handler=cmd_sweep)
     return parser

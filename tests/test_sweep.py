@@ -3,6 +3,7 @@
 One Ray for the whole module; each test copies a pre-migrated store and uses its own results directory.
 """
 
+import io
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import yaml
 from analysis.tables import main as tables_main
 from grokbench.cli import main
 from grokbench.sweep.driver import SweepOptions, run_sweep
-from grokbench.sweep.spec import load_sweep
+from grokbench.sweep.spec import build_sweep, load_sweep
 from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
 
 TINY = {
@@ -186,6 +187,25 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(ray_c
     counts = dict(re.findall(r"(queued|running|grokked|done before resume) (\d+)", last_line))
     assert counts["queued"] == counts["running"] == "0", last_line
     assert int(counts.get("grokked", 0)) + int(counts.get("done before resume", 0)) == 3, last_line
+
+
+def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir):
+    path = write_sweep(workdir, name="grow", grid={"seed": [0]}, methods={"baseline": {}})
+    where = {"tracking_uri": uri(workdir), "storage": str(workdir / "results")}
+    assert run_sweep(load_sweep(str(path)), SweepOptions(**where, sweep_id="grow-1"), out=io.StringIO()) == 0
+
+    grown, out = build_sweep(str(path), {"seeds": [0, 1]}), io.StringIO()  # extended by a seed: only it runs
+    assert run_sweep(grown, SweepOptions(**where, sweep_id="grow-2"), out=out) == 0
+    assert "1 of 2 trials already have an outcome" in out.getvalue() and "(sweep grow-1)" in out.getvalue()
+    assert "--experiment grow" in out.getvalue()  # the tables hint covers both sweeps
+    runs = assert_each_trial_logged_once(workdir, "grokbench/grow", expected_trials=2)
+    assert sorted((r.data.params["seed"], r.data.tags[SWEEP_TAG]) for r in runs) == [("0", "grow-1"), ("1", "grow-2")]
+
+    out = io.StringIO()  # everything done: nothing runs, and no sweep is created
+    assert run_sweep(grown, SweepOptions(**where, sweep_id="grow-3"), out=out) == 0
+    assert "2 of 2 trials already have an outcome" in out.getvalue() and "nothing to run" in out.getvalue()
+    assert not (workdir / "results" / "grow" / "grow-3").exists()
+    assert_each_trial_logged_once(workdir, "grokbench/grow", expected_trials=2)
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from grokbench.config import TrialConfig
-from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, default_tracking_uri, trial_key
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, KEY_TAG, SWEEP_TAG, default_tracking_uri, trial_key
 from grokbench.progress import duration
 from grokbench.sweep.live import LiveView, summary_table
 from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
 from grokbench.sweep.spec import SweepSpec, build_sweep
 from grokbench.sweep.tracking import (
-    TrialRuns, absolute_uri, check_reachable, patiently, prepare_experiment, retry_only_patiently, runs_link,
+    TrialRuns, absolute_uri, check_reachable, finished_trials, patiently, prepare_experiment, retry_only_patiently, runs_link,
     sweep_summaries, tracking_patience_s,
 )
 from grokbench.sweep.storage import SweepStorage
@@ -46,6 +46,7 @@ class SweepOptions:
     resume: bool = False
     sweep_id: str | None = None
     dry_run: bool = False
+    rerun: bool = False  # run trials that already have an outcome in the tracking store again
     overrides: dict[str, Any] = field(default_factory=dict)  # the command line's changes to the sweep file
     fault: dict[str, Any] | None = None  # tests only: kill each trial's worker once (see trainable._maybe_fail)
 
@@ -61,10 +62,10 @@ def placed(cfg: TrialConfig, spec: SweepSpec) -> TrialConfig:
     return cfg.replace(threads=threads, device=device, data_dir=data_dir)
 
 
-def grid_entries(spec: SweepSpec, fault: dict | None) -> list[dict[str, Any]]:
+def grid_entries(spec: SweepSpec, trials: list[TrialConfig], fault: dict | None) -> list[dict[str, Any]]:
     return [
         {"config": placed(cfg, spec).to_dict(), "checkpoint_every": spec.checkpoint_every, "fault": fault}
-        for cfg in spec.trials()
+        for cfg in trials
     ]
 
 
@@ -79,6 +80,21 @@ def search_space(spec: SweepSpec, method: str, fault: dict | None) -> dict[str, 
 
 def total_trials(spec: SweepSpec) -> int:
     return len(spec.search.space) * spec.search.num_samples if spec.search else len(spec.trials())
+
+
+def already_done(spec: SweepSpec, uri: str) -> dict[str, str]:
+    """The grid's trials that have an outcome in the tracking store, from any sweep (key → sweep id). The same key
+    is the same computation, so a grid sweep runs only what the store lacks: a sweep extended by seeds, or started
+    again after its checkpoints were lost, repeats nothing."""
+    if spec.search:
+        return {}  # an Optuna search proposes new settings each time
+    done = patiently(lambda: finished_trials(uri, EXPERIMENT_PREFIX + spec.name), uri)
+    keys = (trial_key(cfg.to_dict()) for cfg in spec.trials())
+    return {key: done[key] for key in keys if key in done}
+
+
+def to_run(spec: SweepSpec, skipped: dict[str, str]) -> list[TrialConfig]:
+    return [cfg for cfg in spec.trials() if trial_key(cfg.to_dict()) not in skipped] if not spec.search else []
 
 
 # ---- the time estimate --------------------------------------------------------------------------------------------
@@ -298,20 +314,34 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
         if storage.exists(spec.name, sweep_id):
             raise SweepError(f"sweep {sweep_id} already exists in {storage.uri(spec.name)}; use --resume to continue it")
     check_reachable(uri)
+    if options.resume:
+        skipped = plan.get("skipped", {})
+    else:
+        skipped = {} if options.rerun else already_done(spec, uri)
+    trials = to_run(spec, skipped)
+    planned = total_trials(spec) - len(skipped)
+    if skipped:
+        sweeps = ", ".join(sorted(set(skipped.values())))
+        print(f"{len(skipped)} of {total_trials(spec)} trials already have an outcome in {uri} (sweep {sweeps}); "
+              "they are not run again (--rerun runs them anyway)", file=out, flush=True)
+    if not planned:
+        print(f"nothing to run.\ntables:  python -m analysis.tables --tracking-uri {uri} --experiment {spec.name}",
+              file=out)
+        return 0
     connect_ray(options.address, spec)
     preflight(uri, storage, spec)
-    experiment_id = prepare_experiment(uri, f"grokbench/{spec.name}")
+    experiment_id = prepare_experiment(uri, EXPERIMENT_PREFIX + spec.name)
     if not options.resume:
         plan = {"sweep_id": sweep_id, "sweep_file": str(spec.path), "name": spec.name, "tracking_uri": uri,
-                "experiment_id": experiment_id, "trials": total_trials(spec), "overrides": options.overrides}
+                "experiment_id": experiment_id, "trials": planned, "skipped": skipped, "overrides": options.overrides}
         storage.write_json(plan, spec.name, sweep_id, PLAN_FILE)
     sweep_dir = storage.uri(spec.name, sweep_id)
 
-    print(f"sweep {sweep_id}: {total_trials(spec)} trials → MLflow experiment grokbench/{spec.name} at {uri}",
+    print(f"sweep {sweep_id}: {planned} trials → MLflow experiment {EXPERIMENT_PREFIX}{spec.name} at {uri}",
           file=out, flush=True)
     runs = TrialRuns(uri, experiment_id, sweep_id)
-    callbacks = [runs, LiveView(total_trials(spec))]
-    experiments = _experiments(spec, sweep_dir, callbacks, options.fault)
+    callbacks = [runs, LiveView(planned)]
+    experiments = _experiments(spec, trials, sweep_dir, callbacks, options.fault)
     started = time.monotonic()
     try:
         grids = _fit(spec, experiments, sweep_dir, options.resume, callbacks)
@@ -328,12 +358,13 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
         print(summary_table(summaries), file=out)
     if spec.search and grids:
         _report_best(spec, grids, uri, experiment_id, sweep_id, out)
-    unfinished = total_trials(spec) - len(summaries)
+    unfinished = planned - len(summaries)
     print(f"\n{len(summaries) - errors} trials finished, {errors} failed, in {duration(time.monotonic() - started)}.",
           file=out)
     print(f"runs:    mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"runs:    {uri}", file=out)
     print(f"         then open {runs_link(uri, experiment_id)}", file=out)
-    print(f"tables:  python -m analysis.tables --tracking-uri {uri} --sweep {sweep_id}", file=out)
+    selection = f"--experiment {spec.name}" if skipped else f"--sweep {sweep_id}"  # the skipped ones are elsewhere
+    print(f"tables:  python -m analysis.tables --tracking-uri {uri} {selection}", file=out)
     if grids is None or unfinished > 0:
         storage_flag = f" --storage {storage.root}" if options.storage else ""
         smoke_flag = " --smoke" if options.overrides.get("smoke") else ""
@@ -343,11 +374,12 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
     return 0 if errors == 0 else 1
 
 
-def _experiments(spec: SweepSpec, sweep_dir: str, callbacks: list, fault: dict | None) -> list[tuple[str, Any]]:
+def _experiments(spec: SweepSpec, trials: list[TrialConfig], sweep_dir: str, callbacks: list,
+                 fault: dict | None) -> list[tuple[str, Any]]:
     from ray import tune
 
     if not spec.search:
-        space = {"trial": tune.grid_search(grid_entries(spec, fault))}
+        space = {"trial": tune.grid_search(grid_entries(spec, trials, fault))}
         return [(GRID, lambda: _tuner(spec, GRID, sweep_dir, space, callbacks))]
 
     def searched(method: str):

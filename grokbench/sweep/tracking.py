@@ -294,6 +294,20 @@ class TrialRuns(tune.Callback):
         self._patiently(lambda: self.client.set_terminated(run_id, status="FAILED"))
 
 
+def finished_trials(uri: str, experiment_name: str) -> dict[str, str]:
+    """Trial key → sweep id of every trial with an outcome in the experiment, from any sweep. A failed trial has
+    none: it is run again."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return {}
+    runs = client.search_runs([experiment.experiment_id], max_results=50_000)
+    return {run.data.tags[KEY_TAG]: run.data.tags.get(SWEEP_TAG, "?") for run in runs
+            if KEY_TAG in run.data.tags and run.data.tags.get("status") in FINAL_STATUSES}
+
+
 def sweep_summaries(uri: str, experiment_id: str, sweep_id: str) -> list[dict[str, Any]]:
     """The summary of every finished trial of a sweep, read back from MLflow (the sweep's record of truth)."""
     import mlflow
