@@ -37,6 +37,7 @@ class Table:
     headers: list[str]
     rows: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    printed: bool = True  # long tables are only written to --out
 
 
 # ---- samples and cells -------------------------------------------------------------------------------------------
@@ -134,6 +135,40 @@ def _table1_row(method: str, lam: float, group: pd.DataFrame, baseline: pd.DataF
             row.append(speed_text(speed_up(samples(baseline, figure), values), with_stats=figure == "time"))
     row.append(str(apart) if apart else "")
     return row
+
+
+def trials_table(runs: pd.DataFrame) -> Table:
+    """Every finished trial, one row each: what the Table-1 cells summarise, and each trial's speed per update (a
+    trial slowed by a busy machine shows here, not only in a wider interval)."""
+    finished = runs[runs["status"] != "running"].sort_values(["experiment", "loss", "method", "lam", "init_scale",
+                                                              "seed"], key=_method_order)
+    table = Table("trials", "Every trial", ["sweep", "method", "loss", "λ", "init", "seed", "status", "steps to grok",
+                                            "time to grok (s)", "phase time (s)", "updates run", "ms/update"],
+                  printed=False)
+    for _, r in finished.iterrows():
+        table.rows.append([
+            str(r["sweep_id"]), METHOD_NAMES.get(r["method"], r["method"]), r["loss"], f"{r['lam']:g}",
+            f"{r['init_scale']:g}", f"{r['seed']:g}", r["status"], _whole(r["steps_to_grok"]),
+            _number(r["time_to_grok_s"]), _number(r["grok_phase_time_s"]), _whole(r["steps"]),
+            _number(1e3 * r["train_time_s"] / r["steps"] if r["steps"] else None),
+        ])
+    table.notes.append("steps are optimiser updates; times are training seconds; a censored trial has no time to "
+                       "grok, and ran its whole budget (updates run)")
+    return table
+
+
+def _method_order(column: pd.Series) -> pd.Series:
+    """The paper's row order for methods (others after it); every other column sorts as it is."""
+    order = list(METHOD_NAMES)
+    return column.map(lambda m: order.index(m) if m in order else len(order)) if column.name == "method" else column
+
+
+def _whole(value) -> str:
+    return "—" if pd.isna(value) else f"{int(value):,}"
+
+
+def _number(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.1f}"
 
 
 # ---- sensitivity, search and geometry tables -------------------------------------------------------------------------
@@ -258,7 +293,7 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str]) -> list[T
     for extra in (search_table(uri, experiments), geometry_table(uri, runs)):
         if extra is not None:
             tables.append(extra)
-    return tables
+    return tables + [trials_table(runs)] if tables else []
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -298,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     for t in tables:
-        print(to_markdown(t))
+        print(to_markdown(t) if t.printed else f"### {t.title}: {len(t.rows)} rows in {Path(args.out) / t.name}.*\n")
     written = write(tables, Path(args.out), formats)
     if args.figures:
         from analysis.figures import write_figures

@@ -105,6 +105,23 @@ def test_table1_equals_hand_computed_values(store, tmp_path):
     assert "Geometry" in (out / "geometry.md").read_text()
 
 
+def test_every_trial_has_a_row_with_its_speed_per_update(store, tmp_path, capsys):
+    shutil.copy(store, tmp_path / "mlflow.db")
+    out = tmp_path / "out"
+    assert tables_main(["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(out)]) == 0
+    assert "Every trial: 12 rows" in capsys.readouterr().out  # listed in the files, not printed
+    import pandas as pd
+
+    rows = pd.read_csv(out / "trials.csv", dtype=str, keep_default_na=False)
+    assert len(rows) == 12 and list(rows["method"][:3]) == ["Baseline"] * 3  # the paper's row order
+    by_key = rows.set_index(["method", "seed"])
+    assert by_key.loc[("Baseline", "1"), "steps to grok"] == "600"
+    assert by_key.loc[("Baseline", "1"), "ms/update"] == "100.0"  # 60 s over 600 updates
+    censored = by_key.loc[("Grokfast", "2")]
+    assert (censored["status"], censored["steps to grok"], censored["updates run"]) == ("censored", "—", "1,000")
+    assert by_key.loc[("Adversarial Training", "2"), "status"] == "diverged"
+
+
 def test_km_median_by_hand():
     # 5 runs: events at 2, 4; censored at 3, 5, 6. S(2)=4/5; at 4: at risk 3 (4, 5c, 6c) → S=4/5·2/3=0.533
     assert km_median([2, 3, 4, 5, 6], [True, False, True, False, False]) is None
