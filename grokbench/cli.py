@@ -141,20 +141,51 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from grokbench.sweep.driver import connect_ray, example_trial
     from grokbench.sweep.spec import load_sweep
     from grokbench.sweep.storage import SweepStorage
-    from grokbench.sweep.keys import default_tracking_uri
-    from grokbench.sweep.tracking import absolute_uri, check_reachable
 
     spec = load_sweep(args.sweep)
     cpus = args.cpus_per_trial if args.cpus_per_trial is not None else spec.resources.cpus_per_trial
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else spec.resources.gpus_per_trial
-    uri = absolute_uri(args.tracking_uri or default_tracking_uri())
-    check_reachable(uri)
+    uri = _reachable_tracking_uri(args)
     connect_ray(args.address, spec)
     findings = check_cluster(uri, SweepStorage(args.storage).root, example_trial(spec).to_dict(), cpus, gpus)
     print(format_findings(findings))
     failed = sum(not f.ok for f in findings)
     print(f"\n{'all checks passed' if not failed else f'{failed} check(s) failed'}")
     return 0 if not failed else 1
+
+
+def _reachable_tracking_uri(args: argparse.Namespace) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; checked before any work starts."""
+    from grokbench.sweep.keys import default_tracking_uri
+    from grokbench.sweep.tracking import absolute_uri, check_reachable
+
+    uri = absolute_uri(args.tracking_uri or default_tracking_uri())
+    check_reachable(uri)
+    return uri
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from grokbench.sweep.archive import export_runs
+
+    uri = _reachable_tracking_uri(args)
+    out = Path(args.out or f"{args.experiment}-runs.jsonl.gz")
+    count = export_runs(uri, args.experiment, out)
+    print(f"wrote {count} runs of grokbench/{args.experiment.removeprefix('grokbench/')} to {out} "
+          f"({out.stat().st_size / 1e6:.1f} MB); load them anywhere with: grokbench import {out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from grokbench.sweep.archive import import_runs
+
+    uri = _reachable_tracking_uri(args)
+    added, present = import_runs(Path(args.archive), uri)
+    print(f"added {added} runs to {uri}" + (f"; {present} were there already" if present else ""))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "the tracking store (by default they are skipped)")
     sweep.add_argument("--smoke", action="store_true", help="a small version of the sweep (fewer seeds, short budget)")
     sweep.set_defaults(handler=cmd_sweep)
+    export = commands.add_parser("export", help="write an experiment's finished runs to one portable file")
+    export.add_argument("experiment", help="the sweep's name, e.g. mnist (its MLflow experiment is grokbench/mnist)")
+    export.add_argument("--tracking-uri", help="MLflow tracking URI (default as for sweep)")
+    export.add_argument("--out", help="the file to write (default <experiment>-runs.jsonl.gz)")
+    export.set_defaults(handler=cmd_export)
+
+    import_ = commands.add_parser("import", help="add an exported file's runs to a tracking store (once each)")
+    import_.add_argument("archive", help="a file written by grokbench export")
+    import_.add_argument("--tracking-uri", help="MLflow tracking URI (default as for sweep)")
+    import_.set_defaults(handler=cmd_import)
     return parser
 
 

@@ -175,3 +175,74 @@ def test_bad_arguments_give_clear_errors(store, tmp_path, capsys):
     client.create_experiment("grokbench/empty")
     assert tables_main(["--tracking-uri", uri, "--experiment", "empty"]) == 2
     assert "no runs in grokbench/empty" in capsys.readouterr().err
+
+
+def test_export_then_import_recreates_the_runs_exactly_and_once(tmp_path, migrated_store, capsys):
+    from grokbench.cli import main as cli
+    from grokbench.sweep.archive import IMPORTED_TAG
+    from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
+    from grokbench.sweep.tracking import finished_trials, prepare_experiment
+
+    uris = {}
+    for name in ("source", "copy"):
+        shutil.copy(migrated_store, tmp_path / f"{name}.db")
+        uris[name] = f"sqlite:///{tmp_path / name}.db"
+    source = mlflow.MlflowClient(uris["source"])
+    experiment_id = prepare_experiment(uris["source"], "grokbench/mnist")
+    for seed, (steps, t) in enumerate([(400, 40.0), (600, 60.0)]):
+        log_trial(source, experiment_id, "baseline", "ce", seed, "grokked", steps, t)
+    log_trial(source, experiment_id, "grokalign", "ce", 0, "censored", 0, 0, lam=1e-3)
+    log_trial(source, experiment_id, "grokalign", "ce", 1, "failed", 0, 0, lam=1e-3, curve=False)
+    source.create_run(experiment_id, tags={KEY_TAG: "still-running", "status": "running"})  # no outcome: left out
+    first = source.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = 'baseline-ce-0'")[0]
+    source.log_text(first.info.run_id, '{"lr": 0.001}', "config.json")
+    # an earlier import into the copy that stopped part-way: replaced, not doubled
+    copy = mlflow.MlflowClient(uris["copy"])
+    copy_experiment = prepare_experiment(uris["copy"], "grokbench/mnist")
+    copy.create_run(copy_experiment, tags={SWEEP_TAG: SWEEP, KEY_TAG: "baseline-ce-0", IMPORTED_TAG: "runs.jsonl.gz"})
+
+    archive = tmp_path / "runs.jsonl.gz"
+    assert cli(["export", "mnist", "--tracking-uri", uris["source"], "--out", str(archive)]) == 0
+    assert "wrote 4 runs of grokbench/mnist" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.partial"))
+    assert cli(["import", str(archive), "--tracking-uri", uris["copy"]]) == 0
+    assert "added 4 runs" in capsys.readouterr().out
+    assert cli(["import", str(archive), "--tracking-uri", uris["copy"]]) == 0
+    assert "added 0 runs" in capsys.readouterr().out
+
+    def by_key(client, experiment):
+        runs = client.search_runs([experiment])
+        assert len(runs) == len({r.data.tags[KEY_TAG] for r in runs})  # one run a trial
+        return {r.data.tags[KEY_TAG]: r for r in runs if r.data.tags.get("status") != "running"}
+
+    originals, copies = by_key(source, experiment_id), by_key(copy, copy_experiment)
+    assert originals.keys() == copies.keys()
+    for key, original in originals.items():
+        again = copies[key]
+        assert again.data.params == original.data.params and again.info.status == original.info.status
+        assert {k: v for k, v in again.data.tags.items() if k != IMPORTED_TAG} == original.data.tags
+        for metric in original.data.metrics:
+            history = [(m.step, m.value) for m in source.get_metric_history(original.info.run_id, metric)]
+            assert [(m.step, m.value) for m in copy.get_metric_history(again.info.run_id, metric)] == history
+    config = copy.download_artifacts(copies["baseline-ce-0"].info.run_id, "config.json", str(tmp_path))
+    assert open(config).read() == '{"lr": 0.001}'
+    # what a sweep skips, and what the tables say, are the same on both stores
+    assert finished_trials(uris["copy"], "grokbench/mnist") == finished_trials(uris["source"], "grokbench/mnist")
+    for name in uris:
+        assert tables_main(["--tracking-uri", uris[name], "--out", str(tmp_path / name), "--format", "csv"]) == 0
+    for table in ("table1_ce.csv", "trials.csv"):
+        assert (tmp_path / "copy" / table).read_text() == (tmp_path / "source" / table).read_text()
+
+
+def test_export_and_import_refuse_bad_input_clearly(tmp_path, migrated_store, capsys):
+    from grokbench.cli import main as cli
+
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert cli(["export", "nope", "--tracking-uri", uri, "--out", str(tmp_path / "x.gz")]) == 2
+    assert "no experiment grokbench/nope" in capsys.readouterr().err and not (tmp_path / "x.gz").exists()
+    assert cli(["import", str(tmp_path / "missing.jsonl.gz"), "--tracking-uri", uri]) == 2
+    assert "no archive at" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("hello")
+    assert cli(["import", str(tmp_path / "notes.txt"), "--tracking-uri", uri]) == 2
+    assert "is not a grokbench archive" in capsys.readouterr().err

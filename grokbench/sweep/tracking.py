@@ -294,6 +294,12 @@ class TrialRuns(tune.Callback):
         self._patiently(lambda: self.client.set_terminated(run_id, status="FAILED"))
 
 
+def runs_with_outcome(client, experiment_id: str, outcomes: tuple[str, ...] = FINAL_STATUSES) -> list:
+    """Every run of the experiment whose trial ended with one of these outcomes."""
+    runs = client.search_runs([experiment_id], max_results=50_000)
+    return [run for run in runs if run.data.tags.get("status") in outcomes]
+
+
 def finished_trials(uri: str, experiment_name: str) -> dict[str, str]:
     """Trial key → sweep id of every trial with an outcome in the experiment, from any sweep. A failed trial has
     none: it is run again."""
@@ -303,9 +309,8 @@ def finished_trials(uri: str, experiment_name: str) -> dict[str, str]:
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return {}
-    runs = client.search_runs([experiment.experiment_id], max_results=50_000)
-    return {run.data.tags[KEY_TAG]: run.data.tags.get(SWEEP_TAG, "?") for run in runs
-            if KEY_TAG in run.data.tags and run.data.tags.get("status") in FINAL_STATUSES}
+    return {run.data.tags[KEY_TAG]: run.data.tags.get(SWEEP_TAG, "?")
+            for run in runs_with_outcome(client, experiment.experiment_id) if KEY_TAG in run.data.tags}
 
 
 def sweep_summaries(uri: str, experiment_id: str, sweep_id: str) -> list[dict[str, Any]]:
