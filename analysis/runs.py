@@ -7,22 +7,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from grokbench.sweep.keys import EXPERIMENT_PREFIX, KEY_TAG, SWEEP_TAG
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG, experiment_name
 
 NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "eval_every", "weight_decay", "lr")
 SUMMARY_METRICS = (
     "steps", "epochs", "train_time_s", "wall_s", "steps_to_memorise", "epochs_to_memorise", "time_to_memorise_s",
     "steps_to_grok", "epochs_to_grok", "time_to_grok_s", "grok_phase_time_s", "final_train_acc", "final_test_acc",
 )
-FINISHED_STATUSES = ("grokked", "censored", "diverged", "failed")
 
 
 class AnalysisError(ValueError):
     """Nothing to analyse, or the request is wrong; the message says what exists."""
-
-
-def experiment_name(name: str) -> str:
-    return name if name.startswith(EXPERIMENT_PREFIX) else EXPERIMENT_PREFIX + name
 
 
 def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None = None) -> pd.DataFrame:
@@ -56,10 +51,12 @@ def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None 
 
 
 def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per trial key across a mix of sweeps: a finished run over an unfinished one, else the last."""
-    runs = runs.assign(_finished=runs["status"] != "running", _order=range(len(runs)))
-    runs = runs.sort_values(["_finished", "_order"]).groupby(["experiment", "trial_key"], dropna=False).tail(1)
-    return runs.drop(columns=["_finished", "_order"]).sort_values("run_id").reset_index(drop=True)
+    """One row per trial key across a mix of sweeps: the newest run with an outcome, else the newest failed one
+    (a failed trial is run again by the next sweep), else the newest unfinished one."""
+    rank = runs["status"].map(lambda s: 2 if s in FINAL_STATUSES else 1 if s == "failed" else 0)
+    runs = runs.assign(_rank=rank).sort_values(["_rank", "start_time"], kind="stable")
+    runs = runs.groupby(["experiment", "trial_key"], dropna=False).tail(1)
+    return runs.drop(columns="_rank").sort_values("run_id").reset_index(drop=True)
 
 
 def _flat_runs(client, experiment_ids: list[str], where: str) -> list[dict]:
@@ -68,7 +65,8 @@ def _flat_runs(client, experiment_ids: list[str], where: str) -> list[dict]:
     while True:
         page = client.search_runs(experiment_ids, filter_string=where, max_results=1000, page_token=token)
         for run in page:
-            row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
+            row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                   "start_time": run.info.start_time}
             row.update({f"params.{k}": v for k, v in run.data.params.items()})
             row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
             row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
@@ -85,6 +83,7 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
     runs = pd.DataFrame({
         "run_id": raw["run_id"],
         "experiment": raw["experiment_id"].map(experiment_names).str.removeprefix(EXPERIMENT_PREFIX),
+        "start_time": raw["start_time"],
         "sweep_id": column(f"tags.{SWEEP_TAG}", None),
         "trial_key": column(f"tags.{KEY_TAG}", None),
         "status": column("tags.status", "running").fillna("running"),

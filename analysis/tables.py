@@ -16,7 +16,7 @@ from typing import Sequence
 import pandas as pd
 
 from analysis.runs import AnalysisError, load_runs, progress_note
-from grokbench.sweep.keys import default_tracking_uri
+from grokbench.sweep.keys import default_tracking_uri, experiment_name
 from analysis.stats import Cell, SpeedUp, cell, speed_up
 
 METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
@@ -203,7 +203,7 @@ def search_table(uri: str, experiments: list[str]) -> Table | None:
     client = mlflow.MlflowClient(uri)
     table = Table("search_best", "Optuna: best setting per method", ["sweep", "method", "setting", "value"])
     for name in experiments:
-        experiment = client.get_experiment_by_name(name if name.startswith("grokbench/") else f"grokbench/{name}")
+        experiment = client.get_experiment_by_name(experiment_name(name))
         for key, value in sorted((experiment.tags if experiment else {}).items()):
             if key.startswith("best."):
                 sweep, method, setting = key[len("best."):].rsplit(".", 2)
@@ -293,7 +293,7 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str]) -> list[T
     for extra in (search_table(uri, experiments), geometry_table(uri, runs)):
         if extra is not None:
             tables.append(extra)
-    return tables + [trials_table(runs)] if tables else []
+    return (tables + [trials_table(runs)]) if tables else []
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -168,11 +168,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from grokbench.sweep.archive import export_runs
+    from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
 
     uri = _reachable_tracking_uri(args)
-    out = Path(args.out or f"{args.experiment}-runs.jsonl.gz")
-    count = export_runs(uri, args.experiment, out)
-    print(f"wrote {count} runs of grokbench/{args.experiment.removeprefix('grokbench/')} to {out} "
+    name = experiment_name(args.experiment)
+    out = Path(args.out or f"{name.removeprefix(EXPERIMENT_PREFIX)}-runs.jsonl.gz")
+    count = export_runs(uri, name, out)
+    print(f"wrote {count} runs of {name} to {out} "
           f"({out.stat().st_size / 1e6:.1f} MB); load them anywhere with: grokbench import {out}")
     return 0
 

@@ -246,3 +246,57 @@ def test_export_and_import_refuse_bad_input_clearly(tmp_path, migrated_store, ca
     (tmp_path / "notes.txt").write_text("hello")
     assert cli(["import", str(tmp_path / "notes.txt"), "--tracking-uri", uri]) == 2
     assert "is not a grokbench archive" in capsys.readouterr().err
+
+
+def test_the_tables_keep_a_trials_newest_outcome_over_an_older_failure():
+    import pandas as pd
+
+    from analysis.runs import latest_per_trial
+
+    runs = pd.DataFrame({
+        "run_id": ["a", "b", "c", "d", "e"], "experiment": "mnist",
+        "trial_key": ["k1", "k1", "k1", "k2", "k2"], "sweep_id": ["s1", "s2", "s3", "s1", "s2"],
+        "status": ["failed", "grokked", "running", "censored", "grokked"], "start_time": [1, 2, 3, 1, 2],
+    })
+    kept = latest_per_trial(runs.sample(frac=1, random_state=0)).set_index("trial_key")["sweep_id"]
+    assert kept.to_dict() == {"k1": "s2", "k2": "s2"}  # an outcome over a failure or a run in progress; newest first
+
+
+def test_an_import_upgrades_a_failure_and_refuses_a_damaged_archive(tmp_path, migrated_store, capsys):
+    import gzip
+
+    from grokbench.cli import main as cli
+    from grokbench.sweep.tracking import prepare_experiment
+
+    for name in ("source", "copy"):
+        shutil.copy(migrated_store, tmp_path / f"{name}.db")
+    source_uri, copy_uri = (f"sqlite:///{tmp_path / name}.db" for name in ("source", "copy"))
+    source = mlflow.MlflowClient(source_uri)
+    experiment_id = prepare_experiment(source_uri, "grokbench/mnist")
+    log_trial(source, experiment_id, "baseline", "ce", 0, "failed", 0, 0, curve=False)
+    first = tmp_path / "out" / "first.jsonl.gz"  # into a directory that does not exist yet
+    assert cli(["export", "mnist", "--tracking-uri", source_uri, "--out", str(first)]) == 0
+    assert cli(["import", str(first), "--tracking-uri", copy_uri]) == 0
+    # the trial is run again and groks: importing the newer archive adds the outcome beside the failure
+    log_trial(source, experiment_id, "baseline", "ce", 0, "grokked", 400, 40.0)
+    second = tmp_path / "out" / "second.jsonl.gz"
+    assert cli(["export", "mnist", "--tracking-uri", source_uri, "--out", str(second)]) == 0
+    capsys.readouterr()
+    assert cli(["import", str(second), "--tracking-uri", copy_uri]) == 0
+    assert "added 1 runs to" in capsys.readouterr().out  # the grokked run; the failed one was there
+    assert tables_main(["--tracking-uri", copy_uri, "--out", str(tmp_path / "t"), "--format", "csv"]) == 0
+    assert read_csv_table(tmp_path / "t" / "table1_ce.csv").loc["Baseline", "grokked"] == "1/1"
+
+    lines = gzip.open(second, "rt").read().splitlines()
+    truncated = tmp_path / "truncated.jsonl.gz"
+    with gzip.open(truncated, "wt") as stream:
+        stream.write("\n".join(lines[:-1]) + "\n")
+    shutil.copy(migrated_store, tmp_path / "empty.db")
+    empty_uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert cli(["import", str(truncated), "--tracking-uri", empty_uri]) == 2
+    assert "is incomplete (1 of 2 runs); nothing was imported" in capsys.readouterr().err
+    assert mlflow.MlflowClient(empty_uri).get_experiment_by_name("grokbench/mnist") is None
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(second.read_bytes()[:-40])
+    assert cli(["import", str(cut), "--tracking-uri", empty_uri]) == 2
+    assert "is damaged" in capsys.readouterr().err

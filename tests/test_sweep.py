@@ -21,6 +21,7 @@ import yaml
 from analysis.tables import main as tables_main
 from grokbench.cli import main
 from grokbench.sweep.driver import SweepOptions, run_sweep
+from grokbench.sweep.errors import SweepError
 from grokbench.sweep.spec import build_sweep, load_sweep
 from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
 
@@ -206,6 +207,19 @@ def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir)
     assert "2 of 2 trials already have an outcome" in out.getvalue() and "nothing to run" in out.getvalue()
     assert not (workdir / "results" / "grow" / "grow-3").exists()
     assert_each_trial_logged_once(workdir, "grokbench/grow", expected_trials=2)
+
+    out = io.StringIO()  # a dry run says the same, and estimates only what is left
+    three = build_sweep(str(path), {"seeds": [0, 1, 2]})
+    assert run_sweep(three, SweepOptions(**where, dry_run=True), out=out) == 0
+    assert re.search(r"baseline-mse-init12-seed1-\w+ +150 +done \(sweep grow-2\)", out.getvalue()), out.getvalue()
+    assert "\n1 trials to run" in out.getvalue()
+
+    out = io.StringIO()  # --rerun runs a done trial again, in a run of its own
+    assert run_sweep(load_sweep(str(path)), SweepOptions(**where, sweep_id="grow-4", rerun=True), out=out) == 0
+    _, runs = runs_of(workdir, "grokbench/grow")
+    assert sorted(r.data.tags[SWEEP_TAG] for r in runs) == ["grow-1", "grow-2", "grow-4"]
+    with pytest.raises(SweepError, match="cannot be combined with --resume"):
+        run_sweep(grown, SweepOptions(**where, sweep_id="grow-4", rerun=True, resume=True))
 
 
 @pytest.mark.parametrize(

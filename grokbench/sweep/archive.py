@@ -2,8 +2,9 @@
 
 A tracking store lives on one machine; results that took CPU-hours should outlive it. The archive is gzip'd JSON
 lines: a header, then one finished run a line with its params, tags, text artifacts and every metric's whole
-history (values exact). Importing recreates the runs in any store (new run ids, the same tags), so the tables come
-out the same and `grokbench sweep` skips the trials the archive holds. Importing twice adds nothing.
+history (step, value, timestamp; values exact, NaN written as JSON's common `NaN` extension). Importing recreates
+the runs in any store (new run ids, the same tags), so the tables come out the same and `grokbench sweep` skips
+the trials the archive holds. Importing twice adds nothing.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ import gzip
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from grokbench.sweep.errors import SweepError
-from grokbench.sweep.keys import EXPERIMENT_PREFIX, KEY_TAG, SWEEP_TAG
-from grokbench.sweep.tracking import (
-    FINAL_STATUSES, MAX_METRICS_PER_BATCH, patiently, prepare_experiment, runs_with_outcome,
-)
+from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, experiment_name
+from grokbench.sweep.tracking import MAX_METRICS_PER_BATCH, patiently, prepare_experiment, runs_with_outcome
 
 FORMAT = "grokbench-runs/1"
-OUTCOMES = (*FINAL_STATUSES, "failed")
+OUTCOMES = (*FINAL_STATUSES, "failed")  # a failed trial is a record too (the tables count it apart)
 TEXT_ARTIFACTS = ("config.json", "summary.json")
 IMPORTED_TAG = "grokbench.imported_from"
+RECORD_KEYS = ("run_name", "start_time", "end_time", "status", "params", "tags", "metrics", "artifacts")
 
 
 class ArchiveError(SweepError):
@@ -32,32 +33,41 @@ class ArchiveError(SweepError):
 
 
 def export_runs(uri: str, experiment: str, path: Path) -> int:
-    """Write the experiment's runs that have an outcome to `path`; returns how many. The file appears whole or not
-    at all."""
+    """Write the experiment's runs that have an outcome (or failed) to `path`; returns how many. The file appears
+    whole or not at all."""
     import mlflow
 
-    name = experiment if experiment.startswith(EXPERIMENT_PREFIX) else EXPERIMENT_PREFIX + experiment
+    name = experiment_name(experiment)
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(name)
     if found is None:
         raise ArchiveError(f"no experiment {name} in {uri}; pass the sweep's name (e.g. mnist) and its --tracking-uri")
-    runs = runs_with_outcome(client, found.experiment_id, OUTCOMES)
+    runs = [r for r in runs_with_outcome(client, found.experiment_id, OUTCOMES) if _identity(r.data.tags)]
     if not runs:
         raise ArchiveError(f"{name} in {uri} has no finished run yet; nothing to export")
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    with gzip.open(partial, "wt") as stream:
-        stream.write(json.dumps({"format": FORMAT, "experiment": name, "runs": len(runs)}) + "\n")
-        for run in sorted(runs, key=lambda r: r.info.start_time):
-            stream.write(json.dumps(_run_record(client, run)) + "\n")
-    os.replace(partial, path)
+    try:
+        with gzip.open(partial, "wt") as stream:
+            stream.write(json.dumps({"format": FORMAT, "experiment": name, "runs": len(runs)}) + "\n")
+            for run in sorted(runs, key=lambda r: r.info.start_time):
+                stream.write(json.dumps(_run_record(client, run)) + "\n")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return len(runs)
+
+
+def _identity(tags: dict[str, str]) -> tuple[str, str] | None:
+    """(sweep id, trial key): which trial a run is, in any store."""
+    return (tags[SWEEP_TAG], tags[KEY_TAG]) if SWEEP_TAG in tags and KEY_TAG in tags else None
 
 
 def _run_record(client, run) -> dict[str, Any]:
     metrics = {}
     for key in sorted(run.data.metrics):
         history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: (m.step, m.timestamp))
-        metrics[key] = [[m.step, m.value] for m in history]
+        metrics[key] = [[m.step, m.value, m.timestamp] for m in history]
     return {"run_name": run.info.run_name, "start_time": run.info.start_time, "end_time": run.info.end_time,
             "status": run.info.status, "params": run.data.params, "tags": run.data.tags, "metrics": metrics,
             "artifacts": _text_artifacts(client, run.info.run_id)}
@@ -75,18 +85,20 @@ def _text_artifacts(client, run_id: str) -> dict[str, str]:
 
 def import_runs(path: Path, uri: str) -> tuple[int, int]:
     """Add the archive's runs to the store at `uri`; returns (added, already there). A run is already there when
-    the store holds one with its sweep id and trial key and an outcome."""
+    the store holds its trial (sweep id and trial key) with the same outcome or a better one (a real outcome is
+    better than a failure)."""
     import mlflow
 
-    header, records = _read(path)
+    header = _checked(path)
     experiment_id = prepare_experiment(uri, header["experiment"])
     client = mlflow.MlflowClient(uri)
-    present = {(r.data.tags.get(SWEEP_TAG), r.data.tags.get(KEY_TAG))
-               for r in patiently(lambda: runs_with_outcome(client, experiment_id, OUTCOMES), uri)}
+    present: dict[tuple[str, str], int] = {}
+    for run in patiently(lambda: runs_with_outcome(client, experiment_id, OUTCOMES), uri):
+        identity = _identity(run.data.tags)
+        present[identity] = max(present.get(identity, 0), _rank(run.data.tags["status"]))
     added = skipped = 0
-    for record in records:
-        key = (record["tags"].get(SWEEP_TAG), record["tags"].get(KEY_TAG))
-        if key in present:
+    for record in _records(path):
+        if present.get(_identity(record["tags"]), 0) >= _rank(record["tags"]["status"]):
             skipped += 1
             continue
         patiently(lambda r=record: _import_run(client, experiment_id, r, path.name), uri)
@@ -94,42 +106,64 @@ def import_runs(path: Path, uri: str) -> tuple[int, int]:
     return added, skipped
 
 
-def _read(path: Path) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+def _rank(outcome: str) -> int:
+    return 2 if outcome in FINAL_STATUSES else 1
+
+
+def _checked(path: Path) -> dict[str, Any]:
+    """The archive's header, once every line has been read and checked: a damaged file imports nothing."""
     if not path.is_file():
         raise ArchiveError(f"no archive at {path}; `grokbench export` writes one")
     try:
         with gzip.open(path, "rt") as stream:
             header = json.loads(stream.readline())
-    except (OSError, ValueError):
-        header = None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ArchiveError(f"{path} is not a grokbench archive ({FORMAT}, written by `grokbench export`)")
+        if not isinstance(header, dict) or header.get("format") != FORMAT or "experiment" not in header:
+            raise ValueError("no grokbench header")
+    except (OSError, EOFError, ValueError):
+        raise ArchiveError(f"{path} is not a grokbench archive ({FORMAT}, written by `grokbench export`)") from None
+    count = 0
+    try:
+        for record in _records(path):
+            missing = [k for k in RECORD_KEYS if k not in record]
+            if missing or not _identity(record["tags"]) or record["tags"].get("status") not in OUTCOMES:
+                raise ValueError(f"run {count + 1} lacks {', '.join(missing) or 'its sweep id, trial key or outcome'}")
+            count += 1
+    except (OSError, EOFError, ValueError) as err:
+        raise ArchiveError(f"{path} is damaged ({err}); nothing was imported; export it again") from None
+    if count != header.get("runs"):
+        raise ArchiveError(f"{path} is incomplete ({count} of {header.get('runs')} runs); nothing was imported; "
+                           "export it again")
+    return header
 
-    def records() -> Iterator[dict[str, Any]]:
-        with gzip.open(path, "rt") as stream:
-            next(stream)
-            for line in stream:
-                yield json.loads(line)
 
-    return header, records()
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    with gzip.open(path, "rt") as stream:
+        next(stream)
+        for line in stream:
+            yield json.loads(line)
 
 
 def _import_run(client, experiment_id: str, record: dict[str, Any], source: str) -> None:
-    """One run, safe to repeat: an earlier import of it that stopped part-way (it has no outcome yet) is deleted
-    first, and the outcome tag is written last."""
+    """One run, safe to repeat: a copy already complete is only closed again, and one an earlier import left
+    part-way (no outcome yet: the outcome tag is written last) is deleted and made again."""
     from mlflow.entities import Metric, Param, RunTag
 
     tags = {k: v for k, v in record["tags"].items() if k != "mlflow.runName"}  # create_run names it
     outcome = tags.pop("status")
-    key_filter = " and ".join(f"tags.`{t}` = '{tags[t]}'" for t in (SWEEP_TAG, KEY_TAG) if t in tags)
-    for stale in client.search_runs([experiment_id], filter_string=key_filter):
-        if IMPORTED_TAG in stale.data.tags and "status" not in stale.data.tags:
-            client.delete_run(stale.info.run_id)
+    same_trial = f"tags.`{SWEEP_TAG}` = '{tags[SWEEP_TAG]}' and tags.`{KEY_TAG}` = '{tags[KEY_TAG]}'"
+    for earlier in client.search_runs([experiment_id], filter_string=same_trial):
+        if IMPORTED_TAG not in earlier.data.tags:
+            continue
+        if earlier.data.tags.get("status") == outcome:
+            client.set_terminated(earlier.info.run_id, status=record["status"], end_time=record["end_time"])
+            return
+        if "status" not in earlier.data.tags:
+            client.delete_run(earlier.info.run_id)
     run_id = client.create_run(experiment_id, start_time=record["start_time"], run_name=record["run_name"],
                                tags={**tags, IMPORTED_TAG: source}).info.run_id
     client.log_batch(run_id, params=[Param(k, v) for k, v in record["params"].items()])
-    points = [Metric(key, value, record["start_time"], step)
-              for key, history in record["metrics"].items() for step, value in history]
+    points = [Metric(key, value, timestamp, step)
+              for key, history in record["metrics"].items() for step, value, timestamp in history]
     for start in range(0, len(points), MAX_METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=points[start:start + MAX_METRICS_PER_BATCH])
     for name, text in record["artifacts"].items():

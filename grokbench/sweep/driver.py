@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from grokbench.config import TrialConfig
-from grokbench.sweep.keys import EXPERIMENT_PREFIX, KEY_TAG, SWEEP_TAG, default_tracking_uri, trial_key
+from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, default_tracking_uri, experiment_name, trial_key
 from grokbench.progress import duration
 from grokbench.sweep.live import LiveView, summary_table
-from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
+from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError, TrackingError
 from grokbench.sweep.spec import SweepSpec, build_sweep
 from grokbench.sweep.tracking import (
     TrialRuns, absolute_uri, check_reachable, finished_trials, patiently, prepare_experiment, retry_only_patiently, runs_link,
@@ -88,24 +88,42 @@ def already_done(spec: SweepSpec, uri: str) -> dict[str, str]:
     again after its checkpoints were lost, repeats nothing."""
     if spec.search:
         return {}  # an Optuna search proposes new settings each time
-    done = patiently(lambda: finished_trials(uri, EXPERIMENT_PREFIX + spec.name), uri)
+    done = patiently(lambda: finished_trials(uri, experiment_name(spec.name)), uri)
     keys = (trial_key(cfg.to_dict()) for cfg in spec.trials())
     return {key: done[key] for key in keys if key in done}
+
+
+def known_outcomes(spec: SweepSpec, tracking_uri: str | None) -> dict[str, str]:
+    """`already_done` for a dry run, which creates nothing and waits for nothing: an existing SQLite store, or a
+    server that answers now."""
+    uri = absolute_uri(tracking_uri or default_tracking_uri())
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return {}
+    try:
+        check_reachable(uri)
+    except TrackingError:
+        return {}
+    return already_done(spec, uri)
 
 
 def to_run(spec: SweepSpec, skipped: dict[str, str]) -> list[TrialConfig]:
     return [cfg for cfg in spec.trials() if trial_key(cfg.to_dict()) not in skipped] if not spec.search else []
 
 
+def planned_count(spec: SweepSpec, trials: list[TrialConfig]) -> int:
+    """How many trials this sweep runs: the grid's still to run, or every trial of a search."""
+    return total_trials(spec) if spec.search else len(trials)
+
+
 # ---- the time estimate --------------------------------------------------------------------------------------------
 
-def estimate_seconds(spec: SweepSpec, concurrency: int) -> tuple[float, dict[str, float]]:
+def estimate_seconds(spec: SweepSpec, trials: list[TrialConfig], concurrency: int) -> tuple[float, dict[str, float]]:
     """Upper bound on wall time: every trial runs its whole budget. Seconds per epoch (evaluation included) are
     measured here, once per method, at the trial's thread count."""
     from grokbench.train import Trial
 
     representative: dict[str, TrialConfig] = {}
-    for cfg in spec.trials() if not spec.search else [_search_example(spec, m) for m in spec.search.space]:
+    for cfg in trials if not spec.search else [_search_example(spec, m) for m in spec.search.space]:
         representative.setdefault(cfg.method, placed(cfg, spec))
     per_epoch: dict[str, float] = {}
     for method, cfg in representative.items():
@@ -120,9 +138,10 @@ def estimate_seconds(spec: SweepSpec, concurrency: int) -> tuple[float, dict[str
     if spec.search:
         total = sum(per_epoch[m] * spec.max_epochs * spec.search.num_samples for m in spec.search.space)
     else:
-        total = sum(per_epoch[cfg.method] * cfg.max_epochs for cfg in spec.trials())
-    total += TRIAL_STARTUP_S * total_trials(spec)
-    return SWEEP_STARTUP_S + total / max(min(concurrency, total_trials(spec)), 1), per_epoch
+        total = sum(per_epoch[cfg.method] * cfg.max_epochs for cfg in trials)
+    count = planned_count(spec, trials)
+    total += TRIAL_STARTUP_S * count
+    return SWEEP_STARTUP_S + total / max(min(concurrency, count), 1), per_epoch
 
 
 def _search_example(spec: SweepSpec, method: str) -> TrialConfig:
@@ -140,8 +159,7 @@ def local_concurrency(spec: SweepSpec) -> int:
     return min(by_cpu, spec.resources.max_concurrent) if spec.resources.max_concurrent else by_cpu
 
 
-def dry_run(spec: SweepSpec, out=sys.stdout) -> int:
-    trials = spec.trials() if not spec.search else []
+def dry_run(spec: SweepSpec, skipped: dict[str, str], out=sys.stdout) -> int:
     print(f"sweep {spec.name} ({spec.path}): {spec.description}", file=out)
     if spec.search:
         for method, ranges in spec.search.space.items():
@@ -149,13 +167,22 @@ def dry_run(spec: SweepSpec, out=sys.stdout) -> int:
             print(f"  optuna search · {method}: {spec.search.num_samples} trials, {text}", file=out)
     else:
         print(f"  {'trial key':<52}{'budget (epochs)':>16}", file=out)
-        for cfg in trials:
-            print(f"  {trial_key(cfg.to_dict()):<52}{cfg.max_epochs:>16}", file=out)
+        for cfg in spec.trials():
+            key = trial_key(cfg.to_dict())
+            done = f"   done (sweep {skipped[key]})" if key in skipped else ""
+            print(f"  {key:<52}{cfg.max_epochs:>16}{done}", file=out)
+    if skipped:
+        print(f"{len(skipped)} of them already have an outcome in the tracking store and will not run again "
+              "(--rerun runs them anyway)", file=out)
+    trials = to_run(spec, skipped)
+    if not planned_count(spec, trials):
+        print("nothing to run", file=out)
+        return 0
     concurrency = local_concurrency(spec)
-    print(f"{total_trials(spec)} trials, {spec.resources.cpus_per_trial:g} CPU(s) and {spec.resources.gpus_per_trial:g} "
+    print(f"{planned_count(spec, trials)} trials to run, {spec.resources.cpus_per_trial:g} CPU(s) and {spec.resources.gpus_per_trial:g} "
           f"GPU(s) each; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)", file=out)
     print("measuring seconds per epoch on this machine ...", file=out, flush=True)
-    seconds, per_epoch = estimate_seconds(spec, concurrency)
+    seconds, per_epoch = estimate_seconds(spec, trials, concurrency)
     rates = ", ".join(f"{m} {1e3 * s:.0f} ms" for m, s in per_epoch.items())
     print(f"per epoch (evaluation included): {rates}", file=out)
     print(f"estimated wall time: at most {duration(seconds)} here (every trial running its full budget of "
@@ -291,8 +318,10 @@ def _fit(spec: SweepSpec, experiments: list[tuple[str, Any]], sweep_dir: str, re
 
 
 def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
+    if options.rerun and options.resume:
+        raise SweepError("--rerun starts a new sweep that runs every trial; it cannot be combined with --resume")
     if options.dry_run:
-        return dry_run(spec, out)
+        return dry_run(spec, {} if options.rerun else known_outcomes(spec, options.tracking_uri), out)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not CSV/JSON/TensorBoard
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no configuration boxes: the live view is the output
@@ -319,7 +348,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
     else:
         skipped = {} if options.rerun else already_done(spec, uri)
     trials = to_run(spec, skipped)
-    planned = total_trials(spec) - len(skipped)
+    planned = planned_count(spec, trials)
     if skipped:
         sweeps = ", ".join(sorted(set(skipped.values())))
         print(f"{len(skipped)} of {total_trials(spec)} trials already have an outcome in {uri} (sweep {sweeps}); "
@@ -330,14 +359,14 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
         return 0
     connect_ray(options.address, spec)
     preflight(uri, storage, spec)
-    experiment_id = prepare_experiment(uri, EXPERIMENT_PREFIX + spec.name)
+    experiment_id = prepare_experiment(uri, experiment_name(spec.name))
     if not options.resume:
         plan = {"sweep_id": sweep_id, "sweep_file": str(spec.path), "name": spec.name, "tracking_uri": uri,
                 "experiment_id": experiment_id, "trials": planned, "skipped": skipped, "overrides": options.overrides}
         storage.write_json(plan, spec.name, sweep_id, PLAN_FILE)
     sweep_dir = storage.uri(spec.name, sweep_id)
 
-    print(f"sweep {sweep_id}: {planned} trials → MLflow experiment {EXPERIMENT_PREFIX}{spec.name} at {uri}",
+    print(f"sweep {sweep_id}: {planned} trials → MLflow experiment {experiment_name(spec.name)} at {uri}",
           file=out, flush=True)
     runs = TrialRuns(uri, experiment_id, sweep_id)
     callbacks = [runs, LiveView(planned)]

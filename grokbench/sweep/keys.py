@@ -12,6 +12,12 @@ from typing import Any
 SWEEP_TAG = "grokbench.sweep_id"
 KEY_TAG = "grokbench.trial_key"
 EXPERIMENT_PREFIX = "grokbench/"
+FINAL_STATUSES = ("grokked", "censored", "diverged")  # a trial's outcomes; "failed" is none: it runs again
+
+
+def experiment_name(name: str) -> str:
+    """The MLflow experiment of a sweep file's runs: `mnist` → `grokbench/mnist` (a full name is kept)."""
+    return name if name.startswith(EXPERIMENT_PREFIX) else EXPERIMENT_PREFIX + name
 
 
 def default_tracking_uri() -> str:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import yaml
 
 from grokbench.sweep.driver import SweepOptions, run_sweep
+from grokbench.sweep.keys import experiment_name
 from grokbench.sweep.spec import load_sweep
 
 
@@ -51,7 +52,7 @@ def _sweep_wall_s(config: dict[str, Any], workdir: Path, index: int) -> tuple[fl
     if code != 0:
         raise RuntimeError(f"the overhead sweep failed (exit {code})")
     client = mlflow.MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name(f"grokbench/{name}").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment_name(name)).experiment_id])
     wall = run.data.metrics["wall_s"]
     return wall, total - wall
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import yaml
 
 from grokbench.config import ConfigError, TrialConfig, resolve
 from grokbench.sweep.errors import SweepError
+from grokbench.sweep.keys import trial_key
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
@@ -136,8 +138,13 @@ class SweepSpec:
 
     def check(self) -> None:
         if self.search is None:
-            if not self.trials():
+            keys = [trial_key(cfg.to_dict()) for cfg in self.trials()]
+            if not keys:
                 raise SweepError(f"{self.path}: grid: the sweep has no trials (an empty list?)")
+            repeated = sorted(k for k, n in Counter(keys).items() if n > 1)
+            if repeated:
+                raise SweepError(f"{self.path}: trial {repeated[0]} is listed more than once (a value repeated in "
+                                 "grid, methods or --seeds?)")
         else:
             for method in self.search.space:
                 self._resolve({**self.base, "task": self.task, "method": method}, f"search.space.{method}")

@@ -22,14 +22,13 @@ from ray import tune
 
 import grokbench
 from grokbench.sweep.errors import TrackingError
-from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, trial_key
+from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, trial_key
 
 T = TypeVar("T")
 
 # every evaluation logs it, as the last metric of its point: its last step is the run's last logged step
 CURVE_SENTINEL = "train_acc"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
-FINAL_STATUSES = ("grokked", "censored", "diverged")
 NOT_SUMMARY_METRICS = ("seed", "train_time_s")  # a param, and a curve already logged at the final step
 PATIENCE_ENV = "GROKBENCH_TRACKING_PATIENCE_S"  # how long the driver waits out a tracking store that is down
 DEFAULT_PATIENCE_S = 300.0
@@ -296,8 +295,13 @@ class TrialRuns(tune.Callback):
 
 def runs_with_outcome(client, experiment_id: str, outcomes: tuple[str, ...] = FINAL_STATUSES) -> list:
     """Every run of the experiment whose trial ended with one of these outcomes."""
-    runs = client.search_runs([experiment_id], max_results=50_000)
-    return [run for run in runs if run.data.tags.get("status") in outcomes]
+    found, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=50_000, page_token=token)
+        found += [run for run in page if run.data.tags.get("status") in outcomes]
+        token = page.token
+        if not token:
+            return found
 
 
 def finished_trials(uri: str, experiment_name: str) -> dict[str, str]:
