@@ -37,6 +37,7 @@ def export_runs(uri: str, experiment: str, path: Path) -> int:
     whole or not at all."""
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise
     name = experiment_name(experiment)
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(name)
