@@ -143,7 +143,8 @@ def trials_table(runs: pd.DataFrame) -> Table:
     finished = runs[runs["status"] != "running"].sort_values(["experiment", "loss", "method", "lam", "init_scale",
                                                               "seed"], key=_method_order)
     table = Table("trials", "Every trial", ["sweep", "method", "loss", "λ", "init", "seed", "status", "steps to grok",
-                                            "time to grok (s)", "phase time (s)", "updates run", "ms/update"],
+                                            "time to grok (s)", "phase time (s)", "updates run", "ms/update",
+                                            "final test acc"],
                   printed=False)
     for _, r in finished.iterrows():
         table.rows.append([
@@ -151,6 +152,7 @@ def trials_table(runs: pd.DataFrame) -> Table:
             f"{r['init_scale']:g}", f"{r['seed']:g}", r["status"], _whole(r["steps_to_grok"]),
             _number(r["time_to_grok_s"]), _number(r["grok_phase_time_s"]), _whole(r["steps"]),
             _number(1e3 * r["train_time_s"] / r["steps"] if r["steps"] else None),
+            "—" if pd.isna(r["final_test_acc"]) else f"{r['final_test_acc']:.4f}",
         ])
     table.notes.append("steps are optimiser updates; times are training seconds; a censored trial has no time to "
                        "grok, and ran its whole budget (updates run)")
