@@ -256,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "the tracking store (by default they are skipped)")
     sweep.add_argument("--smoke", action="store_true", help="a small version of the sweep (fewer seeds, short budget)")
     sweep.set_defaults(handler=cmd_sweep)
+
     export = commands.add_parser("export", help="write an experiment's finished runs to one portable file")
     export.add_argument("experiment", help="the sweep's name, e.g. mnist (its MLflow experiment is grokbench/mnist)")
     export.add_argument("--tracking-uri", help="MLflow tracking URI (default as for sweep)")
