@@ -64,6 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_line(message: str) -> None:
+    print(f"\r{message}\033[K", end="", file=sys.stderr, flush=True)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from grokbench.bench import bench_json, format_bench, run_bench
 
@@ -71,7 +75,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError("threads", f"must be >= 1, got {args.threads}")
     report = run_bench(
         threads=args.threads, rounds=args.rounds, device=args.device, data_dir=args.data_dir,
-        progress=lambda msg: print(f"\r{msg}", end="", file=sys.stderr, flush=True),
+        progress=_progress_line,
     )
     print(file=sys.stderr)
     print(format_bench(report))
@@ -185,7 +189,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from grokbench.sweep.archive import import_runs
 
     uri = _reachable_tracking_uri(args)
-    added, present = import_runs(Path(args.archive), uri)
+    added, present = import_runs(Path(args.archive), uri, progress=_progress_line)
+    print(file=sys.stderr)
     print(f"added {added} runs to {uri}" + (f"; {present} were there already" if present else ""))
     return 0
 

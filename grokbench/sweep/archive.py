@@ -13,7 +13,7 @@ import gzip
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def _text_artifacts(client, run_id: str) -> dict[str, str]:
     return texts
 
 
-def import_runs(path: Path, uri: str) -> tuple[int, int]:
+def import_runs(path: Path, uri: str, progress: Callable[[str], None] = lambda _: None) -> tuple[int, int]:
     """Add the archive's runs to the store at `uri`; returns (added, already there). A run is already there when
     the store holds its trial (sweep id and trial key) with the same outcome or a better one (a real outcome is
     better than a failure)."""
@@ -98,10 +98,11 @@ def import_runs(path: Path, uri: str) -> tuple[int, int]:
         identity = _identity(run.data.tags)
         present[identity] = max(present.get(identity, 0), _rank(run.data.tags["status"]))
     added = skipped = 0
-    for record in _records(path):
+    for number, record in enumerate(_records(path), start=1):
         if present.get(_identity(record["tags"]), 0) >= _rank(record["tags"]["status"]):
             skipped += 1
             continue
+        progress(f"run {number} of {header['runs']}: {record['tags'][KEY_TAG]}")
         patiently(lambda r=record: _import_run(client, experiment_id, r, path.name), uri)
         added += 1
     return added, skipped
