@@ -54,7 +54,7 @@ def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per trial key across a mix of sweeps: the newest run with an outcome, else the newest failed one
     (a failed trial is run again by the next sweep), else the newest unfinished one."""
     rank = runs["status"].map(lambda s: 2 if s in FINAL_STATUSES else 1 if s == "failed" else 0)
-    runs = runs.assign(_rank=rank).sort_values(["_rank", "start_time"], kind="stable")
+    runs = runs.assign(_rank=rank).sort_values(["_rank", "start_time"], kind="stable", na_position="first")
     runs = runs.groupby(["experiment", "trial_key"], dropna=False).tail(1)
     return runs.drop(columns="_rank").sort_values("run_id").reset_index(drop=True)
 

@@ -188,6 +188,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     from grokbench.sweep.archive import import_runs
 
+    from grokbench.sweep.tracking import retry_only_patiently
+
+    retry_only_patiently()  # MLflow's HTTP retries would re-send a create_run; ours are safe to repeat
     uri = _reachable_tracking_uri(args)
     added, present = import_runs(Path(args.archive), uri, progress=_progress_line)
     print(file=sys.stderr)

@@ -300,3 +300,13 @@ def test_an_import_upgrades_a_failure_and_refuses_a_damaged_archive(tmp_path, mi
     cut.write_bytes(second.read_bytes()[:-40])
     assert cli(["import", str(cut), "--tracking-uri", empty_uri]) == 2
     assert "is damaged" in capsys.readouterr().err
+    flipped = bytearray(second.read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF  # a corrupt deflate block
+    cut.write_bytes(bytes(flipped))
+    assert cli(["import", str(cut), "--tracking-uri", empty_uri]) == 2
+    assert "is damaged" in capsys.readouterr().err
+    with gzip.open(cut, "wt") as stream:  # JSON, but not a run
+        stream.write(lines[0] + "\n[]\n1\n")
+    assert cli(["import", str(cut), "--tracking-uri", empty_uri]) == 2
+    assert "run 1 is not a run record" in capsys.readouterr().err
+    assert mlflow.MlflowClient(empty_uri).get_experiment_by_name("grokbench/mnist") is None

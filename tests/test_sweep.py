@@ -263,6 +263,11 @@ def test_unreachable_ray_and_tracking_server_fail_before_any_trial(tmp_path, cap
     assert main(["sweep", str(path), "--tracking-uri", "http://127.0.0.1:9", "--storage", str(tmp_path / "r")]) == 2
     assert "the MLflow tracking server at http://127.0.0.1:9 does not answer" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing half-written
+    # a dry run still plans and estimates, and says it could not tell which trials are done
+    out = io.StringIO()
+    assert run_sweep(load_sweep(str(path)), SweepOptions(tracking_uri="http://127.0.0.1:9", dry_run=True), out=out) == 0
+    assert "could not read the tracking store http://127.0.0.1:9" in out.getvalue()
+    assert "\n4 trials to run" in out.getvalue()
 
 
 def test_shipped_sweeps_parse_and_plan_the_documented_trials():
@@ -307,7 +312,7 @@ def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_re
     from mlflow.exceptions import MlflowException
 
     from grokbench.sweep.errors import TrackingError
-    from grokbench.sweep.tracking import patiently
+    from grokbench.sweep.tracking import is_transient, patiently
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries would wait minutes
     absent = mlflow.MlflowClient("http://127.0.0.1:9")
@@ -321,3 +326,5 @@ def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_re
     with pytest.raises(MlflowException, match="not found|does not exist"):
         patiently(lambda: calls.append(1) or store.get_run("0" * 32), uri(workdir))
     assert calls == [1]  # a rejected request is not a transient failure
+    assert is_transient(MlflowException("(sqlite3.OperationalError) database is locked"))
+    assert not is_transient(MlflowException("Detected out-of-date database schema (found version x)"))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,13 @@ def export_runs(uri: str, experiment: str, path: Path) -> int:
     found = client.get_experiment_by_name(name)
     if found is None:
         raise ArchiveError(f"no experiment {name} in {uri}; pass the sweep's name (e.g. mnist) and its --tracking-uri")
-    runs = [r for r in runs_with_outcome(client, found.experiment_id, OUTCOMES) if _identity(r.data.tags)]
+    finished = runs_with_outcome(client, found.experiment_id, OUTCOMES)
+    runs = [r for r in finished if _identity(r.data.tags)]
+    if len(runs) < len(finished):  # not made by a sweep: nothing would say which trial it is
+        print(f"left out {len(finished) - len(runs)} finished runs without the {SWEEP_TAG} and {KEY_TAG} tags",
+              file=sys.stderr)
     if not runs:
-        raise ArchiveError(f"{name} in {uri} has no finished run yet; nothing to export")
+        raise ArchiveError(f"{name} in {uri} has no finished run of a grokbench sweep; nothing to export")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     try:
@@ -116,26 +122,38 @@ def _checked(path: Path) -> dict[str, Any]:
     """The archive's header, once every line has been read and checked: a damaged file imports nothing."""
     if not path.is_file():
         raise ArchiveError(f"no archive at {path}; `grokbench export` writes one")
+    damaged = f"{path} is damaged ({{}}); nothing was imported; export it again"
     try:
         with gzip.open(path, "rt") as stream:
             header = json.loads(stream.readline())
-        if not isinstance(header, dict) or header.get("format") != FORMAT or "experiment" not in header:
-            raise ValueError("no grokbench header")
-    except (OSError, EOFError, ValueError):
-        raise ArchiveError(f"{path} is not a grokbench archive ({FORMAT}, written by `grokbench export`)") from None
+    except (EOFError, zlib.error) as err:
+        raise ArchiveError(damaged.format(err)) from None
+    except (OSError, ValueError):  # not gzip (BadGzipFile is an OSError), or not JSON
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT or "experiment" not in header:
+        raise ArchiveError(f"{path} is not a grokbench archive ({FORMAT}, written by `grokbench export`)")
     count = 0
     try:
         for record in _records(path):
-            missing = [k for k in RECORD_KEYS if k not in record]
-            if missing or not _identity(record["tags"]) or record["tags"].get("status") not in OUTCOMES:
-                raise ValueError(f"run {count + 1} lacks {', '.join(missing) or 'its sweep id, trial key or outcome'}")
             count += 1
-    except (OSError, EOFError, ValueError) as err:
-        raise ArchiveError(f"{path} is damaged ({err}); nothing was imported; export it again") from None
+            _check_record(record, count)
+    except (OSError, EOFError, ValueError, TypeError, zlib.error) as err:
+        raise ArchiveError(damaged.format(err)) from None
     if count != header.get("runs"):
         raise ArchiveError(f"{path} is incomplete ({count} of {header.get('runs')} runs); nothing was imported; "
                            "export it again")
     return header
+
+
+def _check_record(record: Any, number: int) -> None:
+    if not isinstance(record, dict) or any(k not in record for k in RECORD_KEYS):
+        raise ValueError(f"run {number} is not a run record")
+    if not isinstance(record["tags"], dict) or not _identity(record["tags"]) or \
+            record["tags"].get("status") not in OUTCOMES:
+        raise ValueError(f"run {number} lacks its sweep id, trial key or outcome")
+    for history in record["metrics"].values():
+        if any(len(point) != 3 for point in history):
+            raise ValueError(f"run {number} has a metric point that is not [step, value, timestamp]")
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:

@@ -84,26 +84,35 @@ def total_trials(spec: SweepSpec) -> int:
 
 def already_done(spec: SweepSpec, uri: str) -> dict[str, str]:
     """The grid's trials that have an outcome in the tracking store, from any sweep (key → sweep id). The same key
-    is the same computation, so a grid sweep runs only what the store lacks: a sweep extended by seeds, or started
-    again after its checkpoints were lost, repeats nothing."""
+    is the same computation (up to floating-point differences between machines), so a grid sweep runs only what
+    the store lacks: a sweep extended by seeds, or started again after its checkpoints were lost, repeats nothing."""
     if spec.search:
         return {}  # an Optuna search proposes new settings each time
     done = patiently(lambda: finished_trials(uri, experiment_name(spec.name)), uri)
+    return done_in_grid(spec, done)
+
+
+def done_in_grid(spec: SweepSpec, done: dict[str, str]) -> dict[str, str]:
     keys = (trial_key(cfg.to_dict()) for cfg in spec.trials())
     return {key: done[key] for key in keys if key in done}
 
 
-def known_outcomes(spec: SweepSpec, tracking_uri: str | None) -> dict[str, str]:
+def known_outcomes(spec: SweepSpec, tracking_uri: str | None, out) -> dict[str, str]:
     """`already_done` for a dry run, which creates nothing and waits for nothing: an existing SQLite store, or a
-    server that answers now."""
+    server that answers now; when neither, it says so."""
     uri = absolute_uri(tracking_uri or default_tracking_uri())
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if spec.search or (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file()):
         return {}
+    from mlflow.exceptions import MlflowException
+
     try:
         check_reachable(uri)
-    except TrackingError:
+        done = finished_trials(uri, experiment_name(spec.name))
+    except (TrackingError, MlflowException, OSError) as err:  # a dry run says what it could not check, goes on
+        print(f"could not read the tracking store {uri} ({str(err).splitlines()[0]}); no trial is marked done",
+              file=out)
         return {}
-    return already_done(spec, uri)
+    return done_in_grid(spec, done)
 
 
 def to_run(spec: SweepSpec, skipped: dict[str, str]) -> list[TrialConfig]:
@@ -320,13 +329,13 @@ def _fit(spec: SweepSpec, experiments: list[tuple[str, Any]], sweep_dir: str, re
 def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
     if options.rerun and options.resume:
         raise SweepError("--rerun starts a new sweep that runs every trial; it cannot be combined with --resume")
+    retry_only_patiently()
     if options.dry_run:
-        return dry_run(spec, {} if options.rerun else known_outcomes(spec, options.tracking_uri), out)
+        return dry_run(spec, {} if options.rerun else known_outcomes(spec, options.tracking_uri, out), out)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not CSV/JSON/TensorBoard
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no configuration boxes: the live view is the output
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # the live view replaces Tune's own chatter
-    retry_only_patiently()
     tracking_patience_s()  # a bad value fails now, not at the first outage
     storage = SweepStorage(options.storage)
 

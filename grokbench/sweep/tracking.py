@@ -84,7 +84,10 @@ def is_transient(err: Exception) -> bool:
     import requests
     from mlflow.exceptions import MlflowException
 
-    if isinstance(err, MlflowException):  # connection errors arrive as INTERNAL_ERROR (500)
+    if isinstance(err, MlflowException):  # connection errors arrive as INTERNAL_ERROR (500), and so do SQL ones
+        text = str(err)
+        if "sqlite" in text.lower() or "database schema" in text:  # of a SQL store, only a lock passes
+            return "database is locked" in text
         return err.get_http_status_code() in RETRYABLE_HTTP
     if isinstance(err, requests.HTTPError):  # an artifact upload the server answered
         return err.response is not None and err.response.status_code in RETRYABLE_HTTP
