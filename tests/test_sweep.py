@@ -328,3 +328,29 @@ def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_re
     assert calls == [1]  # a rejected request is not a transient failure
     assert is_transient(MlflowException("(sqlite3.OperationalError) database is locked"))
     assert not is_transient(MlflowException("Detected out-of-date database schema (found version x)"))
+
+
+def test_the_eta_after_a_resume_ignores_trials_that_began_before_it(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from grokbench.progress import duration
+    from grokbench.sweep import live
+
+    clock = [0.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+    view = live.LiveView(total=3)
+    resumed, fresh, running = (SimpleNamespace(trial_id=i, status="RUNNING", checkpoint=c)
+                               for i, c in (("a", object()), ("b", None), ("c", None)))
+    for trial in (resumed, fresh, running):
+        view.on_trial_start(0, [], trial)
+    done = {"summary": {"status": "grokked"}}
+    clock[0] = 1.0  # the resumed trial had little left to do
+    view.on_trial_result(0, [], resumed, done)
+    clock[0] = 100.0  # a whole trial
+    view.on_trial_result(0, [], fresh, done)
+    for trial in (resumed, fresh):
+        trial.status = "TERMINATED"
+        view.on_trial_complete(0, [], trial)
+    view.draw([resumed, fresh, running])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.endswith(f"ETA {duration(100.0)}") and "grokked 2" in line, line

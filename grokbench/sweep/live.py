@@ -29,6 +29,7 @@ class LiveView(tune.Callback):
         self.outcome: dict[str, str] = {}  # trial id → its outcome; once per trial, however often it reports
         self.durations: list[float] = []
         self.trial_started: dict[str, float] = {}
+        self.resumed: set[str] = set()  # began before this driver: their time here says nothing of a trial's
         self.last_draw = 0.0
         self.live = sys.stderr.isatty()
         self.states: dict[str, str] = {}  # every trial seen, across the sweep's Tune experiments
@@ -42,12 +43,15 @@ class LiveView(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
+        if trial.trial_id not in self.trial_started and trial.checkpoint is not None:
+            self.resumed.add(trial.trial_id)
         self.trial_started.setdefault(trial.trial_id, time.monotonic())
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "summary" in result and trial.trial_id not in self.outcome:
             self.outcome[trial.trial_id] = result["summary"]["status"]
-            self.durations.append(time.monotonic() - self.trial_started.get(trial.trial_id, self.started))
+            if trial.trial_id not in self.resumed:
+                self.durations.append(time.monotonic() - self.trial_started.get(trial.trial_id, self.started))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
