@@ -9,16 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.tables import METHOD_NAMES, varied_groups
+from analysis.tables import METHOD_NAMES, method_rank, varied_groups
 
 CURVES = ("train_acc", "test_acc", "train_time_s", "centroid_alignment", "jacobian_norm")
 COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
 LOSS_STYLES = {"ce": "-", "mse": "--"}
-
-
-def method_order(method: str) -> tuple[int, str]:
-    """Baseline, GrokAlign, Grokfast, Adversarial Training, then any other, in every legend."""
-    return (list(METHOD_NAMES).index(method) if method in METHOD_NAMES else len(METHOD_NAMES), method)
 
 
 def histories(uri: str, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -63,7 +58,7 @@ def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Pat
         fig, axes = plt.subplots(1, len(losses), figsize=(6 * len(losses), 4), squeeze=False)
         for ax, loss in zip(axes[0], losses):
             groups = runs[runs["loss"] == loss].groupby("method")
-            for method, group in sorted(groups, key=lambda kv: method_order(kv[0])):
+            for method, group in sorted(groups, key=lambda kv: method_rank(kv[0])):
                 curves = {}
                 for metric in ("train_acc", "test_acc"):
                     series = []
@@ -114,7 +109,7 @@ def geometry_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, metric in zip(axes, ("centroid_alignment", "jacobian_norm")):
         groups = runs.groupby(["method", "loss"])
-        for (method, loss), group in sorted(groups, key=lambda kv: (method_order(kv[0][0]), kv[0][1])):
+        for (method, loss), group in sorted(groups, key=lambda kv: (method_rank(kv[0][0]), kv[0][1])):
             series = [hist[r][metric].dropna() for r in group["run_id"]]
             end = max((s.index.max() for s in series if len(s)), default=0)
             grid = np.linspace(0, end, 400)

@@ -30,6 +30,11 @@ FIGURES = {  # column → (title, value when grokked, value at the budget when c
 FORMATS = ("md", "tex", "csv")
 
 
+def method_rank(method: str) -> tuple[int, str]:
+    """The paper's row order (Baseline, GrokAlign, Grokfast, Adversarial Training), other methods after it."""
+    return (list(METHOD_NAMES).index(method) if method in METHOD_NAMES else len(METHOD_NAMES), method)
+
+
 @dataclass
 class Table:
     name: str
@@ -108,8 +113,7 @@ def table1(runs: pd.DataFrame) -> list[Table]:
             baseline = block[block["method"] == "baseline"]
             groups = list(block.groupby(["method", "lam"], sort=False))
             per_method = block.groupby("method")["lam"].nunique()
-            order = list(METHOD_NAMES) + sorted(set(block["method"]) - set(METHOD_NAMES))
-            groups.sort(key=lambda g: (order.index(g[0][0]), g[0][1]))
+            groups.sort(key=lambda g: (method_rank(g[0][0]), g[0][1]))
             for (method, lam), group in groups:
                 table.rows.append(_table1_row(method, lam, group, baseline, per_method[method] == 1))
             if part["init_scale"].nunique() > 1:
@@ -160,9 +164,7 @@ def trials_table(runs: pd.DataFrame) -> Table:
 
 
 def _method_order(column: pd.Series) -> pd.Series:
-    """The paper's row order for methods (others after it); every other column sorts as it is."""
-    order = list(METHOD_NAMES)
-    return column.map(lambda m: order.index(m) if m in order else len(order)) if column.name == "method" else column
+    return column.map(method_rank) if column.name == "method" else column
 
 
 def _whole(value) -> str:
@@ -224,7 +226,8 @@ def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
     headers = ["Method", "loss"] + [f"{m} @{event}" for m in GEOMETRY for event in ("mem", "grok")]
     table = Table("geometry", "Geometry at memorisation (@mem) and grokking (@grok), median over seeds", headers)
     finished = runs[runs["status"].isin(["grokked", "censored"])]
-    for (method, loss), group in finished.groupby(["method", "loss"], sort=True):
+    groups = finished.groupby(["method", "loss"], sort=True)
+    for (method, loss), group in sorted(groups, key=lambda g: (g[0][1], method_rank(g[0][0]))):
         values: dict[str, list[float]] = {}
         for _, run in group.iterrows():
             for metric in GEOMETRY:
