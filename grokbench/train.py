@@ -2,13 +2,15 @@
 
 The loop names no task and no method: the task supplies data and model, the method its hooks. Metrics leave
 through a callback at each evaluation, which is also where a caller may save the trial's state; restoring
-that state continues the run exactly (same parameters, same random draws, same clock).
+that state continues the run exactly (same parameters, same random draws, same clock) on the same kind of
+device.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -237,7 +239,7 @@ class Trial:
         trial.optimizer.load_state_dict(state["optimizer"])
         trial.method.load_state_dict(_to_device(state["method"], trial.device))
         torch.set_rng_state(state["rng"]["torch"])
-        trial.generator.set_state(state["rng"]["generator"])
+        trial._restore_generator(state["rng"]["generator"], state["step"])
         if "cuda" in state["rng"] and trial.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], trial.device)
         trial.step, trial.epoch = state["step"], state["epoch"]
@@ -247,10 +249,28 @@ class Trial:
         trial.resumed_from_step = trial.step
         return trial
 
+    def _restore_generator(self, saved: torch.Tensor, step: int) -> None:
+        """Continue the method's random stream; a stream saved on another kind of device cannot continue here.
+
+        CPU and CUDA generators keep different states (Mersenne Twister vs Philox), so a trial moved between them
+        draws from a fresh stream seeded by (seed, step): it continues reproducibly, but not bit for bit as it
+        would have on the device it left.
+        """
+        if saved.numel() == self.generator.get_state().numel():
+            self.generator.set_state(saved)
+            return
+        self.generator.manual_seed(hash((self.cfg.seed, step)) & (2**63 - 1))
+        warnings.warn(
+            f"this trial's checkpoint was written on another kind of device than {self.device.type}: its random "
+            f"draws continue from a new stream seeded by (seed, step {step}), so it will not match a run that "
+            "stayed on one device", stacklevel=3,
+        )
+
 
 def _to_device(value: Any, device: torch.device) -> Any:
+    """A copy on `device`: the restored trial trains in place and must not change the state it came from."""
     if isinstance(value, torch.Tensor):
-        return value.to(device)
+        return value.to(device, copy=True)
     if isinstance(value, dict):
         return {k: _to_device(v, device) for k, v in value.items()}
     if isinstance(value, list):
