@@ -244,7 +244,7 @@ def test_bad_sweep_file_names_file_and_key_with_exit_code_2(tmp_path, capsys, ch
 def test_unknown_sweep_name_lists_the_shipped_sweeps(capsys):
     assert main(["sweep", "mnist_typo"]) == 2
     err = capsys.readouterr().err
-    assert "no sweep named 'mnist_typo'" in err and "mnist, mnist_init, mnist_lambda, mnist_tune" in err
+    assert "no sweep named 'mnist_typo'" in err and "mnist, mnist_init, mnist_lambda, mnist_mse, mnist_tune" in err
 
 
 def test_bad_flags_are_clear_errors(tmp_path, capsys):
@@ -271,12 +271,14 @@ def test_unreachable_ray_and_tracking_server_fail_before_any_trial(tmp_path, cap
 
 
 def test_shipped_sweeps_parse_and_plan_the_documented_trials():
-    counts = {name: load_sweep(name) for name in ("mnist", "mnist_lambda", "mnist_init", "mnist_tune")}
+    counts = {name: load_sweep(name) for name in ("mnist", "mnist_lambda", "mnist_init", "mnist_mse", "mnist_tune")}
     assert len(counts["mnist"].trials()) == 4 * 2 * 5
     lams = {(c.loss, c.lam) for c in counts["mnist"].trials() if c.method == "grokalign"}
     assert lams == {("ce", 1e-3), ("mse", 1e-4)}
     assert {c.lam for c in counts["mnist_lambda"].trials() if c.method == "grokalign"} >= {1e-4, 1e-3, 1e-2, 1e-1}
     assert {c.init_scale for c in counts["mnist_init"].trials()} >= {1, 4, 8, 16}
+    long_mse = {(c.method, c.loss, c.lam, c.max_epochs) for c in counts["mnist_mse"].trials()}
+    assert long_mse == {("baseline", "mse", 0.0, 62500), ("grokalign", "mse", 1e-4, 62500)}
     assert set(counts["mnist_tune"].search.space) == {"baseline", "grokalign", "grokfast", "adversarial"}
     smoke = counts["mnist"].smoke_version()
     assert smoke.name == "mnist-smoke" and len(smoke.trials()) == 8
