@@ -8,6 +8,7 @@ device.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -234,6 +235,7 @@ class Trial:
     @classmethod
     def restore(cls, state: dict[str, Any], **overrides: Any) -> Trial:
         """Rebuild a trial from `state_dict()`; `overrides` may change run settings such as device or threads."""
+        state = copy.deepcopy(state)  # the trial trains in place: the state it came from must stay as it was
         trial = cls(TrialConfig(**{**state["config"], **overrides}))
         trial.model.load_state_dict(state["model"])
         trial.optimizer.load_state_dict(state["optimizer"])
@@ -259,18 +261,17 @@ class Trial:
         if saved.numel() == self.generator.get_state().numel():
             self.generator.set_state(saved)
             return
-        self.generator.manual_seed(hash((self.cfg.seed, step)) & (2**63 - 1))
+        self.generator.manual_seed((self.cfg.seed * 2**32 + step) % 2**63)
         warnings.warn(
-            f"this trial's checkpoint was written on another kind of device than {self.device.type}: its random "
-            f"draws continue from a new stream seeded by (seed, step {step}), so it will not match a run that "
+            f"this trial's checkpoint was written on another kind of device than {self.device.type}: any random "
+            f"draws continue from a new stream seeded by (seed, step {step}), so it may not match a run that "
             "stayed on one device", stacklevel=3,
         )
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
-    """A copy on `device`: the restored trial trains in place and must not change the state it came from."""
     if isinstance(value, torch.Tensor):
-        return value.to(device, copy=True)
+        return value.to(device)
     if isinstance(value, dict):
         return {k: _to_device(v, device) for k, v in value.items()}
     if isinstance(value, list):

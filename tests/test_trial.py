@@ -1,31 +1,16 @@
 """The training loop: reproducibility, exact resume, events, censoring and divergence."""
 
-import io
 import json
+import warnings
 
 import pytest
 import torch
 
 from grokbench.config import TrialConfig
 from grokbench.train import Trial
+from helpers import METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded
 
 SHORT = dict(task="xor", max_epochs=12, eval_every=4)
-METHOD_SETTINGS = {
-    "baseline": {},
-    "grokalign": {"lam": 0.01},
-    "grokfast": {"grokfast_variant": "ma", "grokfast_window": 5},
-    "adversarial": {},
-}
-
-
-def run_collecting(trial):
-    seen = []
-    summary = trial.run(callback=lambda ev, t: seen.append((ev.step, ev.metrics)))
-    return summary, seen
-
-
-def parameters(trial):
-    return torch.cat([p.detach().flatten() for p in trial.model.parameters()])
 
 
 def test_same_seed_gives_identical_results():
@@ -49,30 +34,42 @@ def test_save_restore_continue_equals_an_uninterrupted_run(method):
     straight_summary, straight_seen = run_collecting(straight)
 
     first = Trial(cfg)
-    seen = []
-    saved = {}
+    _, seen = run_collecting(first, stop_at_epoch=8)  # the process dies right after saving at epoch 8
+    resumed = Trial.restore(saved_and_reloaded(first))
+    resumed_summary, seen_after = run_collecting(resumed)
 
-    class Killed(Exception):
-        pass
-
-    def save_at_epoch_8(ev, trial):
-        seen.append((ev.step, ev.metrics))
-        if ev.epoch == 8:
-            buffer = io.BytesIO()
-            torch.save(trial.state_dict(), buffer)
-            saved["bytes"] = buffer.getvalue()
-            raise Killed  # the process dies right after saving
-
-    with pytest.raises(Killed):
-        first.run(callback=save_at_epoch_8)
-    resumed = Trial.restore(torch.load(io.BytesIO(saved["bytes"]), weights_only=False))
-    resumed_summary = resumed.run(callback=lambda ev, t: seen.append((ev.step, ev.metrics)))
-
-    assert [s for s, _ in seen] == [s for s, _ in straight_seen]  # no evaluation repeated or lost
-    assert seen == straight_seen
+    assert [s for s, _ in seen + seen_after] == [s for s, _ in straight_seen]  # no evaluation repeated or lost
+    assert seen + seen_after == straight_seen
     assert torch.equal(parameters(resumed), parameters(straight))
     assert resumed_summary["steps"] == straight_summary["steps"]
     assert resumed_summary["status"] == straight_summary["status"]
+
+
+@pytest.mark.parametrize(
+    "settings", [{"optimizer": "adamw"}, {"method": "grokfast", **METHOD_SETTINGS["grokfast"]}], ids=["adamw", "grokfast"]
+)
+def test_restore_leaves_the_state_it_was_given_unchanged(settings):
+    first = Trial(TrialConfig(**settings, **SHORT))
+    run_collecting(first, stop_at_epoch=8)
+    state = saved_and_reloaded(first)
+    before = saved_and_reloaded(first)
+    runs = [run_collecting(Trial.restore(state))[1] for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert torch.equal(flat_tensors(state), flat_tensors(before))
+
+
+def test_a_generator_state_from_another_kind_of_device_reseeds_reproducibly_with_a_warning():
+    first = Trial(TrialConfig(method="adversarial", device="cpu", **SHORT))
+    run_collecting(first, stop_at_epoch=8)
+    state = saved_and_reloaded(first)
+    state["rng"]["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA (Philox) state
+    with pytest.warns(UserWarning, match="written on another kind of device"):
+        moved = [Trial.restore(state) for _ in range(2)]
+    seen = [run_collecting(trial)[1] for trial in moved]
+    assert seen[0] == seen[1] and [s for s, _ in seen[0]] == [12 * len(moved[0].batches)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trial.restore(saved_and_reloaded(first))  # from the same kind of device: no warning
 
 
 def test_restored_clock_continues_from_saved_training_time():
