@@ -45,9 +45,10 @@ def test_save_restore_continue_equals_an_uninterrupted_run(method):
     assert resumed_summary["status"] == straight_summary["status"]
 
 
-@pytest.mark.parametrize(
-    "settings", [{"optimizer": "adamw"}, {"method": "grokfast", **METHOD_SETTINGS["grokfast"]}], ids=["adamw", "grokfast"]
-)
+GROKFAST_MA = {"method": "grokfast", **METHOD_SETTINGS["grokfast"]}
+
+
+@pytest.mark.parametrize("settings", [{"optimizer": "adamw"}, GROKFAST_MA], ids=["adamw", "grokfast"])
 def test_restore_leaves_the_state_it_was_given_unchanged(settings):
     first = Trial(TrialConfig(**settings, **SHORT))
     run_collecting(first, stop_at_epoch=8)
