@@ -361,3 +361,26 @@ def test_the_eta_after_a_resume_ignores_trials_that_began_before_it(monkeypatch,
     view.draw([resumed, fresh, running])
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.endswith(f"ETA {duration(100.0)}") and "grokked 2" in line, line
+
+
+def test_before_any_trial_finishes_the_eta_is_the_whole_budgets_at_the_running_trials_pace(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from grokbench.progress import duration
+    from grokbench.sweep import live
+
+    clock = [0.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+    view = live.LiveView(total=4)
+    trials = [SimpleNamespace(trial_id=i, status="RUNNING", checkpoint=None,
+                              config={"trial": {"config": {"max_epochs": 100}}}) for i in "ab"]
+    for trial in trials:
+        view.on_trial_start(0, [], trial)
+    view.draw(trials)
+    assert capsys.readouterr().err.strip().endswith("ETA ?")  # no pace known yet
+    clock[0] = 10.0
+    for trial in trials:  # 10 epochs in 10 s: 90 s left each, then the 2 queued trials at 100 s each, 2 at a time
+        view.on_trial_result(0, [], trial, {"curve": [{"epoch": 5}, {"epoch": 10}]})
+    view.draw(trials)
+    assert capsys.readouterr().err.strip().endswith(f"ETA ≤{duration(190.0)}")
+

@@ -30,6 +30,8 @@ class LiveView(tune.Callback):
         self.durations: list[float] = []
         self.trial_started: dict[str, float] = {}
         self.resumed: set[str] = set()  # began before this driver: their time here says nothing of a trial's
+        self.pace_from: dict[str, tuple[float, int]] = {}  # trial id → (time, epoch) it was first seen training at
+        self.position: dict[str, tuple[float, int, int]] = {}  # trial id → (time, epoch, budget) at its last report
         self.last_draw = 0.0
         self.live = sys.stderr.isatty()
         self.states: dict[str, str] = {}  # every trial seen, across the sweep's Tune experiments
@@ -46,8 +48,14 @@ class LiveView(tune.Callback):
         if trial.trial_id not in self.trial_started and trial.checkpoint is not None:
             self.resumed.add(trial.trial_id)
         self.trial_started.setdefault(trial.trial_id, time.monotonic())
+        if trial.trial_id not in self.resumed:
+            self.pace_from.setdefault(trial.trial_id, (self.trial_started[trial.trial_id], 0))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get("curve"):
+            now, epoch = time.monotonic(), result["curve"][-1]["epoch"]
+            self.pace_from.setdefault(trial.trial_id, (now, epoch))
+            self.position[trial.trial_id] = (now, epoch, trial.config["trial"]["config"]["max_epochs"])
         if "summary" in result and trial.trial_id not in self.outcome:
             self.outcome[trial.trial_id] = result["summary"]["status"]
             if trial.trial_id not in self.resumed:
@@ -81,6 +89,8 @@ class LiveView(tune.Callback):
         if self.durations and self.running:
             per_trial = median(self.durations)
             eta = duration(per_trial * (queued + len(self.running)) / max(len(self.running), 1))
+        elif (bound := self._whole_budgets_s(queued)) is not None:
+            eta = "≤" + duration(bound)
         parts = [f"queued {queued}", f"running {len(self.running)}"]
         parts += [f"{k} {outcomes[k]}" for k in ("grokked", "censored", "diverged", "failed") if outcomes[k]]
         if previously_done > 0:
@@ -91,6 +101,21 @@ class LiveView(tune.Callback):
         else:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
+
+    def _whole_budgets_s(self, queued: int) -> float | None:
+        """Seconds until every trial has trained its whole budget, at the pace of the running trials: the ETA
+        before any trial has finished, and an upper bound, since a trial stops when it groks."""
+        now, paces, seconds_left = time.monotonic(), [], 0.0
+        for trial_id in self.running & self.position.keys():
+            (t0, e0), (t, epoch, budget) = self.pace_from[trial_id], self.position[trial_id]
+            if epoch > e0 and t > t0:
+                pace = (epoch - e0) / (t - t0)  # epochs per second
+                paces.append((pace, budget))
+                seconds_left += max((budget - epoch) / pace - (now - t), 0.0)
+        if not paces:
+            return None
+        pace, budget = median(p for p, _ in paces), median(b for _, b in paces)
+        return (seconds_left + queued * budget / pace) / len(self.running)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.draw(trials)
