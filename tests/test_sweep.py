@@ -348,11 +348,13 @@ def test_the_eta_after_a_resume_ignores_trials_that_began_before_it(monkeypatch,
     view = live.LiveView(total=3)
     resumed, fresh, running = (SimpleNamespace(trial_id=i, status="RUNNING", checkpoint=c)
                                for i, c in (("a", object()), ("b", None), ("c", None)))
-    for trial in (resumed, fresh, running):
+    for trial in (resumed, fresh):
         view.on_trial_start(0, [], trial)
     done = {"summary": {"status": "grokked"}}
     clock[0] = 1.0  # the resumed trial had little left to do
     view.on_trial_result(0, [], resumed, done)
+    clock[0] = 60.0
+    view.on_trial_start(0, [], running)
     clock[0] = 100.0  # a whole trial
     view.on_trial_result(0, [], fresh, done)
     for trial in (resumed, fresh):
@@ -360,7 +362,10 @@ def test_the_eta_after_a_resume_ignores_trials_that_began_before_it(monkeypatch,
         view.on_trial_complete(0, [], trial)
     view.draw([resumed, fresh, running])
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.endswith(f"ETA {duration(100.0)}") and "grokked 2" in line, line
+    assert line.endswith(f"ETA {duration(60.0)}") and "grokked 2" in line, line  # 100 s a trial, 40 s of it run
+    clock[0] = 130.0
+    view.draw([resumed, fresh, running])
+    assert capsys.readouterr().err.strip().endswith(f"ETA {duration(30.0)}")  # it counts down
 
 
 def test_before_any_trial_finishes_the_eta_is_the_whole_budgets_at_the_running_trials_pace(monkeypatch, capsys):
@@ -383,4 +388,10 @@ def test_before_any_trial_finishes_the_eta_is_the_whole_budgets_at_the_running_t
         view.on_trial_result(0, [], trial, {"curve": [{"epoch": 5}, {"epoch": 10}]})
     view.draw(trials)
     assert capsys.readouterr().err.strip().endswith(f"ETA ≤{duration(190.0)}")
+    clock[0] = 20.0  # a groks: 20 s is the typical trial now
+    view.on_trial_result(0, [], trials[0], {"summary": {"status": "grokked"}})
+    view.on_trial_complete(0, [], trials[0])
+    clock[0] = 30.0  # b, past 20 s, has (100 - 10) / 1 - 20 = 70 s of budget left; 2 queued trials at 20 s
+    view.draw(trials)
+    assert capsys.readouterr().err.strip().endswith(f"ETA {duration(110.0)}")
 

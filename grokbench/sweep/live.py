@@ -87,8 +87,7 @@ class LiveView(tune.Callback):
         elapsed = time.monotonic() - self.started
         eta = "?"
         if self.durations and self.running:
-            per_trial = median(self.durations)
-            eta = duration(per_trial * (queued + len(self.running)) / max(len(self.running), 1))
+            eta = duration(self._typical_trials_s(queued))
         elif (bound := self._whole_budgets_s(queued)) is not None:
             eta = "≤" + duration(bound)
         parts = [f"queued {queued}", f"running {len(self.running)}"]
@@ -102,20 +101,36 @@ class LiveView(tune.Callback):
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
+    def _typical_trials_s(self, queued: int) -> float:
+        """Seconds left if every trial takes as long as the median finished one; a running trial already past
+        the median is given what its budget leaves at its pace."""
+        now, typical = time.monotonic(), median(self.durations)
+        seconds_left = queued * typical
+        for trial_id in self.running:
+            ran = now - self.trial_started.get(trial_id, now)
+            seconds_left += typical - ran if ran < typical else self._budget_left(trial_id, now)[0]
+        return seconds_left / len(self.running)
+
     def _whole_budgets_s(self, queued: int) -> float | None:
         """Seconds until every trial has trained its whole budget, at the pace of the running trials: the ETA
         before any trial has finished, and an upper bound, since a trial stops when it groks."""
-        now, paces, seconds_left = time.monotonic(), [], 0.0
-        for trial_id in self.running & self.position.keys():
-            (t0, e0), (t, epoch, budget) = self.pace_from[trial_id], self.position[trial_id]
-            if epoch > e0 and t > t0:
-                pace = (epoch - e0) / (t - t0)  # epochs per second
-                paces.append((pace, budget))
-                seconds_left += max((budget - epoch) / pace - (now - t), 0.0)
-        if not paces:
+        now = time.monotonic()
+        known = [left for left in (self._budget_left(t, now) for t in self.running) if left[1] > 0]
+        if not known:
             return None
-        pace, budget = median(p for p, _ in paces), median(b for _, b in paces)
-        return (seconds_left + queued * budget / pace) / len(self.running)
+        pace, budget = median(pace for _, pace, _ in known), median(budget for _, _, budget in known)
+        return (sum(seconds for seconds, _, _ in known) + queued * budget / pace) / len(self.running)
+
+    def _budget_left(self, trial_id: str, now: float) -> tuple[float, float, int]:
+        """(seconds its budget leaves, epochs per second, budget) of a running trial from its reports; a pace of
+        0 when it has not reported progress yet."""
+        if trial_id not in self.position:
+            return 0.0, 0.0, 0
+        (t0, e0), (t, epoch, budget) = self.pace_from[trial_id], self.position[trial_id]
+        if epoch <= e0 or t <= t0:
+            return 0.0, 0.0, budget
+        pace = (epoch - e0) / (t - t0)
+        return max((budget - epoch) / pace - (now - t), 0.0), pace, budget
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.draw(trials)
