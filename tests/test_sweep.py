@@ -337,61 +337,79 @@ def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_re
     assert not is_transient(MlflowException("Detected out-of-date database schema (found version x)"))
 
 
-def test_the_eta_after_a_resume_ignores_trials_that_began_before_it(monkeypatch, capsys):
+def fake_tune_trials(monkeypatch, names, budget=100, checkpoints=()):
+    """Stand-ins for Tune's trials, as the live view sees them, and a clock the test moves."""
     from types import SimpleNamespace
 
-    from grokbench.progress import duration
     from grokbench.sweep import live
 
     clock = [0.0]
     monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
-    view = live.LiveView(total=3)
-    resumed, fresh, running = (SimpleNamespace(trial_id=i, status="RUNNING", checkpoint=c)
-                               for i, c in (("a", object()), ("b", None), ("c", None)))
+    trials = [SimpleNamespace(trial_id=name, status="RUNNING", checkpoint=object() if name in checkpoints else None,
+                              config={"trial": {"config": {"max_epochs": budget}}}) for name in names]
+    return clock, trials
+
+
+def eta_shown(view, trials, capsys) -> str:
+    view.draw(trials)
+    return capsys.readouterr().err.strip().splitlines()[-1].rsplit("ETA ", 1)[1]
+
+
+def test_the_eta_after_a_resume_ignores_trials_that_began_before_it(monkeypatch, capsys):
+    from grokbench.progress import duration
+    from grokbench.sweep.live import LiveView
+
+    clock, (resumed, fresh, running) = fake_tune_trials(monkeypatch, "abc", checkpoints="a")
+    view = LiveView(total=3)
     for trial in (resumed, fresh):
         view.on_trial_start(0, [], trial)
     done = {"summary": {"status": "grokked"}}
     clock[0] = 1.0  # the resumed trial had little left to do
     view.on_trial_result(0, [], resumed, done)
+    view.on_trial_complete(0, [], resumed)
     clock[0] = 60.0
     view.on_trial_start(0, [], running)
     clock[0] = 100.0  # a whole trial
     view.on_trial_result(0, [], fresh, done)
-    for trial in (resumed, fresh):
-        trial.status = "TERMINATED"
-        view.on_trial_complete(0, [], trial)
-    view.draw([resumed, fresh, running])
-    line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.endswith(f"ETA {duration(60.0)}") and "grokked 2" in line, line  # 100 s a trial, 40 s of it run
+    view.on_trial_complete(0, [], fresh)
+    # 100 s a trial, 40 s of it run (counting the resumed trial's 1 s, the median would leave 10.5 s)
+    assert eta_shown(view, [resumed, fresh, running], capsys) == duration(60.0)
     clock[0] = 130.0
-    view.draw([resumed, fresh, running])
-    assert capsys.readouterr().err.strip().endswith(f"ETA {duration(30.0)}")  # it counts down
+    assert eta_shown(view, [resumed, fresh, running], capsys) == duration(30.0)  # it counts down
 
 
-def test_before_any_trial_finishes_the_eta_is_the_whole_budgets_at_the_running_trials_pace(monkeypatch, capsys):
-    from types import SimpleNamespace
-
+def test_before_any_trial_finishes_the_eta_bounds_the_whole_budgets(monkeypatch, capsys):
     from grokbench.progress import duration
-    from grokbench.sweep import live
+    from grokbench.sweep.live import LiveView
 
-    clock = [0.0]
-    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
-    view = live.LiveView(total=4)
-    trials = [SimpleNamespace(trial_id=i, status="RUNNING", checkpoint=None,
-                              config={"trial": {"config": {"max_epochs": 100}}}) for i in "ab"]
+    clock, trials = fake_tune_trials(monkeypatch, "ab")
+    view = LiveView(total=5)
     for trial in trials:
         view.on_trial_start(0, [], trial)
-    view.draw(trials)
-    assert capsys.readouterr().err.strip().endswith("ETA ?")  # no pace known yet
+    assert eta_shown(view, trials, capsys) == "?"  # no pace known yet
     clock[0] = 10.0
-    for trial in trials:  # 10 epochs in 10 s: 90 s left each, then the 2 queued trials at 100 s each, 2 at a time
-        view.on_trial_result(0, [], trial, {"curve": [{"epoch": 5}, {"epoch": 10}]})
-    view.draw(trials)
-    assert capsys.readouterr().err.strip().endswith(f"ETA ≤{duration(190.0)}")
-    clock[0] = 20.0  # a groks: 20 s is the typical trial now
-    view.on_trial_result(0, [], trials[0], {"summary": {"status": "grokked"}})
-    view.on_trial_complete(0, [], trials[0])
-    clock[0] = 30.0  # b, past 20 s, has (100 - 10) / 1 - 20 = 70 s of budget left; 2 queued trials at 20 s
-    view.draw(trials)
-    assert capsys.readouterr().err.strip().endswith(f"ETA {duration(110.0)}")
+    view.on_trial_result(0, [], trials[0], {"curve": [{"epoch": 5}, {"epoch": 10}]})  # 1 epoch/s, 90 s left
+    view.on_trial_result(0, [], trials[1], {"curve": [{"epoch": 50}]})  # 5 epochs/s, 10 s left
+    # the slot that frees first takes the next queued trial; 100 epochs at the slowest pace each: 10+100+100, 90+100
+    assert eta_shown(view, trials, capsys) == "≤" + duration(210.0)
 
+
+def test_once_trials_have_finished_the_eta_follows_the_typical_trial(monkeypatch, capsys):
+    from grokbench.progress import duration
+    from grokbench.sweep.live import LiveView
+
+    clock, trials = fake_tune_trials(monkeypatch, "abc")
+    a, b, c = trials
+    view = LiveView(total=5)
+    for trial in (a, b):
+        view.on_trial_start(0, [], trial)
+    clock[0] = 10.0
+    view.on_trial_result(0, [], b, {"curve": [{"epoch": 10}]})  # 1 epoch/s
+    clock[0] = 20.0  # a groks: 20 s is the typical trial now
+    view.on_trial_result(0, [], a, {"summary": {"status": "grokked"}})
+    view.on_trial_complete(0, [], a)
+    view.on_trial_start(0, [], c)
+    clock[0] = 30.0
+    # b, past every finished trial's age, has (100 - 10) / 1 - 20 = 70 s of budget left; c has 10 of its 20 s
+    # left, then takes the first of the 2 queued trials, which is done at 30 s, before the other at 50 s
+    assert eta_shown(view, [a, b, c], capsys) == duration(70.0)

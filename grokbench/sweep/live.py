@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import sys
 import time
 from collections import Counter, defaultdict
@@ -31,7 +32,9 @@ class LiveView(tune.Callback):
         self.trial_started: dict[str, float] = {}
         self.resumed: set[str] = set()  # began before this driver: their time here says nothing of a trial's
         self.pace_from: dict[str, tuple[float, int]] = {}  # trial id → (time, epoch) it was first seen training at
-        self.position: dict[str, tuple[float, int, int]] = {}  # trial id → (time, epoch, budget) at its last report
+        self.position: dict[str, tuple[float, int]] = {}  # trial id → (time, epoch) at its last report
+        self.budget: dict[str, int] = {}  # trial id → its epoch budget
+        self.slots = 1  # the most trials seen running at once: how many run side by side
         self.last_draw = 0.0
         self.live = sys.stderr.isatty()
         self.states: dict[str, str] = {}  # every trial seen, across the sweep's Tune experiments
@@ -45,6 +48,8 @@ class LiveView(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
+        self.slots = max(self.slots, len(self.running))
+        self.budget[trial.trial_id] = trial.config["trial"]["config"]["max_epochs"]
         if trial.trial_id not in self.trial_started and trial.checkpoint is not None:
             self.resumed.add(trial.trial_id)
         self.trial_started.setdefault(trial.trial_id, time.monotonic())
@@ -55,7 +60,7 @@ class LiveView(tune.Callback):
         if result.get("curve"):
             now, epoch = time.monotonic(), result["curve"][-1]["epoch"]
             self.pace_from.setdefault(trial.trial_id, (now, epoch))
-            self.position[trial.trial_id] = (now, epoch, trial.config["trial"]["config"]["max_epochs"])
+            self.position[trial.trial_id] = (now, epoch)
         if "summary" in result and trial.trial_id not in self.outcome:
             self.outcome[trial.trial_id] = result["summary"]["status"]
             if trial.trial_id not in self.resumed:
@@ -87,8 +92,8 @@ class LiveView(tune.Callback):
         elapsed = time.monotonic() - self.started
         eta = "?"
         if self.durations and self.running:
-            eta = duration(self._typical_trials_s(queued))
-        elif (bound := self._whole_budgets_s(queued)) is not None:
+            eta = duration(self._typical_finish_s(queued))
+        elif (bound := self._whole_budgets_finish_s(queued)) is not None:
             eta = "≤" + duration(bound)
         parts = [f"queued {queued}", f"running {len(self.running)}"]
         parts += [f"{k} {outcomes[k]}" for k in ("grokked", "censored", "diverged", "failed") if outcomes[k]]
@@ -101,36 +106,52 @@ class LiveView(tune.Callback):
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    def _typical_trials_s(self, queued: int) -> float:
-        """Seconds left if every trial takes as long as the median finished one; a running trial already past
-        the median is given what its budget leaves at its pace."""
-        now, typical = time.monotonic(), median(self.durations)
-        seconds_left = queued * typical
-        for trial_id in self.running:
-            ran = now - self.trial_started.get(trial_id, now)
-            seconds_left += typical - ran if ran < typical else self._budget_left(trial_id, now)[0]
-        return seconds_left / len(self.running)
-
-    def _whole_budgets_s(self, queued: int) -> float | None:
-        """Seconds until every trial has trained its whole budget, at the pace of the running trials: the ETA
-        before any trial has finished, and an upper bound, since a trial stops when it groks."""
+    def _typical_finish_s(self, queued: int) -> float:
+        """When the last trial ends if trials last as long as finished ones did: a running trial is given the median
+        of what finished trials that ran longer had left at its age (at most what its budget leaves), each queued
+        trial the median finished trial's time."""
         now = time.monotonic()
-        known = [left for left in (self._budget_left(t, now) for t in self.running) if left[1] > 0]
-        if not known:
-            return None
-        pace, budget = median(pace for _, pace, _ in known), median(budget for _, _, budget in known)
-        return (sum(seconds for seconds, _, _ in known) + queued * budget / pace) / len(self.running)
+        left = []
+        for trial_id in self.running:
+            age = now - self.trial_started[trial_id]
+            budget_left = self._budget_left_s(trial_id, now)
+            longer = [d - age for d in self.durations if d > age]
+            guess = median(longer) if longer else budget_left or 0.0
+            left.append(guess if budget_left is None else min(guess, budget_left))
+        return self._finish_s(left, queued, median(self.durations))
 
-    def _budget_left(self, trial_id: str, now: float) -> tuple[float, float, int]:
-        """(seconds its budget leaves, epochs per second, budget) of a running trial from its reports; a pace of
-        0 when it has not reported progress yet."""
-        if trial_id not in self.position:
-            return 0.0, 0.0, 0
-        (t0, e0), (t, epoch, budget) = self.pace_from[trial_id], self.position[trial_id]
-        if epoch <= e0 or t <= t0:
-            return 0.0, 0.0, budget
-        pace = (epoch - e0) / (t - t0)
-        return max((budget - epoch) / pace - (now - t), 0.0), pace, budget
+    def _whole_budgets_finish_s(self, queued: int) -> float | None:
+        """When the last trial ends if every trial trains its whole budget at the slowest running trial's pace: the
+        ETA before any trial has finished, an upper bound at that pace, since a trial stops when it groks."""
+        paces = [pace for t in self.running if (pace := self._pace(t)) is not None]
+        if not paces:
+            return None
+        now, slowest = time.monotonic(), min(paces)
+        left = [self._budget_left_s(t, now, slowest) for t in self.running]
+        return self._finish_s(left, queued, max(self.budget.values()) / slowest)
+
+    def _finish_s(self, left: list[float], queued: int, per_queued_trial: float) -> float:
+        """The running trials' seconds left, then each queued trial in the first of `slots` to free up."""
+        free_at = sorted(left) + [0.0] * max(self.slots - len(left), 0)
+        heapq.heapify(free_at)
+        for _ in range(queued):
+            heapq.heappush(free_at, heapq.heappop(free_at) + per_queued_trial)
+        return max(free_at)
+
+    def _pace(self, trial_id: str) -> float | None:
+        """Epochs per second since this driver first saw the trial train; None until it has reported progress."""
+        if trial_id not in self.position or trial_id not in self.pace_from:
+            return None
+        (t0, e0), (t, epoch) = self.pace_from[trial_id], self.position[trial_id]
+        return (epoch - e0) / (t - t0) if epoch > e0 and t > t0 else None
+
+    def _budget_left_s(self, trial_id: str, now: float, default_pace: float | None = None) -> float | None:
+        """Seconds until a running trial has trained its whole budget, at its own pace (else `default_pace`)."""
+        pace = self._pace(trial_id) or default_pace
+        if pace is None:
+            return None
+        t, epoch = self.position.get(trial_id, (now, 0))
+        return max((self.budget[trial_id] - epoch) / pace - (now - t), 0.0)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.draw(trials)
