@@ -278,11 +278,13 @@ def test_shipped_sweeps_parse_and_plan_the_documented_trials():
     assert lams == {("ce", 1e-3), ("mse", 1e-4)}
     assert {c.lam for c in counts["mnist_lambda"].trials() if c.method == "grokalign"} >= {1e-4, 1e-3, 1e-2, 1e-1}
     assert {c.init_scale for c in counts["mnist_init"].trials()} >= {1, 4, 8, 16}
-    # mnist_mse: Table 1's MSE baseline and GrokAlign trials, seeds 0-2, with only the budget changed
+    # mnist_mse: Table 1's MSE baseline and GrokAlign trials, seeds 0-2, with only the budget changed, and GrokAlign
+    # at two larger λ
     table1_mse = [c for c in counts["mnist"].trials()
                   if c.loss == "mse" and c.method in ("baseline", "grokalign") and c.seed < 3]
-    assert len(counts["mnist_mse"].trials()) == 6
-    longer = sorted(str(replace(c, max_epochs=62500)) for c in table1_mse)
+    larger_lam = [replace(c, lam=lam) for c in table1_mse if c.method == "grokalign" for lam in (1e-3, 1e-2)]
+    assert len(counts["mnist_mse"].trials()) == 12
+    longer = sorted(str(replace(c, max_epochs=62500)) for c in table1_mse + larger_lam)
     assert sorted(map(str, counts["mnist_mse"].trials())) == longer
     assert set(counts["mnist_tune"].search.space) == {"baseline", "grokalign", "grokfast", "adversarial"}
     smoke = counts["mnist"].smoke_version()
