@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.tables import METHOD_NAMES, method_rank, varied_groups
+from analysis.tables import METHOD_NAMES, method_rank, row_label, varied_groups
 
 CURVES = ("train_acc", "test_acc", "train_time_s", "centroid_alignment", "jacobian_norm")
 COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
@@ -49,6 +49,18 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
+def settings(runs: pd.DataFrame, by: tuple[str, ...] = ()) -> list[tuple[str, str, tuple, pd.DataFrame]]:
+    """(label, colour, the `by` values, runs) per method and λ, in paper order. A method run at one λ keeps its
+    colour and plain name; one run at several gets a line per λ, named by it, in colours no method uses."""
+    lams = runs.groupby("method")["lam"].nunique()
+    groups = sorted(runs.groupby(["method", "lam", *by]), key=lambda kv: (method_rank(kv[0][0]), *kv[0][1:]))
+    spare = {lam_of: f"C{len(COLOURS) + i}" for i, lam_of in enumerate(
+        sorted({(m, lam) for m, lam in runs[["method", "lam"]].itertuples(index=False) if lams[m] > 1},
+               key=lambda ml: (method_rank(ml[0]), ml[1])))}
+    return [(row_label(method, lam, lams[method] == 1), spare.get((method, lam), COLOURS.get(method, "C9")),
+             tuple(rest), group) for (method, lam, *rest), group in groups]
+
+
 def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
@@ -57,8 +69,7 @@ def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Pat
         losses = sorted(set(runs["loss"]))
         fig, axes = plt.subplots(1, len(losses), figsize=(6 * len(losses), 4), squeeze=False)
         for ax, loss in zip(axes[0], losses):
-            groups = runs[runs["loss"] == loss].groupby("method")
-            for method, group in sorted(groups, key=lambda kv: method_rank(kv[0])):
+            for name, colour, _, group in settings(runs[runs["loss"] == loss]):
                 curves = {}
                 for metric in ("train_acc", "test_acc"):
                     series = []
@@ -69,13 +80,11 @@ def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Pat
                     curves[metric] = series
                 end = max((s.index.max() for s in curves["test_acc"] if len(s)), default=0)
                 grid = np.linspace(0, end, 400)
-                name = METHOD_NAMES.get(method, method)
                 med, lo, hi = _median_band(curves["test_acc"], grid)
-                colour = COLOURS.get(method)
-                ax.plot(grid, med, "-", color=colour, label=f"{name} test (band: min–max over seeds)")
-                ax.fill_between(grid, lo, hi, color=colour, alpha=0.15)
+                line, = ax.plot(grid, med, "-", color=colour, label=f"{name} test (band: min–max over seeds)")
+                ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
                 med, _, _ = _median_band(curves["train_acc"], grid)
-                ax.plot(grid, med, ":", color=colour, label=f"{name} train")
+                ax.plot(grid, med, ":", color=line.get_color(), label=f"{name} train")
             ax.set(title=f"loss {loss}", xlabel=label, ylabel="accuracy", ylim=(0, 1.02))
             ax.legend(fontsize=7)
         written += _save(fig, out, f"accuracy_vs_{'steps' if x_axis == 'step' else 'seconds'}")
@@ -108,14 +117,12 @@ def geometry_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, metric in zip(axes, ("centroid_alignment", "jacobian_norm")):
-        groups = runs.groupby(["method", "loss"])
-        for (method, loss), group in sorted(groups, key=lambda kv: (method_rank(kv[0][0]), kv[0][1])):
+        for name, colour, (loss,), group in settings(runs, by=("loss",)):
             series = [hist[r][metric].dropna() for r in group["run_id"]]
             end = max((s.index.max() for s in series if len(s)), default=0)
             grid = np.linspace(0, end, 400)
             med, _, _ = _median_band(series, grid)
-            line, = ax.plot(grid, med, LOSS_STYLES.get(loss, "-"), color=COLOURS.get(method),
-                            label=f"{METHOD_NAMES.get(method, method)} ({loss})")
+            line, = ax.plot(grid, med, LOSS_STYLES.get(loss, "-"), color=colour, label=f"{name} ({loss})")
             for event, marker in (("steps_to_memorise", "s"), ("steps_to_grok", "*")):
                 moments = group[event].dropna()  # censored runs never grokked: no moment to mark
                 if len(moments):

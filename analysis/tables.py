@@ -219,15 +219,17 @@ GEOMETRY = ("centroid_alignment", "row_alignment_max", "row_alignment_min", "jac
 
 
 def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
-    """Geometry at memorisation and at grokking (median over seeds), as in the paper's Table 2."""
+    """Geometry at memorisation and at grokking (median over seeds), as in the paper's Table 2; one row per λ
+    where a method ran at several."""
     import mlflow
 
     client = mlflow.MlflowClient(uri)
     headers = ["Method", "loss"] + [f"{m} @{event}" for m in GEOMETRY for event in ("mem", "grok")]
     table = Table("geometry", "Geometry at memorisation (@mem) and grokking (@grok), median over seeds", headers)
     finished = runs[runs["status"].isin(["grokked", "censored"])]
-    groups = finished.groupby(["method", "loss"], sort=True)
-    for (method, loss), group in sorted(groups, key=lambda g: (g[0][1], method_rank(g[0][0]))):
+    groups = finished.groupby(["method", "loss", "lam"], sort=True)
+    lams = finished.groupby(["method", "loss"])["lam"].nunique()
+    for (method, loss, lam), group in sorted(groups, key=lambda g: (g[0][1], method_rank(g[0][0]), g[0][2])):
         values: dict[str, list[float]] = {}
         for _, run in group.iterrows():
             for metric in GEOMETRY:
@@ -235,7 +237,7 @@ def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
                 for event, step in (("mem", run["steps_to_memorise"]), ("grok", run["steps_to_grok"])):
                     if pd.notna(step) and int(step) in history:
                         values.setdefault(f"{metric}@{event}", []).append(history[int(step)])
-        row = [METHOD_NAMES.get(method, method), loss]
+        row = [row_label(method, lam, shared=lams[(method, loss)] == 1), loss]
         for metric in GEOMETRY:
             for event in ("mem", "grok"):
                 found = values.get(f"{metric}@{event}")

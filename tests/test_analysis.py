@@ -105,6 +105,21 @@ def test_table1_equals_hand_computed_values(store, tmp_path):
     assert "Geometry" in (out / "geometry.md").read_text()
 
 
+def test_geometry_has_a_row_per_lambda_where_a_method_ran_at_several(store, tmp_path):
+    shutil.copy(store, tmp_path / "mlflow.db")
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("grokbench/mnist").experiment_id
+    for seed, steps in zip([10, 11, 12], [50, 60, 70]):  # other seeds: trial keys here name no λ
+        log_trial(client, experiment_id, "grokalign", "ce", seed, "grokked", steps, steps / 10, lam=1e-2)
+    out = tmp_path / "out"
+    assert tables_main(["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(out)]) == 0
+    geometry = read_csv_table(out / "geometry.csv")
+    # centroid alignment at grokking is 0.1 + step / 1e4: medians of 100/200/300 and of 50/60/70 steps
+    assert geometry.loc["GrokAlign (λ=0.001)", "centroid_alignment @grok"] == "0.12"
+    assert geometry.loc["GrokAlign (λ=0.01)", "centroid_alignment @grok"] == "0.106"
+    assert geometry.loc["Baseline", "centroid_alignment @grok"] == "0.16"  # one λ: no label
+
+
 def test_every_trial_has_a_row_with_its_speed_per_update(store, tmp_path, capsys):
     shutil.copy(store, tmp_path / "mlflow.db")
     out = tmp_path / "out"
