@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,15 +50,21 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def settings(runs: pd.DataFrame, by: tuple[str, ...] = ()) -> list[tuple[str, str, tuple, pd.DataFrame]]:
-    """(label, colour, the `by` values, runs) per method and λ, in paper order. A method run at one λ keeps its
-    colour and plain name; one run at several gets a line per λ, named by it, in colours no method uses."""
-    lams = runs.groupby("method")["lam"].nunique()
-    groups = sorted(runs.groupby(["method", "lam", *by]), key=lambda kv: (method_rank(kv[0][0]), *kv[0][1:]))
-    spare = {lam_of: f"C{len(COLOURS) + i}" for i, lam_of in enumerate(
-        sorted({(m, lam) for m, lam in runs[["method", "lam"]].itertuples(index=False) if lams[m] > 1},
+def settings(runs: pd.DataFrame, by: tuple[str, ...] = ()) -> list[tuple[str, Any, tuple, pd.DataFrame]]:
+    """(label, colour, the `by` values, runs) per method and λ, in paper order. A method run at one λ (within its
+    `by` group) keeps its colour and plain name; one run at several gets a line per λ, named by it, in colours
+    from a palette that no method uses."""
+    import matplotlib
+
+    keys = ["method", *by]
+    several = runs.groupby(keys)["lam"].transform("nunique") > 1
+    spare_palette = matplotlib.colormaps["tab20b"]
+    # tab20b comes in hue groups of four shades: step across the groups first, so neighbours differ in hue
+    spare = {setting: spare_palette((4 * i + i // 5) % 20) for i, setting in enumerate(
+        sorted(set(runs.loc[several, ["method", "lam"]].itertuples(index=False, name=None)),
                key=lambda ml: (method_rank(ml[0]), ml[1])))}
-    return [(row_label(method, lam, lams[method] == 1), spare.get((method, lam), COLOURS.get(method, "C9")),
+    groups = sorted(runs.groupby(["method", "lam", *by]), key=lambda kv: (method_rank(kv[0][0]), *kv[0][1:]))
+    return [(row_label(method, lam, shared=(method, lam) not in spare), spare.get((method, lam), COLOURS.get(method)),
              tuple(rest), group) for (method, lam, *rest), group in groups]
 
 
