@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.tables import METHOD_NAMES, method_rank, row_label, varied_groups
+from analysis.tables import METHOD_NAMES, Setting, method_rank, settings, varied_groups
 
 CURVES = ("train_acc", "test_acc", "train_time_s", "centroid_alignment", "jacobian_norm")
 COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
@@ -50,22 +50,22 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def settings(runs: pd.DataFrame, by: tuple[str, ...] = ()) -> list[tuple[str, Any, tuple, pd.DataFrame]]:
-    """(label, colour, the `by` values, runs) per method and λ, in paper order. A method run at one λ (within its
-    `by` group) keeps its colour and plain name; one run at several gets a line per λ, named by it, in colours
+def coloured(groups: list[Setting]) -> list[tuple[Setting, Any]]:
+    """Each group with its line colour: a method run at one λ keeps its own; one run at several gets a colour per λ
     from a palette that no method uses."""
     import matplotlib
 
-    keys = ["method", *by]
-    several = runs.groupby(keys)["lam"].transform("nunique") > 1
     spare_palette = matplotlib.colormaps["tab20b"]
-    # tab20b comes in hue groups of four shades: step across the groups first, so neighbours differ in hue
-    spare = {setting: spare_palette((4 * i + i // 5) % 20) for i, setting in enumerate(
-        sorted(set(runs.loc[several, ["method", "lam"]].itertuples(index=False, name=None)),
-               key=lambda ml: (method_rank(ml[0]), ml[1])))}
-    groups = sorted(runs.groupby(["method", "lam", *by]), key=lambda kv: (method_rank(kv[0][0]), *kv[0][1:]))
-    return [(row_label(method, lam, shared=(method, lam) not in spare), spare.get((method, lam), COLOURS.get(method)),
-             tuple(rest), group) for (method, lam, *rest), group in groups]
+    spare: dict[tuple[str, float], int] = {}
+    out = []
+    for setting in groups:
+        if setting.several_lams:
+            i = spare.setdefault((setting.method, setting.lam), len(spare))
+            # tab20b comes in hue groups of four shades: step across the groups first, so neighbours differ in hue
+            out.append((setting, spare_palette((4 * i + i // 5) % 20)))
+        else:
+            out.append((setting, COLOURS.get(setting.method)))
+    return out
 
 
 def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path) -> list[Path]:
@@ -76,7 +76,8 @@ def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Pat
         losses = sorted(set(runs["loss"]))
         fig, axes = plt.subplots(1, len(losses), figsize=(6 * len(losses), 4), squeeze=False)
         for ax, loss in zip(axes[0], losses):
-            for name, colour, _, group in settings(runs[runs["loss"] == loss]):
+            for setting, colour in coloured(settings(runs[runs["loss"] == loss])):
+                name, group = setting.label, setting.runs
                 curves = {}
                 for metric in ("train_acc", "test_acc"):
                     series = []
@@ -124,12 +125,14 @@ def geometry_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, metric in zip(axes, ("centroid_alignment", "jacobian_norm")):
-        for name, colour, (loss,), group in settings(runs, by=("loss",)):
+        by_loss = sorted(settings(runs, by=("loss",)), key=lambda s: (method_rank(s.method), s.by))  # ce beside mse
+        for setting, colour in coloured(by_loss):
+            (loss,), group = setting.by, setting.runs
             series = [hist[r][metric].dropna() for r in group["run_id"]]
             end = max((s.index.max() for s in series if len(s)), default=0)
             grid = np.linspace(0, end, 400)
             med, _, _ = _median_band(series, grid)
-            line, = ax.plot(grid, med, LOSS_STYLES.get(loss, "-"), color=colour, label=f"{name} ({loss})")
+            line, = ax.plot(grid, med, LOSS_STYLES.get(loss, "-"), color=colour, label=f"{setting.label} ({loss})")
             for event, marker in (("steps_to_memorise", "s"), ("steps_to_grok", "*")):
                 moments = group[event].dropna()  # censored runs never grokked: no moment to mark
                 if len(moments):

@@ -11,7 +11,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import pandas as pd
 
@@ -97,6 +97,27 @@ def row_label(method: str, lam: float, shared: bool) -> str:
     return name if shared or method == "baseline" else f"{name} (λ={lam:g})"
 
 
+class Setting(NamedTuple):
+    """The runs of one method at one λ (and one value of each `by` column), as a table row or a figure's line."""
+
+    label: str
+    method: str
+    lam: float
+    several_lams: bool  # the method ran at more than one λ (within its `by` group): the label names λ
+    by: tuple
+    runs: pd.DataFrame
+
+
+def settings(runs: pd.DataFrame, by: tuple[str, ...] = ()) -> list[Setting]:
+    """One group per method and λ (and `by` values), in paper order: method, then λ, then `by`."""
+    several = runs.groupby(["method", *by])["lam"].transform("nunique") > 1
+    groups = []
+    for (method, lam, *rest), group in runs.groupby(["method", "lam", *by]):
+        many = bool(several[group.index[0]])
+        groups.append(Setting(row_label(method, lam, shared=not many), method, lam, many, tuple(rest), group))
+    return sorted(groups, key=lambda s: (method_rank(s.method), s.lam, s.by))
+
+
 # ---- Table 1 ------------------------------------------------------------------------------------------------------
 
 def table1(runs: pd.DataFrame) -> list[Table]:
@@ -111,11 +132,8 @@ def table1(runs: pd.DataFrame) -> list[Table]:
         for init in sorted(part["init_scale"].dropna().unique()):
             block = part[part["init_scale"] == init]
             baseline = block[block["method"] == "baseline"]
-            groups = list(block.groupby(["method", "lam"], sort=False))
-            per_method = block.groupby("method")["lam"].nunique()
-            groups.sort(key=lambda g: (method_rank(g[0][0]), g[0][1]))
-            for (method, lam), group in groups:
-                table.rows.append(_table1_row(method, lam, group, baseline, per_method[method] == 1))
+            for setting in settings(block):
+                table.rows.append(_table1_row(setting, baseline))
             if part["init_scale"].nunique() > 1:
                 table.notes.append(f"rows above for init scale {init:g}")
         if table.rows:
@@ -125,16 +143,17 @@ def table1(runs: pd.DataFrame) -> list[Table]:
     return tables
 
 
-def _table1_row(method: str, lam: float, group: pd.DataFrame, baseline: pd.DataFrame, shared: bool) -> list[str]:
+def _table1_row(setting: Setting, baseline: pd.DataFrame) -> list[str]:
+    group = setting.runs
     done = group[group["status"].isin(["grokked", "censored"])]
     grokked = int((done["status"] == "grokked").sum())
     apart = int(group["status"].isin(["diverged", "failed"]).sum())
-    row = [row_label(method, lam, shared), f"{grokked}/{len(done)}"]
+    row = [setting.label, f"{grokked}/{len(done)}"]
     for figure in FIGURES:
         values = samples(group, figure)
         row.append(cell_text(cell(*values)))
-        if method == "baseline" or baseline.empty:
-            row.append("—" if method != "baseline" else "×1")
+        if setting.method == "baseline" or baseline.empty:
+            row.append("—" if setting.method != "baseline" else "×1")
         else:
             row.append(speed_text(speed_up(samples(baseline, figure), values), with_stats=figure == "time"))
     row.append(str(apart) if apart else "")
@@ -227,17 +246,15 @@ def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
     headers = ["Method", "loss"] + [f"{m} @{event}" for m in GEOMETRY for event in ("mem", "grok")]
     table = Table("geometry", "Geometry at memorisation (@mem) and grokking (@grok), median over seeds", headers)
     finished = runs[runs["status"].isin(["grokked", "censored"])]
-    groups = finished.groupby(["method", "loss", "lam"], sort=True)
-    lams = finished.groupby(["method", "loss"])["lam"].nunique()
-    for (method, loss, lam), group in sorted(groups, key=lambda g: (g[0][1], method_rank(g[0][0]), g[0][2])):
+    for setting in sorted(settings(finished, by=("loss",)), key=lambda s: s.by):  # loss first, then paper order
         values: dict[str, list[float]] = {}
-        for _, run in group.iterrows():
+        for _, run in setting.runs.iterrows():
             for metric in GEOMETRY:
                 history = {m.step: m.value for m in client.get_metric_history(run["run_id"], metric)}
                 for event, step in (("mem", run["steps_to_memorise"]), ("grok", run["steps_to_grok"])):
                     if pd.notna(step) and int(step) in history:
                         values.setdefault(f"{metric}@{event}", []).append(history[int(step)])
-        row = [row_label(method, lam, shared=lams[(method, loss)] == 1), loss]
+        row = [setting.label, *setting.by]
         for metric in GEOMETRY:
             for event in ("mem", "grok"):
                 found = values.get(f"{metric}@{event}")

@@ -24,8 +24,7 @@ from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError, TrackingError
 from grokbench.sweep.spec import SweepSpec, build_sweep
 from grokbench.sweep.tracking import (
     TrialRuns, absolute_uri, check_reachable, finished_trials, patiently, prepare_experiment, retry_only_patiently,
-    runs_link,
-    sweep_summaries, tracking_patience_s,
+    runs_link, sweep_summaries, tracking_patience_s,
 )
 from grokbench.sweep.storage import SweepStorage
 
@@ -191,7 +190,8 @@ def dry_run(spec: SweepSpec, skipped: dict[str, str], out=sys.stdout) -> int:
     concurrency = local_concurrency(spec)
     resources = spec.resources
     print(f"{planned_count(spec, trials)} trials to run, {resources.cpus_per_trial:g} CPU(s) and "
-          f"{resources.gpus_per_trial:g} GPU(s) each; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)", file=out)
+          f"{resources.gpus_per_trial:g} GPU(s) each; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)",
+          file=out)
     print("measuring seconds per epoch on this machine ...", file=out, flush=True)
     seconds, per_epoch = estimate_seconds(spec, trials, concurrency)
     rates = ", ".join(f"{m} {1e3 * s:.0f} ms" for m, s in per_epoch.items())
