@@ -76,7 +76,7 @@ def run_bench(
     variants: dict[str, dict] = VARIANTS, progress: Callable[[str], None] = lambda _: None,
 ) -> dict:
     base = dict(task="mnist", dtype="float64", threads=threads, device=device, data_dir=data_dir)
-    trials = {name: Trial(TrialConfig(**base, **overrides)) for name, overrides in variants.items()}
+    trials = {name: Trial(TrialConfig.of(**base, **overrides)) for name, overrides in variants.items()}
     reference = trials["baseline"]
     floor = bare_matmuls(reference.model, reference.cfg.batch_size)
     steps_per_epoch = len(reference.batches)

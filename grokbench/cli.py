@@ -3,45 +3,58 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import fields
 from typing import Any, Sequence
 
-from grokbench.config import ConfigError, TrialConfig
+from grokbench.config import SHARED, ConfigError, TrialConfig, foreign_setting
+from grokbench.settings import help_of
 from grokbench.sweep.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 
-FIELD_HELP = {
-    "method": "baseline | grokalign | grokfast | adversarial",
-    "loss": "ce | mse (task default)",
-    "lam": "the method's strength: grokalign penalty weight, grokfast λ_gf, adversarial σ multiplier",
-    "init_scale": "multiply the initial weights by this (mnist: 8)",
-    "max_epochs": "epoch budget; a run that has not grokked by then is censored",
-    "eval_every": "evaluate every this many epochs",
-    "epochs_after_grok": "keep training this many epochs after grokking (default 0: stop at grokking)",
-    "device": "auto | cpu | cuda",
-    "dtype": "float64 | float32 (task default)",
-    "threads": "torch threads (default: torch's choice)",
-    "data_dir": "directory holding MNIST/raw/ (default $GROKBENCH_DATA, else a per-user cache)",
-    "grokalign_estimator": "projection (the authors') | exact | hutchinson | hutchinson_shared",
-}
+def _add_setting_flags(parser: argparse.ArgumentParser, task) -> list[str]:
+    """One --flag per setting of the task, of the shared settings and of every method (a method's are refused
+    with a clear message unless --method names it); values stay strings here and are checked by the config.
+    Returns the settings' names."""
+    from grokbench.methods import METHODS
 
-
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One --flag per TrialConfig field; values stay strings here and are checked by TrialConfig.from_dict."""
-    for f in fields(TrialConfig):
-        if f.name == "task":
+    shared = [f for f in fields(TrialConfig) if f.name in SHARED and f.name != "task"]
+    groups = [("settings every trial shares", shared), (f"{task.name} settings", fields(task.Settings))]
+    groups += [(f"{m.name} settings (with --method {m.name})", fields(m.Settings)) for m in METHODS.values()]
+    names: list[str] = []
+    for title, settings in groups:
+        if not settings:
             continue
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=f.name.upper(),
-            help=FIELD_HELP.get(f.name, f"default {f.default}"),
-        )
+        names += [f.name for f in settings]
+        group = parser.add_argument_group(title)
+        for f in settings:
+            default = "" if f.default in (None, dataclasses.MISSING) else f" (default {f.default})"
+            help_text = help_of(f) + (default if f.name in task.Settings.names() else "")
+            if f.name == "preset" and task.presets:
+                help_text += f": {', '.join(task.presets)}"
+            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                               metavar=f.name.upper(), help=help_text)
+    return names
 
 
 def _config_from_args(args: argparse.Namespace) -> TrialConfig:
-    given = {f.name: getattr(args, f.name) for f in fields(TrialConfig) if getattr(args, f.name, None) is not None}
-    return TrialConfig.from_dict(given)
+    names = vars(args).get("setting_names", ())
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return TrialConfig.from_dict({**given, "task": args.task})
+
+
+def _unknown_flag_error(args: argparse.Namespace, unknown: list[str]) -> str:
+    """What to say of flags `run` does not know: whose setting each is, if any task or method has it."""
+    flag = next((token for token in unknown if token.startswith("-")), unknown[0])
+    name = flag.lstrip("-").split("=")[0].replace("-", "_")
+    if getattr(args, "command", None) != "run":
+        return f"unrecognized arguments: {' '.join(unknown)}"
+    error = foreign_setting(name, args.task, args.method or "baseline")
+    if "unknown setting" in str(error):
+        return f"{flag.split('=')[0]}: no such setting of {args.task} (see grokbench run {args.task} --help)"
+    return f"--{name.replace('_', '-')}: {error.message}"
 
 
 def _print_json(obj: Any) -> None:
@@ -201,14 +214,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from grokbench.tasks import TASKS
 
-    parser = argparse.ArgumentParser(prog="grokbench", description="Benchmark grokking interventions.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="grokbench", description="Benchmark grokking interventions.",
+                                     allow_abbrev=False)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    run = commands.add_parser("run", help="train one trial and report when it memorised and grokked")
-    run.add_argument("task", choices=sorted(TASKS), help="the task")
-    _add_config_options(run)
-    run.add_argument("--json", action="store_true", help="end stdout with the summary as one JSON line")
-    run.set_defaults(handler=cmd_run)
+    run = commands.add_parser("run", help="train one trial and report when it memorised and grokked",
+                              description="Train one trial; `grokbench run TASK --help` lists the task's settings.")
+    tasks = run.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser,
+                               help=", ".join(sorted(TASKS)))
+    for name, task in sorted(TASKS.items()):
+        one = tasks.add_parser(name, help=task.description, description=task.description)
+        names = _add_setting_flags(one, task)
+        one.add_argument("--json", action="store_true", help="end stdout with the summary as one JSON line")
+        one.set_defaults(handler=cmd_run, setting_names=names)
 
     bench = commands.add_parser("bench", help="time one optimiser update of each method on mnist (float64)")
     bench.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -278,11 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Parser(argparse.ArgumentParser):
+    """Flags are never taken by abbreviation (`--p` must not quietly mean `--probe-size`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from grokbench.sweep.errors import SweepError
     from grokbench.tasks import DataError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        print(f"grokbench: error: {_unknown_flag_error(args, unknown)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         return args.handler(args)
     except (ConfigError, DataError, SweepError) as err:

@@ -1,11 +1,33 @@
-"""When a run memorised and when it grokked, read off its evaluations."""
+"""When a run memorised and when it grokked, read off its evaluations by its task's criterion."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 MEMORISED_TRAIN_ACCURACY = 0.99
+
+
+class Criterion(Protocol):
+    """A task's definition of the two events, from one evaluation's metrics."""
+
+    def memorised(self, metrics: Mapping[str, float]) -> bool: ...
+
+    def grokked(self, metrics: Mapping[str, float]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class AccuracyCriterion:
+    """Memorised at train accuracy ≥ 0.99; grokked at test accuracy strictly above the task's threshold."""
+
+    grok_threshold: float
+    memorise_threshold: float = MEMORISED_TRAIN_ACCURACY
+
+    def memorised(self, metrics: Mapping[str, float]) -> bool:
+        return metrics["train_acc"] >= self.memorise_threshold
+
+    def grokked(self, metrics: Mapping[str, float]) -> bool:
+        return metrics["test_acc"] > self.grok_threshold
 
 
 @dataclass(frozen=True)
@@ -17,17 +39,16 @@ class Milestone:
 
 @dataclass
 class GrokEvents:
-    """Memorised: the first evaluation with train accuracy ≥ 0.99. Grokked: the first evaluation with test
-    accuracy strictly above the task's threshold."""
+    """The first evaluation at which the criterion says memorised, and the first at which it says grokked."""
 
-    grok_threshold: float
+    criterion: Criterion
     memorised: Milestone | None = None
     grokked: Milestone | None = None
 
-    def update(self, at: Milestone, train_accuracy: float, test_accuracy: float) -> None:
-        if self.memorised is None and train_accuracy >= MEMORISED_TRAIN_ACCURACY:
+    def update(self, at: Milestone, metrics: Mapping[str, float]) -> None:
+        if self.memorised is None and self.criterion.memorised(metrics):
             self.memorised = at
-        if self.grokked is None and test_accuracy > self.grok_threshold:
+        if self.grokked is None and self.criterion.grokked(metrics):
             self.grokked = at
 
     @property
@@ -59,11 +80,13 @@ class GrokEvents:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The milestones (the criterion belongs to the task, not to the saved state)."""
+        milestone = lambda m: None if m is None else asdict(m)  # noqa: E731
+        return {"memorised": milestone(self.memorised), "grokked": milestone(self.grokked)}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> GrokEvents:
+    def from_state(cls, criterion: Criterion, state: dict[str, Any]) -> GrokEvents:
         def milestone(value: dict | None) -> Milestone | None:
             return None if value is None else Milestone(**value)
 
-        return cls(state["grok_threshold"], milestone(state["memorised"]), milestone(state["grokked"]))
+        return cls(criterion, milestone(state["memorised"]), milestone(state["grokked"]))

@@ -17,14 +17,13 @@ from typing import Any, Callable
 
 import torch
 
-from grokbench.config import TrialConfig, resolve
+from grokbench.config import ConfigError, TrialConfig, resolve, stored_config
 from grokbench.events import GrokEvents, Milestone
-from grokbench.geometry import geometry
-from grokbench.losses import LOSSES, accuracy
+from grokbench.losses import LOSSES
 from grokbench.methods import METHODS
-from grokbench.tasks import TASKS, TaskData
+from grokbench.tasks import TASKS
 
-ROBUSTNESS_SEED = 0  # the perturbed test set is drawn once, the same for every trial
+ORDER_SEED_OFFSET = 0x9E3779B9  # the data-order stream differs from the methods' stream of the same seed
 
 
 @dataclass(frozen=True)
@@ -44,17 +43,17 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from grokbench.config import ConfigError
-
         raise ConfigError("device", "cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
     return torch.device(name)
 
 
-def make_optimizer(cfg: TrialConfig, params: list[torch.Tensor], device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrialConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # the fused kernel does AdamW's element-wise work in one pass over the parameters
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    # `adam` adds weight decay to the gradient (L2), `adamw` decouples it; the fused kernels do the element-wise
+    # work in one pass over the parameters
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay, fused=True)
 
 
 def synchronize(device: torch.device) -> None:
@@ -74,28 +73,21 @@ class Trial:
         torch.manual_seed(cfg.seed)
         self.model = task.build_model(cfg).to(device)  # built on the CPU: the same weights on every device
         self.params = list(self.model.parameters())
-        self.optimizer = make_optimizer(cfg, self.params, device)
+        self.optimizer = make_optimizer(cfg, self.params)
         self.generator = torch.Generator(device).manual_seed(cfg.seed)
+        self.order_generator = torch.Generator().manual_seed(cfg.seed + ORDER_SEED_OFFSET)
         self.method = METHODS[cfg.method](cfg, self.generator)
         self.loss_fn = LOSSES[cfg.loss]
 
         data = task.load_data(cfg)
-        self.data = TaskData(*(t.to(device) for t in (data.x_train, data.y_train, data.x_test, data.y_test)))
-        self.batches = [
-            (self.data.x_train[i : i + cfg.batch_size], self.data.y_train[i : i + cfg.batch_size])
-            for i in range(0, len(self.data.x_train), cfg.batch_size)
-        ]
-        # robustness: accuracy on the first probe_size test points under a fixed draw of the task's perturbation
-        noisy_test = task.perturb(data.x_test[: cfg.probe_size], cfg.noise_std,
-                                  torch.Generator().manual_seed(ROBUSTNESS_SEED))
-        # train, test and perturbed test go through the network in one batched pass at each evaluation
-        self.eval_inputs = torch.cat([data.x_train, data.x_test, noisy_test]).to(device)
-        self.probe = self.data.x_train[: cfg.probe_size]
+        self.data = data.to(device)
+        self.batches = self._batches(self.data.x_train, self.data.y_train)
+        self.evaluator = task.evaluator(cfg, data, device)
 
         self.step = 0
         self.epoch = 0
         self.train_time_s = 0.0
-        self.events = GrokEvents(task.grok_threshold)
+        self.events = GrokEvents(task.criterion(cfg))
         self.status = "running"
         self.last_metrics: dict[str, float] = {}
         self.resumed_from_step: int | None = None  # set when this process continued a saved trial
@@ -104,9 +96,29 @@ class Trial:
 
     # ---- training -------------------------------------------------------------------------------------------
 
+    def _batches(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        size = self.cfg.batch_size
+        return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
+
+    def epoch_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This epoch's batches: the training set in its fixed order, or reshuffled from the data-order stream
+        (the same for every method of a seed)."""
+        if self.cfg.batch_order == "fixed":
+            return self.batches
+        order = torch.randperm(len(self.data.x_train), generator=self.order_generator).to(self.device)
+        return self._batches(self.data.x_train[order], self.data.y_train[order])
+
+    def _warm_up(self) -> None:
+        """Linear warm-up: lr·min(t/W, 1) at update t, as Nanda et al. and the Grokfast authors schedule it."""
+        factor = min(self.step / self.cfg.warmup_steps, 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * factor
+
     def train_epoch(self) -> None:
         self.method.on_epoch_start(self.model, self.data)
-        for x, y in self.batches:
+        for x, y in self.epoch_batches():
+            if self.cfg.warmup_steps and self.step <= self.cfg.warmup_steps:
+                self._warm_up()
             loss = self.method.objective(self.model, x, y, self.loss_fn)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward(inputs=self.params)  # `inputs`: no gradient for an input that needed one for a penalty
@@ -128,28 +140,14 @@ class Trial:
 
     # ---- evaluation -----------------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        n_train, n_test = len(self.data.x_train), len(self.data.x_test)
-        out = self.model(self.eval_inputs)
-        train_out, test_out, noisy_out = out[:n_train], out[n_train : n_train + n_test], out[n_train + n_test :]
-        y_train, y_test = self.data.y_train, self.data.y_test
-        figures = {
-            "train_acc": accuracy(train_out, y_train),
-            "test_acc": accuracy(test_out, y_test),
-            "train_loss": self.loss_fn(train_out, y_train),
-            "test_loss": self.loss_fn(test_out, y_test),
-            "noisy_test_acc": accuracy(noisy_out, y_test[: len(noisy_out)]),
-        }
+        """The task's evaluation, plus the mean training objective since the last one, read in one transfer."""
+        figures = self.evaluator(self.model)
         if self._loss_count:
             figures["train_objective"] = self._loss_sum / self._loss_count
         self._loss_sum.zero_()
         self._loss_count = 0
-        finite = torch.isfinite(out).all() & torch.isfinite(torch.stack(list(figures.values()))).all()
-        if not finite:  # a diverged network: its geometry is undefined (and the eigen-solver would raise)
-            return {k: float(v) for k, v in figures.items()}
-        figures.update(geometry(self.model, self.probe))
-        values = torch.stack([v.to(torch.float64) for v in figures.values()]).tolist()  # one host transfer
+        values = torch.stack([v.to(torch.float64) for v in figures.values()]).tolist()
         return dict(zip(figures, values))
 
     def _record(self, callback: Callback | None) -> None:
@@ -158,8 +156,7 @@ class Trial:
         if not all(math.isfinite(v) for v in metrics.values()):
             self.status = "diverged"
         else:
-            at = Milestone(self.step, self.epoch, self.train_time_s)
-            self.events.update(at, metrics["train_acc"], metrics["test_acc"])
+            self.events.update(Milestone(self.step, self.epoch, self.train_time_s), metrics)
         if callback is not None:
             callback(Evaluation(self.step, self.epoch, self.train_time_s, metrics), self)
 
@@ -215,7 +212,8 @@ class Trial:
     # ---- save and restore -----------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state(),
+               "order": self.order_generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
@@ -236,17 +234,19 @@ class Trial:
     def restore(cls, state: dict[str, Any], **overrides: Any) -> Trial:
         """Rebuild a trial from `state_dict()`; `overrides` may change run settings such as device or threads."""
         state = copy.deepcopy(state)  # the trial trains in place: the state it came from must stay as it was
-        trial = cls(TrialConfig(**{**state["config"], **overrides}))
+        trial = cls(stored_config({**state["config"], **overrides}))
         trial.model.load_state_dict(state["model"])
         trial.optimizer.load_state_dict(state["optimizer"])
         trial.method.load_state_dict(_to_device(state["method"], trial.device))
         torch.set_rng_state(state["rng"]["torch"])
         trial._restore_generator(state["rng"]["generator"], state["step"])
+        if "order" in state["rng"]:  # saved before batch orders were settings: the fixed order needs none
+            trial.order_generator.set_state(state["rng"]["order"])
         if "cuda" in state["rng"] and trial.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], trial.device)
         trial.step, trial.epoch = state["step"], state["epoch"]
         trial.train_time_s = state["train_time_s"]
-        trial.events = GrokEvents.from_state(state["events"])
+        trial.events = GrokEvents.from_state(trial.task.criterion(trial.cfg), state["events"])
         trial.status, trial.last_metrics = state["status"], state["last_metrics"]
         trial.resumed_from_step = trial.step
         return trial

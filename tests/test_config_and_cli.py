@@ -11,17 +11,17 @@ from grokbench.config import ConfigError, TrialConfig, resolve
 
 
 def test_task_and_method_defaults_fill_unset_fields():
-    cfg = resolve(TrialConfig(task="mnist", method="grokalign"))
+    cfg = resolve(TrialConfig.of(task="mnist", method="grokalign"))
     assert (cfg.loss, cfg.lam, cfg.init_scale, cfg.lr, cfg.weight_decay) == ("ce", 1e-3, 8.0, 1e-3, 0.01)
     assert (cfg.batch_size, cfg.eval_every, cfg.dtype, cfg.optimizer) == (256, 10, "float64", "adamw")
-    assert resolve(TrialConfig(task="mnist", method="grokalign", loss="mse")).lam == 1e-4
-    assert resolve(TrialConfig(task="mnist", method="grokfast")).lam == 0.1
-    assert resolve(TrialConfig(task="mnist", method="grokfast", lam=2.0, init_scale=1)).init_scale == 1.0
+    assert resolve(TrialConfig.of(task="mnist", method="grokalign", loss="mse")).lam == 1e-4
+    assert resolve(TrialConfig.of(task="mnist", method="grokfast")).lam == 0.1
+    assert resolve(TrialConfig.of(task="mnist", method="grokfast", lam=2.0, init_scale=1)).init_scale == 1.0
 
 
 def test_from_dict_coerces_strings_and_rejects_unknown_fields():
-    assert TrialConfig.from_dict({"lam": "0.1", "seed": "3", "threads": "none"}) == TrialConfig(lam=0.1, seed=3)
-    with pytest.raises(ConfigError, match="unknown field.*allowed fields:.*init_scale"):
+    assert TrialConfig.from_dict({"lam": "0.1", "seed": "3", "threads": "none"}) == TrialConfig.of(lam=0.1, seed=3)
+    with pytest.raises(ConfigError, match="unknown setting; mnist with method baseline takes:.*init_scale"):
         TrialConfig.from_dict({"learning_rate": 0.1})
     with pytest.raises(ConfigError, match="seed: must be an integer"):
         TrialConfig.from_dict({"seed": 1.5})
@@ -33,11 +33,11 @@ def test_from_dict_coerces_strings_and_rejects_unknown_fields():
         (["run", "mnist", "--method", "sam"], "method: 'sam' is not one of: baseline, grokalign, grokfast, adversarial"),
         (["run", "mnist", "--method", "grokalign", "--lam", "-1"], "lam: must be >= 0, got -1.0"),
         (["run", "mnist", "--init-scale", "0"], "init_scale: must be > 0, got 0.0"),
-        (["run", "mnist", "--batch-size", "2048"], "batch_size: 2048 is larger than the 1024 training points of mnist"),
+        (["run", "mnist", "--batch-size", "2048"], "batch_size: must be at most 1024 (the training points of mnist), got 2048"),
         (["run", "xor", "--loss", "ce"], "loss: 'ce' is not one of: mse"),
         (["run", "mnist", "--lam", "0.5"], "lam: baseline has no strength to set"),
         (["run", "mnist", "--threads", "two"], "threads: must be an integer, got 'two'"),
-        (["run", "mnist", "--grokalign-estimator", "magic"], "grokalign_estimator: 'magic' is not one of"),
+        (["run", "mnist", "--method", "grokalign", "--grokalign-estimator", "magic"], "grokalign_estimator: 'magic' is not one of"),
         (["run", "mnist", "--method", "grokalign", "--lam", "nan"], "lam: must be a finite number, got 'nan'"),
     ],
 )
@@ -48,13 +48,59 @@ def test_bad_config_gives_one_clear_line_and_exit_code_2(argv, message, capsys):
     assert "Traceback" not in err
 
 
-def test_unknown_task_and_unknown_flag_are_usage_errors(capsys):
-    for argv in (["run", "cifar100"], ["run", "mnist", "--learning-rate", "1"]):
-        with pytest.raises(SystemExit) as exit_info:
-            main(argv)
-        assert exit_info.value.code == 2
+def test_unknown_task_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "cifar100"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'cifar100'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "mnist", "--method", "baseline", "--grokfast-window", "5"], "it needs --method grokfast"),
+        (["run", "mnist", "--p", "5"], "--p: a setting of task xor, not of mnist"),  # never --probe-size
+        (["run", "mnist", "--no-such", "3"], "--no-such: no such setting of mnist (see grokbench run mnist --help)"),
+        (["run", "mnist", "--learning-rate", "1"], "--learning-rate: no such setting of mnist"),
+        (["run", "mnist", "--preset", "nanda"], "preset: task mnist has no presets"),
+        (["run", "xor", "--p", "2"], "p: must be at least 3"),
+        (["run", "mnist", "--train-size", "70000"], "train_size: must be at most 60000 (MNIST's train split)"),
+        (["run", "mnist", "--optimizer", "sgd", "--beta2", "0.98"], "beta2: applies to adam and adamw"),
+        (["run", "mnist", "--batch-order", "random"], "batch_order: 'random' is not one of: fixed, shuffle"),
+    ],
+)
+def test_settings_of_other_components_and_unknown_flags_are_named(argv, message, capsys):
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "invalid choice: 'cifar100'" in err and "unrecognized arguments: --learning-rate" in err
+    assert err.startswith("grokbench: error: ") and message in err and "Traceback" not in err
+
+
+def test_every_setting_of_the_task_and_the_methods_is_a_flag_in_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "xor", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for flag in ("--p", "--hidden", "--train-size", "--seed", "--warmup-steps", "--batch-order", "--grokfast-window",
+                 "--grokalign-estimator"):
+        assert f"{flag} " in help_text
+
+
+def test_settings_are_owned_by_their_components():
+    cfg = resolve(TrialConfig.of(task="xor", method="grokfast", p=200, grokfast_window=7))
+    assert cfg.task_settings.p == 200 and cfg.method_settings.grokfast_window == 7
+    flat = cfg.to_dict()
+    assert flat["p"] == 200 and flat["grokfast_window"] == 7 and "grokalign_estimator" not in flat
+    assert TrialConfig.from_dict(flat) == cfg  # the flat view round-trips
+
+
+def test_a_stored_config_of_any_version_is_read_leniently():
+    """Configs stored by earlier versions carried every method's settings; they belong to no other trial."""
+    from grokbench.config import stored_config
+
+    old = {"task": "xor", "method": "baseline", "loss": "mse", "lam": "0.0", "grokfast_window": "100",
+           "grokalign_estimator": "projection", "seed": "1"}
+    cfg = stored_config(old)
+    assert cfg.seed == 1 and cfg.task_settings.p == 1000 and cfg.method_settings.as_dict() == {}
 
 
 def test_missing_mnist_offline_names_where_to_put_the_files(tmp_path, capsys):

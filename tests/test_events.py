@@ -1,12 +1,12 @@
 """Memorised / grokked / censored detection on scripted accuracy sequences."""
 
-from grokbench.events import GrokEvents, Milestone
+from grokbench.events import AccuracyCriterion, GrokEvents, Milestone
 
 
 def replay(train_test_pairs, threshold=0.85):
-    events = GrokEvents(threshold)
+    events = GrokEvents(AccuracyCriterion(threshold))
     for i, (train, test) in enumerate(train_test_pairs):
-        events.update(Milestone(step=40 * i, epoch=10 * i, time_s=float(i)), train, test)
+        events.update(Milestone(step=40 * i, epoch=10 * i, time_s=float(i)), {"train_acc": train, "test_acc": test})
     return events
 
 
@@ -32,4 +32,4 @@ def test_grokking_before_memorising_is_flagged_with_zero_phase_time():
 
 def test_events_round_trip_through_state():
     events = replay([(1.0, 0.1), (1.0, 0.9)])
-    assert GrokEvents.from_state(events.state_dict()) == events
+    assert GrokEvents.from_state(events.criterion, events.state_dict()) == events

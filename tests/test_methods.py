@@ -11,7 +11,7 @@ from grokbench.train import Trial
 
 
 def grokfast(**settings):
-    cfg = resolve(TrialConfig(task="xor", method="grokfast", **settings))
+    cfg = resolve(TrialConfig.of(task="xor", method="grokfast", **settings))
     return METHODS["grokfast"](cfg, torch.Generator())
 
 
@@ -60,7 +60,7 @@ def test_adversarial_sigma_schedule(acc, sigma):
 
 
 def test_adversarial_epoch_sets_sigma_from_clean_accuracy_and_leaves_data_untouched():
-    trial = Trial(TrialConfig(task="xor", method="adversarial", lam=2.0))
+    trial = Trial(TrialConfig.of(task="xor", method="adversarial", lam=2.0))
     before = trial.data.x_train.clone()
     with torch.no_grad():
         clean = (torch.sign(trial.model(before).squeeze(1)) == trial.data.y_train).double().mean()
@@ -71,7 +71,7 @@ def test_adversarial_epoch_sets_sigma_from_clean_accuracy_and_leaves_data_untouc
 
 @pytest.mark.parametrize("train_epochs", [0, 60])  # before (accuracy < 1/2) and after memorising
 def test_adversarial_sigma_from_half_pass_equals_sigma_from_full_pass(train_epochs):
-    trial = Trial(TrialConfig(task="xor", method="adversarial"))
+    trial = Trial(TrialConfig.of(task="xor", method="adversarial"))
     trial.train_epochs(train_epochs)
     x, y = trial.data.x_train, trial.data.y_train
     with torch.no_grad():
@@ -82,7 +82,7 @@ def test_adversarial_sigma_from_half_pass_equals_sigma_from_full_pass(train_epoc
 
 
 def test_adversarial_noise_is_fresh_per_batch():
-    trial = Trial(TrialConfig(task="xor", method="adversarial"))
+    trial = Trial(TrialConfig.of(task="xor", method="adversarial"))
     trial.method.on_epoch_start(trial.model, trial.data)
     x, y = trial.batches[0]
     losses = [trial.method.objective(trial.model, x, y, LOSSES["mse"]).item() for _ in range(2)]
@@ -91,7 +91,7 @@ def test_adversarial_noise_is_fresh_per_batch():
 
 def test_grokalign_objective_is_loss_plus_lambda_times_mean_jacobian_norm():
     """With the exact estimator the penalty is deterministic: compare against an explicit computation."""
-    trial = Trial(TrialConfig(task="xor", method="grokalign", lam=0.3, grokalign_estimator="exact"))
+    trial = Trial(TrialConfig.of(task="xor", method="grokalign", lam=0.3, grokalign_estimator="exact"))
     x, y = trial.batches[0]
     objective = trial.method.objective(trial.model, x[:16], y[:16], LOSSES["mse"])
     xg = x[:16].clone().requires_grad_(True)

@@ -1,5 +1,6 @@
 """The MNIST task exactly as SPEC.md describes it, read from the offline copy."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -13,13 +14,13 @@ TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 
 
 def test_loader_reads_offline_copy_with_known_class_counts(mnist_available):
-    train, test = _mnist_splits(data_root(TrialConfig()))
+    train, test = _mnist_splits(data_root(TrialConfig.of()))
     assert torch.bincount(train.targets).tolist() == TRAIN_CLASS_COUNTS
     assert len(test.targets) == 10_000
 
 
 def test_data_is_first_1024_of_each_split_normalised_and_flattened(mnist_available):
-    cfg = resolve(TrialConfig(task="mnist"))
+    cfg = resolve(TrialConfig.of(task="mnist"))
     data = TASKS["mnist"].load_data(cfg)
     train, test = _mnist_splits(data_root(cfg))
     assert data.x_train.shape == (1024, 784) and data.x_test.shape == (1024, 784)
@@ -30,7 +31,7 @@ def test_data_is_first_1024_of_each_split_normalised_and_flattened(mnist_availab
 
 
 def test_model_is_bias_free_relu_mlp_with_scaled_default_init():
-    cfg = resolve(TrialConfig(task="mnist", init_scale=8, seed=3))
+    cfg = resolve(TrialConfig.of(task="mnist", init_scale=8, seed=3))
     torch.manual_seed(3)
     model = TASKS["mnist"].build_model(cfg)
     linears = [m for m in model if isinstance(m, nn.Linear)]
@@ -46,8 +47,28 @@ def test_model_is_bias_free_relu_mlp_with_scaled_default_init():
 def test_mnist_trains_a_few_epochs_on_the_offline_copy(mnist_available):
     from grokbench.train import Trial
 
-    trial = Trial(TrialConfig(task="mnist", max_epochs=2, eval_every=1))
+    trial = Trial(TrialConfig.of(task="mnist", max_epochs=2, eval_every=1))
     summary = trial.run()
     assert summary["steps"] == 8  # 1024 / 256 = 4 updates per epoch
     assert summary["status"] == "censored"
     assert 0.0 <= summary["final_test_acc"] <= 1.0
+
+
+# what the code before settings were owned by their components gave (commit 7ed46c0, this machine, float64):
+# test accuracy, train loss and Jacobian norm after 3 epochs (12 updates), one thread
+PINNED_SHORT_RUNS = {
+    "grokalign": ({"lam": 0.01}, (0.4130859375, 24.982795756197593, 424.4035701396964)),
+    "adversarial": ({}, (0.4248046875, 25.26787307664887, 426.4755350220487)),
+    "grokfast": ({"grokfast_variant": "ma", "grokfast_window": 3}, (0.396484375, 27.90573907702966, 419.0091094430706)),
+}
+
+
+@pytest.mark.parametrize("method", sorted(PINNED_SHORT_RUNS))
+def test_a_short_mnist_run_is_unchanged(method, mnist_available):
+    from grokbench.train import Trial
+
+    settings, expected = PINNED_SHORT_RUNS[method]
+    trial = Trial(TrialConfig.of(task="mnist", method=method, max_epochs=3, eval_every=1, threads=1, **settings))
+    trial.run()
+    got = tuple(trial.last_metrics[k] for k in ("test_acc", "train_loss", "jacobian_norm"))
+    assert got == pytest.approx(expected, rel=1e-9)  # float64 rounding may differ across CPUs in the last bits

@@ -14,22 +14,22 @@ SHORT = dict(task="xor", max_epochs=12, eval_every=4)
 
 
 def test_same_seed_gives_identical_results():
-    a_summary, a_seen = run_collecting(Trial(TrialConfig(method="grokalign", lam=0.01, **SHORT)))
-    b_summary, b_seen = run_collecting(Trial(TrialConfig(method="grokalign", lam=0.01, **SHORT)))
+    a_summary, a_seen = run_collecting(Trial(TrialConfig.of(method="grokalign", lam=0.01, **SHORT)))
+    b_summary, b_seen = run_collecting(Trial(TrialConfig.of(method="grokalign", lam=0.01, **SHORT)))
     assert a_seen == b_seen
     drop_time = lambda s: {k: v for k, v in s.items() if "time" not in k and k != "wall_s"}  # noqa: E731
     assert drop_time(a_summary) == drop_time(b_summary)
 
 
 def test_different_seeds_differ():
-    a = Trial(TrialConfig(seed=0, **SHORT))
-    b = Trial(TrialConfig(seed=1, **SHORT))
+    a = Trial(TrialConfig.of(seed=0, **SHORT))
+    b = Trial(TrialConfig.of(seed=1, **SHORT))
     assert not torch.equal(parameters(a), parameters(b))
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_SETTINGS))
 def test_save_restore_continue_equals_an_uninterrupted_run(method):
-    cfg = TrialConfig(method=method, **METHOD_SETTINGS[method], **SHORT)
+    cfg = TrialConfig.of(method=method, **METHOD_SETTINGS[method], **SHORT)
     straight = Trial(cfg)
     straight_summary, straight_seen = run_collecting(straight)
 
@@ -50,7 +50,7 @@ GROKFAST_MA = {"method": "grokfast", **METHOD_SETTINGS["grokfast"]}
 
 @pytest.mark.parametrize("settings", [{"optimizer": "adamw"}, GROKFAST_MA], ids=["adamw", "grokfast"])
 def test_restore_leaves_the_state_it_was_given_unchanged(settings):
-    first = Trial(TrialConfig(**settings, **SHORT))
+    first = Trial(TrialConfig.of(**settings, **SHORT))
     run_collecting(first, stop_at_epoch=8)
     state = saved_and_reloaded(first)
     before = saved_and_reloaded(first)
@@ -60,7 +60,7 @@ def test_restore_leaves_the_state_it_was_given_unchanged(settings):
 
 
 def test_a_generator_state_from_another_kind_of_device_reseeds_reproducibly_with_a_warning():
-    first = Trial(TrialConfig(method="adversarial", device="cpu", **SHORT))
+    first = Trial(TrialConfig.of(method="adversarial", device="cpu", **SHORT))
     run_collecting(first, stop_at_epoch=8)
     state = saved_and_reloaded(first)
     state["rng"]["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA (Philox) state
@@ -74,7 +74,7 @@ def test_a_generator_state_from_another_kind_of_device_reseeds_reproducibly_with
 
 
 def test_restored_clock_continues_from_saved_training_time():
-    trial = Trial(TrialConfig(**SHORT))
+    trial = Trial(TrialConfig.of(**SHORT))
     trial.train_epochs(4)
     state = trial.state_dict()
     resumed = Trial.restore(state)
@@ -84,8 +84,9 @@ def test_restored_clock_continues_from_saved_training_time():
 
 
 def test_xor_memorises_then_groks_and_stops_at_grokking():
-    summary, seen = run_collecting(Trial(TrialConfig(task="xor")))
+    summary, seen = run_collecting(Trial(TrialConfig.of(task="xor")))
     assert summary["status"] == "grokked"
+    assert (summary["epochs_to_memorise"], summary["epochs_to_grok"]) == (54, 112)  # the README's, since 7ed46c0
     assert summary["steps_to_memorise"] < summary["steps_to_grok"]  # a delay: grokking, not plain learning
     assert summary["steps"] == summary["steps_to_grok"]
     assert summary["final_test_acc"] > 0.95
@@ -94,20 +95,20 @@ def test_xor_memorises_then_groks_and_stops_at_grokking():
 
 
 def test_training_continues_the_given_number_of_epochs_past_grokking():
-    summary = Trial(TrialConfig(task="xor", epochs_after_grok=6)).run()
+    summary = Trial(TrialConfig.of(task="xor", epochs_after_grok=6)).run()
     assert summary["status"] == "grokked"
     assert summary["epochs"] == summary["epochs_to_grok"] + 6
 
 
 def test_budget_ends_a_run_that_has_not_grokked_as_censored():
-    summary, seen = run_collecting(Trial(TrialConfig(task="xor", max_epochs=9, eval_every=4)))
+    summary, seen = run_collecting(Trial(TrialConfig.of(task="xor", max_epochs=9, eval_every=4)))
     assert summary["status"] == "censored"
     assert summary["steps_to_grok"] is None and summary["epochs"] == 9
     assert [step for step, _ in seen] == [0, 4, 8, 9]  # initial, every 4 epochs, and the budget's end
 
 
 def test_nan_loss_ends_the_trial_as_diverged():
-    summary = Trial(TrialConfig(task="xor", lr=50.0, max_epochs=200)).run()
+    summary = Trial(TrialConfig.of(task="xor", lr=50.0, max_epochs=200)).run()
     assert summary["status"] == "diverged"
     assert summary["epochs"] < 200
     assert summary["final_test_acc"] is None  # no accuracy to report from a network full of NaNs
@@ -116,12 +117,12 @@ def test_nan_loss_ends_the_trial_as_diverged():
 
 def test_diverging_mnist_trial_is_diverged_not_a_crash(mnist_available):
     """Geometry of a NaN network would make the eigen-solver raise: the loop must stop before it."""
-    summary = Trial(TrialConfig(task="mnist", lr=1e4, max_epochs=30)).run()
+    summary = Trial(TrialConfig.of(task="mnist", lr=1e4, max_epochs=30)).run()
     assert summary["status"] == "diverged" and summary["final_test_acc"] is None
 
 
 def test_evaluation_reports_every_metric_and_train_time_excludes_evaluation():
-    trial = Trial(TrialConfig(**SHORT))
+    trial = Trial(TrialConfig.of(**SHORT))
     metrics = trial.evaluate()
     expected = {
         "train_acc", "test_acc", "train_loss", "test_loss", "noisy_test_acc", "jacobian_norm", "centroid_norm",
@@ -130,3 +131,50 @@ def test_evaluation_reports_every_metric_and_train_time_excludes_evaluation():
     }
     assert expected <= set(metrics)
     assert trial.train_time_s == 0.0  # evaluating does not count as training
+
+
+def test_warm_up_raises_the_learning_rate_linearly_then_holds_it():
+    trial = Trial(TrialConfig.of(task="xor", optimizer="adamw", lr=0.01, warmup_steps=4, max_epochs=6))
+    rates = []
+    for _ in range(6):  # full batch: one update an epoch
+        trial.train_epochs(1)
+        rates.append(trial.optimizer.param_groups[0]["lr"])
+    # the rate used at update t is lr·min(t/4, 1): 0, 0.25, 0.5, 0.75, 1, 1 (times 0.01)
+    assert rates == pytest.approx([0.0, 0.0025, 0.005, 0.0075, 0.01, 0.01])
+
+
+def test_reshuffled_batches_are_the_same_for_every_method_and_differ_from_the_fixed_order():
+    shuffled = dict(task="xor", batch_size=100, batch_order="shuffle")
+    orders = {}
+    for method, settings in (("baseline", {}), ("grokalign", {"lam": 0.01})):
+        trial = Trial(TrialConfig.of(method=method, **settings, **shuffled))
+        orders[method] = [torch.cat([y for _, y in trial.epoch_batches()]) for _ in range(2)]
+    fixed = Trial(TrialConfig.of(task="xor", batch_size=100))
+    assert all(torch.equal(a, b) for a, b in zip(orders["baseline"], orders["grokalign"]))
+    assert not torch.equal(orders["baseline"][0], orders["baseline"][1])  # a new order each epoch
+    assert not torch.equal(orders["baseline"][0], torch.cat([y for _, y in fixed.epoch_batches()]))
+    assert torch.equal(orders["baseline"][0].sort().values, fixed.data.y_train.sort().values)  # a permutation
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_save_restore_is_exact_with_reshuffled_batches_and_warm_up(optimizer):
+    cfg = TrialConfig.of(method="grokalign", lam=0.01, batch_size=128, batch_order="shuffle", warmup_steps=10,
+                         optimizer=optimizer, beta2=0.98, **SHORT)
+    straight = Trial(cfg)
+    _, straight_seen = run_collecting(straight)
+    first = Trial(cfg)
+    _, seen = run_collecting(first, stop_at_epoch=8)
+    resumed = Trial.restore(saved_and_reloaded(first))
+    _, seen_after = run_collecting(resumed)
+    assert seen + seen_after == straight_seen
+    assert torch.equal(parameters(resumed), parameters(straight))
+
+
+def test_adam_adds_weight_decay_to_the_gradient_and_adamw_decouples_it():
+    runs = {}
+    for optimizer in ("adam", "adamw"):
+        trial = Trial(TrialConfig.of(task="xor", optimizer=optimizer, lr=0.01, weight_decay=0.5, max_epochs=2))
+        trial.train_epochs(2)
+        runs[optimizer] = parameters(trial)
+    assert not torch.equal(runs["adam"], runs["adamw"])
+    assert isinstance(Trial(TrialConfig.of(task="xor", optimizer="adam")).optimizer, torch.optim.Adam)

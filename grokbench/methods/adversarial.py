@@ -40,6 +40,7 @@ def clean_accuracy_for_sigma(model: nn.Module, x: torch.Tensor, y: torch.Tensor)
 
 class Adversarial(Method):
     name = "adversarial"
+    requires = frozenset({"accuracy", "input_noise"})  # σ follows the train accuracy; noise goes on the inputs
 
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):
         super().__init__(cfg, generator)

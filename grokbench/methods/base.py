@@ -7,9 +7,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from grokbench.config import TrialConfig
+from grokbench.config import ConfigError, TrialConfig
 from grokbench.losses import LossFn
-from grokbench.tasks import TaskData
+from grokbench.settings import NoSettings, Settings
+from grokbench.tasks import Task, TaskData
 
 
 class Method:
@@ -17,12 +18,17 @@ class Method:
 
     Per epoch the loop calls `on_epoch_start` once, then per batch `objective` (forward pass and loss),
     backward, `on_gradients`, and the optimiser step. Random draws use `self.generator` (saved with the trial).
+    A method's own settings are a dataclass (`Settings`, field names prefixed with the method's name); what it
+    needs of a task is named in `requires` (see `Task.capabilities`).
     """
 
     name: ClassVar[str] = "baseline"
+    Settings: ClassVar[type[Settings]] = NoSettings
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):
         self.cfg = cfg
+        self.settings = cfg.method_settings
         self.lam = cfg.lam
         self.generator = generator
 
@@ -31,8 +37,12 @@ class Method:
         return 0.0
 
     @classmethod
-    def check(cls, cfg: TrialConfig) -> None:
-        """Reject settings this method cannot use (called by `config.resolve`)."""
+    def check(cls, cfg: TrialConfig, task: Task) -> None:
+        """Reject a task this method cannot apply to, or settings it cannot use (called by `config.resolve`)."""
+        missing = sorted(cls.requires - task.capabilities)
+        if missing:
+            raise ConfigError("method", f"{cls.name} needs {' and '.join(m.replace('_', ' ') for m in missing)}, "
+                                        f"which task {task.name} does not offer")
 
     def on_epoch_start(self, model: nn.Module, train: TaskData) -> None:
         pass

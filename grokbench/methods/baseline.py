@@ -2,12 +2,14 @@
 
 from grokbench.config import ConfigError, TrialConfig
 from grokbench.methods.base import Method
+from grokbench.tasks import Task
 
 
 class Baseline(Method):
     name = "baseline"
 
     @classmethod
-    def check(cls, cfg: TrialConfig) -> None:
+    def check(cls, cfg: TrialConfig, task: Task) -> None:
+        super().check(cfg, task)
         if cfg.lam:
             raise ConfigError("lam", "baseline has no strength to set; change its weight decay with --weight-decay")

@@ -6,6 +6,8 @@ training forward pass is shared with the estimator, not run twice.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -13,17 +15,33 @@ from grokbench import jacobian
 from grokbench.config import TrialConfig
 from grokbench.losses import LossFn
 from grokbench.methods.base import Method
+from grokbench.settings import Settings, one_of, positive, setting
+
+ESTIMATORS = ("projection", "exact", "hutchinson", "hutchinson_shared")
 
 # sqrt has an infinite slope at 0; the authors' clamp keeps the penalty's gradient finite
 MIN_SQUARED_NORM = 1e-12
 
 
+@dataclass(frozen=True)
+class GrokAlignSettings(Settings):
+    grokalign_estimator: str = setting("projection", "projection (the authors') | exact | hutchinson | "
+                                                     "hutchinson_shared")
+    grokalign_projections: int = setting(1, "random projections per point (projection estimator)")
+
+    def check(self) -> None:
+        one_of("grokalign_estimator", self.grokalign_estimator, ESTIMATORS)
+        positive("grokalign_projections", self.grokalign_projections)
+
+
 class GrokAlign(Method):
     name = "grokalign"
+    Settings = GrokAlignSettings
+    requires = frozenset({"input_jacobian"})
 
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):
         super().__init__(cfg, generator)
-        self.estimate = jacobian.estimator(cfg.grokalign_estimator, cfg.grokalign_projections)
+        self.estimate = jacobian.estimator(self.settings.grokalign_estimator, self.settings.grokalign_projections)
 
     @classmethod
     def default_lam(cls, cfg: TrialConfig) -> float:

@@ -6,16 +6,34 @@ once w have been seen (the Grokfast paper's warm-up).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from grokbench.config import TrialConfig
+from grokbench.config import ConfigError, TrialConfig
 from grokbench.methods.base import Method
+from grokbench.settings import Settings, one_of, positive, setting
+
+VARIANTS = ("ema", "ma")
+
+
+@dataclass(frozen=True)
+class GrokfastSettings(Settings):
+    grokfast_variant: str = setting("ema", "ema (exponential moving average) | ma (moving average of a window)")
+    grokfast_alpha: float = setting(0.8, "EMA decay α (ema)")
+    grokfast_window: int = setting(100, "window w in gradients (ma)")
+
+    def check(self) -> None:
+        one_of("grokfast_variant", self.grokfast_variant, VARIANTS)
+        if not 0 <= self.grokfast_alpha < 1:
+            raise ConfigError("grokfast_alpha", f"must be in [0, 1), got {self.grokfast_alpha}")
+        positive("grokfast_window", self.grokfast_window)
 
 
 class Grokfast(Method):
     name = "grokfast"
+    Settings = GrokfastSettings
 
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):
         super().__init__(cfg, generator)
@@ -25,10 +43,10 @@ class Grokfast(Method):
 
     @classmethod
     def default_lam(cls, cfg: TrialConfig) -> float:
-        return 0.1 if cfg.grokfast_variant == "ema" else 5.0
+        return 0.1 if cfg.method_settings.grokfast_variant == "ema" else 5.0
 
     def on_gradients(self, grads: list[torch.Tensor]) -> None:
-        if self.cfg.grokfast_variant == "ema":
+        if self.settings.grokfast_variant == "ema":
             self._ema(grads)
         else:
             self._moving_average(grads)
@@ -38,11 +56,11 @@ class Grokfast(Method):
         if not self.slow:
             self.slow = [g.clone() for g in grads]
         else:
-            torch._foreach_lerp_(self.slow, grads, 1.0 - self.cfg.grokfast_alpha)
+            torch._foreach_lerp_(self.slow, grads, 1.0 - self.settings.grokfast_alpha)
         torch._foreach_add_(grads, self.slow, alpha=self.lam)
 
     def _moving_average(self, grads: list[torch.Tensor]) -> None:
-        size = self.cfg.grokfast_window
+        size = self.settings.grokfast_window
         if not self.window:
             self.window = [g.new_zeros((size, *g.shape)) for g in grads]
             self.slow = [torch.zeros_like(g) for g in grads]

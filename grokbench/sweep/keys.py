@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from grokbench.config import TrialConfig, identity, stored_config
+
 SWEEP_TAG = "grokbench.sweep_id"
 KEY_TAG = "grokbench.trial_key"
 EXPERIMENT_PREFIX = "grokbench/"
@@ -23,13 +25,13 @@ def experiment_name(name: str) -> str:
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
-# fields that say where and how fast a trial runs, not what it computes
-PLACEMENT_FIELDS = ("device", "threads", "data_dir")
 
 
-def trial_key(config: dict[str, Any]) -> str:
-    science = {k: v for k, v in sorted(config.items()) if k not in PLACEMENT_FIELDS}
-    digest = hashlib.sha1(json.dumps(science, sort_keys=True).encode()).hexdigest()[:8]
-    lam = config.get("lam")
-    lam_text = "" if lam in (None, 0, 0.0) else f"-lam{lam:g}"
-    return f"{config['method']}-{config['loss']}{lam_text}-init{config['init_scale']:g}-seed{config['seed']}-{digest}"
+def trial_key(config: TrialConfig | dict[str, Any]) -> str:
+    """A trial's lasting identity, readable at a glance: method, loss, λ, init scale, seed and a digest of
+    `config.identity` (no budget, no placement; settings at their neutral value left out). `config` is a
+    resolved config or the flat settings of one stored by any version of grokbench."""
+    cfg = config if isinstance(config, TrialConfig) else stored_config(config)
+    digest = hashlib.sha1(json.dumps(identity(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    lam_text = "" if not cfg.lam else f"-lam{cfg.lam:g}"
+    return f"{cfg.method}-{cfg.loss}{lam_text}-init{cfg.init_scale:g}-seed{cfg.seed}-{digest}"

@@ -1,6 +1,6 @@
 """Sweep files: declarative YAML in `sweeps/`, checked completely before anything starts.
 
-A sweep is a set of trials. `base` fixes `TrialConfig` fields for every trial; `grid` lists values to cross
+A sweep is a set of trials. `base` fixes settings (shared, the task's, a method's) for every trial; `grid` lists values to cross
 (every combination, for every method); `methods` names the methods and, per method, fixed settings or lists to
 sweep, with `by_loss` for settings that depend on the loss. A `search` section replaces the grid with an Optuna
 search of each method's strength. Every check names the file and the key.
@@ -12,13 +12,13 @@ import dataclasses
 import itertools
 import math
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from grokbench.config import ConfigError, TrialConfig, resolve
+from grokbench.config import SHARED, ConfigError, TrialConfig, resolve
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import trial_key
 
@@ -32,7 +32,14 @@ RESOURCE_KEYS = {"cpus_per_trial", "gpus_per_trial", "max_concurrent"}
 SEARCH_KEYS = {"num_samples", "space", "seed"}
 RANGE_KEYS = {"low", "high", "log"}
 SMOKE_KEYS = {"seeds", "max_epochs", "num_samples"}
-TRIAL_FIELDS = {f.name for f in fields(TrialConfig)}
+def trial_fields(task: str) -> set[str]:
+    """The keys a sweep of this task may set: the shared settings, the task's and every method's (a method's
+    settings given to another method are refused when the trials are resolved)."""
+    from grokbench.methods import METHODS
+    from grokbench.tasks import TASKS
+
+    own = TASKS[task].Settings.names() if task in TASKS else ()
+    return {*SHARED, *own, *(name for m in METHODS.values() for name in m.Settings.names())}
 
 
 @dataclass(frozen=True)
@@ -197,10 +204,15 @@ def _parse(path: Path, raw: dict[str, Any]) -> SweepSpec:
     for required in ("task", "budget", "methods"):
         if required not in raw:
             raise fail(required, "missing (required)")
+    from grokbench.tasks import TASKS
+
+    if raw["task"] not in TASKS:
+        raise fail("task", f"{raw['task']!r} is not one of: {', '.join(TASKS)}")
+    allowed = trial_fields(raw["task"])
     budget = _mapping(path, "budget", raw["budget"])
     _no_unknown_keys(path, "budget", budget, {"max_epochs"})
-    base = _trial_fields(path, "base", raw.get("base") or {})
-    grid = _trial_fields(path, "grid", raw.get("grid") or {})
+    base = _trial_fields(path, "base", raw.get("base") or {}, allowed)
+    grid = _trial_fields(path, "grid", raw.get("grid") or {}, allowed)
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise fail(f"grid.{key}", f"must be a non-empty list of values, got {values!r}")
@@ -209,13 +221,13 @@ def _parse(path: Path, raw: dict[str, Any]) -> SweepSpec:
         raise fail("methods", "no methods listed")
     parsed_methods = {}
     for method, settings in methods.items():
-        settings = _trial_fields(path, f"methods.{method}", settings or {}, extra={"by_loss"})
+        settings = _trial_fields(path, f"methods.{method}", settings or {}, allowed | {"by_loss"})
         for key, value in settings.items():
             if isinstance(value, list) and not value:
                 raise fail(f"methods.{method}.{key}", "an empty list gives no trials")
         by_loss = _mapping(path, f"methods.{method}.by_loss", settings.get("by_loss", {}))
         for loss, loss_settings in by_loss.items():
-            _trial_fields(path, f"methods.{method}.by_loss.{loss}", loss_settings)
+            _trial_fields(path, f"methods.{method}.by_loss.{loss}", loss_settings, allowed)
         parsed_methods[str(method)] = settings
     resources = _mapping(path, "resources", raw.get("resources") or {})
     _no_unknown_keys(path, "resources", resources, RESOURCE_KEYS)
@@ -237,12 +249,12 @@ def _parse(path: Path, raw: dict[str, Any]) -> SweepSpec:
         ),
         checkpoint_every=_positive_int(path, "checkpoint_every", raw.get("checkpoint_every", 500)),
         max_failures=int(_non_negative(path, "max_failures", raw.get("max_failures", 3))),
-        search=_parse_search(path, raw["search"], parsed_methods) if "search" in raw else None,
+        search=_parse_search(path, raw["search"], parsed_methods, allowed) if "search" in raw else None,
         smoke=smoke,
     )
 
 
-def _parse_search(path: Path, raw: Any, methods: dict[str, Any]) -> Search:
+def _parse_search(path: Path, raw: Any, methods: dict[str, Any], allowed: set[str]) -> Search:
     raw = _mapping(path, "search", raw)
     _no_unknown_keys(path, "search", raw, SEARCH_KEYS)
     space_raw = _mapping(path, "search.space", raw.get("space"))
@@ -250,7 +262,7 @@ def _parse_search(path: Path, raw: Any, methods: dict[str, Any]) -> Search:
     for method, ranges in space_raw.items():
         if method not in methods:
             raise SweepError(f"{path}: search.space.{method}: not one of the sweep's methods ({', '.join(methods)})")
-        ranges = _trial_fields(path, f"search.space.{method}", ranges)
+        ranges = _trial_fields(path, f"search.space.{method}", ranges, allowed)
         space[method] = {}
         for key, spec in ranges.items():
             where = f"search.space.{method}.{key}"
@@ -278,9 +290,9 @@ def _mapping(path: Path, where: str, raw: Any) -> dict:
     return raw
 
 
-def _trial_fields(path: Path, where: str, raw: Any, extra: set[str] = frozenset()) -> dict:
+def _trial_fields(path: Path, where: str, raw: Any, allowed: set[str]) -> dict:
     raw = _mapping(path, where, raw)
-    _no_unknown_keys(path, where, raw, TRIAL_FIELDS | set(extra))
+    _no_unknown_keys(path, where, raw, allowed)
     return dict(raw)
 
 

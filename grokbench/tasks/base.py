@@ -1,16 +1,30 @@
-"""What a task is: its data, its model, its grokking threshold and its default training settings."""
+"""What a task is: its settings, data, model, evaluation, grokking criterion and default training settings.
+
+A task is one module defining a `Task` subclass. It owns a settings dataclass (its own flags and sweep keys), the
+defaults it gives the shared settings, the losses it allows, optional presets, what it can offer the methods
+(`capabilities`), and, per trial, the data, the model, the evaluator the loop calls at each evaluation and the
+criterion that says when the trial memorised and grokked.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from grokbench.config import TrialConfig
+from grokbench.evaluation import Classification, Evaluator
+from grokbench.events import AccuracyCriterion, Criterion
+from grokbench.losses import LOSSES
+from grokbench.settings import NoSettings, Settings
+
+# settings of the shared training loop that a task need not name: what every task did before they existed
+LOOP_DEFAULTS = {"beta1": 0.9, "beta2": 0.999, "warmup_steps": 0, "batch_order": "fixed"}
+ROBUSTNESS_SEED = 0  # the perturbed test set is drawn once, the same for every trial
 
 
 class DataError(RuntimeError):
@@ -28,22 +42,6 @@ def data_root(cfg: TrialConfig) -> Path:
 
 
 @dataclass(frozen=True)
-class TaskDefaults:
-    """Training settings a task brings; `TrialConfig` fields left as None take these values."""
-
-    loss: str
-    init_scale: float
-    lr: float
-    optimizer: str
-    weight_decay: float
-    batch_size: int
-    max_epochs: int
-    eval_every: int
-    dtype: str
-    noise_std: float
-
-
-@dataclass(frozen=True)
 class TaskData:
     """Train and test tensors (on the CPU, in the trial's dtype); targets are class indices or ±1 scalars."""
 
@@ -52,23 +50,49 @@ class TaskData:
     x_test: torch.Tensor
     y_test: torch.Tensor
 
+    def to(self, device: torch.device) -> TaskData:
+        return TaskData(*(t.to(device) for t in (self.x_train, self.y_train, self.x_test, self.y_test)))
 
-@dataclass(frozen=True)
+
 class Task:
-    name: str
-    description: str
-    defaults: TaskDefaults
-    losses: tuple[str, ...]
-    train_size: int
-    grok_threshold: float  # grokked at the first evaluation with test accuracy strictly above this
-    load_data: Callable[[TrialConfig], TaskData]
-    build_model: Callable[[TrialConfig], nn.Module]
-    # robustness probe: the perturbation of size `noise_std` under which test accuracy is measured
-    perturb: Callable[[torch.Tensor, float, torch.Generator], torch.Tensor] = None  # type: ignore[assignment]
+    """A classification task with continuous inputs; override what differs."""
 
-    def __post_init__(self) -> None:
-        if self.perturb is None:
-            object.__setattr__(self, "perturb", gaussian_noise)
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Settings: ClassVar[type[Settings]] = NoSettings
+    defaults: ClassVar[dict[str, Any]]  # the shared settings' defaults on this task
+    losses: ClassVar[tuple[str, ...]]
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    grok_threshold: ClassVar[float]  # grokked at the first evaluation with test accuracy strictly above this
+    # what the methods may ask for: accuracy (a classification task), input_noise and input_jacobian (continuous
+    # inputs, so noise can be added to them and the network differentiated with respect to them)
+    capabilities: ClassVar[frozenset[str]] = frozenset({"accuracy", "input_noise", "input_jacobian"})
+
+    def shared_defaults(self, settings: Settings) -> dict[str, Any]:
+        return {**LOOP_DEFAULTS, **self.defaults}
+
+    def train_size(self, cfg: TrialConfig) -> int:
+        return cfg.task_settings.train_size
+
+    def load_data(self, cfg: TrialConfig) -> TaskData:
+        raise NotImplementedError
+
+    def build_model(self, cfg: TrialConfig) -> nn.Module:
+        raise NotImplementedError
+
+    def perturb(self, x: torch.Tensor, size: float, generator: torch.Generator) -> torch.Tensor:
+        """The robustness probe's perturbation of test inputs."""
+        return gaussian_noise(x, size, generator)
+
+    def evaluator(self, cfg: TrialConfig, data: TaskData, device: torch.device) -> Evaluator:
+        """Accuracy and loss on train and test, accuracy under `perturb` of size `noise_std`, and input-space
+        geometry on the first `probe_size` training points."""
+        noisy_test = self.perturb(data.x_test[: cfg.probe_size], cfg.task_settings.noise_std,
+                                  torch.Generator().manual_seed(ROBUSTNESS_SEED))
+        return Classification(data.to(device), LOSSES[cfg.loss], noisy_test.to(device), cfg.probe_size)
+
+    def criterion(self, cfg: TrialConfig) -> Criterion:
+        return AccuracyCriterion(self.grok_threshold)
 
 
 def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:

@@ -3,16 +3,17 @@ initialised α=8 times too large, AdamW with weight decay; grokked at test accur
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from grokbench.config import TrialConfig
-from grokbench.tasks.base import DataError, Task, TaskData, TaskDefaults, data_root, mlp, scale_weights
+from grokbench.settings import Settings, at_most, non_negative, positive, setting
+from grokbench.tasks.base import DataError, Task, TaskData, data_root, mlp, scale_weights
 
-N_TRAIN = 1024
-N_TEST = 1024
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 MEAN, STD = 0.1307, 0.3081
 WIDTHS = [784, 196, 196, 196, 10]
 RAW_FILES = (
@@ -67,36 +68,37 @@ def _prepare(images: torch.Tensor, labels: torch.Tensor, n: int, dtype: torch.dt
     return x, labels[:n].clone()
 
 
-def load_data(cfg: TrialConfig) -> TaskData:
-    train, test = _mnist_splits(data_root(cfg))
-    dtype = getattr(torch, cfg.dtype)
-    x_train, y_train = _prepare(train.data, train.targets, N_TRAIN, dtype)
-    x_test, y_test = _prepare(test.data, test.targets, N_TEST, dtype)
-    return TaskData(x_train, y_train, x_test, y_test)
+@dataclass(frozen=True)
+class MnistSettings(Settings):
+    train_size: int = setting(1024, "training images: the first of MNIST's training split", neutral=1024)
+    test_size: int = setting(1024, "test images: the first of MNIST's test split", neutral=1024)
+    noise_std: float = setting(1.0, "robustness probe: Gaussian input noise (normalised pixel units)")
+
+    def check(self) -> None:
+        for name, split in (("train_size", "train"), ("test_size", "test")):
+            positive(name, getattr(self, name))
+            at_most(name, getattr(self, name), SPLIT_SIZES[split], f"MNIST's {split} split")
+        non_negative("noise_std", self.noise_std)
 
 
-def build_model(cfg: TrialConfig) -> nn.Module:
-    return scale_weights(mlp(WIDTHS, getattr(torch, cfg.dtype)), cfg.init_scale)
+class Mnist(Task):
+    name = "mnist"
+    description = "MNIST, 1024/1024 points, 784-196-196-196-10 bias-free ReLU MLP, init scale 8 (GrokAlign Table 1)"
+    Settings = MnistSettings
+    defaults = dict(loss="ce", init_scale=8.0, optimizer="adamw", lr=1e-3, weight_decay=0.01, batch_size=256,
+                    max_epochs=100_000, eval_every=10, dtype="float64")
+    losses = ("ce", "mse")
+    grok_threshold = 0.85
+
+    def load_data(self, cfg: TrialConfig) -> TaskData:
+        train, test = _mnist_splits(data_root(cfg))
+        dtype = getattr(torch, cfg.dtype)
+        x_train, y_train = _prepare(train.data, train.targets, cfg.task_settings.train_size, dtype)
+        x_test, y_test = _prepare(test.data, test.targets, cfg.task_settings.test_size, dtype)
+        return TaskData(x_train, y_train, x_test, y_test)
+
+    def build_model(self, cfg: TrialConfig) -> nn.Module:
+        return scale_weights(mlp(WIDTHS, getattr(torch, cfg.dtype)), cfg.init_scale)
 
 
-TASK = Task(
-    name="mnist",
-    description="MNIST, 1024/1024 points, 784-196-196-196-10 bias-free ReLU MLP, init scale 8 (GrokAlign Table 1)",
-    defaults=TaskDefaults(
-        loss="ce",
-        init_scale=8.0,
-        lr=1e-3,
-        optimizer="adamw",
-        weight_decay=0.01,
-        batch_size=256,
-        max_epochs=100_000,
-        eval_every=10,
-        dtype="float64",
-        noise_std=1.0,
-    ),
-    losses=("ce", "mse"),
-    train_size=N_TRAIN,
-    grok_threshold=0.85,
-    load_data=load_data,
-    build_model=build_model,
-)
+TASK = Mnist()

@@ -9,65 +9,72 @@ train accuracy reaches 0.99 at epoch 54 while test accuracy is 0.85, and test ac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
 
 from grokbench.config import TrialConfig
-from grokbench.tasks.base import Task, TaskData, TaskDefaults, mlp, scale_weights
+from grokbench.settings import ConfigError, Settings, non_negative, positive, setting
+from grokbench.tasks.base import Task, TaskData, mlp, scale_weights
 
-DIM = 1000  # p: input dimension (2 signal + p−2 noise coordinates)
-EPSILON = 0.05  # amplitude of the noise coordinates
-HIDDEN = 512  # the authors' 2048 works too, 4x slower
-N_TRAIN = 400
-N_TEST = 1000
 DATA_SEED = 1234  # the data set is fixed; the trial seed varies the initialisation
 
 
-def xor_clusters(n: int, dim: int, generator: torch.Generator, dtype: torch.dtype) -> tuple:
-    signs = torch.randint(0, 2, (n, dim), generator=generator).to(dtype).mul_(2).sub_(1)
-    x = signs * EPSILON
+@dataclass(frozen=True)
+class XorSettings(Settings):
+    p: int = setting(1000, "input dimension: 2 signal and p−2 noise coordinates", neutral=1000)
+    hidden: int = setting(512, "hidden units (the authors' 2048 works too, 4× slower)", neutral=512)
+    train_size: int = setting(400, "training points", neutral=400)
+    test_size: int = setting(1000, "test points", neutral=1000)
+    epsilon: float = setting(0.05, "amplitude of the noise coordinates", neutral=0.05)
+    noise_std: float = setting(0.2, "robustness probe: Gaussian noise on the noise coordinates")
+
+    def check(self) -> None:
+        if self.p < 3:
+            raise ConfigError("p", f"must be at least 3 (2 signal coordinates and some noise), got {self.p}")
+        for name in ("hidden", "train_size", "test_size"):
+            positive(name, getattr(self, name))
+        non_negative("epsilon", self.epsilon)
+        non_negative("noise_std", self.noise_std)
+
+
+def xor_clusters(n: int, settings: XorSettings, generator: torch.Generator, dtype: torch.dtype) -> tuple:
+    signs = torch.randint(0, 2, (n, settings.p), generator=generator).to(dtype).mul_(2).sub_(1)
+    x = signs * settings.epsilon
     x[:, :2] = signs[:, :2]
     return x, x[:, 0] * x[:, 1]
 
 
-def load_data(cfg: TrialConfig) -> TaskData:
-    generator = torch.Generator().manual_seed(DATA_SEED)
-    dtype = getattr(torch, cfg.dtype)
-    x_train, y_train = xor_clusters(N_TRAIN, DIM, generator, dtype)
-    x_test, y_test = xor_clusters(N_TEST, DIM, generator, dtype)
-    return TaskData(x_train, y_train, x_test, y_test)
+class Xor(Task):
+    name = "xor"
+    description = "XOR clusters in R^p (ε = 0.05), 400 train points, 2-layer ReLU net of 512 units"
+    Settings = XorSettings
+    defaults = dict(loss="mse", init_scale=12.0, optimizer="sgd", lr=0.04, weight_decay=0.1, max_epochs=1000,
+                    eval_every=2, dtype="float32")
+    losses = ("mse",)
+    grok_threshold = 0.95
+
+    def shared_defaults(self, settings: XorSettings) -> dict[str, Any]:
+        return {**super().shared_defaults(settings), "batch_size": settings.train_size}  # full batch
+
+    def load_data(self, cfg: TrialConfig) -> TaskData:
+        generator = torch.Generator().manual_seed(DATA_SEED)
+        dtype = getattr(torch, cfg.dtype)
+        x_train, y_train = xor_clusters(cfg.task_settings.train_size, cfg.task_settings, generator, dtype)
+        x_test, y_test = xor_clusters(cfg.task_settings.test_size, cfg.task_settings, generator, dtype)
+        return TaskData(x_train, y_train, x_test, y_test)
+
+    def perturb(self, x: torch.Tensor, amplitude: float, generator: torch.Generator) -> torch.Tensor:
+        """The paper's robustness probe: Gaussian noise of the given amplitude on the p−2 noise coordinates only."""
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32).to(x.dtype)
+        noise[:, :2] = 0
+        return x + amplitude * noise
+
+    def build_model(self, cfg: TrialConfig) -> nn.Module:
+        widths = [cfg.task_settings.p, cfg.task_settings.hidden, 1]
+        return scale_weights(mlp(widths, getattr(torch, cfg.dtype)), cfg.init_scale)
 
 
-def perturb_noise_coordinates(x: torch.Tensor, amplitude: float, generator: torch.Generator) -> torch.Tensor:
-    """Robustness probe of the paper: Gaussian noise of the given amplitude on the p−2 noise coordinates only."""
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32).to(x.dtype)
-    noise[:, :2] = 0
-    return x + amplitude * noise
-
-
-def build_model(cfg: TrialConfig) -> nn.Module:
-    return scale_weights(mlp([DIM, HIDDEN, 1], getattr(torch, cfg.dtype)), cfg.init_scale)
-
-
-TASK = Task(
-    name="xor",
-    description=f"XOR clusters in R^{DIM} (ε={EPSILON}), {N_TRAIN} train points, 2-layer ReLU net of {HIDDEN} units",
-    defaults=TaskDefaults(
-        loss="mse",
-        init_scale=12.0,
-        lr=0.04,
-        optimizer="sgd",
-        weight_decay=0.1,
-        batch_size=N_TRAIN,
-        max_epochs=1000,
-        eval_every=2,
-        dtype="float32",
-        noise_std=0.2,
-    ),
-    losses=("mse",),
-    train_size=N_TRAIN,
-    grok_threshold=0.95,
-    load_data=load_data,
-    build_model=build_model,
-    perturb=perturb_noise_coordinates,
-)
+TASK = Xor()
