@@ -1,15 +1,35 @@
 """Statistics for times to grok, where a run that never grokked is censored at its budget, not dropped.
 
-Each sample is a pair (value, observed): value is the figure at grokking when observed, else the figure at the
-end of the run's budget (a lower bound on what grokking would have taken).
+A sample holds each trial's figure (its value at grokking when observed, else its value at the end of the budget:
+a lower bound on what grokking would have taken), whether it grokked, and its seed. The estimators are scipy's
+and lifelines'; this module only chooses which one applies and orients each as baseline ÷ method (> 1: faster).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import warnings
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Sequence
 
 import numpy as np
+import pandas as pd
+from lifelines import KaplanMeierFitter, LogNormalAFTFitter
+from lifelines.exceptions import ConvergenceError
+from lifelines.statistics import logrank_test
 from scipy import stats
+
+GEOMETRIC = "ratio of geometric means"
+AFT = "log-normal AFT time ratio"
+MEDIANS = "ratio of Kaplan–Meier medians"
+WELCH = "Welch t-test on log values"
+LOGRANK = "log-rank test"
+
+
+class Sample(NamedTuple):
+    values: Sequence[float]
+    observed: Sequence[bool]
+    seeds: Sequence[int] = ()  # pairs a method's trials with the baseline's for the paper's per-seed ratios
 
 
 @dataclass(frozen=True)
@@ -22,89 +42,135 @@ class Cell:
     std: float | None
     median: float | None  # the plain median when every trial grokked, else the Kaplan–Meier median
     median_is_km: bool
-    above_budget: bool  # fewer than half grokked: the median is only known to exceed the budget
-    budget: float | None  # the smallest censoring value (what "> budget" refers to)
+    exceeds: float | None  # the KM curve never fell to 1/2: the median lies beyond this, the last time followed
 
 
-def km_median(values: list[float], observed: list[bool]) -> float | None:
-    """Kaplan–Meier (product-limit) median: the first time the survival estimate falls to 1/2 or below;
-    None when it never does (fewer than half of the runs are known to have grokked)."""
-    order = sorted(zip(values, observed), key=lambda p: (p[0], not p[1]))  # events before censorings at ties
-    at_risk = len(order)
-    survival = 1.0
-    i = 0
-    while i < len(order):
-        t = order[i][0]
-        events = sum(1 for v, o in order[i:] if v == t and o)
-        removed = sum(1 for v, _ in order[i:] if v == t)
-        if events:
-            survival *= 1 - events / at_risk
-            if survival <= 0.5:
-                return t
-        at_risk -= removed
-        i += removed
-    return None
+def km_median(values: Sequence[float], observed: Sequence[bool]) -> float | None:
+    """Kaplan–Meier median (lifelines): the first time the survival estimate falls to 1/2 or below; None when it
+    never does. Each run leaves the risk set at its own censoring time, so budgets that differ are handled."""
+    survival = KaplanMeierFitter().fit(values, event_observed=observed).survival_function_.iloc[:, 0]
+    # read off the curve, not median_survival_time_: lifelines multiplies in log space, so a curve that falls to
+    # exactly 1/2 (2 of 4 seeds) reads 0.5000000000000001 there and its median would be the next time
+    below = survival.index[survival <= 0.5 + 1e-12]
+    return float(below[0]) if len(below) else None
 
 
-def cell(values: list[float], observed: list[bool]) -> Cell:
-    n, grokked = len(values), sum(observed)
-    budget = min((v for v, o in zip(values, observed) if not o), default=None)
-    if n and grokked == n:
-        arr = np.asarray(values, dtype=float)
-        std = float(arr.std(ddof=1)) if n > 1 else 0.0
-        return Cell(n, grokked, float(arr.mean()), std, float(np.median(arr)), False, False, None)
-    median, is_bound = median_or_bound(values, observed)
-    return Cell(n, grokked, None, None, None if is_bound else median, True, is_bound, budget)
-
-
-def median_or_bound(values: list[float], observed: list[bool]) -> tuple[float | None, bool]:
-    """(median, is_lower_bound). When fewer than half the runs grokked (or the KM median is undefined), the
-    median is only known to exceed the smallest censoring value: that value, flagged as a bound."""
-    if not values:
+def median_or_bound(values: Sequence[float], observed: Sequence[bool]) -> tuple[float | None, bool]:
+    """(median, is_lower_bound). Where the KM curve never falls to 1/2, the median is only known to exceed the
+    last time followed (the largest value): that value, flagged as a bound."""
+    if not len(values):
         return None, False
     if all(observed):
         return float(np.median(values)), False
-    median = km_median(values, observed) if 2 * sum(observed) >= len(values) else None
-    if median is not None:
-        return median, False
-    return min(v for v, o in zip(values, observed) if not o), True
+    median = km_median(values, observed)
+    return (median, False) if median is not None else (float(max(values)), True)
+
+
+def cell(values: Sequence[float], observed: Sequence[bool]) -> Cell:
+    n, grokked = len(values), sum(observed)
+    if n and grokked == n:
+        arr = np.asarray(values, dtype=float)
+        std = float(arr.std(ddof=1)) if n > 1 else 0.0
+        return Cell(n, grokked, float(arr.mean()), std, float(np.median(arr)), False, None)
+    median, is_bound = median_or_bound(values, observed)
+    return Cell(n, grokked, None, None, None if is_bound else median, True, median if is_bound else None)
 
 
 @dataclass(frozen=True)
 class SpeedUp:
-    ratio: float | None  # baseline ÷ method (> 1: the method is faster)
-    lower_bound: bool  # the baseline's median is censored, so the ratio is at least this
-    ci_low: float | None  # only for a ratio that is not a bound
-    ci_high: float | None
-    p_value: float | None  # Welch's t-test on log values, only when no run of either side is censored
-    upper_bound: bool = False  # the method's median is censored, so the ratio is at most this
+    """Baseline ÷ method for one figure, with the estimand and test it came from."""
+
+    ratio: float | None
+    estimand: str = ""
+    test: str = ""
+    ci_low: float | None = None  # 95%
+    ci_high: float | None = None
+    p_value: float | None = None
+    bound: str = ""  # "≥" / "≤": a row's median is censored, so the ratio of medians is only a bound
+    median_ratio: float | None = None  # the ratio of the rows' (Kaplan–Meier) medians, beside the estimand
+    per_seed_mean: float | None = None  # the paper's form: baseline ÷ method per seed, over seeds in both rows
+    per_seed_std: float | None = None
+    pairs: int = 0
+    note: str = ""  # why there is no ratio, interval or test
 
 
-def speed_up(base: tuple[list[float], list[bool]], method: tuple[list[float], list[bool]],
-             resamples: int = 2000, seed: int = 0) -> SpeedUp:
-    """Ratio of medians (Kaplan–Meier where censored), a percentile-bootstrap 95% interval over seeds, and
-    Welch's test on log values. A censored median makes the ratio a bound (≥ for the baseline, ≤ for the
-    method), for which no interval is given; the test needs every run of both sides to have grokked."""
-    (bv, bo), (mv, mo) = base, method
-    b_med, b_bound = median_or_bound(bv, bo)
-    m_med, m_bound = median_or_bound(mv, mo)
-    if b_med is None or m_med is None or m_med <= 0 or (b_bound and m_bound):
-        return SpeedUp(None, False, None, None, None)
-    ratio = b_med / m_med
-    ci: tuple[float | None, float | None] = (None, None)
-    if not (b_bound or m_bound) and min(len(bv), len(mv)) >= 2:  # one seed a side: nothing to resample
-        rng = np.random.default_rng(seed)
-        boot = []
-        for _ in range(resamples):
-            bi = rng.integers(0, len(bv), len(bv))
-            mi = rng.integers(0, len(mv), len(mv))
-            # a resample whose median is only a bound enters at that bound, so none is dropped
-            b, _ = median_or_bound([bv[i] for i in bi], [bo[i] for i in bi])
-            m, _ = median_or_bound([mv[i] for i in mi], [mo[i] for i in mi])
-            if m and m > 0:
-                boot.append(b / m)
-        ci = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
-    p = None
-    if all(bo) and all(mo) and len(bv) >= 2 and len(mv) >= 2 and min(bv) > 0 and min(mv) > 0:
-        p = float(stats.ttest_ind(np.log(bv), np.log(mv), equal_var=False).pvalue)
-    return SpeedUp(ratio, b_bound, ci[0], ci[1], p, upper_bound=m_bound)
+def speed_up(base: Sample, method: Sample) -> SpeedUp:
+    """Every trial of both rows grokked: the ratio of geometric means with one Welch test on log values. Otherwise
+    a log-normal AFT time ratio (the same estimand under that model) with a log-rank test, or, where a row has
+    fewer than 2 grokked trials, the ratio of KM medians: a bound (≥ / ≤) where a median is censored."""
+    base, method = Sample(*base), Sample(*method)
+    if not (len(base.values) and len(method.values)):
+        return SpeedUp(None, note="a row has no finished trial")
+    if min(base.values) <= 0 or min(method.values) <= 0:
+        return SpeedUp(None, note="a value ≤ 0 has no logarithm")
+    (b_med, b_bound), (m_med, m_bound) = median_or_bound(*base[:2]), median_or_bound(*method[:2])
+    medians = b_med / m_med if not (b_bound or m_bound) else None
+    if all(base.observed) and all(method.observed):
+        return replace(geometric_mean_ratio(base, method), median_ratio=medians, **per_seed(base, method))
+    p = logrank_p(base, method)
+    if min(sum(base.observed), sum(method.observed)) >= 2:
+        fitted = aft_time_ratio(base, method)
+        if fitted is not None:
+            return SpeedUp(fitted[0], AFT, LOGRANK, fitted[1], fitted[2], p, median_ratio=medians)
+        note = "the AFT fit did not converge: no interval"
+    else:
+        note = "a row has fewer than 2 grokked trials: no AFT fit, no interval"
+    if b_bound and m_bound:
+        return SpeedUp(None, note="both medians are censored: no ratio")
+    bound = "≥" if b_bound else "≤" if m_bound else ""
+    return SpeedUp(b_med / m_med, MEDIANS, LOGRANK, p_value=p, bound=bound, median_ratio=medians, note=note)
+
+
+def geometric_mean_ratio(base: Sample, method: Sample) -> SpeedUp:
+    """exp(mean log baseline − mean log method), and the Welch t-test on those logs: its p-value and its 95%
+    interval for the difference of means, exponentiated, so ratio, interval and test are one estimand."""
+    logs = np.log(base.values), np.log(method.values)
+    ratio = float(np.exp(logs[0].mean() - logs[1].mean()))
+    if min(len(logs[0]), len(logs[1])) < 2:
+        return SpeedUp(ratio, GEOMETRIC, note="one trial in a row: no interval, no test")
+    if np.ptp(logs[0]) == 0 and np.ptp(logs[1]) == 0:  # t would be infinite: p = 0 and a zero-width interval
+        return SpeedUp(ratio, GEOMETRIC, note="every trial of each row took the same: no interval, no test")
+    result = stats.ttest_ind(*logs, equal_var=False)
+    interval = result.confidence_interval(0.95)
+    return SpeedUp(ratio, GEOMETRIC, WELCH, finite(np.exp(interval.low)), finite(np.exp(interval.high)),
+                   finite(result.pvalue))
+
+
+def logrank_p(base: Sample, method: Sample) -> float | None:
+    result = logrank_test(base.values, method.values, event_observed_A=base.observed,
+                          event_observed_B=method.observed)
+    return finite(result.p_value)
+
+
+def aft_time_ratio(base: Sample, method: Sample) -> tuple[float, float, float] | None:
+    """(ratio, low, high) from a log-normal accelerated-failure-time fit with a baseline indicator: exp(coef) is
+    the baseline's time over the method's, and (log-normal) the ratio of their medians and geometric means."""
+    data = pd.DataFrame({"time": [*base.values, *method.values], "grokked": [*base.observed, *method.observed],
+                         "baseline": [1] * len(base.values) + [0] * len(method.values)})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lifelines' advice on small samples; a failed fit raises instead
+            fitter = LogNormalAFTFitter().fit(data, duration_col="time", event_col="grokked")
+    except ConvergenceError:
+        return None
+    row = fitter.summary.loc[("mu_", "baseline")]
+    fitted = [finite(np.exp(row[key])) for key in ("coef", "coef lower 95%", "coef upper 95%")]
+    return None if None in fitted else (fitted[0], fitted[1], fitted[2])
+
+
+def per_seed(base: Sample, method: Sample) -> dict:
+    """The paper's form: mean and std of baseline ÷ method over the seeds both rows ran (paired by seed number);
+    nothing where a row repeats a seed, as then the pairing is ambiguous."""
+    if len(set(base.seeds)) < len(base.seeds) or len(set(method.seeds)) < len(method.seeds):
+        return {}
+    b, m = dict(zip(base.seeds, base.values)), dict(zip(method.seeds, method.values))
+    ratios = [b[s] / m[s] for s in sorted(b.keys() & m.keys())]
+    if not ratios:
+        return {}
+    std = float(np.std(ratios, ddof=1)) if len(ratios) > 1 else None
+    return {"per_seed_mean": float(np.mean(ratios)), "per_seed_std": std, "pairs": len(ratios)}
+
+
+def finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

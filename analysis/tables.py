@@ -1,8 +1,10 @@
 """`python -m analysis.tables`: GrokAlign's Table 1 (and the sensitivity, search and geometry tables) from MLflow.
 
 Steps are optimiser updates; times are training seconds (updates only). A trial that never grokked is censored
-at its budget: cells holding one show a Kaplan–Meier median, or "> budget" when fewer than half grokked, and a
-speed-up against a censored baseline is a lower bound ("≥"). Speed-up = baseline ÷ method: > 1 is faster.
+at its budget: cells holding one show a Kaplan–Meier median, or "> t" where the KM curve never falls to 1/2.
+Speed-up = baseline ÷ method (> 1 is faster): a ratio of geometric means with a Welch test on log values where
+every trial grokked, else a log-normal AFT time ratio with a log-rank test, or a bound (≥ / ≤) where a row has
+too few grokked trials to fit; each table's footnote and CSV columns say which (analysis/stats.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 
 from analysis.runs import AnalysisError, load_runs, progress_note
 from grokbench.sweep.keys import default_tracking_uri, experiment_name
-from analysis.stats import Cell, SpeedUp, cell, speed_up
+from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Cell, Sample, SpeedUp, cell, speed_up
 
 METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
                 "adversarial": "Adversarial Training"}
@@ -42,6 +44,7 @@ class Table:
     headers: list[str]
     rows: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stats: list[dict] = field(default_factory=list)  # per row, machine-readable columns added to the CSV
     printed: bool = True  # long tables are only written to --out
 
 
@@ -54,13 +57,13 @@ def with_budget_columns(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def samples(group: pd.DataFrame, figure: str) -> tuple[list[float], list[bool]]:
-    """(values, observed) over the group's grokked and censored trials."""
+def samples(group: pd.DataFrame, figure: str) -> Sample:
+    """(values, observed, seeds) over the group's grokked and censored trials."""
     _, at_grok, at_budget = FIGURES[figure]
     done = group[group["status"].isin(["grokked", "censored"])]
     observed = (done["status"] == "grokked").tolist()
     values = [float(r[at_grok] if o else r[at_budget]) for o, (_, r) in zip(observed, done.iterrows())]
-    return values, observed
+    return Sample(values, observed, done["seed"].tolist())
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -76,20 +79,64 @@ def cell_text(c: Cell) -> str:
         return "—"
     if not c.median_is_km:
         return f"{fmt(c.mean)} ± {fmt(c.std, 2)} (med {fmt(c.median)})"
-    if c.above_budget:
-        return f"> {fmt(c.budget)} ({c.n - c.grokked} of {c.n} censored)"
+    if c.exceeds is not None:
+        return f"> {fmt(c.exceeds)} ({c.n - c.grokked} of {c.n} censored)"
     return f"KM med {fmt(c.median)} ({c.n - c.grokked} censored)"
 
 
-def speed_text(s: SpeedUp | None, with_stats: bool) -> str:
+def sample_text(sample: Sample) -> str:
+    return cell_text(cell(sample.values, sample.observed))
+
+
+AFT_MARK = "†"  # marks a speed-up estimated under censoring (AFT ratio, log-rank p)
+
+
+def speed_text(s: SpeedUp | None) -> str:
+    """ratio [95% CI] p, with ≥ / ≤ for a bound and † for an AFT ratio (see speed_notes)."""
     if s is None or s.ratio is None:
         return "—"
-    text = f"{'≥ ' if s.lower_bound else '≤ ' if s.upper_bound else ''}×{s.ratio:.2f}"
-    if with_stats and s.ci_low is not None:
+    text = f"{s.bound + ' ' if s.bound else ''}×{s.ratio:.2f}"
+    if s.ci_low is not None and s.ci_high is not None:
         text += f" [{s.ci_low:.2f}, {s.ci_high:.2f}]"
-    if with_stats and s.p_value is not None:
+    if s.p_value is not None:
         text += f" p={s.p_value:.2g}"
-    return text
+    return text + (f" {AFT_MARK}" if s.estimand == AFT else "")
+
+
+def per_seed_text(s: SpeedUp | None) -> str:
+    if s is None or s.per_seed_mean is None:
+        return "—"
+    return f"{s.per_seed_mean:.2f}" + (f" ± {s.per_seed_std:.2f}" if s.per_seed_std is not None else "")
+
+
+SPEED_FIELDS = ("ratio", "bound", "ci_low", "ci_high", "p_value", "estimand", "test", "median_ratio",
+                "per_seed_mean", "per_seed_std", "pairs", "note")
+
+
+def speed_columns(figure: str, s: SpeedUp | None) -> dict:
+    """The CSV's machine-readable columns for one speed-up (empty for the baseline row)."""
+    return {f"{figure}_{name}": (getattr(s, name) if s is not None else None) for name in SPEED_FIELDS}
+
+
+def speed_notes(speeds: list[SpeedUp]) -> list[str]:
+    """The footnote: how each kind of speed-up in the table was estimated and tested."""
+    kinds = {(s.estimand, bool(s.bound)) for s in speeds if s.ratio is not None}
+    notes = ["speed-up = baseline ÷ method (> 1: faster), shown as ratio [95% interval] p"]
+    if (GEOMETRIC, False) in kinds:
+        notes.append(f"where every trial of both rows grokked: the {GEOMETRIC}, with the 95% interval and p of one "
+                     f"{WELCH} (scipy), the interval exponentiated; none where a row has a single trial")
+    if (AFT, False) in kinds:
+        notes.append(f"{AFT_MARK} a row with a censored trial: the {AFT} (lifelines; a baseline indicator, exp(coef)) "
+                     f"with its 95% Wald interval, p from a {LOGRANK}; under that model it is the ratio of geometric "
+                     "means and of medians")
+    if (MEDIANS, True) in kinds or (MEDIANS, False) in kinds:
+        notes.append(f"where a row has fewer than 2 grokked trials (or the fit failed: the CSV's note says which) "
+                     f"there is no fit and no interval: the {MEDIANS}, p from a {LOGRANK}; ≥ / ≤: a bound, as that "
+                     "row's median is only known to exceed its last time followed")
+    if any(s.per_seed_mean is not None for s in speeds):
+        notes.append("per-seed: the paper's form, mean ± std of baseline ÷ method per seed, the seeds paired by "
+                     "seed number over those both rows ran; only where every trial of both rows grokked")
+    return notes if len(notes) > 1 else []
 
 
 def row_label(method: str, lam: float, shared: bool) -> str:
@@ -123,41 +170,56 @@ def settings(runs: pd.DataFrame, by: tuple[str, ...] = ()) -> list[Setting]:
 def table1(runs: pd.DataFrame) -> list[Table]:
     runs = with_budget_columns(runs[runs["status"] != "running"])  # unfinished trials: see progress_note
     tables = []
-    for loss in [l for l in ("mse", "ce") if l in set(runs["loss"])]:
+    for loss in [l for l in ("ce", "mse") if l in set(runs["loss"])]:  # the paper's order
         part = runs[runs["loss"] == loss]
         table = Table(f"table1_{loss}", f"Table 1 — {LOSS_NAMES[loss]}", [
-            "Method", "grokked", FIGURES["steps"][0], "speed-up", FIGURES["time"][0], "speed-up [95% CI] p",
-            FIGURES["phase"][0], "speed-up", "diverged/failed",
+            "Method", "grokked", FIGURES["steps"][0], "speed-up (steps)", FIGURES["time"][0], "speed-up (time)",
+            FIGURES["phase"][0], "speed-up (phase)", "per-seed speed-up (steps / time / phase)", "diverged/failed",
         ])
+        speeds, sizes = [], []
         for init in sorted(part["init_scale"].dropna().unique()):
             block = part[part["init_scale"] == init]
             baseline = block[block["method"] == "baseline"]
             for setting in settings(block):
-                table.rows.append(_table1_row(setting, baseline))
+                row, columns, row_speeds = _table1_row(setting, baseline)
+                table.rows.append(row)
+                table.stats.append(columns)
+                speeds += row_speeds
+                sizes.append(f"{setting.label} {columns['n']}")
             if part["init_scale"].nunique() > 1:
                 table.notes.append(f"rows above for init scale {init:g}")
         if table.rows:
-            table.notes.append("each cell: mean ± std over seeds (median) when every seed grokked; steps are "
-                               "optimiser updates, times are training seconds")
+            table.notes += [f"n per row (trials that grokked or were censored; diverged and failed ones are counted "
+                            f"apart): {', '.join(sizes)}", CELL_NOTE, *speed_notes(speeds)]
             tables.append(table)
     return tables
 
 
-def _table1_row(setting: Setting, baseline: pd.DataFrame) -> list[str]:
+CELL_NOTE = ("each cell: mean ± std over seeds (median) when every seed grokked, else the Kaplan–Meier median, or "
+             "> t where it never fell to 1/2 (t: the last time followed); steps are optimiser updates, times are "
+             "training seconds")
+
+
+def _table1_row(setting: Setting, baseline: pd.DataFrame) -> tuple[list[str], dict, list[SpeedUp]]:
+    """The row's text, its CSV columns (n and each speed-up's statistics) and its speed-ups."""
     group = setting.runs
     done = group[group["status"].isin(["grokked", "censored"])]
     grokked = int((done["status"] == "grokked").sum())
     apart = int(group["status"].isin(["diverged", "failed"]).sum())
-    row = [setting.label, f"{grokked}/{len(done)}"]
+    row, columns, speeds = [setting.label, f"{grokked}/{len(done)}"], {"n": len(done)}, []
     for figure in FIGURES:
-        values = samples(group, figure)
-        row.append(cell_text(cell(*values)))
-        if setting.method == "baseline" or baseline.empty:
-            row.append("—" if setting.method != "baseline" else "×1")
-        else:
-            row.append(speed_text(speed_up(samples(baseline, figure), values), with_stats=figure == "time"))
+        sample = samples(group, figure)
+        row.append(sample_text(sample))
+        speed = None
+        if setting.method != "baseline" and not baseline.empty:
+            speed = speed_up(samples(baseline, figure), sample)
+            speeds.append(speed)
+        row.append("×1" if setting.method == "baseline" else speed_text(speed))
+        columns.update(speed_columns(figure, speed))
+    per_seed = [per_seed_text(s) for s in speeds]
+    row.append(" / ".join(per_seed) if any(t != "—" for t in per_seed) else "—")
     row.append(str(apart) if apart else "")
-    return row
+    return row, columns, speeds
 
 
 def trials_table(runs: pd.DataFrame) -> Table:
@@ -203,15 +265,20 @@ def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | N
     if not varied:
         return None
     table = Table(name, title, ["Method", "loss", by, "grokked", "steps", "time (s)", "speed-up (time)"])
+    speeds = []
     for (method, loss), group in varied:
         for value, sub in group.groupby(by, sort=True):
             baseline = runs[(runs["method"] == "baseline") & (runs["loss"] == loss)]
             baseline = baseline[baseline["init_scale"] == (value if by == "init_scale" else sub["init_scale"].iloc[0])]
             steps, time = samples(sub, "steps"), samples(sub, "time")
-            done = len(steps[0])
             speed = speed_up(samples(baseline, "time"), time) if method != "baseline" and not baseline.empty else None
-            table.rows.append([METHOD_NAMES.get(method, method), loss, f"{value:g}", f"{sum(steps[1])}/{done}",
-                               cell_text(cell(*steps)), cell_text(cell(*time)), speed_text(speed, False)])
+            speeds += [speed] if speed else []
+            table.rows.append([METHOD_NAMES.get(method, method), loss, f"{value:g}",
+                               f"{sum(steps.observed)}/{len(steps.values)}", sample_text(steps), sample_text(time),
+                               speed_text(speed)])
+            table.stats.append({"n": len(time.values), **speed_columns("time", speed)})
+    table.notes += ["n per row: the N of grokked k/N (trials that grokked or were censored)", CELL_NOTE,
+                    *speed_notes(speeds)]
     return table
 
 
@@ -274,8 +341,9 @@ def to_markdown(t: Table) -> str:
 
 def _tex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
-                 ("±", r"$\pm$"), ("×", r"$\times$"), ("≥", r"$\geq$"), ("λ", r"$\lambda$"), (">", r"$>$"),
-                 ("—", "--")):
+                 ("±", r"$\pm$"), ("×", r"$\times$"), ("÷", r"$\div$"), ("≥", r"$\geq$"), ("≤", r"$\leq$"),
+                 ("λ", r"$\lambda$"), (">", r"$>$"), ("α", r"$\alpha$"), ("†", r"$^\dagger$"), ("—", "--"),
+                 ("–", "--")):
         text = text.replace(a, b)
     return text
 
@@ -285,8 +353,17 @@ def to_latex(t: Table) -> str:
              r"\begin{tabular}{" + "l" * len(t.headers) + "}", r"\toprule",
              " & ".join(_tex_escape(h) for h in t.headers) + r" \\", r"\midrule"]
     lines += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in t.rows]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\par\smallskip{\footnotesize " + _tex_escape(n) + "}" for n in t.notes]
+    lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def to_frame(t: Table) -> pd.DataFrame:
+    """The table as shown, then its statistics as columns of their own (ratio, interval, p, test, estimand …)."""
+    shown = pd.DataFrame(t.rows, columns=t.headers)
+    # convert_dtypes: counts stay whole numbers beside the blank cells of the baseline row
+    return pd.concat([shown, pd.DataFrame(t.stats).convert_dtypes()], axis=1) if t.stats else shown
 
 
 def write(tables: list[Table], out: Path, formats: Sequence[str]) -> list[Path]:
@@ -300,7 +377,7 @@ def write(tables: list[Table], out: Path, formats: Sequence[str]) -> list[Path]:
             elif f == "tex":
                 path.write_text(to_latex(t))
             else:
-                pd.DataFrame(t.rows, columns=t.headers).to_csv(path, index=False)
+                to_frame(t).to_csv(path, index=False, float_format="%.6g")  # an AFT fit's last digits vary run to run
             written.append(path)
     return written
 

@@ -9,7 +9,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from scipy import stats
 
-from analysis.stats import cell, km_median, speed_up
+from analysis.stats import Sample, aft_time_ratio
 from analysis.tables import main as tables_main
 
 SWEEP = "table-test-1"
@@ -83,26 +83,81 @@ def test_table1_equals_hand_computed_values(store, tmp_path):
     assert table.loc["Baseline", "grokked"] == "3/3"
     assert table.loc["Baseline", "Number of Steps"] == "600 ± 2e+02 (med 600)"
     assert table.loc["GrokAlign", "Absolute Time (s)"] == "20 ± 10 (med 20)"
-    # speed-up = baseline ÷ method: GrokAlign is 3× faster in time and in steps, never shown inverted
-    assert table.loc["GrokAlign", "speed-up"].startswith("×3.00")
-    ga_time = table.loc["GrokAlign", "speed-up [95% CI] p"]
-    assert ga_time.startswith("×3.00 [")
-    p = stats.ttest_ind(np.log([40, 60, 80]), np.log([10, 20, 30]), equal_var=False).pvalue
-    assert f"p={p:.2g}" in ga_time
-    # censored: one of three grokked → KM median undefined → "> budget"; counted 1/3
+    # speed-up = baseline ÷ method, a ratio of geometric means: (400·600·800 / 100·200·300)^(1/3) = 32^(1/3) = 3.17
+    # in steps and in time, never shown inverted; its interval and p are those of one Welch test on log time
+    assert table.loc["GrokAlign", "speed-up (steps)"].startswith("×3.17 [")
+    welch = stats.ttest_ind(np.log([40, 60, 80]), np.log([10, 20, 30]), equal_var=False)
+    low, high = np.exp(welch.confidence_interval(0.95))
+    assert table.loc["GrokAlign", "speed-up (time)"] == f"×3.17 [{low:.2f}, {high:.2f}] p={welch.pvalue:.2g}"
+    assert (table.loc["GrokAlign", "time_estimand"], table.loc["GrokAlign", "time_test"]) == (
+        "ratio of geometric means", "Welch t-test on log values")
+    assert float(table.loc["GrokAlign", "time_ci_low"]) == pytest.approx(low, rel=1e-5)
+    assert float(table.loc["GrokAlign", "time_median_ratio"]) == 3.0  # 60 / 20, beside the estimand
+    # the paper's form, seed by seed: steps 400/100, 600/200, 800/300 = 4, 3, 2.67 → 3.22 ± 0.69; phase times
+    # (time − 1 s) 39/9, 59/19, 79/29 → 3.39 ± 0.84
+    per_seed = table.loc["GrokAlign", "per-seed speed-up (steps / time / phase)"]
+    assert per_seed == "3.22 ± 0.69 / 3.22 ± 0.69 / 3.39 ± 0.84"
+    # censored: one of three grokked, the others followed to 100 s: the KM curve stays at 2/3 → "> 100"
     assert table.loc["Grokfast", "grokked"] == "1/3"
     assert table.loc["Grokfast", "Absolute Time (s)"] == "> 100 (2 of 3 censored)"
-    # its median is censored, so its speed-up is an upper bound: at most 60 / 100, and no interval or test
-    assert table.loc["Grokfast", "speed-up [95% CI] p"] == "≤ ×0.60"
+    # one grokked trial is too few to fit: the speed-up is a bound on the ratio of medians, at most 60 / 100, with
+    # no interval, tested by the log-rank test
+    logrank = stats.logrank(stats.CensoredData(uncensored=[40, 60, 80]),
+                            stats.CensoredData(uncensored=[20], right=[100, 100])).pvalue
+    assert table.loc["Grokfast", "speed-up (time)"] == f"≤ ×0.60 p={logrank:.2g}"
+    assert (table.loc["Grokfast", "time_bound"], table.loc["Grokfast", "time_test"]) == ("≤", "log-rank test")
+    assert table.loc["Grokfast", "per-seed speed-up (steps / time / phase)"] == "—"
     # the diverged adversarial trial is counted apart, not in n/N
-    assert table.loc["Adversarial Training", "grokked"] == "2/2"
+    assert table.loc["Adversarial Training", "grokked"] == "2/2" and table.loc["Adversarial Training", "n"] == "2"
     assert table.loc["Adversarial Training", "diverged/failed"] == "1"
-    assert table.loc["Adversarial Training", "speed-up"].startswith("×1.00")  # 600 / 600 steps
+    # (400·600·800)^(1/3) / (500·700)^(1/2) = 576.9 / 591.6; per seed 400/500 and 600/700 (seed 2 diverged)
+    assert table.loc["Adversarial Training", "speed-up (steps)"].startswith("×0.98 [")
+    assert table.loc["Adversarial Training", "steps_pairs"] == "2"
     # grokking phase time = time to grok − time to memorise (1 s here)
     assert table.loc["Baseline", "Grokking Phase Time (s)"] == "59 ± 20 (med 59)"
-    for suffix in ("md", "tex"):
-        assert (out / f"table1_ce.{suffix}").stat().st_size > 200
+    markdown = (out / "table1_ce.md").read_text()
+    assert "Baseline 3, GrokAlign 3, Grokfast 3, Adversarial Training 2" in markdown  # n per row
+    for named in ("ratio of geometric means", "Welch t-test on log values", "log-rank test", "paired by seed"):
+        assert named in markdown
+    assert "AFT" not in markdown  # no row was fitted, so no footnote says so
+    latex = (out / "table1_ce.tex").read_text()
+    assert r"{\footnotesize speed-up = baseline $\div$ method" in latex and "ratio of geometric means" in latex
     assert "Geometry" in (out / "geometry.md").read_text()
+
+
+def test_censored_rows_get_the_aft_ratio_and_the_log_rank_test_and_cross_entropy_comes_first(store, tmp_path,
+                                                                                               capsys):
+    shutil.copy(store, tmp_path / "mlflow.db")
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("grokbench/mnist").experiment_id
+    # MSE: the baseline grokked at 80 and 90 s, its third seed was censored at 100 s; GrokAlign grokked at 30, 40,
+    # 50 s; Grokfast never grokked
+    for seed, status, steps in ((0, "grokked", 800), (1, "grokked", 900), (2, "censored", 0)):
+        log_trial(client, experiment_id, "baseline", "mse", seed, status, steps, steps / 10)
+    for seed, steps in enumerate([300, 400, 500]):
+        log_trial(client, experiment_id, "grokalign", "mse", seed, "grokked", steps, steps / 10, lam=1e-4)
+    for seed in range(3):
+        log_trial(client, experiment_id, "grokfast", "mse", seed, "censored", 0, 0, lam=0.1)
+    out = tmp_path / "out"
+    assert tables_main(["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("Table 1 — Cross-entropy") < printed.index("Table 1 — MSE")  # the paper's order
+    table = read_csv_table(out / "table1_mse.csv")
+    assert table.loc["Baseline", "Absolute Time (s)"] == "KM med 90 (1 censored)"  # S(80) = 2/3, S(90) = 1/3
+    # both rows have 2 or more grokked trials: a log-normal AFT fit, the same one analysis.stats makes
+    ratio, low, high = aft_time_ratio(Sample([80.0, 90.0, 100.0], [True, True, False]),
+                                      Sample([30.0, 40.0, 50.0], [True] * 3))
+    assert float(table.loc["GrokAlign", "time_ratio"]) == pytest.approx(ratio, rel=1e-5) and low < ratio < high
+    assert (table.loc["GrokAlign", "time_estimand"], table.loc["GrokAlign", "time_test"]) == (
+        "log-normal AFT time ratio", "log-rank test")
+    assert table.loc["GrokAlign", "speed-up (time)"].startswith(f"×{ratio:.2f} [{low:.2f}, {high:.2f}] p=")
+    assert table.loc["GrokAlign", "speed-up (time)"].endswith("†")
+    # Grokfast never grokked: at most the baseline's KM median over Grokfast's last time followed, 90 / 100
+    assert table.loc["Grokfast", "speed-up (time)"].startswith("≤ ×0.90 p=")
+    markdown = (out / "table1_mse.md").read_text()
+    for named in ("log-normal AFT time ratio", "log-rank test", "Baseline 3, GrokAlign 3, Grokfast 3"):
+        assert named in markdown
+    assert "Welch" not in markdown
 
 
 def test_geometry_has_a_row_per_lambda_where_a_method_ran_at_several(store, tmp_path):
@@ -135,34 +190,6 @@ def test_every_trial_has_a_row_with_its_speed_per_update(store, tmp_path, capsys
     censored = by_key.loc[("Grokfast", "2")]
     assert (censored["status"], censored["steps to grok"], censored["updates run"]) == ("censored", "—", "1,000")
     assert by_key.loc[("Adversarial Training", "2"), "status"] == "diverged"
-
-
-def test_km_median_by_hand():
-    # 5 runs: events at 2, 4; censored at 3, 5, 6. S(2)=4/5; at 4: at risk 3 (4, 5c, 6c) → S=4/5·2/3=0.533
-    assert km_median([2, 3, 4, 5, 6], [True, False, True, False, False]) is None
-    # events at 1, 2, 3 of 4 runs, one censored at 10: S(1)=3/4, S(2)=1/2 → median 2
-    assert km_median([1, 2, 3, 10], [True, True, True, False]) == 2
-    # censored at 1 removes a run from the risk set: at 2, 3 at risk → S=2/3; at 3 → 1/3 → median 3
-    assert km_median([1, 2, 3, 4], [False, True, True, True]) == 3
-    assert km_median([5, 7, 9], [True, True, True]) == 7
-
-
-def test_cells_and_speed_up_direction():
-    c = cell([10.0, 20.0, 30.0], [True, True, True])
-    assert (c.mean, c.median, c.n, c.grokked) == (20.0, 20.0, 3, 3) and math.isclose(c.std, 10.0)
-    censored = cell([10.0, 20.0, 100.0], [True, True, False])
-    assert censored.median_is_km and censored.median == 20.0 and not censored.above_budget
-    fast = speed_up(([40.0, 60.0, 80.0], [True] * 3), ([10.0, 20.0, 30.0], [True] * 3))
-    assert fast.ratio == 3.0 and fast.ci_low <= 3.0 <= fast.ci_high and not fast.lower_bound
-    slow = speed_up(([10.0, 20.0, 30.0], [True] * 3), ([40.0, 60.0, 80.0], [True] * 3))
-    assert slow.ratio == pytest.approx(1 / 3)  # slower shows below 1, never inverted
-    bound = speed_up(([100.0, 100.0, 100.0], [False] * 3), ([10.0, 20.0, 30.0], [True] * 3))
-    assert bound.lower_bound and bound.ratio == 5.0  # the baseline never grokked: at least 100 / 20
-    assert bound.ci_low is None and bound.p_value is None  # no interval around a bound, no test on censored data
-    upper = speed_up(([10.0, 20.0, 30.0], [True] * 3), ([50.0, 50.0, 50.0], [False] * 3))
-    assert upper.upper_bound and upper.ratio == pytest.approx(0.4)  # never grokked: at most 20 / 50
-    mixed = speed_up(([40.0, 60.0, 80.0], [True] * 3), ([10.0, 20.0, 90.0], [True, True, False]))
-    assert mixed.ratio == 3.0 and mixed.p_value is None  # KM median 20; a censored run: no Welch test
 
 
 def test_figures_are_written_and_not_empty(store, tmp_path):
