@@ -197,6 +197,8 @@ class Trial:
             **self.events.summary(),
             "steps": self.step,
             "epochs": self.epoch,
+            "max_epochs": cfg.max_epochs,  # the budget it ran under (a continued trial's last one)
+            "epochs_after_grok": cfg.epochs_after_grok,
             "train_time_s": self.train_time_s,
             "wall_s": time.perf_counter() - self._wall_start,  # this process: set-up, evaluation, callbacks too
             "final_train_acc": self._final("train_acc"),
@@ -232,7 +234,8 @@ class Trial:
 
     @classmethod
     def restore(cls, state: dict[str, Any], **overrides: Any) -> Trial:
-        """Rebuild a trial from `state_dict()`; `overrides` may change run settings such as device or threads."""
+        """Rebuild a trial from `state_dict()`; `overrides` may change the placement (device, threads, data
+        location) or the budget (max_epochs, epochs_after_grok): a finished trial given more budget goes on."""
         state = copy.deepcopy(state)  # the trial trains in place: the state it came from must stay as it was
         trial = cls(stored_config({**state["config"], **overrides}))
         trial.model.load_state_dict(state["model"])
@@ -247,7 +250,9 @@ class Trial:
         trial.step, trial.epoch = state["step"], state["epoch"]
         trial.train_time_s = state["train_time_s"]
         trial.events = GrokEvents.from_state(trial.task.criterion(trial.cfg), state["events"])
-        trial.status, trial.last_metrics = state["status"], state["last_metrics"]
+        # a trial that ended grokked or censored may go on: with a larger budget, or further past grokking
+        trial.status = "running" if state["status"] in ("grokked", "censored") else state["status"]
+        trial.last_metrics = state["last_metrics"]
         trial.resumed_from_step = trial.step
         return trial
 

@@ -178,3 +178,25 @@ def test_adam_adds_weight_decay_to_the_gradient_and_adamw_decouples_it():
         runs[optimizer] = parameters(trial)
     assert not torch.equal(runs["adam"], runs["adamw"])
     assert isinstance(Trial(TrialConfig.of(task="xor", optimizer="adam")).optimizer, torch.optim.Adam)
+
+
+def test_a_censored_trial_given_a_larger_budget_continues_where_it_stopped():
+    short = Trial(TrialConfig.of(task="xor", max_epochs=60))
+    assert short.run()["status"] == "censored"
+    longer = Trial.restore(saved_and_reloaded(short), max_epochs=300)
+    summary, seen = run_collecting(longer)
+    straight = Trial(TrialConfig.of(task="xor", max_epochs=300)).run()
+    assert seen[0][0] == 62  # full batch, evaluated every 2 epochs: the first evaluation after epoch 60
+    assert (summary["status"], summary["steps_to_grok"], summary["max_epochs"]) == ("grokked", 112, 300)
+    assert summary["steps_to_grok"] == straight["steps_to_grok"]
+    assert summary["steps_to_memorise"] == straight["steps_to_memorise"]  # carried over from the first budget
+    assert summary["train_time_s"] > short.train_time_s  # the clock carries on
+
+
+def test_a_grokked_trial_asked_to_train_further_past_grokking_continues():
+    first = Trial(TrialConfig.of(task="xor"))
+    assert first.run()["epochs"] == 112
+    summary = Trial.restore(saved_and_reloaded(first), epochs_after_grok=10).run()
+    assert (summary["status"], summary["epochs"], summary["epochs_to_grok"]) == ("grokked", 122, 112)
+    unchanged = Trial.restore(saved_and_reloaded(first)).run()  # nothing more asked: it stays as it was
+    assert (unchanged["status"], unchanged["epochs"]) == ("grokked", 112)
