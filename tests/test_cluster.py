@@ -224,6 +224,7 @@ def test_cluster_files_pass_rays_validator_and_a_broken_copy_fails(name):
         validate_config(prepare_config(broken))
 
 
+@pytest.mark.slow
 def test_tiny_sweep_runs_on_both_nodes_and_logs_each_run_once_to_the_server(cluster, server, tmp_path):
     path = sweep_file(tmp_path, "spread", seeds=4, after=40)
     proc = subprocess.run(sweep_command(path, cluster, server.uri, tmp_path), env=BASE_ENV, capture_output=True,
@@ -233,6 +234,7 @@ def test_tiny_sweep_runs_on_both_nodes_and_logs_each_run_once_to_the_server(clus
     assert len({r.data.tags["node_id"] for r in runs}) == 2  # one CPU a node: trials ran on both
 
 
+@pytest.mark.slow
 def test_doctor_names_the_node_without_data_a_missing_resource_and_an_unreachable_server(cluster, server):
     env = {k: v for k, v in BASE_ENV.items() if k != "GROKBENCH_DATA"}  # each node uses its own data directory
     env["GROKBENCH_DATA"] = os.environ.get("GROKBENCH_DATA", "")
@@ -275,6 +277,7 @@ def sweep_with_fault(cluster: Cluster, server: Server, tmp: Path, name: str, rea
     return check_runs_once(server.uri, f"grokbench/{name}", trials=4)
 
 
+@pytest.mark.slow
 def test_tracking_server_restart_mid_sweep_loses_nothing(cluster, server, tmp_path):
     def restart() -> None:
         server.stop()
@@ -285,6 +288,7 @@ def test_tracking_server_restart_mid_sweep_loses_nothing(cluster, server, tmp_pa
                      ready=lambda runs: any("test_acc" in r.data.metrics for r in runs), fault=restart)
 
 
+@pytest.mark.slow
 def test_a_server_gone_for_good_stops_the_sweep_clearly_and_resume_finishes_it(cluster, server, tmp_path):
     path = sweep_file(tmp_path, "gone", seeds=4, after=100, max_epochs=300)
     command = sweep_command(path, cluster, server.uri, tmp_path) + ["--sweep-id", "gone-1"]
@@ -307,6 +311,7 @@ def test_a_server_gone_for_good_stops_the_sweep_clearly_and_resume_finishes_it(c
     check_runs_once(server.uri, "grokbench/gone", trials=4)
 
 
+@pytest.mark.slow
 def test_answers_lost_on_the_way_from_the_server_are_retried_and_duplicate_nothing(cluster, server, tmp_path):
     proxy = FlakyProxy(server.port, every=5)
     try:
@@ -321,6 +326,7 @@ def test_answers_lost_on_the_way_from_the_server_are_retried_and_duplicate_nothi
     check_runs_once(server.uri, "grokbench/flaky", trials=2)
 
 
+@pytest.mark.slow
 def test_losing_a_node_mid_sweep_loses_no_trial(cluster, server, tmp_path):
     """Runs last: it kills the extra node for good."""
     runs = sweep_with_fault(

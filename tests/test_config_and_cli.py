@@ -110,6 +110,7 @@ def test_missing_mnist_offline_names_where_to_put_the_files(tmp_path, capsys):
     assert str(tmp_path / "MNIST" / "raw") in err and "train-images-idx3-ubyte" in err and "GROKBENCH_DATA" in err
 
 
+@pytest.mark.slow
 def test_run_json_last_line_is_the_summary():
     """The real console entry point, in its own process."""
     proc = subprocess.run(

@@ -89,6 +89,7 @@ def assert_each_trial_logged_once(workdir: Path, experiment: str, expected_trial
     return runs
 
 
+@pytest.mark.slow
 def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(ray_cluster, workdir):
     spec = load_sweep(str(write_sweep(workdir)))
     code = run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results")))
@@ -114,6 +115,7 @@ def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(ray_cl
     assert "| Baseline | 2/2 |" in table and "| GrokAlign | 2/2 |" in table
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(ray_cluster, workdir):
     spec = load_sweep(str(write_sweep(workdir, grid={"seed": [0]}, methods={"baseline": {}}, name="faulty")))
     fault = {"kill_at_epoch": 60, "marker_dir": str(workdir / "faults")}
@@ -126,6 +128,7 @@ def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(ray_cluster, wor
     assert summary["resumed_from_step"] == 40
 
 
+@pytest.mark.slow
 def test_diverging_trial_is_recorded_as_diverged_not_retried(ray_cluster, workdir):
     spec = load_sweep(str(write_sweep(workdir, name="diverge", grid={"seed": [0]}, methods={"baseline": {}},
                                       base={"lr": 50.0, "eval_every": 10})))
@@ -135,6 +138,7 @@ def test_diverging_trial_is_recorded_as_diverged_not_retried(ray_cluster, workdi
     assert run.data.metrics["epochs"] < 150
 
 
+@pytest.mark.slow
 def test_optuna_search_finds_and_logs_a_best_value_per_method(ray_cluster, workdir):
     path = write_sweep(workdir, name="search", grid={}, base={"eval_every": 10, "seed": 0},
                        methods={"grokalign": {}, "grokfast": {}},
@@ -159,6 +163,7 @@ def test_optuna_search_finds_and_logs_a_best_value_per_method(ray_cluster, workd
         assert objective(best[0]) == min(objective(r) for r in runs if r.data.params["method"] == method)
 
 
+@pytest.mark.slow
 def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(ray_cluster, workdir):
     path = write_sweep(workdir, name="killed", grid={"seed": [0]}, budget={"max_epochs": 200},
                        base={"eval_every": 10, "epochs_after_grok": 60}, methods={"baseline": {}})
@@ -191,6 +196,7 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(ray_c
     assert int(counts.get("grokked", 0)) + int(counts.get("done before resume", 0)) == 3, last_line
 
 
+@pytest.mark.slow
 def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir):
     path = write_sweep(workdir, name="grow", grid={"seed": [0]}, methods={"baseline": {}})
     where = {"tracking_uri": uri(workdir), "storage": str(workdir / "results")}

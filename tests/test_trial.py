@@ -94,6 +94,7 @@ def test_xor_memorises_then_groks_and_stops_at_grokking():
     assert summary["grok_phase_time_s"] == pytest.approx(summary["time_to_grok_s"] - summary["time_to_memorise_s"])
 
 
+@pytest.mark.slow
 def test_training_continues_the_given_number_of_epochs_past_grokking():
     summary = Trial(TrialConfig.of(task="xor", epochs_after_grok=6)).run()
     assert summary["status"] == "grokked"
