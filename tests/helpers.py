@@ -10,6 +10,12 @@ METHOD_SETTINGS = {
     "grokfast": {"grokfast_variant": "ma", "grokfast_window": 5},
     "adversarial": {},
 }
+# GrokAlign's cheaper penalties, each with random draws of its own (several batches an epoch, so that the updates
+# on either side of a checkpoint draw several times)
+CHEAPER_GROKALIGN = {
+    "grokalign_subset": {"method": "grokalign", "lam": 0.01, "batch_size": 100, "grokalign_subset": 16},
+    "grokalign_every": {"method": "grokalign", "lam": 0.01, "batch_size": 100, "grokalign_every": 3},
+}
 
 
 class Killed(Exception):

@@ -39,6 +39,9 @@ def test_from_dict_coerces_strings_and_rejects_unknown_fields():
         (["run", "mnist", "--threads", "two"], "threads: must be an integer, got 'two'"),
         (["run", "mnist", "--method", "grokalign", "--grokalign-estimator", "magic"], "grokalign_estimator: 'magic' is not one of"),
         (["run", "mnist", "--method", "grokalign", "--lam", "nan"], "lam: must be a finite number, got 'nan'"),
+        (["run", "mnist", "--method", "grokalign", "--grokalign-subset", "300"],
+         "grokalign_subset: must be at most 256 (the batch size; 0 puts the penalty on the whole batch), got 300"),
+        (["run", "mnist", "--method", "grokalign", "--grokalign-every", "0"], "grokalign_every: must be > 0, got 0"),
     ],
 )
 def test_bad_config_gives_one_clear_line_and_exit_code_2(argv, message, capsys):

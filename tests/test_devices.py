@@ -10,7 +10,7 @@ import torch
 
 from grokbench.config import TrialConfig
 from grokbench.train import Trial
-from helpers import METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded
+from helpers import CHEAPER_GROKALIGN, METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -26,6 +26,7 @@ EVERY_METHOD = {
     **DRAWLESS,
     "grokalign": {"method": "grokalign", **METHOD_SETTINGS["grokalign"]},
     "adversarial": {"method": "adversarial"},
+    **CHEAPER_GROKALIGN,
 }
 
 

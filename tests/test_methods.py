@@ -1,9 +1,11 @@
 """Each method's own arithmetic against a hand computation."""
 
+import re
+
 import pytest
 import torch
 
-from grokbench.config import TrialConfig, resolve
+from grokbench.config import ConfigError, TrialConfig, identity, resolve
 from grokbench.losses import LOSSES, accuracy
 from grokbench.methods import METHODS
 from grokbench.methods.adversarial import clean_accuracy_for_sigma, noise_scale
@@ -99,3 +101,63 @@ def test_grokalign_objective_is_loss_plus_lambda_times_mean_jacobian_norm():
     (grad,) = torch.autograd.grad(out.sum(), xg)  # one output: J = ∇ₓf
     expected = LOSSES["mse"](out, y[:16]) + 0.3 * grad.norm(dim=1).mean()
     assert objective.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def small_grokalign(**settings):
+    """A small XOR trial whose GrokAlign penalty is deterministic (the exact estimator): only the cheaper
+    penalties' own draws vary."""
+    return Trial(TrialConfig.of(task="xor", method="grokalign", lam=1.0, grokalign_estimator="exact", dtype="float64",
+                                p=20, hidden=16, train_size=64, **settings))
+
+
+def objective_and_slope(trial, direction):
+    """The objective on the first batch and its gradient's component along `direction`."""
+    x, y = trial.batches[0]
+    objective = trial.method.objective(trial.model, x, y, trial.loss_fn)
+    grads = torch.autograd.grad(objective, trial.params)
+    return torch.stack([objective.detach(), torch.cat([g.flatten() for g in grads]) @ direction])
+
+
+@pytest.mark.parametrize("settings", [{"grokalign_subset": 8}, {"grokalign_every": 4},
+                                      {"grokalign_subset": 8, "grokalign_every": 3}])
+def test_cheaper_penalties_are_unbiased_in_value_and_gradient(settings):
+    """Over 2000 draws, the mean objective and the mean of its gradient along a fixed direction lie within 4
+    standard errors of the whole-batch, every-update objective's (the same initial weights)."""
+    full, cheap = small_grokalign(), small_grokalign(**settings)
+    direction = torch.randn(sum(p.numel() for p in full.params), generator=torch.Generator().manual_seed(0),
+                            dtype=torch.float64)
+    expected = objective_and_slope(full, direction)
+    draws = torch.stack([objective_and_slope(cheap, direction) for _ in range(2000)])
+    standard_error = draws.std(dim=0) / len(draws) ** 0.5
+    assert (standard_error > 0).all()  # the draws do vary
+    error = (draws.mean(dim=0) - expected).abs()
+    assert (error < 4 * standard_error).all(), error / standard_error
+
+
+def test_updates_without_the_penalty_are_plain_forward_passes():
+    """No penalty, no Jacobian graph: the objective is the loss's own node, not loss + 0 · penalty."""
+    trial = small_grokalign(grokalign_every=1000)
+    x, y = trial.batches[0]
+    expected = trial.loss_fn(trial.model(x), y)
+    objectives = [trial.method.objective(trial.model, x, y, trial.loss_fn) for _ in range(20)]
+    plain = [o for o in objectives if o.grad_fn.name() == expected.grad_fn.name()]
+    assert len(plain) >= 19  # this seed's coins: a penalised update has probability 1/1000 each
+    assert all(torch.equal(o, expected) for o in plain)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"grokalign_subset": 401}, "grokalign_subset: must be at most 400 (the batch size"),
+    ({"grokalign_every": 0}, "grokalign_every: must be > 0"),
+    ({"grokalign_subset": -1}, "grokalign_subset: must be >= 0"),
+])
+def test_cheaper_penalty_settings_out_of_range_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resolve(TrialConfig.of(task="xor", method="grokalign", **settings))
+
+
+def test_cheaper_penalty_settings_at_their_neutral_values_leave_a_trials_identity_unchanged():
+    default = identity(resolve(TrialConfig.of(method="grokalign")))
+    assert "grokalign_subset" not in default and "grokalign_every" not in default
+    neutral = identity(resolve(TrialConfig.of(method="grokalign", grokalign_subset=0, grokalign_every=1)))
+    assert neutral == default
+    assert identity(resolve(TrialConfig.of(method="grokalign", grokalign_every=4)))["grokalign_every"] == 4

@@ -24,7 +24,7 @@ from grokbench.cli import main
 from grokbench.sweep.driver import SweepOptions, run_sweep
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.spec import build_sweep, load_sweep
-from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
+from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, trial_key
 
 TINY = {
     "name": "tiny",
@@ -251,7 +251,7 @@ def test_bad_sweep_file_names_file_and_key_with_exit_code_2(tmp_path, capsys, ch
 def test_unknown_sweep_name_lists_the_shipped_sweeps(capsys):
     assert main(["sweep", "mnist_typo"]) == 2
     err = capsys.readouterr().err
-    assert "no sweep named 'mnist_typo'" in err and "mnist, mnist_init, mnist_lambda, mnist_mse, mnist_tune" in err
+    assert "no sweep named 'mnist_typo'" in err and "mnist, mnist_grokalign_cost, mnist_init, mnist_lambda" in err
 
 
 def test_bad_flags_are_clear_errors(tmp_path, capsys):
@@ -295,6 +295,27 @@ def test_shipped_sweeps_parse_and_plan_the_documented_trials():
     assert set(counts["mnist_tune"].search.space) == {"baseline", "grokalign", "grokfast", "adversarial"}
     smoke = counts["mnist"].smoke_version()
     assert smoke.name == "mnist-smoke" and len(smoke.trials()) == 8
+
+
+def test_the_grokalign_cost_sweep_holds_the_baseline_the_authors_penalty_and_each_cheaper_one():
+    trials = load_sweep("mnist_grokalign_cost").trials()
+    assert all((c.loss, c.max_epochs) == ("ce", 25000) for c in trials)
+
+    def variant(cfg):
+        own = cfg.method_settings.as_dict()
+        settings = ("grokalign_estimator", "grokalign_subset", "grokalign_every")
+        return (cfg.method, cfg.lam, *(own.get(name) for name in settings))
+
+    cheaper = {("grokalign", 1e-3, "projection", m, k) for m in (0, 32, 64) for k in (1, 4, 8)}
+    for seed in range(5):
+        expected = {("baseline", 0.0, None, None, None)} | cheaper
+        assert sorted(variant(c) for c in trials if c.seed == seed) == sorted(expected)
+    assert len(trials) == 5 * 10
+    # the baseline and the authors' penalty are Table 1's cross-entropy trials, the same keys at the same budget
+    table1 = load_sweep("mnist").trials()
+    assert {trial_key(c) for c in table1 if c.loss == "ce" and c.method in ("baseline", "grokalign")} <= {
+        trial_key(c) for c in trials}
+    assert len(load_sweep("mnist_grokalign_cost").smoke_version().trials()) == 10
 
 
 def test_a_dead_clusters_address_file_is_not_followed(tmp_path, monkeypatch):

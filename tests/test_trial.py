@@ -8,7 +8,7 @@ import torch
 
 from grokbench.config import TrialConfig
 from grokbench.train import Trial
-from helpers import METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded
+from helpers import CHEAPER_GROKALIGN, METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded
 
 SHORT = dict(task="xor", max_epochs=12, eval_every=4)
 
@@ -27,9 +27,12 @@ def test_different_seeds_differ():
     assert not torch.equal(parameters(a), parameters(b))
 
 
-@pytest.mark.parametrize("method", sorted(METHOD_SETTINGS))
-def test_save_restore_continue_equals_an_uninterrupted_run(method):
-    cfg = TrialConfig.of(method=method, **METHOD_SETTINGS[method], **SHORT)
+SAVED = {**{m: {"method": m, **METHOD_SETTINGS[m]} for m in sorted(METHOD_SETTINGS)}, **CHEAPER_GROKALIGN}
+
+
+@pytest.mark.parametrize("settings", SAVED.values(), ids=SAVED)
+def test_save_restore_continue_equals_an_uninterrupted_run(settings):
+    cfg = TrialConfig.of(**settings, **SHORT)
     straight = Trial(cfg)
     straight_summary, straight_seen = run_collecting(straight)
 

@@ -44,6 +44,11 @@ class Method:
             raise ConfigError("method", f"{cls.name} needs {' and '.join(m.replace('_', ' ') for m in missing)}, "
                                         f"which task {task.name} does not offer")
 
+    @property
+    def cost_period(self) -> int:
+        """Updates over which this method's cost per update averages out (1: every update costs the same)."""
+        return 1
+
     def on_epoch_start(self, model: nn.Module, train: TaskData) -> None:
         pass
 
