@@ -1,12 +1,10 @@
 """Names shared by the sweep and the analysis: a trial's stable key (the same config gives the same key in every
-process and after every restart), the MLflow tags that find a sweep's runs, and the default tracking store."""
+process and after every restart), the MLflow tags that find a sweep's runs, and experiment names."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 SWEEP_TAG = "grokbench.sweep_id"
@@ -19,9 +17,6 @@ def experiment_name(name: str) -> str:
     """The MLflow experiment of a sweep file's runs: `mnist` → `grokbench/mnist` (a full name is kept)."""
     return name if name.startswith(EXPERIMENT_PREFIX) else EXPERIMENT_PREFIX + name
 
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 # fields that say where and how fast a trial runs, not what it computes
 PLACEMENT_FIELDS = ("device", "threads", "data_dir")
