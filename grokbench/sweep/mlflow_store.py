@@ -9,6 +9,7 @@ A sweep's runs are found by two tags, the sweep id and the trial key (`trial_fil
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -207,6 +208,13 @@ def context_tags() -> dict[str, str]:
     return tags
 
 
+def dataset_input(name: str, digest: str, module: str, profile: dict[str, Any]) -> dict[str, Any]:
+    """A dataset made by code (`module`) that a run trained on, as `TrackingStore.log_dataset` takes it."""
+    return {"name": name, "digest": digest, "source_type": "code",
+            "source": json.dumps({"tags": {"mlflow.source.name": module}}), "profile": json.dumps(profile),
+            "tags": {"mlflow.data.context": "training"}}
+
+
 def trial_filter(sweep_id: str | None = None, key: str | None = None) -> str:
     """The search filter for a sweep's runs, or one trial's."""
     parts = [f"tags.`{SWEEP_TAG}` = '{sweep_id}'" if sweep_id else "", f"tags.`{KEY_TAG}` = '{key}'" if key else ""]
@@ -334,8 +342,7 @@ class TrackingStore:
         self.client.log_text(run_id, text, name)
 
     def log_dataset(self, run_id: str, record: dict[str, Any]) -> None:
-        """The trial's data as an MLflow dataset input (a record of `dataset_record`'s form); logging the same
-        dataset twice adds nothing."""
+        """A dataset input (a record of `dataset_input`'s form); logging the same dataset twice adds nothing."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
         dataset = Dataset(record["name"], record["digest"], record["source_type"], record["source"],

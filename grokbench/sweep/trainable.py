@@ -6,7 +6,6 @@ Nothing here talks to MLflow: results travel to the driver through `tune.report`
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import tempfile
@@ -20,6 +19,7 @@ from ray import tune
 
 from grokbench.config import TrialConfig
 from grokbench.sweep.keys import trial_key
+from grokbench.sweep.mlflow_store import dataset_input
 from grokbench.train import Evaluation, Trial
 
 STATE_FILE = "trial.pt"
@@ -67,9 +67,7 @@ def dataset_record(trial: Trial) -> dict[str, Any]:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     profile = {"train_rows": len(data.x_train), "test_rows": len(data.x_test),
                "features": int(data.x_train[0].numel()), "dtype": str(data.x_train.dtype).removeprefix("torch.")}
-    return {"name": trial.cfg.task, "digest": digest.hexdigest()[:12], "source_type": "code",
-            "source": json.dumps({"tags": {"mlflow.source.name": trial.task.load_data.__module__}}),
-            "profile": json.dumps(profile), "tags": {"mlflow.data.context": "training"}}
+    return dataset_input(trial.cfg.task, digest.hexdigest()[:12], trial.task.load_data.__module__, profile)
 
 
 class Reporter:
