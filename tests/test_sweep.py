@@ -359,6 +359,22 @@ def test_run_logger_restores_from_its_settings_alone():
         assert restored._runs == {} and restored._nodes == {}
 
 
+def test_the_driver_finds_a_tracking_failure_however_tune_wrapped_it():
+    """A restored Tuner runs its own (unpickled) callbacks: the driver learns of a lost store from the error."""
+    from grokbench.sweep.errors import TrackingError
+    from grokbench.sweep.execution import tracking_failure
+
+    failure = TrackingError("the MLflow tracking store is gone")
+    try:
+        try:
+            raise failure
+        except TrackingError as err:
+            raise RuntimeError("the Tune run failed") from err
+    except RuntimeError as wrapped:
+        assert tracking_failure(wrapped) is failure
+    assert tracking_failure(RuntimeError("a trial's own error")) is None
+
+
 def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_retry_a_rejected_request(
         workdir, monkeypatch):
     from mlflow.exceptions import MlflowException
