@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.tables import METHOD_NAMES, Setting, method_rank, settings, varied_groups
+from grokbench.sweep.mlflow_store import TrackingStore
 
 CURVES = ("train_acc", "test_acc", "train_time_s", "centroid_alignment", "jacobian_norm")
 COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
@@ -19,15 +20,10 @@ LOSS_STYLES = {"ce": "-", "mse": "--"}
 
 def histories(uri: str, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per run: a frame indexed by optimiser step with one column per curve."""
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
+    store = TrackingStore(uri)
     out = {}
     for run_id in runs["run_id"]:
-        columns = {}
-        for name in CURVES:
-            points = client.get_metric_history(run_id, name)
-            columns[name] = pd.Series({p.step: p.value for p in points}, dtype=float)
+        columns = {name: pd.Series(store.curve(run_id, name), dtype=float) for name in CURVES}
         out[run_id] = pd.DataFrame(columns).sort_index()
     return out
 

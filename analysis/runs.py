@@ -1,13 +1,12 @@
-"""Read a sweep's runs from MLflow into pandas: one row per trial, through MLflow's own query API."""
+"""Read a sweep's runs from MLflow into pandas: one row per trial (runs without a trial key are not trials)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG, experiment_name
+from grokbench.sweep.mlflow_store import TrackingStore, check_readable, store_errors
 
 NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "eval_every", "weight_decay", "lr")
 SUMMARY_METRICS = (
@@ -20,34 +19,44 @@ class AnalysisError(ValueError):
     """Nothing to analyse, or the request is wrong; the message says what exists."""
 
 
-def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None = None) -> pd.DataFrame:
-    """One row per trial of the named experiments (default `grokbench/mnist`), optionally one sweep id only."""
-    import mlflow
+DEFAULT_EXPERIMENT = experiment_name("mnist")  # the paper's Table 1, whose tables live in results/
 
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise AnalysisError(f"no MLflow store at {uri}; pass --tracking-uri (a sweep prints it when it ends)")
-    client = mlflow.MlflowClient(uri)
+
+def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None = None) -> tuple[pd.DataFrame, list]:
+    """One row per trial of the named experiments (default: grokbench/mnist, else the store's only grokbench
+    experiment), optionally of one sweep id only; and the names of the experiments read, in order. Reads only: a
+    store that is missing, empty or not MLflow's is reported, never created."""
+    check_readable(uri)
+    store = TrackingStore(uri)
     try:
-        known = {e.name: e.experiment_id for e in client.search_experiments()}
-    except mlflow.exceptions.MlflowException as err:
+        known = store.grokbench_experiments()
+    except store_errors() as err:
         raise AnalysisError(f"cannot read the tracking store at {uri}: {str(err).splitlines()[0]}") from None
-    grokbench_experiments = sorted(n for n in known if n.startswith(EXPERIMENT_PREFIX))
-    if experiments:
-        names = [experiment_name(e) for e in experiments]
-    elif sweep:
-        names = grokbench_experiments
-    else:
-        names = [experiment_name("mnist")]
+    names = [experiment_name(e) for e in experiments] if experiments else _default_experiments(uri, known, sweep)
     missing = [n for n in names if n not in known]
     if missing:
         raise AnalysisError(f"no experiment {', '.join(missing)} in {uri}; grokbench experiments there: "
-                            f"{', '.join(grokbench_experiments) or 'none (run grokbench sweep first)'}")
-    where = f"tags.`{SWEEP_TAG}` = '{sweep}'" if sweep else ""
-    raw = pd.DataFrame(_flat_runs(client, [known[n] for n in names], where))
+                            f"{', '.join(sorted(known)) or 'none (run grokbench sweep first)'}")
+    raw = pd.DataFrame(store.run_rows([known[n] for n in names], sweep))
     if raw.empty:
         what = f"sweep {sweep}" if sweep else ", ".join(names)
         raise AnalysisError(f"no runs in {what} at {uri}")
-    return latest_per_trial(_tidy(raw, {v: k for k, v in known.items()}))
+    runs = latest_per_trial(_tidy(raw, {v: k for k, v in known.items()}))
+    return runs, names if experiments else [experiment_name(n) for n in sorted(set(runs["experiment"]))]
+
+
+def _default_experiments(uri: str, known: dict[str, str], sweep: str | None) -> list[str]:
+    """With --sweep, every experiment (the sweep's runs are in one of them); else grokbench/mnist, or the only
+    grokbench experiment there is (a store holding only a smoke sweep)."""
+    if sweep:
+        return sorted(known)
+    if DEFAULT_EXPERIMENT in known or not known:
+        return [DEFAULT_EXPERIMENT]
+    if len(known) == 1:
+        return list(known)
+    names = ", ".join(n.removeprefix(EXPERIMENT_PREFIX) for n in sorted(known))
+    raise AnalysisError(f"{uri} holds several grokbench experiments and none is the default mnist; pick one or "
+                        f"more with --experiment (there: {names})")
 
 
 def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
@@ -57,23 +66,6 @@ def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.assign(_rank=rank).sort_values(["_rank", "start_time"], kind="stable", na_position="first")
     runs = runs.groupby(["experiment", "trial_key"], dropna=False).tail(1)
     return runs.drop(columns="_rank").sort_values("run_id").reset_index(drop=True)
-
-
-def _flat_runs(client, experiment_ids: list[str], where: str) -> list[dict]:
-    """Every matching run as one flat dict (params.x, metrics.x, tags.x), page by page."""
-    rows, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=where, max_results=1000, page_token=token)
-        for run in page:
-            row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                   "start_time": run.info.start_time}
-            row.update({f"params.{k}": v for k, v in run.data.params.items()})
-            row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-            row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
-            rows.append(row)
-        token = page.token
-        if not token:
-            return rows
 
 
 def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:

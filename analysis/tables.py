@@ -17,9 +17,11 @@ from typing import NamedTuple, Sequence
 
 import pandas as pd
 
-from analysis.runs import AnalysisError, load_runs, progress_note
-from grokbench.sweep.keys import default_tracking_uri, experiment_name
+from analysis.runs import DEFAULT_EXPERIMENT, AnalysisError, load_runs, progress_note
 from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Cell, Sample, SpeedUp, cell, speed_up
+from grokbench.sweep.errors import SweepError
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
+from grokbench.sweep.mlflow_store import TrackingStore, store_errors, tracking_uri
 
 METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
                 "adversarial": "Adversarial Training"}
@@ -288,13 +290,10 @@ def varied_groups(runs: pd.DataFrame, by: str) -> list:
 
 
 def search_table(uri: str, experiments: list[str]) -> Table | None:
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
+    store = TrackingStore(uri)
     table = Table("search_best", "Optuna: best setting per method", ["sweep", "method", "setting", "value"])
     for name in experiments:
-        experiment = client.get_experiment_by_name(experiment_name(name))
-        for key, value in sorted((experiment.tags if experiment else {}).items()):
+        for key, value in sorted(store.experiment_tags(experiment_name(name)).items()):
             if key.startswith("best."):
                 sweep, method, setting = key[len("best."):].rsplit(".", 2)
                 table.rows.append([sweep, method, setting, f"{float(value):.4g}"])
@@ -307,9 +306,7 @@ GEOMETRY = ("centroid_alignment", "row_alignment_max", "row_alignment_min", "jac
 def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
     """Geometry at memorisation and at grokking (median over seeds), as in the paper's Table 2; one row per λ
     where a method ran at several."""
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
+    store = TrackingStore(uri)
     headers = ["Method", "loss"] + [f"{m} @{event}" for m in GEOMETRY for event in ("mem", "grok")]
     table = Table("geometry", "Geometry at memorisation (@mem) and grokking (@grok), median over seeds", headers)
     finished = runs[runs["status"].isin(["grokked", "censored"])]
@@ -317,7 +314,7 @@ def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
         values: dict[str, list[float]] = {}
         for _, run in setting.runs.iterrows():
             for metric in GEOMETRY:
-                history = {m.step: m.value for m in client.get_metric_history(run["run_id"], metric)}
+                history = store.curve(run["run_id"], metric)
                 for event, step in (("mem", run["steps_to_memorise"]), ("grok", run["steps_to_grok"])):
                     if pd.notna(step) and int(step) in history:
                         values.setdefault(f"{metric}@{event}", []).append(history[int(step)])
@@ -397,17 +394,51 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str]) -> list[T
     return (tables + [trials_table(runs)]) if tables else []
 
 
+RESULTS = Path("results")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default MLFLOW_TRACKING_URI, else "
-                                                             "sqlite:///./mlflow.db)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store, or the path of a SQLite one (default "
+                                                             "MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     parser.add_argument("--experiment", default=None,
-                        help="sweep file name(s), comma-separated (default mnist; e.g. mnist,mnist_lambda)")
+                        help="sweep file name(s), comma-separated (default mnist, else the store's only grokbench "
+                             "experiment; e.g. mnist,mnist_lambda)")
     parser.add_argument("--sweep", default=None, help="only this sweep id (printed when a sweep starts)")
-    parser.add_argument("--out", default="results", help="directory for the tables (default results/)")
+    parser.add_argument("--out", default=None, help="directory for the tables (default results/ for mnist, whose "
+                                                    "tables are committed there; results/<experiment> for another "
+                                                    "experiment, results/<sweep id> with --sweep)")
     parser.add_argument("--format", default="md,tex,csv", help="comma-separated: md, tex, csv")
     parser.add_argument("--figures", action="store_true", help="also write the figures (PNG and PDF)")
+    parser.add_argument("--no-log", action="store_true", help="do not log the tables and figures to MLflow as an "
+                                                              "analysis run of the first experiment read")
     return parser.parse_args(argv)
+
+
+def default_out(experiments: list[str], sweep: str | None) -> Path:
+    """results/ holds grokbench/mnist's committed tables: any other selection's go beside them, never over them."""
+    if sweep:
+        return RESULTS / sweep
+    if experiments == [DEFAULT_EXPERIMENT]:
+        return RESULTS
+    return RESULTS / "+".join(name.removeprefix(EXPERIMENT_PREFIX) for name in experiments)
+
+
+def log_analysis_run(uri: str, experiments: list[str], sweep: str | None, files: list[Path]) -> None:
+    """The tables and figures as artifacts of one MLflow run in the first experiment read, where a user of the UI
+    finds them; a store that refuses it gets a warning (the files are written already)."""
+    store = TrackingStore(uri)
+    tags = {"grokbench.analysis.experiments": ",".join(experiments)}
+    if sweep:
+        tags["grokbench.analysis.sweep"] = sweep
+    try:
+        run_id = store.log_analysis(store.experiment_id(experiments[0]), files, tags)
+    except store_errors() as err:
+        print(f"analysis.tables: warning: the tables are written, but {uri} refused the analysis run "
+              f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); --no-log skips it",
+              file=sys.stderr)
+        return
+    print(f"logged them to MLflow as run {run_id} of {experiments[0]} (--no-log skips this)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -418,29 +449,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"analysis.tables: error: --format: {', '.join(bad) or 'nothing'} not among {', '.join(FORMATS)}",
               file=sys.stderr)
         return 2
-    uri = args.tracking_uri or default_tracking_uri()
     experiments = [e.strip() for e in args.experiment.split(",")] if args.experiment else None
     try:
-        runs = load_runs(uri, experiments, args.sweep)
-    except AnalysisError as err:
+        uri = tracking_uri(args.tracking_uri)
+        runs, read = load_runs(uri, experiments, args.sweep)
+    except (AnalysisError, SweepError) as err:  # a TrackingError is a SweepError
         print(f"analysis.tables: error: {err}", file=sys.stderr)
         return 2
     note = progress_note(runs)
     if note:
         print(f"note: {note}")
-    tables = build_tables(uri, runs, experiments or sorted(set(runs["experiment"])))
+    tables = build_tables(uri, runs, read)
     if not tables:
         print("analysis.tables: error: no trial has finished yet; wait for the sweep (or check --sweep)",
               file=sys.stderr)
         return 2
+    out = Path(args.out) if args.out else default_out(read, args.sweep)
     for t in tables:
-        print(to_markdown(t) if t.printed else f"### {t.title}: {len(t.rows)} rows in {Path(args.out) / t.name}.*\n")
-    written = write(tables, Path(args.out), formats)
+        print(to_markdown(t) if t.printed else f"### {t.title}: {len(t.rows)} rows in {out / t.name}.*\n")
+    written = write(tables, out, formats)
     if args.figures:
         from analysis.figures import write_figures
 
-        written += write_figures(uri, runs, Path(args.out))
-    print(f"wrote {len(written)} files to {Path(args.out).resolve()}")
+        written += write_figures(uri, runs, out)
+    print(f"wrote {len(written)} files to {out.resolve()}")
+    if not args.no_log:
+        log_analysis_run(uri, read, args.sweep, written)
     return 0
 
 

@@ -78,7 +78,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _progress_line(message: str) -> None:
-    print(f"\r{message}\033[K", end="", file=sys.stderr, flush=True)
+    """One line redrawn in place on a terminal; plain lines in a log, which escape codes would garble."""
+    if sys.stderr.isatty():
+        print(f"\r{message}\033[K", end="", file=sys.stderr, flush=True)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _end_progress_line() -> None:
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -90,7 +99,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads, rounds=args.rounds, device=args.device, data_dir=args.data_dir,
         progress=_progress_line,
     )
-    print(file=sys.stderr)
+    _end_progress_line()
     print(format_bench(report))
     if args.json:
         _print_json(bench_json(report))
@@ -154,8 +163,9 @@ def cmd_bench_nodes(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from grokbench.sweep.cluster import connect_ray
     from grokbench.sweep.doctor import check_cluster, format_findings
-    from grokbench.sweep.driver import connect_ray, example_trial
+    from grokbench.sweep.plan import example_trial
     from grokbench.sweep.spec import load_sweep
     from grokbench.sweep.storage import SweepStorage
 
@@ -171,13 +181,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if not failed else 1
 
 
-def _reachable_tracking_uri(args: argparse.Namespace) -> str:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; checked before any work starts."""
-    from grokbench.sweep.keys import default_tracking_uri
-    from grokbench.sweep.tracking import absolute_uri, check_reachable
+def _reachable_tracking_uri(args: argparse.Namespace, only_read: bool = False) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; checked before any work starts. A store that is
+    only read must exist already: none is created."""
+    from grokbench.sweep.mlflow_store import check_reachable, check_readable, tracking_uri
 
-    uri = absolute_uri(args.tracking_uri or default_tracking_uri())
-    check_reachable(uri)
+    uri = tracking_uri(args.tracking_uri)
+    (check_readable if only_read else check_reachable)(uri)
     return uri
 
 
@@ -187,7 +197,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from grokbench.sweep.archive import export_runs
     from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
 
-    uri = _reachable_tracking_uri(args)
+    uri = _reachable_tracking_uri(args, only_read=True)
     name = experiment_name(args.experiment)
     out = Path(args.out or f"{name.removeprefix(EXPERIMENT_PREFIX)}-runs.jsonl.gz")
     count = export_runs(uri, name, out)
@@ -200,13 +210,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from grokbench.sweep.archive import import_runs
-
-    from grokbench.sweep.tracking import retry_only_patiently
+    from grokbench.sweep.mlflow_store import retry_only_patiently
 
     retry_only_patiently()  # MLflow's HTTP retries would re-send a create_run; ours are safe to repeat
     uri = _reachable_tracking_uri(args)
     added, present = import_runs(Path(args.archive), uri, progress=_progress_line)
-    print(file=sys.stderr)
+    _end_progress_line()
     print(f"added {added} runs to {uri}" + (f"; {present} were there already" if present else ""))
     return 0
 
@@ -271,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--max-concurrent", type=int, help="at most this many trials at once (0: as resources allow)")
     sweep.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a running local cluster, "
                                          "else a new local Ray)")
-    sweep.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else "
-                                              "sqlite:///./mlflow.db)")
+    sweep.add_argument("--tracking-uri", help="MLflow tracking URI, or the path of a SQLite store (default: "
+                                              "MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     sweep.add_argument("--storage", help="where Tune keeps checkpoints and sweep state (default ./grokbench_results; "
                                          "shared storage such as s3://... on a multi-node cluster)")
     sweep.add_argument("--resume", action="store_true", help="continue the latest sweep of this file (or --sweep-id)")

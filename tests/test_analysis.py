@@ -1,6 +1,5 @@
 """analysis.tables on runs logged to a real SQLite MLflow store with known figures, checked by hand."""
 
-import math
 import shutil
 
 import mlflow
@@ -11,6 +10,7 @@ from scipy import stats
 
 from analysis.stats import Sample, aft_time_ratio
 from analysis.tables import main as tables_main
+from grokbench.sweep.mlflow_store import TrackingStore
 
 SWEEP = "table-test-1"
 
@@ -50,7 +50,8 @@ def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("analysis") / "mlflow.db"
     uri = f"sqlite:///{path}"
     client = mlflow.MlflowClient(uri)
-    experiment_id = client.create_experiment("grokbench/mnist")
+    # artifacts (of the analysis runs that analysis.tables logs) beside the database, not in the working directory
+    experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist")
     # baseline: grokked at 400/600/800 steps, 40/60/80 s
     for seed, (steps, t) in enumerate([(400, 40.0), (600, 60.0), (800, 80.0)]):
         log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", steps, t)
@@ -223,14 +224,13 @@ def test_export_then_import_recreates_the_runs_exactly_and_once(tmp_path, migrat
     from grokbench.cli import main as cli
     from grokbench.sweep.archive import IMPORTED_TAG
     from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
-    from grokbench.sweep.tracking import finished_trials, prepare_experiment
 
     uris = {}
     for name in ("source", "copy"):
         shutil.copy(migrated_store, tmp_path / f"{name}.db")
         uris[name] = f"sqlite:///{tmp_path / name}.db"
     source = mlflow.MlflowClient(uris["source"])
-    experiment_id = prepare_experiment(uris["source"], "grokbench/mnist")
+    experiment_id = TrackingStore(uris["source"]).prepare_experiment("grokbench/mnist")
     for seed, (steps, t) in enumerate([(400, 40.0), (600, 60.0)]):
         log_trial(source, experiment_id, "baseline", "ce", seed, "grokked", steps, t)
     log_trial(source, experiment_id, "grokalign", "ce", 0, "censored", 0, 0, lam=1e-3)
@@ -240,7 +240,7 @@ def test_export_then_import_recreates_the_runs_exactly_and_once(tmp_path, migrat
     source.log_text(first.info.run_id, '{"lr": 0.001}', "config.json")
     # an earlier import into the copy that stopped part-way: replaced, not doubled
     copy = mlflow.MlflowClient(uris["copy"])
-    copy_experiment = prepare_experiment(uris["copy"], "grokbench/mnist")
+    copy_experiment = TrackingStore(uris["copy"]).prepare_experiment("grokbench/mnist")
     copy.create_run(copy_experiment, tags={SWEEP_TAG: SWEEP, KEY_TAG: "baseline-ce-0", IMPORTED_TAG: "runs.jsonl.gz"})
 
     archive = tmp_path / "runs.jsonl.gz"
@@ -269,7 +269,8 @@ def test_export_then_import_recreates_the_runs_exactly_and_once(tmp_path, migrat
     config = copy.download_artifacts(copies["baseline-ce-0"].info.run_id, "config.json", str(tmp_path))
     assert open(config).read() == '{"lr": 0.001}'
     # what a sweep skips, and what the tables say, are the same on both stores
-    assert finished_trials(uris["copy"], "grokbench/mnist") == finished_trials(uris["source"], "grokbench/mnist")
+    finished = [TrackingStore(uris[name]).finished_trials("grokbench/mnist") for name in ("copy", "source")]
+    assert finished[0] == finished[1]
     for name in uris:
         assert tables_main(["--tracking-uri", uris[name], "--out", str(tmp_path / name), "--format", "csv"]) == 0
     for table in ("table1_ce.csv", "trials.csv"):
@@ -308,13 +309,12 @@ def test_an_import_upgrades_a_failure_and_refuses_a_damaged_archive(tmp_path, mi
     import gzip
 
     from grokbench.cli import main as cli
-    from grokbench.sweep.tracking import prepare_experiment
 
     for name in ("source", "copy"):
         shutil.copy(migrated_store, tmp_path / f"{name}.db")
     source_uri, copy_uri = (f"sqlite:///{tmp_path / name}.db" for name in ("source", "copy"))
     source = mlflow.MlflowClient(source_uri)
-    experiment_id = prepare_experiment(source_uri, "grokbench/mnist")
+    experiment_id = TrackingStore(source_uri).prepare_experiment("grokbench/mnist")
     log_trial(source, experiment_id, "baseline", "ce", 0, "failed", 0, 0, curve=False)
     first = tmp_path / "out" / "first.jsonl.gz"  # into a directory that does not exist yet
     assert cli(["export", "mnist", "--tracking-uri", source_uri, "--out", str(first)]) == 0

@@ -116,6 +116,32 @@ def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(ray_cl
 
 
 @pytest.mark.slow
+def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(ray_cluster, workdir, monkeypatch):
+    assert main(["sweep", "xor_tiny", "--smoke", "--tracking-uri", uri(workdir),
+                 "--storage", str(workdir / "results")]) == 0
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri(workdir))
+    runs = mlflow.search_runs(experiment_names=["grokbench/xor_tiny-smoke"], output_format="list")
+    assert len(runs) == 2
+    for run in runs:
+        tags = run.data.tags
+        assert tags["mlflow.user"] not in ("", "unknown") and run.info.user_id == tags["mlflow.user"]
+        assert tags["mlflow.source.name"] and tags["mlflow.source.type"] == "LOCAL"
+        assert len(tags["mlflow.source.git.commit"]) == 40
+        (data,) = run.inputs.dataset_inputs
+        assert (data.dataset.name, len(data.dataset.digest)) == ("xor", 12)
+        assert '"train_rows": 400' in data.dataset.profile
+        checkpoint = Path(tags["grokbench.checkpoint"])
+        assert checkpoint.is_relative_to(workdir / "results") and (checkpoint / "trial.pt").is_file()
+
+    out = workdir / "tables"
+    assert tables_main(["--tracking-uri", uri(workdir), "--experiment", "xor_tiny-smoke", "--out", str(out)]) == 0
+    everything = mlflow.search_runs(experiment_names=["grokbench/xor_tiny-smoke"], output_format="list")
+    (analysis,) = [r for r in everything if r.data.tags.get("grokbench.kind") == "analysis"]
+    assert len(everything) == 3 and {KEY_TAG, "status"}.isdisjoint(analysis.data.tags) and not analysis.data.params
+    artifacts = {a.path for a in mlflow.MlflowClient(uri(workdir)).list_artifacts(analysis.info.run_id)}
+    assert artifacts == {p.name for p in out.iterdir()} and "table1_mse.md" in artifacts
+
+
 def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(ray_cluster, workdir):
     spec = load_sweep(str(write_sweep(workdir, grid={"seed": [0]}, methods={"baseline": {}}, name="faulty")))
     fault = {"kill_at_epoch": 60, "marker_dir": str(workdir / "faults")}
@@ -277,6 +303,23 @@ def test_unreachable_ray_and_tracking_server_fail_before_any_trial(tmp_path, cap
     assert "\n4 trials to run" in out.getvalue()
 
 
+def test_a_sweep_whose_data_is_missing_stops_before_any_trial_and_leaves_nothing_behind(tmp_path):
+    blocker = tmp_path / "a-file"  # no data directory can be made beneath it, nor anything downloaded there
+    blocker.write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    work = tmp_path / "work"
+    work.mkdir()
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "grokbench.cli", "sweep", "mnist", "--smoke"], cwd=work,
+                          env={**env, "GROKBENCH_DATA": str(blocker / "data")}, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "this machine cannot run this sweep's trials" in proc.stderr and " data " in proc.stderr
+    assert "fix:" in proc.stderr and "GROKBENCH_DATA" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(work.iterdir()) == [] and blocker.read_text() == ""  # no store, no sweep directory
+    assert time.monotonic() - started < 60  # before Ray starts, let alone a trial
+
+
 def test_shipped_sweeps_parse_and_plan_the_documented_trials():
     counts = {name: load_sweep(name) for name in ("mnist", "mnist_lambda", "mnist_init", "mnist_mse", "mnist_tune")}
     assert len(counts["mnist"].trials()) == 4 * 2 * 5
@@ -320,7 +363,7 @@ def test_the_grokalign_cost_sweep_holds_the_baseline_the_authors_penalty_and_eac
 
 def test_a_dead_clusters_address_file_is_not_followed(tmp_path, monkeypatch):
     """Ray's own "auto" retries the address of a cluster that died for minutes; the sweep starts its own."""
-    from grokbench.sweep.driver import running_local_cluster
+    from grokbench.sweep.cluster import running_local_cluster
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
     assert running_local_cluster() is None  # no file
@@ -343,12 +386,28 @@ def test_run_logger_restores_from_its_settings_alone():
         assert restored._runs == {} and restored._nodes == {}
 
 
+def test_the_driver_finds_a_tracking_failure_however_tune_wrapped_it():
+    """A restored Tuner runs its own (unpickled) callbacks: the driver learns of a lost store from the error."""
+    from grokbench.sweep.errors import TrackingError
+    from grokbench.sweep.execution import tracking_failure
+
+    failure = TrackingError("the MLflow tracking store is gone")
+    try:
+        try:
+            raise failure
+        except TrackingError as err:
+            raise RuntimeError("the Tune run failed") from err
+    except RuntimeError as wrapped:
+        assert tracking_failure(wrapped) is failure
+    assert tracking_failure(RuntimeError("a trial's own error")) is None
+
+
 def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_retry_a_rejected_request(
         workdir, monkeypatch):
     from mlflow.exceptions import MlflowException
 
     from grokbench.sweep.errors import TrackingError
-    from grokbench.sweep.tracking import is_transient, patiently
+    from grokbench.sweep.mlflow_store import is_transient, patiently
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries would wait minutes
     absent = mlflow.MlflowClient("http://127.0.0.1:9")
@@ -442,3 +501,22 @@ def test_once_trials_have_finished_the_eta_follows_the_typical_trial(monkeypatch
     # b, past every finished trial's age, has (100 - 10) / 1 - 20 = 70 s of budget left; c has 10 of its 20 s
     # left, then takes the first of the 2 queued trials, which is done at 30 s, before the other at 50 s
     assert eta_shown(view, [a, b, c], capsys) == duration(70.0)
+
+
+def test_trials_a_fresh_sweep_never_started_before_ctrl_c_are_not_done_before_a_resume(monkeypatch, capsys):
+    from grokbench.sweep.live import LiveView
+
+    _, (started, pending, resumed) = fake_tune_trials(monkeypatch, "abc")
+    view = LiveView(total=2)
+    pending.status = "PENDING"
+    view.on_step_begin(0, [started, pending])
+    view.on_trial_start(0, [], started)
+    started.status = pending.status = "TERMINATED"  # Ctrl-C: Tune ends the trial that never started
+    view.on_experiment_end([started, pending])
+    assert "done before resume" not in capsys.readouterr().err
+    # after a resume, a trial that had finished before it is counted as such
+    again = LiveView(total=3)
+    resumed.status = "TERMINATED"
+    again.on_step_begin(0, [resumed])
+    again.draw([resumed])
+    assert "done before resume 1" in capsys.readouterr().err

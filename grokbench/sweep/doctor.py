@@ -1,4 +1,4 @@
-"""`grokbench doctor`, and the sweep's pre-flight on a multi-node cluster: can every node run a trial?
+"""`grokbench doctor`, and a sweep's pre-flight: can every node run a trial?
 
 On each alive Ray node a zero-CPU task checks that grokbench imports at the driver's version, that the tracking
 server answers, that the checkpoint storage takes a write, that the task's data loads, and that a GPU is there
@@ -35,11 +35,28 @@ def _probe_storage(storage: str) -> None:
     filesystem.delete_file(probe)
 
 
+DATA_FIX = ("put the data on this node (cluster.yaml's setup_commands download MNIST) or set GROKBENCH_DATA in the "
+            "node's environment before `ray start`")
+
+
+def check_data(trial: dict[str, Any]) -> tuple:
+    """(check, ok, detail, fix): does the trial's task load its data here?"""
+    try:
+        from grokbench.config import resolve
+        from grokbench.tasks import TASKS
+
+        cfg = TrialConfig.from_dict(trial)
+        TASKS[cfg.task].load_data(resolve(cfg))
+        return ("data", True, f"{cfg.task} loads", "")
+    except Exception as err:
+        return ("data", False, str(err), DATA_FIX)
+
+
 def check_this_node(tracking_uri: str, storage: str, trial: dict[str, Any], needs_gpu: bool) -> list[tuple]:
     """Runs on one node; returns (check, ok, detail, fix) tuples."""
     results = []
     try:
-        from grokbench.sweep.tracking import check_reachable, code_version
+        from grokbench.sweep.mlflow_store import check_reachable, code_version
 
         results.append(("grokbench", True, code_version(), ""))
     except Exception as err:  # an import failure is exactly what this check is for
@@ -59,17 +76,7 @@ def check_this_node(tracking_uri: str, storage: str, trial: dict[str, Any], need
         results.append(("storage", False, f"cannot write to {storage}: {err}",
                         "use storage every node can write (--storage s3://bucket/path on a cluster) and give the "
                         "nodes credentials for it (an instance profile)"))
-    try:
-        from grokbench.tasks import TASKS
-
-        cfg = TrialConfig.from_dict(trial)
-        from grokbench.config import resolve
-
-        TASKS[cfg.task].load_data(resolve(cfg))
-        results.append(("data", True, f"{cfg.task} loads", ""))
-    except Exception as err:
-        results.append(("data", False, str(err), "put the data on this node (cluster.yaml's setup_commands "
-                        "download MNIST) or set GROKBENCH_DATA in the node's environment before `ray start`"))
+    results.append(check_data(trial))
     if needs_gpu:
         import torch
 
@@ -84,9 +91,8 @@ def check_cluster(tracking_uri: str, storage: str, trial: dict[str, Any], cpus: 
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from grokbench.sweep.tracking import code_version
-
-    from grokbench.sweep.driver import autoscaling, nodes_fitting
+    from grokbench.sweep.cluster import autoscaling, nodes_fitting
+    from grokbench.sweep.mlflow_store import code_version
 
     expected = code_version()
     nodes = [n for n in ray.nodes() if n["Alive"]]

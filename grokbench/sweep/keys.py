@@ -1,12 +1,10 @@
 """Names shared by the sweep and the analysis: a trial's stable key (the same config gives the same key in every
-process and after every restart), the MLflow tags that find a sweep's runs, and the default tracking store."""
+process and after every restart), the MLflow tags that find a sweep's runs, and experiment names."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from grokbench.config import TrialConfig, identity, stored_config
@@ -20,11 +18,6 @@ FINAL_STATUSES = ("grokked", "censored", "diverged")  # a trial's outcomes; "fai
 def experiment_name(name: str) -> str:
     """The MLflow experiment of a sweep file's runs: `mnist` → `grokbench/mnist` (a full name is kept)."""
     return name if name.startswith(EXPERIMENT_PREFIX) else EXPERIMENT_PREFIX + name
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
 
 
 def trial_key(config: TrialConfig | dict[str, Any]) -> str:

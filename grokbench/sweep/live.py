@@ -14,6 +14,7 @@ from ray import tune
 from grokbench.progress import duration
 
 REDRAW_S = 1.0
+DONE = ("TERMINATED", "ERROR")  # Tune's states of a trial that has ended
 LOG_EVERY_S = 30.0
 
 
@@ -38,6 +39,8 @@ class LiveView(tune.Callback):
         self.last_draw = 0.0
         self.live = sys.stderr.isatty()
         self.states: dict[str, str] = {}  # every trial seen, across the sweep's Tune experiments
+        # each trial's status when this driver first saw it: finished already means finished before a --resume
+        self.first_seen: dict[str, str] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"total": self.total}
@@ -45,6 +48,14 @@ class LiveView(tune.Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.total = state["total"]
         self._reset()
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self._see(trials)
+
+    def _see(self, trials: list) -> None:
+        for t in trials:
+            self.first_seen.setdefault(t.trial_id, t.status)
+            self.states[t.trial_id] = t.status
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
@@ -81,10 +92,12 @@ class LiveView(tune.Callback):
         self.draw(trials)
 
     def draw(self, trials: list) -> None:
-        self.states.update((t.trial_id, t.status) for t in trials)
-        previously_done = sum(  # finished before a --resume: never started by this driver
+        self._see(trials)
+        # finished before a --resume: already so when first seen, and never started by this driver (a trial that
+        # Tune ends unstarted after Ctrl-C was not)
+        previously_done = sum(
             1 for trial_id, status in self.states.items()
-            if status in ("TERMINATED", "ERROR") and trial_id not in self.trial_started
+            if status in DONE and self.first_seen[trial_id] in DONE and trial_id not in self.trial_started
         )
         outcomes = Counter(self.outcome.values())
         finished = previously_done + len(self.outcome)

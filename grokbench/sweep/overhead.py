@@ -22,6 +22,7 @@ import yaml
 
 from grokbench.sweep.driver import SweepOptions, run_sweep
 from grokbench.sweep.keys import experiment_name
+from grokbench.sweep.mlflow_store import TrackingStore
 from grokbench.sweep.spec import load_sweep
 
 
@@ -35,8 +36,6 @@ def _standalone_wall_s(config: dict[str, Any]) -> float:
 
 
 def _sweep_wall_s(config: dict[str, Any], workdir: Path, index: int) -> tuple[float, float]:
-    import mlflow
-
     settings = {k: v for k, v in config.items() if k not in ("task", "method", "max_epochs", "threads")}
     name = f"overhead{index}"
     path = workdir / f"{name}.yaml"
@@ -51,10 +50,14 @@ def _sweep_wall_s(config: dict[str, Any], workdir: Path, index: int) -> tuple[fl
     total = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"the overhead sweep failed (exit {code})")
-    client = mlflow.MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name(experiment_name(name)).experiment_id])
+    (run,) = _runs(uri, name)
     wall = run.data.metrics["wall_s"]
     return wall, total - wall
+
+
+def _runs(uri: str, sweep_name: str) -> list:
+    store = TrackingStore(uri)
+    return store.trial_runs([store.experiment_id(experiment_name(sweep_name))])
 
 
 def measure_overhead(config: dict[str, Any], rounds: int = 2, progress: Callable[[str], None] = print) -> dict:
@@ -98,8 +101,6 @@ def measure_distribution(trials: int = 8, progress: Callable[[str], None] = prin
     import signal
     import socket
 
-    import mlflow
-
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     results = {}
     with tempfile.TemporaryDirectory(prefix="grokbench-nodes-") as tmp:
@@ -130,8 +131,7 @@ def measure_distribution(trials: int = 8, progress: Callable[[str], None] = prin
                 for node in nodes:
                     os.killpg(node.pid, signal.SIGKILL)
                     node.wait()
-            client = mlflow.MlflowClient(uri)
-            runs = client.search_runs([client.get_experiment_by_name("grokbench/nodes").experiment_id])
+            runs = _runs(uri, "nodes")
             trial_wall = statistics.mean(r.data.metrics["wall_s"] for r in runs)
             nodes_used = len({r.data.tags["node_id"] for r in runs})
             # per trial, what the sweep spent beyond the trials' own wall clocks (2 trials run at a time)

@@ -5,6 +5,7 @@ Nothing here talks to MLflow: results travel to the driver through `tune.report`
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import tempfile
@@ -18,6 +19,7 @@ from ray import tune
 
 from grokbench.config import TrialConfig
 from grokbench.sweep.keys import trial_key
+from grokbench.sweep.mlflow_store import dataset_input
 from grokbench.train import Evaluation, Trial
 
 STATE_FILE = "trial.pt"
@@ -55,6 +57,19 @@ def _maybe_fail(config: dict[str, Any], epoch: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def dataset_record(trial: Trial) -> dict[str, Any]:
+    """The trial's data as the driver logs it for an MLflow dataset input: the task's name, a digest of the very
+    tensors it trains and tests on, the module that made them, and their sizes."""
+    data = trial.data
+    tensors = (data.x_train, data.y_train, data.x_test, data.y_test)
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    profile = {"train_rows": len(data.x_train), "test_rows": len(data.x_test),
+               "features": int(data.x_train[0].numel()), "dtype": str(data.x_train.dtype).removeprefix("torch.")}
+    return dataset_input(trial.cfg.task, digest.hexdigest()[:12], trial.task.load_data.__module__, profile)
+
+
 class Reporter:
     """The trial callback: buffers each evaluation's metrics and hands them to Tune in batches.
 
@@ -69,6 +84,7 @@ class Reporter:
         self.curve: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
         self.node_id = ray.get_runtime_context().get_node_id()
+        self.dataset: dict[str, Any] | None = dataset_record(trial)  # sent once, with the first report
 
     def __call__(self, ev: Evaluation, trial: Trial) -> None:
         self.curve.append({**ev.metrics, "step": ev.step, "epoch": ev.epoch, "train_time_s": ev.train_time_s})
@@ -82,6 +98,8 @@ class Reporter:
         # a search sees the objective as it stands (a trial still running projected to its budget)
         result = {"step": trial.step, "curve": self.curve, OBJECTIVE: objective(trial),
                   "node_id": self.node_id, **extra}
+        if self.dataset is not None:
+            result["dataset"], self.dataset = self.dataset, None
         _report(result, trial if with_checkpoint else None)
         if with_checkpoint:
             self.last_checkpoint_epoch = trial.epoch
@@ -92,7 +110,8 @@ class Reporter:
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable. `config["trial"]`: {"config": TrialConfig fields, "checkpoint_every": epochs}.
 
-    Reports {"step", "curve": [metrics of each evaluation], "objective"}; the last report adds "summary"."""
+    Reports {"step", "curve": [metrics of each evaluation], "objective"}; the first report of each attempt adds
+    "dataset" (`dataset_record`), the last "summary"."""
     config = config["trial"]
     trial = _load_or_start(config)
     reporter = Reporter(config, trial)

@@ -1,0 +1,427 @@
+"""The MLflow tracking store: every read and write grokbench makes to it goes through this module.
+
+A sweep's runs are found by two tags, the sweep id and the trial key (`trial_filter`); every search is paged
+(`PAGE` runs a page), and readers see only runs of trials: a run without a trial key (the analysis run that
+`python -m analysis.tables` logs) is never counted as one. Calls that may meet a store that is down go through
+`patiently`, which waits it out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grokbench
+from grokbench.sweep.errors import TrackingError
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG
+
+T = TypeVar("T")
+
+PAGE = 1000  # runs per search request
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+CURVE_SENTINEL = "train_acc"  # every evaluation logs it, last of its point: its last step is the run's last logged
+KIND_TAG = "grokbench.kind"  # "analysis" on the run of an analysis.tables invocation; trial runs have none
+CHECKPOINT_TAG = "grokbench.checkpoint"  # where a trial's latest checkpoint is
+BEST_TAG = "grokbench.best"
+PATIENCE_ENV = "GROKBENCH_TRACKING_PATIENCE_S"  # how long the driver waits out a tracking store that is down
+DEFAULT_PATIENCE_S = 300.0
+RETRYABLE_HTTP = (408, 429, 500, 502, 503, 504)  # timeouts, overload, a server restarting or down
+
+
+# ---- URIs ------------------------------------------------------------------------------------------------------------
+
+def tracking_uri(given: str | None = None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; absolute, so that trials and driver agree."""
+    return absolute_uri(given or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+
+
+def absolute_uri(uri: str) -> str:
+    """Relative SQLite paths made absolute (each trial runs in its own directory). A plain path is taken as the
+    SQLite file it names: MLflow would read it as a file store, which MLflow 3 refuses."""
+    if uri.startswith("file:"):
+        raise TrackingError(f"tracking URI {uri!r}: MLflow 3 refuses file stores; use sqlite:///path/to/mlflow.db "
+                            "or http://host:port")
+    if "://" not in uri:
+        return f"sqlite:///{Path(uri).expanduser().resolve()}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """A store a command may write to: a server that answers, or a SQLite file whose directory exists."""
+    path = sqlite_path(uri)
+    if path is not None:
+        if not path.parent.is_dir():
+            raise TrackingError(f"the directory of the SQLite tracking store {path.parent} does not exist")
+        if path.is_dir():
+            raise TrackingError(f"the SQLite tracking store {path} is a directory; name a file, e.g. "
+                                f"sqlite:///{path / 'mlflow.db'}")
+        return
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as err:
+            raise TrackingError(
+                f"the MLflow tracking server at {uri} does not answer ({getattr(err, 'reason', err)}); "
+                "start it (mlflow server ...) or pass --tracking-uri / MLFLOW_TRACKING_URI"
+            ) from None
+
+
+def check_readable(uri: str) -> None:
+    """A store a command only reads: it must exist already. Nothing is created or changed when it does not (MLflow
+    would make a new store of a missing or empty file)."""
+    path = sqlite_path(uri)
+    if path is None:
+        check_reachable(uri)
+    elif not path.is_file():
+        raise TrackingError(f"no MLflow store at {uri}; pass --tracking-uri (a sweep prints it when it ends)")
+    elif not _is_mlflow_database(path):
+        raise TrackingError(f"{path} is not an MLflow store (an empty file, or not one a sweep wrote); pass the "
+                            "--tracking-uri a sweep printed")
+
+
+def _is_mlflow_database(path: Path) -> bool:
+    try:  # read-only: opening a file this way changes nothing in it
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            found = db.execute("select 1 from sqlite_master where type = 'table' and name = 'experiments'")
+            return found.fetchone() is not None
+    except sqlite3.DatabaseError:
+        return False
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What reading a store raises when it is missing, unreachable or not an MLflow store."""
+    from mlflow.exceptions import MlflowException
+
+    return TrackingError, MlflowException, OSError
+
+
+def runs_link(uri: str, experiment_id: str) -> str:
+    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+# ---- waiting out a store that is down -----------------------------------------------------------------------------
+
+def is_transient(err: Exception) -> bool:
+    """A server restart, a dropped connection or a locked database (worth waiting out), not a rejected request."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException):  # connection errors arrive as INTERNAL_ERROR (500), and so do SQL ones
+        text = str(err)
+        if "sqlite" in text.lower() or "database schema" in text:  # of a SQL store, only a lock passes
+            return "database is locked" in text
+        return err.get_http_status_code() in RETRYABLE_HTTP
+    if isinstance(err, requests.HTTPError):  # an artifact upload the server answered
+        return err.response is not None and err.response.status_code in RETRYABLE_HTTP
+    # requests' and urllib3's connection errors are OSErrors; a local artifact directory's are not transient
+    return isinstance(err, OSError) and not isinstance(err, (PermissionError, FileNotFoundError))
+
+
+def retry_only_patiently() -> None:
+    """Leave retrying to `patiently`: MLflow's HTTP layer would re-send a POST (creating a second run) and wait
+    minutes per call before a caller can say anything."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def tracking_patience_s() -> float:
+    text = os.environ.get(PATIENCE_ENV, str(DEFAULT_PATIENCE_S))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise TrackingError(f"{PATIENCE_ENV}={text!r}: must be a number of seconds >= 0")
+    return value
+
+
+def patiently(call: Callable[[], T], uri: str, patience_s: float | None = None) -> T:
+    """`call()`, retried with backoff while the tracking store is unreachable, for up to `patience_s` (default
+    GROKBENCH_TRACKING_PATIENCE_S, else 5 minutes).
+
+    Only for idempotent calls: a write whose response was lost may already have been applied, and is sent again.
+    """
+    patience_s = tracking_patience_s() if patience_s is None else patience_s
+    deadline = time.monotonic() + patience_s
+    wait = 1.0
+    while True:
+        try:
+            return call()
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TrackingError(
+                    f"the MLflow tracking store {uri} has not answered for {patience_s:.0f} s ({err}); "
+                    "bring it back and continue the sweep with --resume"
+                ) from err
+            print(f"tracking store {uri} unreachable ({type(err).__name__}); retrying in {min(wait, remaining):.0f} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(min(wait, remaining))
+            wait = min(wait * 2, 30.0)
+
+
+# ---- where a run came from ----------------------------------------------------------------------------------------
+
+def _git(*args: str) -> str:
+    root = Path(grokbench.__file__).resolve().parent.parent
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def code_version() -> str:
+    sha = _git("rev-parse", "--short", "HEAD")
+    return f"{grokbench.__version__}+{sha}" if sha else grokbench.__version__
+
+
+def context_tags() -> dict[str, str]:
+    """MLflow's own record of who started a run from where (user, source name and type, git commit), as
+    `mlflow.start_run` sets it; the commit of grokbench's checkout where the entry point lies outside one (the
+    `grokbench` console script)."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    tags = resolve_tags()
+    commit = _git("rev-parse", "HEAD")
+    if commit:
+        tags.setdefault("mlflow.source.git.commit", commit)
+    return tags
+
+
+def dataset_input(name: str, digest: str, module: str, profile: dict[str, Any]) -> dict[str, Any]:
+    """A dataset made by code (`module`) that a run trained on, as `TrackingStore.log_dataset` takes it."""
+    return {"name": name, "digest": digest, "source_type": "code",
+            "source": json.dumps({"tags": {"mlflow.source.name": module}}), "profile": json.dumps(profile),
+            "tags": {"mlflow.data.context": "training"}}
+
+
+def trial_filter(sweep_id: str | None = None, key: str | None = None) -> str:
+    """The search filter for a sweep's runs, or one trial's."""
+    parts = [f"tags.`{SWEEP_TAG}` = '{sweep_id}'" if sweep_id else "", f"tags.`{KEY_TAG}` = '{key}'" if key else ""]
+    return " and ".join(p for p in parts if p)
+
+
+class TrackingStore:
+    """One tracking store, by URI: its experiments, trial runs with their curves and summaries, analysis runs."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            import mlflow
+
+            self._client = mlflow.MlflowClient(self.uri)
+        return self._client
+
+    # ---- experiments ---------------------------------------------------------------------------------------------
+
+    def experiment_id(self, name: str) -> str | None:
+        experiment = self.client.get_experiment_by_name(name)
+        return experiment.experiment_id if experiment else None
+
+    def prepare_experiment(self, name: str) -> str:
+        """Create the experiment once, from the driver (trials never create it), and return its id."""
+        found = self.experiment_id(name)
+        if found is not None:
+            return found
+        path = sqlite_path(self.uri)  # artifacts next to the database, not in whatever directory a process runs in
+        location = (path.parent / "mlartifacts").as_uri() if path else None
+        experiment_id = self.client.create_experiment(name, artifact_location=location)
+        # the MLflow 3 UI opens in its GenAI view; this tag makes it show the runs table and charts
+        self.client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+        return experiment_id
+
+    def grokbench_experiments(self) -> dict[str, str]:
+        """Name → id of every grokbench experiment."""
+        found = _paged(lambda token: self.client.search_experiments(max_results=PAGE, page_token=token))
+        return {e.name: e.experiment_id for e in found if e.name.startswith(EXPERIMENT_PREFIX)}
+
+    def experiment_tags(self, name: str) -> dict[str, str]:
+        experiment = self.client.get_experiment_by_name(name)
+        return dict(experiment.tags) if experiment else {}
+
+    def mark_best(self, experiment_id: str, sweep_id: str, key: str, tags: dict[str, str]) -> None:
+        """A search's best setting as experiment tags, and its run tagged; every write idempotent."""
+        for tag, value in tags.items():
+            self.client.set_experiment_tag(experiment_id, tag, value)
+        for run in self.trial_runs([experiment_id], sweep_id, key):
+            self.client.set_tag(run.info.run_id, BEST_TAG, "true")
+
+    # ---- finding trial runs ------------------------------------------------------------------------------------------
+
+    def trial_runs(self, experiment_ids: list[str], sweep_id: str | None = None, key: str | None = None) -> list:
+        """The runs of trials in these experiments (of one sweep, of one trial), every page."""
+        where = trial_filter(sweep_id, key)
+        pages = _paged(lambda token: self.client.search_runs(experiment_ids, filter_string=where, max_results=PAGE,
+                                                             page_token=token))
+        return [run for run in pages if KEY_TAG in run.data.tags]
+
+    def runs_with_outcome(self, experiment_id: str, outcomes: tuple[str, ...] = FINAL_STATUSES) -> list:
+        return [run for run in self.trial_runs([experiment_id]) if run.data.tags.get("status") in outcomes]
+
+    def finished_trials(self, experiment_name: str) -> dict[str, str]:
+        """Trial key → sweep id of every trial with an outcome in the experiment, from any sweep. A failed trial has
+        none: it is run again."""
+        experiment_id = self.experiment_id(experiment_name)
+        if experiment_id is None:
+            return {}
+        return {run.data.tags[KEY_TAG]: run.data.tags.get(SWEEP_TAG, "?")
+                for run in self.runs_with_outcome(experiment_id)}
+
+    def find_trial_run(self, experiment_id: str, sweep_id: str, key: str) -> tuple[str, int] | None:
+        """(run id, last logged step) of a trial's run in this sweep, if it has one."""
+        found = self.trial_runs([experiment_id], sweep_id, key)
+        if not found:
+            return None
+        run_id = min(found, key=lambda run: run.info.start_time).info.run_id  # the one a resume has always used
+        return run_id, max((step for step, _, _ in self.metric_history(run_id, CURVE_SENTINEL)), default=-1)
+
+    def sweep_summaries(self, experiment_id: str, sweep_id: str) -> list[dict[str, Any]]:
+        """The summary of every finished trial of a sweep, read back from MLflow (the sweep's record of truth)."""
+        summaries = []
+        for run in self.trial_runs([experiment_id], sweep_id):
+            status = run.data.tags.get("status")
+            if status in (None, "running"):
+                continue
+            params, metrics = run.data.params, run.data.metrics
+            summaries.append({
+                "method": params["method"], "loss": params["loss"], "lam": float(params["lam"]),
+                "init_scale": float(params["init_scale"]), "seed": int(params["seed"]), "status": status,
+                "steps_to_grok": metrics.get("steps_to_grok"), "time_to_grok_s": metrics.get("time_to_grok_s"),
+            })
+        return summaries
+
+    # ---- writing runs ----------------------------------------------------------------------------------------------
+
+    def create_run(self, experiment_id: str, name: str, tags: dict[str, str], start_time: int | None = None) -> str:
+        return self.client.create_run(experiment_id, start_time=start_time, run_name=name, tags=tags).info.run_id
+
+    def get_run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+    def log_batch(self, run_id: str, metrics: Iterable[tuple[str, float, int, int]] = (),
+                  params: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> None:
+        """Metrics as (name, value, timestamp, step), in batches MLflow takes; the params and tags go with the last
+        batch, so that a tag marking the metrics as logged is never written before them."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        points = [Metric(name, value, timestamp, step) for name, value, timestamp, step in metrics]
+        chunks = [points[i:i + MAX_METRICS_PER_BATCH] for i in range(0, len(points), MAX_METRICS_PER_BATCH)] or [[]]
+        for chunk in chunks[:-1]:
+            self.client.log_batch(run_id, metrics=chunk)
+        self.client.log_batch(run_id, metrics=chunks[-1], params=[Param(k, v) for k, v in (params or {}).items()],
+                              tags=[RunTag(k, v) for k, v in (tags or {}).items()])
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.client.set_tag(run_id, key, value)
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def log_dataset(self, run_id: str, record: dict[str, Any]) -> None:
+        """A dataset input (a record of `dataset_input`'s form); logging the same dataset twice adds nothing."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(record["name"], record["digest"], record["source_type"], record["source"],
+                          profile=record.get("profile"))
+        tags = [InputTag(k, v) for k, v in record.get("tags", {}).items()]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+
+    def terminate(self, run_id: str, status: str, end_time: int | None = None) -> None:
+        self.client.set_terminated(run_id, status=status, end_time=end_time)
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+    # ---- reading runs whole ----------------------------------------------------------------------------------------
+
+    def metric_history(self, run_id: str, name: str) -> list[tuple[int, float, int]]:
+        """(step, value, timestamp) of every point, in the order logged at each step."""
+        points = sorted(self.client.get_metric_history(run_id, name), key=lambda m: (m.step, m.timestamp))
+        return [(m.step, m.value, m.timestamp) for m in points]
+
+    def curve(self, run_id: str, name: str) -> dict[int, float]:
+        """Step → value (of the last point logged at a step)."""
+        return {m.step: m.value for m in self.client.get_metric_history(run_id, name)}
+
+    def text_artifacts(self, run_id: str, names: Iterable[str]) -> dict[str, str]:
+        import tempfile
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise
+        present = {a.path for a in self.client.list_artifacts(run_id)}
+        texts = {}
+        with tempfile.TemporaryDirectory() as scratch:
+            for name in names:
+                if name in present:
+                    texts[name] = Path(self.client.download_artifacts(run_id, name, scratch)).read_text()
+        return texts
+
+    @staticmethod
+    def datasets(run) -> list[dict[str, Any]]:
+        """A run's dataset inputs, in `log_dataset`'s form."""
+        return [{"name": i.dataset.name, "digest": i.dataset.digest, "source_type": i.dataset.source_type,
+                 "source": i.dataset.source, "profile": i.dataset.profile,
+                 "tags": {t.key: t.value for t in i.tags}} for i in run.inputs.dataset_inputs]
+
+    def run_rows(self, experiment_ids: list[str], sweep_id: str | None = None) -> list[dict[str, Any]]:
+        """Every trial run as one flat dict (run_id, experiment_id, start_time, params.x, metrics.x, tags.x)."""
+        rows = []
+        for run in self.trial_runs(experiment_ids, sweep_id):
+            row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                   "start_time": run.info.start_time}
+            row.update({f"params.{k}": v for k, v in run.data.params.items()})
+            row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+            row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+            rows.append(row)
+        return rows
+
+    # ---- analysis runs ---------------------------------------------------------------------------------------------
+
+    def log_analysis(self, experiment_id: str, files: list[Path], tags: dict[str, str]) -> str:
+        """One run holding an analysis's files as artifacts: no trial key, no params, no status, so that no reader
+        of trials counts it. A run left part-way by a store that refused a write is deleted."""
+        run_id = self.create_run(experiment_id, "analysis", {**context_tags(), **tags, KIND_TAG: "analysis",
+                                                             "grokbench.version": code_version()})
+        try:
+            for path in files:
+                self.client.log_artifact(run_id, str(path))
+            self.terminate(run_id, "FINISHED")
+        except Exception:
+            with contextlib.suppress(Exception):
+                self.delete_run(run_id)
+            raise
+        return run_id
+
+
+def _paged(fetch: Callable[[str | None], Any]) -> Iterator:
+    """Every item of a paged MLflow search: `fetch(page_token)` returns one page."""
+    token = None
+    while True:
+        page = fetch(token)
+        yield from page
+        token = page.token
+        if not token:
+            return

@@ -1,0 +1,65 @@
+"""The end of a sweep on the terminal: the outcome table, a search's best settings (also kept as MLflow tags),
+the counts, and where to look next (the MLflow runs, the tables, the command that continues the sweep)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grokbench.progress import duration
+from grokbench.sweep.keys import trial_key
+from grokbench.sweep.live import summary_table
+from grokbench.sweep.mlflow_store import TrackingStore, patiently, runs_link
+from grokbench.sweep.spec import SweepSpec
+
+
+def report_sweep(spec: SweepSpec, summaries: list[dict[str, Any]], grids: list | None, store: TrackingStore,
+                 experiment_id: str, sweep_id: str, seconds: float, tables_selection: str, out) -> int:
+    """The outcome table, a search's best settings, the counts and where to look; returns how many failed."""
+    errors = sum(1 for s in summaries if s["status"] == "failed")
+    print(file=out)
+    if summaries:
+        print(summary_table(summaries), file=out)
+    if spec.search and grids:
+        report_best(spec, grids, store, experiment_id, sweep_id, out)
+    print(f"\n{len(summaries) - errors} trials finished, {errors} failed, in {duration(seconds)}.", file=out)
+    report_where_to_look(store.uri, experiment_id, tables_selection, out)
+    return errors
+
+
+def report_best(spec: SweepSpec, grids: list, store: TrackingStore, experiment_id: str, sweep_id: str, out) -> None:
+    """Each searched method's best setting, printed and tagged on the experiment and on its run."""
+    from grokbench.sweep.trainable import OBJECTIVE
+
+    print("\nbest setting per method (objective: seconds to grok; a trial that did not grok counts at its "
+          "budget's seconds):", file=out)
+    for method, grid in zip(spec.search.space, grids):
+        finished = [r for r in grid if r.error is None and r.metrics and "summary" in r.metrics]
+        if not finished:
+            print(f"  {method:<12} no finished trial", file=out)
+            continue
+        best = min(finished, key=lambda r: r.metrics[OBJECTIVE])
+        config = best.config["trial"]["config"]
+        values = {k: config[k] for k in spec.search.space[method]}
+        text = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        outcome = best.metrics["summary"]["status"]
+        print(f"  {method:<12} {text}  ({best.metrics[OBJECTIVE]:.1f} s, {outcome})", file=out)
+        tags = {f"best.{sweep_id}.{method}.{k}": str(v) for k, v in values.items()}
+        patiently(lambda tags=tags, key=trial_key(config): store.mark_best(experiment_id, sweep_id, key, tags),
+                  store.uri)
+
+
+def report_where_to_look(uri: str, experiment_id: str, tables_selection: str, out) -> None:
+    """The MLflow UI command and runs link, and the tables command."""
+    print(f"runs:    mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"runs:    {uri}", file=out)
+    print(f"         then open {runs_link(uri, experiment_id)}", file=out)
+    print(f"tables:  python -m analysis.tables --tracking-uri {uri} {tables_selection}", file=out)
+
+
+def report_unfinished(unfinished: int, spec: SweepSpec, sweep_id: str, smoke: bool, storage: str | None,
+                      out) -> None:
+    """The command that continues the sweep: the flags its plan cannot restore (where the plan is, and --smoke,
+    which names the sweep)."""
+    smoke_flag = " --smoke" if smoke else ""
+    storage_flag = f" --storage {storage}" if storage else ""
+    print(f"{unfinished} trials unfinished; continue with: grokbench sweep {spec.path}{smoke_flag} --resume "
+          f"--sweep-id {sweep_id}{storage_flag}  (the sweep's other flags are restored from its plan)", file=out)
