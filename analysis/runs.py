@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG, experiment_name
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, SWEEP_TAG, experiment_name
 from grokbench.sweep.mlflow_store import TrackingStore, check_readable, store_errors
 
 NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "eval_every", "weight_decay", "lr")
-SUMMARY_METRICS = (
+SUMMARY_METRICS = (  # a trial's summary figures; max_epochs among them: a continued trial's last budget
+    "max_epochs",
     "steps", "epochs", "train_time_s", "wall_s", "steps_to_memorise", "epochs_to_memorise", "time_to_memorise_s",
     "steps_to_grok", "epochs_to_grok", "time_to_grok_s", "grok_phase_time_s", "final_train_acc", "final_test_acc",
 )
@@ -77,7 +78,7 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
         "experiment": raw["experiment_id"].map(experiment_names).str.removeprefix(EXPERIMENT_PREFIX),
         "start_time": raw["start_time"],
         "sweep_id": column(f"tags.{SWEEP_TAG}", None),
-        "trial_key": column(f"tags.{KEY_TAG}", None),
+        "trial_key": raw["trial_key"],  # recomputed from each run's settings: one trial across grokbench versions
         "status": column("tags.status", "running").fillna("running"),
         "method": column("params.method", None),
         "loss": column("params.loss", None),
@@ -86,8 +87,44 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
     for name in NUMERIC_PARAMS:
         runs[name] = pd.to_numeric(column(f"params.{name}"), errors="coerce")
     for name in SUMMARY_METRICS:
-        runs[name] = pd.to_numeric(column(f"metrics.{name}"), errors="coerce")
+        metric = pd.to_numeric(column(f"metrics.{name}"), errors="coerce")
+        runs[name] = metric.fillna(runs[name]) if name in runs else metric  # a run that predates the metric
     return runs.reset_index(drop=True)
+
+
+def at_budget(uri: str, runs: pd.DataFrame, max_epochs: int) -> pd.DataFrame:
+    """The runs as they stood at a budget of `max_epochs` epochs: a trial that grokked (or memorised) later, or
+    trained further, counts as censored at that budget, with its steps and training seconds at the last evaluation
+    within it (read off its `train_time_s` curve)."""
+    runs = runs.copy()
+    past = runs["status"].isin(FINAL_STATUSES) & (runs["epochs"] > max_epochs)
+    store = TrackingStore(uri)
+    for index in runs.index[past]:
+        run = runs.loc[index]
+        updates_per_epoch = run["steps"] / run["epochs"]
+        clock = {step: t for step, t in store.curve(run["run_id"], "train_time_s").items()
+                 if step <= max_epochs * updates_per_epoch}
+        step = max(clock, default=0)
+        runs.loc[index, ["steps", "epochs", "train_time_s"]] = [step, step / updates_per_epoch, clock.get(step, 0.0)]
+        if run["status"] != "diverged" and not run["epochs_to_grok"] <= max_epochs:
+            runs.loc[index, "status"] = "censored"
+            runs.loc[index, ["steps_to_grok", "epochs_to_grok", "time_to_grok_s", "grok_phase_time_s"]] = np.nan
+        if not run["epochs_to_memorise"] <= max_epochs:
+            runs.loc[index, ["steps_to_memorise", "epochs_to_memorise", "time_to_memorise_s"]] = np.nan
+    return runs
+
+
+def budget_note(runs: pd.DataFrame, max_epochs: int | None) -> str:
+    """What budget a table applies, in epochs and updates."""
+    if max_epochs is not None:
+        return (f"budget: {max_epochs:,} epochs (--max-epochs); a trial that grokked or ran past it counts as "
+                "censored at it")
+    budgets = runs["max_epochs"].dropna()
+    if budgets.empty:
+        return "budget: unknown"
+    low, high = int(budgets.min()), int(budgets.max())
+    span = f"{low:,} epochs" if low == high else f"{low:,}–{high:,} epochs (each censored trial at its own)"
+    return f"budget: {span}, as the trials ran; --max-epochs applies a smaller one"
 
 
 def progress_note(runs: pd.DataFrame) -> str | None:

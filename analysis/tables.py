@@ -17,7 +17,7 @@ from typing import NamedTuple, Sequence
 
 import pandas as pd
 
-from analysis.runs import DEFAULT_EXPERIMENT, AnalysisError, load_runs, progress_note
+from analysis.runs import DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, load_runs, progress_note
 from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Cell, Sample, SpeedUp, cell, speed_up
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
@@ -381,8 +381,12 @@ def write(tables: list[Table], out: Path, formats: Sequence[str]) -> list[Path]:
 
 # ---- command line ----------------------------------------------------------------------------------------------------
 
-def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str]) -> list[Table]:
+def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epochs: int | None = None) -> list[Table]:
+    if max_epochs is not None:
+        runs = at_budget(uri, runs, max_epochs)
     tables = table1(runs)
+    for table in tables:
+        table.notes.append(budget_note(runs, max_epochs))
     for by, title, name in (("lam", "Sensitivity to λ (the method's strength)", "lambda"),
                             ("init_scale", "Sensitivity to the initialisation scale α", "init_scale")):
         table = sensitivity(runs, by, title, name)
@@ -410,9 +414,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                     "experiment, results/<sweep id> with --sweep)")
     parser.add_argument("--format", default="md,tex,csv", help="comma-separated: md, tex, csv")
     parser.add_argument("--figures", action="store_true", help="also write the figures (PNG and PDF)")
+    parser.add_argument("--max-epochs", type=_positive_int, default=None,
+                        help="apply this budget: a trial that grokked or ran past it counts as censored at it "
+                             "(default: each trial's own)")
     parser.add_argument("--no-log", action="store_true", help="do not log the tables and figures to MLflow as an "
                                                               "analysis run of the first experiment read")
     return parser.parse_args(argv)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of epochs, got {text!r}")
+    return value
 
 
 def default_out(experiments: list[str], sweep: str | None) -> Path:
@@ -459,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     note = progress_note(runs)
     if note:
         print(f"note: {note}")
-    tables = build_tables(uri, runs, read)
+    tables = build_tables(uri, runs, read, args.max_epochs)
     if not tables:
         print("analysis.tables: error: no trial has finished yet; wait for the sweep (or check --sweep)",
               file=sys.stderr)

@@ -4,10 +4,12 @@ import shutil
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param, RunTag
 from scipy import stats
 
+from analysis.runs import at_budget, budget_note, load_runs
 from analysis.stats import Sample, aft_time_ratio
 from analysis.tables import main as tables_main
 from grokbench.sweep.mlflow_store import TrackingStore
@@ -25,10 +27,12 @@ def log_trial(client, experiment_id, method, loss, seed, status, steps, time_s, 
     grokked = status == "grokked"
     metrics = {
         "steps": steps if grokked else budget_steps, "train_time_s": time_s if grokked else budget_time,
-        "steps_to_memorise": 40, "time_to_memorise_s": memorised_time_s,
+        "steps_to_memorise": 40, "time_to_memorise_s": memorised_time_s, "epochs_to_memorise": 10,
     }
+    metrics["epochs"] = metrics["steps"] // 4
     if grokked:
-        metrics.update(steps_to_grok=steps, time_to_grok_s=time_s, grok_phase_time_s=time_s - memorised_time_s)
+        metrics.update(steps_to_grok=steps, time_to_grok_s=time_s, grok_phase_time_s=time_s - memorised_time_s,
+                       epochs_to_grok=steps // 4)
     now = 0
     entries = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
     if curve:
@@ -42,6 +46,7 @@ def log_trial(client, experiment_id, method, loss, seed, status, steps, time_s, 
     client.log_batch(run.info.run_id, metrics=entries,
                      params=[Param(k, str(v)) for k, v in params.items()], tags=[RunTag("x", "y")])
     client.set_terminated(run.info.run_id)
+    return run.info.run_id
 
 
 @pytest.fixture(scope="module")
@@ -372,3 +377,24 @@ def test_figure_lines_are_per_method_and_per_lambda_only_where_a_method_ran_at_s
     assert list(lines) == ["Baseline", "GrokAlign (λ=0.0001)", "GrokAlign (λ=0.001)", "GrokAlign (λ=0.01)"]
     spare = [lines[label] for label in list(lines)[1:]]
     assert len(set(spare)) == 3 and not set(spare) & set(COLOURS.values())
+
+
+def test_a_budget_counts_a_trial_that_grokked_later_as_censored_at_it(tmp_path, migrated_store):
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist")
+    # 4 updates an epoch: seed 0 groks at epoch 50 (20 s), seed 1 at epoch 150 (60 s); both ran a 250-epoch budget
+    for seed, (steps, seconds) in enumerate([(200, 20.0), (600, 60.0)]):
+        log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", steps, seconds)
+    runs, _ = load_runs(uri)
+    assert budget_note(runs, None) == "budget: 250 epochs, as the trials ran; --max-epochs applies a smaller one"
+    cut = at_budget(uri, runs, max_epochs=100).set_index("seed")
+    assert cut.loc[0, "status"] == "grokked" and cut.loc[0, "steps_to_grok"] == 200
+    # seed 1 at its last evaluation within 100 epochs (step 40 of its curve: 0, 40, 600), censored there
+    assert cut.loc[1, "status"] == "censored" and pd.isna(cut.loc[1, "steps_to_grok"])
+    assert (cut.loc[1, "steps"], cut.loc[1, "epochs"], cut.loc[1, "train_time_s"]) == (40, 10, 4.0)
+    assert tables_main(["--tracking-uri", uri, "--out", str(tmp_path / "t"), "--max-epochs", "100",
+                        "--format", "md", "--no-log"]) == 0
+    text = (tmp_path / "t" / "table1_ce.md").read_text()
+    assert "| Baseline | 1/2 |" in text and "budget: 100 epochs (--max-epochs)" in text

@@ -7,8 +7,8 @@ import yaml
 
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.plan import (
-    SWEEP_STARTUP_S, TRIAL_STARTUP_S, done_in_grid, estimate_seconds, example_trial, grid_entries,
-    local_concurrency, placed, planned_count, representatives, to_run, total_trials,
+    SWEEP_STARTUP_S, TRIAL_STARTUP_S, StoredTrial, estimate_seconds, example_trial, grid_entries, local_concurrency,
+    placed, plan_grid, planned_count, representatives, to_run, total_trials,
 )
 from grokbench.sweep.spec import build_sweep, load_sweep
 
@@ -26,23 +26,62 @@ def sweep(tmp_path, raw):
     return load_sweep(str(path))
 
 
+def stored(status, epochs=100, epochs_to_grok=None, checkpoint=None, sweep_id="plan-1", max_epochs=100):
+    return StoredTrial(sweep_id=sweep_id, run_id=f"run-{sweep_id}", status=status, epochs=epochs,
+                       max_epochs=max_epochs, epochs_after_grok=0, epochs_to_grok=epochs_to_grok,
+                       checkpoint=checkpoint)
+
+
 def test_a_grid_runs_only_the_trials_not_done_and_counts_them(tmp_path):
     spec = sweep(tmp_path, GRID)
-    keys = [trial_key(cfg.to_dict()) for cfg in spec.trials()]
+    keys = [trial_key(cfg) for cfg in spec.trials()]
     assert total_trials(spec) == 6 and len(set(keys)) == 6
-    done = {keys[0]: "plan-1", keys[3]: "plan-2", "some-other-trial": "elsewhere"}
-    skipped = done_in_grid(spec, done)
-    assert skipped == {keys[0]: "plan-1", keys[3]: "plan-2"}  # trials of other sweeps are not this grid's
-    trials = to_run(spec, skipped)
-    assert [trial_key(cfg.to_dict()) for cfg in trials] == [k for k in keys if k not in skipped]
+    held = {keys[0]: stored("censored"), keys[3]: stored("grokked", 40, 40, sweep_id="plan-2"),
+            keys[4]: stored("failed"), "some-other-trial": stored("grokked", 40, 40)}
+    grid_plan = plan_grid(spec, held)
+    assert grid_plan.skipped == {keys[0]: "plan-1", keys[3]: "plan-2"}  # a failure settles nothing
+    assert grid_plan.continued == {}
+    trials = to_run(spec, grid_plan.skipped)
+    assert [trial_key(cfg) for cfg in trials] == [k for k in keys if k not in grid_plan.skipped]
     assert planned_count(spec, trials) == 4
-    assert to_run(spec, done_in_grid(spec, dict.fromkeys(keys, "x"))) == []
+    everything = plan_grid(spec, {key: stored("diverged", 7) for key in keys})
+    assert to_run(spec, everything.skipped) == []
+
+
+def test_a_larger_budget_continues_censored_trials_and_keeps_those_it_does_not_reopen(tmp_path):
+    spec = build_sweep(str(sweep(tmp_path, GRID).path), {"max_epochs": 300})
+    keys = [trial_key(cfg) for cfg in spec.trials()]
+    assert keys == [trial_key(cfg) for cfg in sweep(tmp_path, GRID).trials()]  # the budget is no part of a key
+    checkpoint = tmp_path / "checkpoint_000003"
+    checkpoint.mkdir()
+    held = {keys[0]: stored("censored", checkpoint=str(checkpoint)),  # continues in its own run
+            keys[1]: stored("censored"),  # no checkpoint (imported, say): runs again from the start
+            keys[2]: stored("censored", epochs=300, max_epochs=300),  # already ran this budget
+            keys[3]: stored("grokked", 40, 40, checkpoint=str(checkpoint)),  # stopped at grokking, as asked
+            keys[4]: stored("diverged", 12, checkpoint=str(checkpoint)),
+            keys[5]: stored("censored", checkpoint=str(tmp_path / "gone"))}  # its checkpoint was deleted
+    grid_plan = plan_grid(spec, held)
+    assert grid_plan.skipped == {keys[2]: "plan-1", keys[3]: "plan-1", keys[4]: "plan-1"}
+    assert grid_plan.continued == {keys[0]: {"run_id": "run-plan-1", "checkpoint": str(checkpoint),
+                                             "sweep_id": "plan-1", "from_epoch": 100}}
+    entries = grid_entries(spec, to_run(spec, grid_plan.skipped), None, grid_plan.continued)
+    assert [e["continue"] is not None for e in entries] == [True, False, False]
+    assert entries[0]["config"]["max_epochs"] == 300
+
+
+def test_a_grokked_trial_continues_when_asked_to_train_further_past_grokking(tmp_path):
+    spec = sweep(tmp_path, {**GRID, "base": {"epochs_after_grok": 20}})
+    key = trial_key(spec.trials()[0])
+    held = {key: stored("grokked", 40, 40, checkpoint="s3://bucket/checkpoint")}  # shared storage is trusted
+    assert plan_grid(spec, held).continued[key]["from_epoch"] == 40
+    done = {key: stored("grokked", 60, 40, checkpoint="s3://bucket/checkpoint")}  # it already trained 20 more
+    assert plan_grid(spec, done).skipped == {key: "plan-1"}
 
 
 def test_a_search_is_never_skipped_and_runs_every_sample(tmp_path):
     spec = sweep(tmp_path, SEARCH)
     assert total_trials(spec) == 6
-    assert done_in_grid(spec, {"anything": "x"}) == {} and to_run(spec, {}) == []
+    assert plan_grid(spec, {"anything": stored("grokked", 40, 40)}).skipped == {} and to_run(spec, {}) == []
     assert planned_count(spec, []) == 6
     assert example_trial(spec).method == "grokalign" and example_trial(spec).seed == 4
 

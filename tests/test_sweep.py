@@ -520,3 +520,24 @@ def test_trials_a_fresh_sweep_never_started_before_ctrl_c_are_not_done_before_a_
     again.on_step_begin(0, [resumed])
     again.draw([resumed])
     assert "done before resume 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_smoke_sweep_rerun_with_a_larger_budget_continues_its_censored_trials_in_their_runs(ray_cluster, workdir):
+    flags = ["--tracking-uri", uri(workdir), "--storage", str(workdir / "results")]
+    assert main(["sweep", "xor_tiny", "--smoke", *flags]) == 0  # 40 epochs: censored before grokking (epoch 112)
+    client, first = runs_of(workdir, "grokbench/xor_tiny-smoke")
+    assert sorted(r.data.tags["status"] for r in first) == ["censored", "censored"]
+    clock = {r.info.run_id: r.data.metrics["train_time_s"] for r in first}
+
+    assert main(["sweep", "xor_tiny", "--smoke", "--max-epochs", "300", *flags]) == 0
+    runs = assert_each_trial_logged_once(workdir, "grokbench/xor_tiny-smoke", 2)  # no second run, no step twice
+    assert {r.info.run_id for r in runs} == set(clock)
+    for run in runs:
+        assert run.data.tags["status"] == "grokked" and run.data.metrics["max_epochs"] == 300
+        assert run.data.metrics["steps_to_memorise"] == 54 and run.data.metrics["steps_to_grok"] == 112
+        assert run.data.metrics["train_time_s"] > clock[run.info.run_id]  # the clock went on
+        assert run.data.tags["grokbench.continued_by"] != run.data.tags[SWEEP_TAG]
+
+    assert main(["sweep", "xor_tiny", "--smoke", "--max-epochs", "300", *flags]) == 0  # nothing more to do
+    assert len(runs_of(workdir, "grokbench/xor_tiny-smoke")[1]) == 2

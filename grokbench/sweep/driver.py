@@ -24,7 +24,7 @@ from grokbench.sweep.mlflow_store import (
     TrackingStore, check_reachable, check_readable, patiently, retry_only_patiently, sqlite_path, store_errors,
     tracking_patience_s, tracking_uri,
 )
-from grokbench.sweep.plan import done_in_grid, dry_run, planned_count, to_run, total_trials
+from grokbench.sweep.plan import GridPlan, dry_run, plan_grid, planned_count, to_run, total_trials
 from grokbench.sweep.report import report_sweep, report_unfinished
 from grokbench.sweep.spec import SweepSpec, build_sweep
 from grokbench.sweep.storage import SweepStorage
@@ -51,7 +51,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
         raise SweepError("--rerun starts a new sweep that runs every trial; it cannot be combined with --resume")
     retry_only_patiently()
     if options.dry_run:
-        return dry_run(spec, {} if options.rerun else known_outcomes(spec, options.tracking_uri, out), out)
+        nothing = GridPlan({}, {})
+        return dry_run(spec, nothing if options.rerun else known_outcomes(spec, options.tracking_uri, out), out)
     _quiet_tune()
     tracking_patience_s()  # a bad value fails now, not at the first outage
     storage = SweepStorage(options.storage)
@@ -61,15 +62,19 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
     if checked_here:  # before anything is written: a sweep that cannot run leaves nothing behind
         check_data_here(spec)
     if plan:
-        skipped = plan.get("skipped", {})
+        grid_plan = GridPlan(plan.get("skipped", {}), plan.get("continued", {}))
     else:
-        skipped = {} if options.rerun else already_done(spec, store)
+        grid_plan = GridPlan({}, {}) if options.rerun else settled_by_store(spec, store)
+    skipped, continued = grid_plan.skipped, grid_plan.continued
     trials = to_run(spec, skipped)
     planned = planned_count(spec, trials)
     if skipped:
         sweeps = ", ".join(sorted(set(skipped.values())))
         print(f"{len(skipped)} of {total_trials(spec)} trials already have an outcome in {uri} (sweep {sweeps}); "
               "they are not run again (--rerun runs them anyway)", file=out, flush=True)
+    if continued:
+        print(f"{len(continued)} of them continue from their final checkpoints, in their own runs (the sweep's "
+              "budget asks for more than they ran)", file=out, flush=True)
     if not planned:
         print(f"nothing to run.\ntables:  python -m analysis.tables --tracking-uri {uri} --experiment {spec.name}",
               file=out)
@@ -79,27 +84,30 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
     experiment_id = store.prepare_experiment(experiment_name(spec.name))
     if not plan:
         plan = {"sweep_id": sweep_id, "sweep_file": str(spec.path), "name": spec.name, "tracking_uri": uri,
-                "experiment_id": experiment_id, "trials": planned, "skipped": skipped, "overrides": options.overrides}
+                "experiment_id": experiment_id, "trials": planned, "skipped": skipped, "continued": continued,
+                "overrides": options.overrides}
         storage.write_json(plan, spec.name, sweep_id, PLAN_FILE)
     print(f"sweep {sweep_id}: {planned} trials → MLflow experiment {experiment_name(spec.name)} at {uri}",
           file=out, flush=True)
-    return _execute(spec, options, storage, store, experiment_id, sweep_id, trials, bool(skipped), out)
+    return _execute(spec, options, storage, store, experiment_id, sweep_id, trials, grid_plan, out)
 
 
 def _execute(spec: SweepSpec, options: SweepOptions, storage: SweepStorage, store: TrackingStore,
-             experiment_id: str, sweep_id: str, trials: list, skipped_some: bool, out) -> int:
+             experiment_id: str, sweep_id: str, trials: list, grid_plan: GridPlan, out) -> int:
     """Run the trials (until done or Ctrl-C), then report; the exit code says whether all of them finished."""
     planned = planned_count(spec, trials)
     sweep_dir = storage.uri(spec.name, sweep_id)
     callbacks = [TrialRuns(store.uri, experiment_id, sweep_id), LiveView(planned)]
     started = time.monotonic()
     try:
-        grids = fit(spec, experiments(spec, trials, sweep_dir, callbacks, options.fault), sweep_dir, options.resume)
+        planned_experiments = experiments(spec, trials, sweep_dir, callbacks, options.fault, grid_plan.continued)
+        grids = fit(spec, planned_experiments, sweep_dir, options.resume)
     except KeyboardInterrupt:
         grids = None
     summaries = patiently(lambda: store.sweep_summaries(experiment_id, sweep_id), store.uri)
     # the tables of the whole experiment when some trials were skipped: their runs belong to other sweeps
-    selection = f"--experiment {spec.name}" if skipped_some else f"--sweep {sweep_id}"
+    elsewhere = grid_plan.skipped or grid_plan.continued
+    selection = f"--experiment {spec.name}" if elsewhere else f"--sweep {sweep_id}"
     errors = report_sweep(spec, summaries, grids, store, experiment_id, sweep_id, time.monotonic() - started,
                           selection, out)
     unfinished = planned - len(summaries)
@@ -148,27 +156,28 @@ def _find_sweep(storage: SweepStorage, name: str, sweep_id: str | None) -> str:
     return candidates[-1]
 
 
-def already_done(spec: SweepSpec, store: TrackingStore) -> dict[str, str]:
-    """The grid's trials that have an outcome in the tracking store, from any sweep (key → sweep id). The same key
-    is the same computation (up to floating-point differences between machines), so a grid sweep runs only what
-    the store lacks: a sweep extended by seeds, or started again after its checkpoints were lost, repeats nothing."""
+def settled_by_store(spec: SweepSpec, store: TrackingStore) -> GridPlan:
+    """The grid's trials the tracking store settles, from any sweep of the experiment: those with an outcome are
+    skipped, those whose outcome the sweep's larger budget reopens continue. The same key is the same computation
+    (up to floating-point differences between machines), so a grid sweep runs only what the store lacks: a sweep
+    extended by seeds or budget, or started again after its checkpoints were lost, repeats nothing."""
     if spec.search:
-        return {}
-    return done_in_grid(spec, patiently(lambda: store.finished_trials(experiment_name(spec.name)), store.uri))
+        return GridPlan({}, {})
+    return plan_grid(spec, patiently(lambda: store.stored_trials(experiment_name(spec.name)), store.uri))
 
 
-def known_outcomes(spec: SweepSpec, given_uri: str | None, out) -> dict[str, str]:
-    """`already_done` for a dry run, which creates nothing and waits for nothing: an existing store, or a server
-    that answers now; when neither, it says so."""
+def known_outcomes(spec: SweepSpec, given_uri: str | None, out) -> GridPlan:
+    """`settled_by_store` for a dry run, which creates nothing and waits for nothing: an existing store, or a
+    server that answers now; when neither, it says so."""
     uri = tracking_uri(given_uri)
     path = sqlite_path(uri)
     if spec.search or (path and not path.is_file()):
-        return {}
+        return GridPlan({}, {})
     try:
         check_readable(uri)
-        done = TrackingStore(uri).finished_trials(experiment_name(spec.name))
+        stored = TrackingStore(uri).stored_trials(experiment_name(spec.name))
     except store_errors() as err:  # a dry run says what it could not check, goes on
         print(f"could not read the tracking store {uri} ({str(err).splitlines()[0]}); no trial is marked done",
               file=out)
-        return {}
-    return done_in_grid(spec, done)
+        return GridPlan({}, {})
+    return plan_grid(spec, stored)

@@ -60,12 +60,13 @@ def search_space(spec: SweepSpec, method: str, fault: dict | None) -> dict[str, 
 
 
 def experiments(spec: SweepSpec, trials: list[TrialConfig], sweep_dir: str, callbacks: list,
-                fault: dict | None) -> list[tuple[str, Callable[[], Any]]]:
-    """(name, make a new Tuner) of each Tune experiment of the sweep."""
+                fault: dict | None, continued: dict[str, dict] | None = None) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, make a new Tuner) of each Tune experiment of the sweep; `continued` trials go on from a stored
+    trial's final checkpoint."""
     from ray import tune
 
     if not spec.search:
-        space = {"trial": tune.grid_search(grid_entries(spec, trials, fault))}
+        space = {"trial": tune.grid_search(grid_entries(spec, trials, fault, continued))}
         return [(GRID, lambda: _tuner(spec, GRID, sweep_dir, space, callbacks))]
 
     def searched(method: str):

@@ -32,6 +32,7 @@ MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 CURVE_SENTINEL = "train_acc"  # every evaluation logs it, last of its point: its last step is the run's last logged
 KIND_TAG = "grokbench.kind"  # "analysis" on the run of an analysis.tables invocation; trial runs have none
 CHECKPOINT_TAG = "grokbench.checkpoint"  # where a trial's latest checkpoint is
+CONTINUED_TAG = "grokbench.continued_by"  # the sweep that continued a trial's run with a larger budget
 BEST_TAG = "grokbench.best"
 PATIENCE_ENV = "GROKBENCH_TRACKING_PATIENCE_S"  # how long the driver waits out a tracking store that is down
 DEFAULT_PATIENCE_S = 300.0
@@ -285,11 +286,26 @@ class TrackingStore:
     def finished_trials(self, experiment_name: str) -> dict[str, str]:
         """Trial key → sweep id of every trial with an outcome in the experiment, from any sweep. A failed trial has
         none: it is run again."""
+        return {key: found.sweep_id for key, found in self.stored_trials(experiment_name).items()
+                if found.status in FINAL_STATUSES}
+
+    def stored_trials(self, experiment_name: str) -> dict:
+        """Trial key → `StoredTrial` of every trial in the experiment, from any sweep and any grokbench version:
+        its run with the best outcome (an outcome, then a failure, then none), the newest of those."""
+        from grokbench.sweep.plan import StoredTrial
+
         experiment_id = self.experiment_id(experiment_name)
-        if experiment_id is None:
-            return {}
-        return {run.data.tags[KEY_TAG]: run.data.tags.get(SWEEP_TAG, "?")
-                for run in self.runs_with_outcome(experiment_id)}
+        runs = self.trial_runs([experiment_id]) if experiment_id is not None else []
+        best: dict[str, Any] = {}
+        for run in sorted(runs, key=lambda r: (_outcome_rank(r.data.tags.get("status")), r.info.start_time or 0)):
+            best[run_key(run)] = run
+        return {key: StoredTrial(
+            sweep_id=run.data.tags.get(SWEEP_TAG, "?"), run_id=run.info.run_id,
+            status=run.data.tags.get("status", "running"), epochs=int(_figure(run, "epochs") or 0),
+            max_epochs=int(_figure(run, "max_epochs") or 0),
+            epochs_after_grok=int(_figure(run, "epochs_after_grok") or 0),
+            epochs_to_grok=_whole(run.data.metrics.get("epochs_to_grok")),
+            checkpoint=run.data.tags.get(CHECKPOINT_TAG)) for key, run in best.items()}
 
     def find_trial_run(self, experiment_id: str, sweep_id: str, key: str) -> tuple[str, int] | None:
         """(run id, last logged step) of a trial's run in this sweep, if it has one."""
@@ -299,10 +315,23 @@ class TrackingStore:
         run_id = min(found, key=lambda run: run.info.start_time).info.run_id  # the one a resume has always used
         return run_id, max((step for step, _, _ in self.metric_history(run_id, CURVE_SENTINEL)), default=-1)
 
+    def reopen_run(self, run_id: str, sweep_id: str) -> tuple[str, int]:
+        """(run id, last logged step) of a stored trial's run that this sweep continues: marked running again, and
+        as this sweep's, once (a resumed sweep finds it marked and leaves its status alone)."""
+        run = self.get_run(run_id)
+        if run.data.tags.get(CONTINUED_TAG) != sweep_id:
+            self.client.update_run(run_id, status="RUNNING")
+            self.log_batch(run_id, tags={CONTINUED_TAG: sweep_id, "status": "running"})
+        return run_id, max((step for step, _, _ in self.metric_history(run_id, CURVE_SENTINEL)), default=-1)
+
     def sweep_summaries(self, experiment_id: str, sweep_id: str) -> list[dict[str, Any]]:
-        """The summary of every finished trial of a sweep, read back from MLflow (the sweep's record of truth)."""
+        """The summary of every finished trial of a sweep, read back from MLflow (the sweep's record of truth): its
+        own runs and those of other sweeps it continued."""
+        continued = _paged(lambda token: self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{CONTINUED_TAG}` = '{sweep_id}'", max_results=PAGE,
+            page_token=token))
         summaries = []
-        for run in self.trial_runs([experiment_id], sweep_id):
+        for run in [*self.trial_runs([experiment_id], sweep_id), *continued]:
             status = run.data.tags.get("status")
             if status in (None, "running"):
                 continue
@@ -391,7 +420,7 @@ class TrackingStore:
         rows = []
         for run in self.trial_runs(experiment_ids, sweep_id):
             row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                   "start_time": run.info.start_time}
+                   "start_time": run.info.start_time, "trial_key": run_key(run)}
             row.update({f"params.{k}": v for k, v in run.data.params.items()})
             row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
             row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
@@ -414,6 +443,36 @@ class TrackingStore:
                 self.delete_run(run_id)
             raise
         return run_id
+
+
+def run_key(run) -> str:
+    """A run's trial key, recomputed from the settings it stored (its params), so that a trial stored by an earlier
+    grokbench, whose key tag hashed other things, is known as the same trial; the key tag where it has no settings
+    yet (a run whose params were never written)."""
+    from grokbench.config import ConfigError
+    from grokbench.sweep.keys import trial_key
+
+    params = run.data.params
+    if "task" in params and "method" in params:
+        try:
+            return trial_key(params)
+        except (ConfigError, KeyError, ValueError, TypeError):
+            pass  # settings this version cannot read: the tag is all there is
+    return run.data.tags[KEY_TAG]
+
+
+def _outcome_rank(status: str | None) -> int:
+    return 2 if status in FINAL_STATUSES else 1 if status == "failed" else 0
+
+
+def _figure(run, name: str) -> float | None:
+    """A summary figure: the metric (a continued trial's latest), else the param it started with."""
+    value = run.data.metrics.get(name, run.data.params.get(name))
+    return None if value in (None, "None") else float(value)
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _paged(fetch: Callable[[str | None], Any]) -> Iterator:

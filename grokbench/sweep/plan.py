@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from grokbench.config import TrialConfig
 from grokbench.progress import duration
-from grokbench.sweep.keys import trial_key
+from grokbench.sweep.keys import FINAL_STATUSES, trial_key
 from grokbench.sweep.spec import SweepSpec
 
 # measured on a 2-core CPU (grokbench bench-sweep / bench-nodes): Ray, Tune and the MLflow store before the first
@@ -32,28 +33,81 @@ def placed(cfg: TrialConfig, spec: SweepSpec) -> TrialConfig:
     return cfg.replace(threads=threads, device=device, data_dir=data_dir)
 
 
-def grid_entries(spec: SweepSpec, trials: list[TrialConfig], fault: dict | None) -> list[dict[str, Any]]:
+def grid_entries(spec: SweepSpec, trials: list[TrialConfig], fault: dict | None,
+                 continued: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Tune's config of each trial; one that continues a stored trial carries its run and final checkpoint."""
+    continued = continued or {}
     return [
-        {"config": placed(cfg, spec).to_dict(), "checkpoint_every": spec.checkpoint_every, "fault": fault}
+        {"config": placed(cfg, spec).to_dict(), "checkpoint_every": spec.checkpoint_every, "fault": fault,
+         "continue": continued.get(trial_key(cfg))}
         for cfg in trials
     ]
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    """What the tracking store holds of a trial: its latest run's outcome, how far it went, and where it can go on."""
+
+    sweep_id: str
+    run_id: str
+    status: str
+    epochs: int  # trained
+    max_epochs: int  # the budget it ran under
+    epochs_after_grok: int
+    epochs_to_grok: int | None
+    checkpoint: str | None  # its final checkpoint, where a sweep saved one
+
+    def wants_more(self, cfg: TrialConfig) -> bool:
+        """Whether `cfg`'s budget asks for more than it did: a censored trial given more epochs, a grokked one
+        asked to train further past grokking. Diverged and failed trials have nothing to continue."""
+        if self.status == "censored":
+            return cfg.max_epochs > self.epochs
+        if self.status == "grokked":
+            return min(cfg.max_epochs, self.epochs_to_grok + cfg.epochs_after_grok) > self.epochs
+        return False
+
+    def can_continue(self) -> bool:
+        """A final checkpoint to continue from (one on shared storage is trusted; a local one must exist)."""
+        return bool(self.checkpoint) and ("://" in self.checkpoint or Path(self.checkpoint).is_dir())
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """Which of a grid's trials the store settles: `skipped` (key → sweep id) need nothing more; `continued` (key
+    → {"run_id", "checkpoint", "sweep_id"}) go on from their final checkpoint in their own run; the others run."""
+
+    skipped: dict[str, str]
+    continued: dict[str, dict[str, str]]
+
+
+def plan_grid(spec: SweepSpec, stored: dict[str, StoredTrial]) -> GridPlan:
+    """Settle each of the grid's trials against what the store holds (an Optuna search proposes new settings each
+    time: none of its trials is ever settled). A trial the store holds with a final outcome is kept, unless the
+    sweep's budget asks for more: then it continues from its final checkpoint, or, without one (an imported run,
+    say), runs again from the start."""
+    skipped: dict[str, str] = {}
+    continued: dict[str, dict[str, str]] = {}
+    if spec.search:
+        return GridPlan(skipped, continued)
+    for cfg in spec.trials():
+        key = trial_key(cfg)
+        found = stored.get(key)
+        if found is None or found.status not in FINAL_STATUSES:
+            continue
+        if not found.wants_more(cfg):
+            skipped[key] = found.sweep_id
+        elif found.can_continue():
+            continued[key] = {"run_id": found.run_id, "checkpoint": found.checkpoint, "sweep_id": found.sweep_id,
+                              "from_epoch": found.epochs}
+    return GridPlan(skipped, continued)
 
 
 def total_trials(spec: SweepSpec) -> int:
     return len(spec.search.space) * spec.search.num_samples if spec.search else len(spec.trials())
 
 
-def done_in_grid(spec: SweepSpec, done: dict[str, str]) -> dict[str, str]:
-    """The grid's trials among `done` (trial key → sweep id). An Optuna search proposes new settings each time:
-    none of its trials is ever done."""
-    if spec.search:
-        return {}
-    keys = (trial_key(cfg.to_dict()) for cfg in spec.trials())
-    return {key: done[key] for key in keys if key in done}
-
-
 def to_run(spec: SweepSpec, skipped: dict[str, str]) -> list[TrialConfig]:
-    return [cfg for cfg in spec.trials() if trial_key(cfg.to_dict()) not in skipped] if not spec.search else []
+    return [cfg for cfg in spec.trials() if trial_key(cfg) not in skipped] if not spec.search else []
 
 
 def planned_count(spec: SweepSpec, trials: list[TrialConfig]) -> int:
@@ -109,19 +163,21 @@ def seconds_per_epoch(configs: dict[str, TrialConfig]) -> dict[str, float]:
 
 
 def estimate_seconds(spec: SweepSpec, trials: list[TrialConfig], concurrency: int,
-                     per_epoch: dict[str, float]) -> float:
-    """Upper bound on wall time: every trial runs its whole budget at `per_epoch` seconds an epoch, `concurrency`
-    at a time, each after its start-up, all after the sweep's."""
+                     per_epoch: dict[str, float], continued: dict[str, dict] | None = None) -> float:
+    """Upper bound on wall time: every trial runs its whole budget (a continued one what is left of it) at
+    `per_epoch` seconds an epoch, `concurrency` at a time, each after its start-up, all after the sweep's."""
+    continued = continued or {}
     if spec.search:
         total = sum(per_epoch[m] * spec.max_epochs * spec.search.num_samples for m in spec.search.space)
     else:
-        total = sum(per_epoch[cfg.method] * cfg.max_epochs for cfg in trials)
+        total = sum(per_epoch[cfg.method] * (cfg.max_epochs - continued.get(trial_key(cfg), {}).get("from_epoch", 0))
+                    for cfg in trials)
     count = planned_count(spec, trials)
     total += TRIAL_STARTUP_S * count
     return SWEEP_STARTUP_S + total / max(min(concurrency, count), 1)
 
 
-def dry_run(spec: SweepSpec, skipped: dict[str, str], out=sys.stdout) -> int:
+def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=sys.stdout) -> int:
     print(f"sweep {spec.name} ({spec.path}): {spec.description}", file=out)
     if spec.search:
         for method, ranges in spec.search.space.items():
@@ -130,12 +186,14 @@ def dry_run(spec: SweepSpec, skipped: dict[str, str], out=sys.stdout) -> int:
     else:
         print(f"  {'trial key':<52}{'budget (epochs)':>16}", file=out)
         for cfg in spec.trials():
-            key = trial_key(cfg.to_dict())
-            done = f"   done (sweep {skipped[key]})" if key in skipped else ""
-            print(f"  {key:<52}{cfg.max_epochs:>16}{done}", file=out)
+            key = trial_key(cfg)
+            print(f"  {key:<52}{cfg.max_epochs:>16}{_settled(grid_plan, key)}", file=out)
+    skipped, continued = grid_plan.skipped, grid_plan.continued
     if skipped:
         print(f"{len(skipped)} of them already have an outcome in the tracking store and will not run again "
               "(--rerun runs them anyway)", file=out)
+    if continued:
+        print(f"{len(continued)} continue from their final checkpoints, in their own runs", file=out)
     trials = to_run(spec, skipped)
     if not planned_count(spec, trials):
         print("nothing to run", file=out)
@@ -147,10 +205,19 @@ def dry_run(spec: SweepSpec, skipped: dict[str, str], out=sys.stdout) -> int:
           file=out)
     print("measuring seconds per epoch on this machine ...", file=out, flush=True)
     per_epoch = seconds_per_epoch(representatives(spec, trials))
-    seconds = estimate_seconds(spec, trials, concurrency, per_epoch)
+    seconds = estimate_seconds(spec, trials, concurrency, per_epoch, continued)
     rates = ", ".join(f"{m} {1e3 * s:.0f} ms" for m, s in per_epoch.items())
     print(f"per epoch (evaluation included): {rates}", file=out)
     print(f"estimated wall time: at most {duration(seconds)} here (every trial running its full budget of "
           f"{spec.max_epochs} epochs, plus ≈{SWEEP_STARTUP_S:.0f} s to start the sweep and ≈{TRIAL_STARTUP_S:.0f} s "
           "to start each trial; trials stop when they grok, so usually less)", file=out)
     return 0
+
+
+def _settled(grid_plan: GridPlan, key: str) -> str:
+    if key in grid_plan.skipped:
+        return f"   done (sweep {grid_plan.skipped[key]})"
+    if key in grid_plan.continued:
+        found = grid_plan.continued[key]
+        return f"   continues from epoch {found['from_epoch']} (sweep {found['sweep_id']})"
+    return ""

@@ -72,7 +72,10 @@ class TrialRuns(tune.Callback):
         """(trial key, run id, last logged step), from the cache, else from MLflow, else a new run."""
         config = trial.config["trial"]["config"]
         key = trial_key(config)
-        if key not in self._runs:
+        continued = trial.config["trial"].get("continue")
+        if key not in self._runs and continued:
+            self._runs[key] = self._patiently(lambda: self.store.reopen_run(continued["run_id"], self.sweep_id))
+        elif key not in self._runs:
             # find-or-create as one retried unit: a create whose answer was lost is found by its tags next time
             self._runs[key] = self._patiently(
                 lambda: self.store.find_trial_run(self.experiment_id, self.sweep_id, key)

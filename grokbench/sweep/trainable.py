@@ -17,7 +17,7 @@ import ray
 import torch
 from ray import tune
 
-from grokbench.config import TrialConfig
+from grokbench.config import BUDGET, PLACEMENT, TrialConfig
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.mlflow_store import dataset_input
 from grokbench.train import Evaluation, Trial
@@ -28,12 +28,17 @@ REPORT_EVERY_S = 10.0
 
 
 def _load_or_start(config: dict[str, Any]) -> Trial:
+    """This attempt's trial: from Tune's latest checkpoint of it (a retry, a resumed sweep), else from the final
+    checkpoint of the stored trial it continues (a larger budget), else new. A restored trial takes this sweep's
+    budget and placement."""
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and config.get("continue"):
+        checkpoint = tune.Checkpoint(config["continue"]["checkpoint"])
     if checkpoint is None:
         return Trial(TrialConfig.from_dict(config["config"]))
     with checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
-    return Trial.restore(state)
+    return Trial.restore(state, **{name: config["config"][name] for name in (*BUDGET, *PLACEMENT)})
 
 
 def _report(metrics: dict[str, Any], trial: Trial | None = None) -> None:
@@ -108,7 +113,8 @@ class Reporter:
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """Tune function trainable. `config["trial"]`: {"config": TrialConfig fields, "checkpoint_every": epochs}.
+    """Tune function trainable. `config["trial"]`: {"config": TrialConfig fields, "checkpoint_every": epochs,
+    "continue": None or the stored trial it continues ({"checkpoint": its final one, "run_id": ...})}.
 
     Reports {"step", "curve": [metrics of each evaluation], "objective"}; the first report of each attempt adds
     "dataset" (`dataset_record`), the last "summary"."""
