@@ -106,11 +106,13 @@ def test_a_stored_config_of_any_version_is_read_leniently():
     assert cfg.seed == 1 and cfg.task_settings.p == 1000 and cfg.method_settings.as_dict() == {}
 
 
-def test_missing_mnist_offline_names_where_to_put_the_files(tmp_path, capsys):
+def test_missing_mnist_offline_names_where_to_put_the_files_and_leaves_nothing_behind(tmp_path, capsys):
     # no network here: the download fails, and the message says where the IDX files go
-    assert main(["run", "mnist", "--data-dir", str(tmp_path), "--max-epochs", "1"]) == 2
+    data = tmp_path / "not" / "yet"
+    assert main(["run", "mnist", "--data-dir", str(data), "--max-epochs", "1"]) == 2
     err = capsys.readouterr().err
-    assert str(tmp_path / "MNIST" / "raw") in err and "train-images-idx3-ubyte" in err and "GROKBENCH_DATA" in err
+    assert str(data / "MNIST" / "raw") in err and "train-images-idx3-ubyte" in err and "GROKBENCH_DATA" in err
+    assert list(tmp_path.iterdir()) == []  # no lock file, no empty MNIST/raw/, not even the folders it made
 
 
 @pytest.mark.slow

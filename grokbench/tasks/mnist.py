@@ -40,27 +40,43 @@ def _mnist_splits(root: Path) -> tuple:
 
 
 def _download(root: Path) -> None:
-    """Fetch MNIST once per node: concurrent trials wait on a file lock instead of racing on the files."""
+    """Fetch MNIST once per node: concurrent trials wait on a file lock instead of racing on the files. A download
+    that fails leaves nothing behind: no lock file, no empty folders."""
     import torchvision
     from filelock import FileLock
 
+    made = _missing_parents(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"cannot create the MNIST data directory {root}: {err}") from None
-    with FileLock(str(root / ".mnist-download.lock")):
+    lock = root / ".mnist-download.lock"
+    with FileLock(str(lock)):
         if _have_raw_files(root):
             return
         try:
             torchvision.datasets.MNIST(root=str(root), train=True, download=True)
             torchvision.datasets.MNIST(root=str(root), train=False, download=True)
         except Exception as err:  # torchvision raises RuntimeError/URLError/OSError depending on what failed
+            lock.unlink(missing_ok=True)
+            _remove_empty([root / "MNIST" / "raw", root / "MNIST", *made])
             reason = " ".join(str(err).split())
             raise DataError(
                 f"MNIST is not under {root / 'MNIST' / 'raw'} and could not be downloaded ({reason}). "
                 f"Put the four IDX files ({', '.join(RAW_FILES)}) in {root / 'MNIST' / 'raw'}, "
                 "or point --data-dir / GROKBENCH_DATA at a directory that holds MNIST/raw/."
             ) from None
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    return [p for p in [path, *path.parents] if not p.exists()]
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for directory in directories:
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
 
 
 def _prepare(images: torch.Tensor, labels: torch.Tensor, n: int, dtype: torch.dtype) -> tuple:
