@@ -174,14 +174,15 @@ def test_save_restore_is_exact_with_reshuffled_batches_and_warm_up(optimizer):
     assert torch.equal(parameters(resumed), parameters(straight))
 
 
-def test_adam_adds_weight_decay_to_the_gradient_and_adamw_decouples_it():
-    runs = {}
-    for optimizer in ("adam", "adamw"):
-        trial = Trial(TrialConfig.of(task="xor", optimizer=optimizer, lr=0.01, weight_decay=0.5, max_epochs=2))
-        trial.train_epochs(2)
-        runs[optimizer] = parameters(trial)
-    assert not torch.equal(runs["adam"], runs["adamw"])
-    assert isinstance(Trial(TrialConfig.of(task="xor", optimizer="adam")).optimizer, torch.optim.Adam)
+@pytest.mark.parametrize("optimizer, kind", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
+                                             ("sgd", torch.optim.SGD)])
+def test_each_optimizer_gets_the_trials_lr_betas_and_weight_decay(optimizer, kind):
+    settings = {} if optimizer == "sgd" else {"beta1": 0.8, "beta2": 0.98}
+    trial = Trial(TrialConfig.of(task="xor", optimizer=optimizer, lr=0.01, weight_decay=0.5, **settings))
+    group = trial.optimizer.param_groups[0]
+    assert type(trial.optimizer) is kind  # adam: weight decay as an L2 term in the gradient; adamw: decoupled
+    assert (group["lr"], group["weight_decay"]) == (0.01, 0.5)
+    assert group.get("betas", (0.8, 0.98)) == (0.8, 0.98)
 
 
 def test_a_censored_trial_given_a_larger_budget_continues_where_it_stopped():
