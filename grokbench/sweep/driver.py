@@ -46,7 +46,8 @@ class SweepOptions:
     fault: dict[str, Any] | None = None  # tests only: kill each trial's worker once (see trainable._maybe_fail)
 
 
-def run_sweep(spec: SweepSpec, options: SweepOptions, out=sys.stdout) -> int:
+def run_sweep(spec: SweepSpec, options: SweepOptions, out=None) -> int:
+    out = out or sys.stdout  # looked up now: whoever redirected it since import (a notebook, a test) gets the text
     if options.rerun and options.resume:
         raise SweepError("--rerun starts a new sweep that runs every trial; it cannot be combined with --resume")
     retry_only_patiently()

@@ -177,7 +177,8 @@ def estimate_seconds(spec: SweepSpec, trials: list[TrialConfig], concurrency: in
     return SWEEP_STARTUP_S + total / max(min(concurrency, count), 1)
 
 
-def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=sys.stdout) -> int:
+def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
+    out = out or sys.stdout
     print(f"sweep {spec.name} ({spec.path}): {spec.description}", file=out)
     if spec.search:
         for method, ranges in spec.search.space.items():
