@@ -1,4 +1,5 @@
-"""GrokAlign: add λ · mean over the batch of ‖J_f(x)‖_F, the input-output Jacobian norm at each training point.
+"""GrokAlign: add λ · mean over the batch of ‖J_f(x)‖_F, the input-output Jacobian norm at each training point
+(for a model over tokens, the Jacobian of the logits with respect to the embedded sequence, the paper's choice).
 
 The norm comes from `grokbench.jacobian`'s estimators (the authors' output-space projection by default); the
 training forward pass is shared with the estimator, not run twice.
@@ -14,7 +15,7 @@ from torch import nn
 from grokbench import jacobian
 from grokbench.config import TrialConfig
 from grokbench.losses import LossFn
-from grokbench.methods.base import Method
+from grokbench.methods.base import Method, input_space
 from grokbench.settings import Settings, one_of, positive, setting
 
 ESTIMATORS = ("projection", "exact", "hutchinson", "hutchinson_shared")
@@ -48,6 +49,7 @@ class GrokAlign(Method):
         return 1e-4 if cfg.loss == "mse" else 1e-3  # the authors' Table-1 settings
 
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
-        out, squared_norm = self.estimate(model, x, self.generator)
+        space = input_space(model, x)  # for a model over tokens: the Jacobian with respect to the input embedding
+        out, squared_norm = self.estimate(space.forward, space.point, self.generator)
         penalty = squared_norm.clamp_min(MIN_SQUARED_NORM).sqrt().mean()
         return loss_fn(out, y) + self.lam * penalty
