@@ -28,6 +28,7 @@ from grokbench.tasks.transformer import Architecture, Transformer
 OPS = ("add", "sub", "mul", "div")
 NONZERO_B = ("mul", "div")  # b ≠ 0: needed for div; for mul as the Grokfast authors draw it
 SPLIT_SEED_OFFSET = 0x5EED  # the split's stream differs from the initialisation's stream of the same seed
+EVALUATION_CHUNK = 1024  # equations per forward pass of an evaluation
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ class ModArithEvaluation:
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        out = model(self.inputs)
+        # in chunks that stay in cache: on one CPU core the pass over every equation takes about half as long
+        out = torch.cat([model(chunk) for chunk in self.inputs.split(EVALUATION_CHUNK)])
         figures = train_test_figures(out[: self.n_train], out[self.n_train :], self.y_train, self.y_test, self.loss_fn)
         figures["gini_embed"] = self.gini(model.token_embedding)
         figures["gini_unembed"] = self.gini(model.unembedding)
@@ -115,11 +117,11 @@ class ModArithEvaluation:
 NANDA = dict(p=113, op="add", train_fraction=0.3, op_token=False, n_layers=1, d_model=128, n_heads=4, d_mlp=512,
              activation="relu", layer_norm=False, attention_bias=False, init="nanda", float64_loss=True,
              optimizer="adamw", lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, warmup_steps=10,
-             batch_order="fixed", max_epochs=50_000, eval_every=10)
+             batch_order="fixed", max_epochs=50_000, eval_every=50)
 GROKFAST = dict(p=97, op="mul", train_fraction=0.5, op_token=True, n_layers=2, d_model=128, n_heads=4, d_mlp=512,
                 activation="gelu", layer_norm=True, attention_bias=True, init="torch", float64_loss=False,
                 optimizer="adam", lr=1e-3, weight_decay=0.0, beta1=0.9, beta2=0.98, warmup_steps=10,
-                batch_size=512, batch_order="shuffle", max_epochs=30_000, eval_every=10)
+                batch_size=512, batch_order="shuffle", max_epochs=30_000, eval_every=20)
 
 
 class ModArith(Task):
