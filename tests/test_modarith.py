@@ -237,8 +237,10 @@ def test_save_restore_continue_equals_an_uninterrupted_run():
 def test_run_json_ends_with_the_summary_and_its_gini_values(capsys):
     assert main(["run", "modarith", "--p", "23", "--op", "add", "--train-fraction", "0.5", "--max-epochs", "3",
                  "--d-model", "32", "--d-mlp", "64", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
     assert summary["task"] == "modarith" and summary["epochs"] == 3
+    assert f"final metrics   gini_embed {summary['final_gini_embed']:.4f}  gini_unembed" in out
     assert {key for key in summary if "gini" in key} == {"final_gini_embed", "final_gini_unembed"}
 
 

@@ -91,6 +91,8 @@ def equations(settings: ModArithSettings) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def float64_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Nanda et al.'s `cross_entropy_high_precision`: the log-softmax in float64, for the reason its comment gives
+    (one published copy of their helpers.py casts to float32 despite that comment; their earlier code, float64)."""
     return F.cross_entropy(out.to(torch.float64), y)
 
 

@@ -8,7 +8,7 @@ Two parameterisations, after the two reference implementations of modular-arithm
   embeddings (`nn.Embedding`), `nn.MultiheadAttention`'s Xavier-uniform in-projection with zero biases, and
   `nn.Linear`'s uniform defaults for the attention output, the MLP and the bias-free head.
 
-Attention is written out (matrix products and a softmax) rather than through PyTorch's fused kernels, which on
+Attention is written out (products and a softmax) rather than through PyTorch's fused kernels, which on
 the CPU have no double backward: GrokAlign differentiates the network's input Jacobian. With LayerNorm on, a
 block follows the Grokfast authors' block: the residual stream continues from the normalised input
 (x ← LN₁(x); x ← x + attn(x); x ← x + MLP(LN₂(x))), and a final LayerNorm precedes the head.
