@@ -54,7 +54,8 @@ class Adversarial(Method):
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):
         super().__init__(cfg, generator)
         self.sigma = torch.tensor(0.0)
-        self._buffers: dict[torch.Size, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._noise: dict[torch.Size, torch.Tensor] = {}  # per batch shape: float32 draws
+        self._noisy: dict[torch.Size, torch.Tensor] = {}  # and x + σ·noise
 
     @classmethod
     def default_lam(cls, cfg: TrialConfig) -> float:
@@ -66,15 +67,15 @@ class Adversarial(Method):
 
     def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
         space = input_space(model, x)
-        noise, noisy = self._noise_buffers(space.point)
         # noise drawn in float32 (several times cheaper than float64), x + σ·noise fused into a reused buffer:
         # a fresh 1.6 MB tensor per batch costs page faults comparable to the draw itself
-        noise.normal_(generator=self.generator)
+        noise = self._buffer(self._noise, space.point, torch.float32).normal_(generator=self.generator)
         if space.embedded:  # out of place: the embedding is trained through the noisy point
             return loss_fn(space.forward(torch.addcmul(space.point, noise, self.sigma * typical_size(space.point))), y)
-        return loss_fn(model(torch.addcmul(x, noise, self.sigma, out=noisy)), y)
+        return loss_fn(model(torch.addcmul(x, noise, self.sigma, out=self._buffer(self._noisy, x, x.dtype))), y)
 
-    def _noise_buffers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.shape not in self._buffers:
-            self._buffers[x.shape] = (torch.empty(x.shape, dtype=torch.float32, device=x.device), torch.empty_like(x))
-        return self._buffers[x.shape]
+    @staticmethod
+    def _buffer(buffers: dict[torch.Size, torch.Tensor], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if like.shape not in buffers:
+            buffers[like.shape] = torch.empty(like.shape, dtype=dtype, device=like.device)
+        return buffers[like.shape]
