@@ -17,6 +17,7 @@ from grokbench.config import TrialConfig, resolve
 from grokbench.fourier import FourierGini, cyclic_order, fourier_basis, gini, primitive_root
 from grokbench.losses import LOSSES
 from grokbench.methods.adversarial import noise_scale
+from grokbench.methods.grokalign import ESTIMATORS
 from grokbench.tasks import TASKS
 from grokbench.tasks.modarith import ModArithSettings, equations, float64_cross_entropy
 from grokbench.train import Trial
@@ -196,6 +197,16 @@ def test_grokalign_takes_the_jacobian_of_the_logits_at_the_embedded_sequence():
     assert objective.item() == pytest.approx((trial.loss_fn(model(x), y) + 0.3 * norms.mean()).item(), rel=1e-9)
     objective.backward()
     assert model.token_embedding.grad.abs().sum() > 0  # the embedding is trained through the embedded point
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_every_grokalign_estimator_trains_at_the_embedding(estimator):
+    """The forward-mode (Hutchinson) estimators too: backpropagating after a forward-mode pass through the
+    attention's softmax must work."""
+    trial = Trial(TrialConfig.of(**TINY_GROKFAST, method="grokalign", grokalign_estimator=estimator))
+    before = parameters(trial)
+    trial.train_epochs(1)
+    assert torch.isfinite(parameters(trial)).all() and not torch.equal(parameters(trial), before)
 
 
 def test_adversarial_noise_on_the_embedding_is_sigma_times_each_points_rms():

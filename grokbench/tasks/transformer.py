@@ -54,6 +54,14 @@ def _uniform(shape: tuple[int, ...], bound: float, dtype: torch.dtype) -> torch.
     return torch.empty(shape, dtype=dtype).uniform_(-bound, bound)
 
 
+def softmax(scores: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax from its parts: PyTorch's fused softmax cannot be backpropagated through after forward-mode
+    differentiation (its tangent modifies a saved result in place), which GrokAlign's Hutchinson estimators do.
+    The maximum is a constant shift, so it needs no gradient."""
+    shifted = (scores - scores.amax(dim=dim, keepdim=True).detach()).exp()
+    return shifted / shifted.sum(dim=dim, keepdim=True)
+
+
 class Initialiser:
     """Initial parameters of one parameterisation, each multiplied by the initialisation scale."""
 
@@ -139,7 +147,7 @@ class Block(nn.Module):
             length = q.shape[1]
             future = torch.ones(length, length, dtype=torch.bool, device=q.device).triu(diagonal=1)
             scores = scores.masked_fill(future.unsqueeze(-1), float("-inf"))
-        z = (scores.softmax(dim=2).unsqueeze(-1) * v.unsqueeze(1)).sum(2).flatten(2)  # (B, S_q, d)
+        z = (softmax(scores, dim=2).unsqueeze(-1) * v.unsqueeze(1)).sum(2).flatten(2)  # (B, S_q, d)
         x = x + F.linear(z, self.out_weight, self.out_bias)
         hidden = F.layer_norm(x, x.shape[-1:], self.norm2_weight, self.norm2_bias, LAYER_NORM_EPS) \
             if self.layer_norm else x
