@@ -130,8 +130,10 @@ def test_the_cheap_paths_compute_what_the_plain_computation_does(settings):
     """On tokens, per-(token, position) projections in the first layer and the last position alone in the last;
     on embeddings, the last position alone: both equal every layer at every position."""
     model, tokens = model_and_tokens(**settings)
+    assert len(tokens) >= model.arch.vocabulary  # enough sequences for the per-(token, position) lookup
     plain = every_position_then_last(model, tokens)
     assert torch.allclose(model(tokens), plain, atol=1e-12, rtol=0)
+    assert torch.allclose(model(tokens[:3]), plain[:3], atol=1e-12, rtol=0)  # too few: the embedding path
     assert torch.allclose(model.from_embeddings(model.embed(tokens)), plain, atol=1e-12, rtol=0)
     model32, tokens = model_and_tokens(dtype="float32", **settings)
     assert torch.allclose(model32(tokens), every_position_then_last(model32, tokens), atol=1e-5, rtol=1e-5)

@@ -190,6 +190,8 @@ class Transformer(nn.Module):
         return self.unembed(h[:, -1])
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if len(tokens) < self.arch.vocabulary:  # fewer sequences than tokens: the lookup table would cost more
+            return self.from_embeddings(self.embed(tokens))
         every = self.token_embedding.unsqueeze(1) + self.position_embedding  # (vocabulary, S, d)
         x, q, k, v = self.blocks[0].project(every, last_only=False)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
