@@ -1,4 +1,5 @@
-"""`grokbench bench`: the cost of one optimiser update of each method on `mnist`, relative to the baseline.
+"""`grokbench bench`: the cost of one optimiser update of each method on a task (`mnist` by default, with the
+GrokAlign estimators beside the four methods), relative to the baseline.
 
 Every variant is a real `Trial` and is timed through the training loop's own `train_epochs` (so an
 adversarial epoch's accuracy pass counts). Variants run interleaved in rounds in one process; each figure is the
@@ -37,6 +38,7 @@ VARIANTS: dict[str, dict] = {
     "grokfast[ma]": {"method": "grokfast", "grokfast_variant": "ma"},
     "adversarial": {"method": "adversarial"},
 }
+METHODS_ONLY = ("baseline", "grokalign", "grokfast", "adversarial")  # on other tasks: the four methods as they run
 
 
 @dataclass(frozen=True)
@@ -86,14 +88,19 @@ def _time(fn: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def default_variants(task: str) -> dict[str, dict]:
+    return VARIANTS if task == "mnist" else {name: VARIANTS[name] for name in METHODS_ONLY}
+
+
 def run_bench(
     threads: int | None = None, rounds: int = 20, warmup: int = 2, device: str = "auto", data_dir: str | None = None,
-    variants: dict[str, dict] = VARIANTS, progress: Callable[[str], None] = lambda _: None,
+    task: str = "mnist", preset: str | None = None, variants: dict[str, dict] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> dict:
-    base = dict(task="mnist", dtype="float64", threads=threads, device=device, data_dir=data_dir)
+    base = dict(task=task, preset=preset, threads=threads, device=device, data_dir=data_dir)
+    variants = default_variants(task) if variants is None else variants
     trials = {name: Trial(TrialConfig.of(**base, **overrides)) for name, overrides in variants.items()}
     reference = trials["baseline"]
-    floor = bare_matmuls(reference.model, reference.cfg.batch_size)
     steps_per_epoch = len(reference.batches)
 
     epochs = {name: epochs_per_round(t.method.cost_period, steps_per_epoch) for name, t in trials.items()}
@@ -103,7 +110,9 @@ def run_bench(
         return lambda: trial.train_epochs(n)
 
     timed: dict[str, Callable[[], None]] = {name: epochs_of(t, epochs[name]) for name, t in trials.items()}
-    timed["floor"] = lambda: [floor() for _ in range(steps_per_epoch)]
+    if task == "mnist":  # the floor is the bare matrix products of an MLP update
+        floor = bare_matmuls(reference.model, reference.cfg.batch_size)
+        timed["floor"] = lambda: [floor() for _ in range(steps_per_epoch)]
     order = list(timed)
     seconds: dict[str, list[float]] = {name: [] for name in order}
     for r in range(warmup + rounds):
@@ -122,7 +131,9 @@ def run_bench(
         return Timing(1e3 * average(seconds[name]), average(ratios), q25, q75, epochs[name] * steps_per_epoch,
                       "mean" if varies else "median")
 
+    cfg = reference.cfg
     return {
+        "setting": f"{task}{f' (preset {preset})' if preset else ''}, {cfg.dtype}, batch {cfg.batch_size}",
         "threads": torch.get_num_threads(),
         "device": str(reference.device),
         "rounds": rounds,
@@ -132,7 +143,7 @@ def run_bench(
 
 def format_bench(report: dict) -> str:
     lines = [
-        f"mnist, float64, batch 256, {report['device']}, {report['threads']} thread(s), "
+        f"{report['setting']}, {report['device']}, {report['threads']} thread(s), "
         f"median of {report['rounds']} interleaved rounds",
         f"{'variant':<30}{'ms/update':>10}{'× baseline':>12}   IQR of the ratio",
     ]
@@ -141,9 +152,9 @@ def format_bench(report: dict) -> str:
         if t.statistic == "mean":
             line += f"   (mean over rounds of {t.updates_per_round} updates: its cost varies by update)"
         lines.append(line)
-    floor = report["timings"]["floor"]
-    lines.append(f"(floor = the 11 bare matrix products of one baseline update; baseline = "
-                 f"{1 / floor.ratio_to_baseline:.2f}× floor)")
+    if "floor" in report["timings"]:
+        lines.append(f"(floor = the 11 bare matrix products of one baseline update; baseline = "
+                     f"{1 / report['timings']['floor'].ratio_to_baseline:.2f}× floor)")
     return "\n".join(lines)
 
 
@@ -154,8 +165,9 @@ def bench_json(report: dict) -> dict:
         for name, t in report["timings"].items()
         if name != "floor"
     }
-    floor = report["timings"]["floor"]
-    out["floor"] = {"ms_per_update": floor.ms_per_update, "baseline_over_floor": 1 / floor.ratio_to_baseline}
+    if "floor" in report["timings"]:
+        floor = report["timings"]["floor"]
+        out["floor"] = {"ms_per_update": floor.ms_per_update, "baseline_over_floor": 1 / floor.ratio_to_baseline}
     out["threads"] = report["threads"]
     out["device"] = report["device"]
     return out

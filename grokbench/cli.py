@@ -96,8 +96,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ConfigError("threads", f"must be >= 1, got {args.threads}")
     report = run_bench(
-        threads=args.threads, rounds=args.rounds, device=args.device, data_dir=args.data_dir,
-        progress=_progress_line,
+        threads=args.threads, rounds=args.rounds, device=args.device, data_dir=args.data_dir, task=args.task,
+        preset=args.preset, progress=_progress_line,
     )
     _end_progress_line()
     print(format_bench(report))
@@ -237,11 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
         one.add_argument("--json", action="store_true", help="end stdout with the summary as one JSON line")
         one.set_defaults(handler=cmd_run, setting_names=names)
 
-    bench = commands.add_parser("bench", help="time one optimiser update of each method on mnist (float64)")
+    bench = commands.add_parser("bench", help="time one optimiser update of each method on a task (default mnist)")
+    bench.add_argument("--task", default="mnist", choices=sorted(TASKS), help="the task (default mnist)")
+    bench.add_argument("--preset", default=None, help="one of the task's presets (default: its defaults)")
     bench.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     bench.add_argument("--rounds", type=int, default=20, help="timed rounds (default 20)")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    bench.add_argument("--data-dir", default=None, help="directory holding MNIST/raw/")
+    bench.add_argument("--data-dir", default=None, help="directory holding the task's data, e.g. MNIST/raw/")
     bench.add_argument("--json", action="store_true", help="end stdout with the timings as one JSON line")
     bench.set_defaults(handler=cmd_bench)
 

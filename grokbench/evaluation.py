@@ -19,6 +19,16 @@ class Evaluator(Protocol):
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]: ...
 
 
+def train_test_figures(train_out: torch.Tensor, test_out: torch.Tensor, y_train: torch.Tensor, y_test: torch.Tensor,
+                       loss_fn: LossFn) -> dict[str, torch.Tensor]:
+    return {
+        "train_acc": accuracy(train_out, y_train),
+        "test_acc": accuracy(test_out, y_test),
+        "train_loss": loss_fn(train_out, y_train),
+        "test_loss": loss_fn(test_out, y_test),
+    }
+
+
 class Classification:
     """Accuracy and loss on the full train and test sets, accuracy on a perturbed copy of the first test points,
     all in one batched pass on clean inputs; then input-space geometry on a probe of training points (skipped
@@ -37,13 +47,8 @@ class Classification:
         train_out = out[: self.n_train]
         test_out = out[self.n_train : self.n_train + self.n_test]
         noisy_out = out[self.n_train + self.n_test :]
-        figures = {
-            "train_acc": accuracy(train_out, self.y_train),
-            "test_acc": accuracy(test_out, self.y_test),
-            "train_loss": self.loss_fn(train_out, self.y_train),
-            "test_loss": self.loss_fn(test_out, self.y_test),
-            "noisy_test_acc": accuracy(noisy_out, self.y_test[: len(noisy_out)]),
-        }
+        figures = train_test_figures(train_out, test_out, self.y_train, self.y_test, self.loss_fn)
+        figures["noisy_test_acc"] = accuracy(noisy_out, self.y_test[: len(noisy_out)])
         if bool(torch.isfinite(out).all() & torch.isfinite(torch.stack(list(figures.values()))).all()):
             figures.update(geometry(model, self.probe))
         return figures

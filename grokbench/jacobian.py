@@ -11,15 +11,18 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
 from torch.autograd import forward_ad
 
-# (model, x, generator) -> (output f(x) of shape (B, C), estimate of ‖J_f(x)‖²_F of shape (B,))
-Estimator = Callable[[nn.Module, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+# a module, or the part of one above its input embedding (`methods.base.input_space`)
+Network = Callable[[torch.Tensor], torch.Tensor]
+# (f, x, generator) -> (output f(x) of shape (B, C), estimate of ‖J_f(x)‖²_F of shape (B,))
+Estimator = Callable[[Network, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _with_input_grad(x: torch.Tensor) -> torch.Tensor:
-    return x.detach().requires_grad_(True)
+    """x as a tensor the outputs can be differentiated by; an x already in the graph (an input embedding of
+    trained weights) stays there, so that the loss and the penalty also train what produced it."""
+    return x if x.requires_grad else x.detach().requires_grad_(True)
 
 
 def jacobian(out: torch.Tensor, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
@@ -37,7 +40,7 @@ def centroid(out: torch.Tensor, x: torch.Tensor, create_graph: bool = False) -> 
     return torch.autograd.grad(out.sum(), x, create_graph=create_graph, retain_graph=True)[0]
 
 
-def exact(model: nn.Module, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def exact(model: Network, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """‖J‖²_F from all C rows (C backward passes): the reference the estimators are tested against."""
     x = _with_input_grad(x)
     out = model(x)
@@ -48,7 +51,7 @@ def output_projection(n_proj: int) -> Estimator:
     """The GrokAlign authors' estimator (Hoffman et al. 2019): n_proj unit vectors v in output space per point,
     ‖J‖²_F ≈ (C / n_proj)·Σ‖vᵀJ‖², each vᵀJ one backward pass kept differentiable (create_graph)."""
 
-    def estimate(model: nn.Module, x: torch.Tensor, generator: torch.Generator):
+    def estimate(model: Network, x: torch.Tensor, generator: torch.Generator):
         x = _with_input_grad(x)
         out = model(x)
         v = torch.randn((n_proj, *out.shape), generator=generator, device=out.device, dtype=out.dtype)
@@ -66,7 +69,7 @@ def input_hutchinson(shared: bool) -> Estimator:
     """Hutchinson's estimator in input space, E‖J v‖² = ‖J‖²_F for v ~ N(0, I), with J v carried as a tangent
     alongside the forward pass (forward-mode AD). `shared`: one v for the whole batch (cheapest, noisiest)."""
 
-    def estimate(model: nn.Module, x: torch.Tensor, generator: torch.Generator):
+    def estimate(model: Network, x: torch.Tensor, generator: torch.Generator):
         shape = (1, x.shape[1]) if shared else x.shape
         v = torch.randn(shape, generator=generator, device=x.device, dtype=torch.float32).to(x.dtype)
         with forward_ad.dual_level():

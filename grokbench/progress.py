@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from grokbench.tasks import TASKS
 from grokbench.train import Evaluation, Trial
 
 NON_TTY_INTERVAL_S = 30.0  # in logs, one line per this many seconds instead of a line redrawn in place
@@ -70,6 +71,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"trained         {s['steps']} steps ({s['epochs']} epochs), {s['train_time_s']:.1f} s of updates",
         f"final accuracy  train {fmt(s['final_train_acc'], digits=4)}  test {fmt(s['final_test_acc'], digits=4)}",
     ]
+    task_metrics = [f"{name} {fmt(s[f'final_{name}'], digits=4)}" for name in TASKS[s["task"]].final_metrics]
+    if task_metrics:
+        lines.append(f"final metrics   {'  '.join(task_metrics)}")
     if s["grokked_before_memorised"]:
         lines.append("note            grokked before it memorised: grokking phase time set to 0")
     return "\n".join(lines)

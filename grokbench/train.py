@@ -19,7 +19,6 @@ import torch
 
 from grokbench.config import ConfigError, TrialConfig, resolve, stored_config
 from grokbench.events import GrokEvents, Milestone
-from grokbench.losses import LOSSES
 from grokbench.methods import METHODS
 from grokbench.tasks import TASKS
 
@@ -77,7 +76,7 @@ class Trial:
         self.generator = torch.Generator(device).manual_seed(cfg.seed)
         self.order_generator = torch.Generator().manual_seed(cfg.seed + ORDER_SEED_OFFSET)
         self.method = METHODS[cfg.method](cfg, self.generator)
-        self.loss_fn = LOSSES[cfg.loss]
+        self.loss_fn = task.loss_fn(cfg)
 
         data = task.load_data(cfg)
         self.data = data.to(device)
@@ -204,6 +203,7 @@ class Trial:
             "final_train_acc": self._final("train_acc"),
             "final_test_acc": self._final("test_acc"),
             "final_noisy_test_acc": self._final("noisy_test_acc"),
+            **{f"final_{name}": self._final(name) for name in self.task.final_metrics},
             "resumed_from_step": self.resumed_from_step,
         }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -11,6 +11,25 @@ from grokbench.config import ConfigError, TrialConfig
 from grokbench.losses import LossFn
 from grokbench.settings import NoSettings, Settings
 from grokbench.tasks import Task, TaskData
+
+
+class InputSpace(NamedTuple):
+    """Where a method differentiates the network and adds noise: `forward` maps a batch of points in a continuous
+    input space to the outputs, and `point` is this batch there. `embedded`: the points are the model's input
+    embedding of discrete inputs rather than the data themselves."""
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    point: torch.Tensor
+    embedded: bool
+
+
+def input_space(model: nn.Module, x: torch.Tensor) -> InputSpace:
+    """The inputs themselves, or, for a model over tokens that splits its forward pass at its input embedding
+    (`embed(x)` then `from_embeddings(e)`), the embedded batch: kept in the graph, so the loss still trains the
+    embedding that produced it."""
+    if not hasattr(model, "from_embeddings"):
+        return InputSpace(model, x, embedded=False)
+    return InputSpace(model.from_embeddings, model.embed(x), embedded=True)
 
 
 class Method:

@@ -1,4 +1,5 @@
-"""GrokAlign: add λ · mean over the batch of ‖J_f(x)‖_F, the input-output Jacobian norm at each training point.
+"""GrokAlign: add λ · mean over the batch of ‖J_f(x)‖_F, the input-output Jacobian norm at each training point
+(for a model over tokens, the Jacobian of the logits with respect to the embedded sequence, the paper's choice).
 
 The norm comes from `grokbench.jacobian`'s estimators (the authors' output-space projection by default); the
 training forward pass is shared with the estimator, not run twice.
@@ -19,7 +20,7 @@ from torch import nn
 from grokbench import jacobian
 from grokbench.config import TrialConfig
 from grokbench.losses import LossFn
-from grokbench.methods.base import Method
+from grokbench.methods.base import InputSpace, Method, input_space
 from grokbench.settings import Settings, at_most, non_negative, one_of, positive, setting
 from grokbench.tasks import Task
 
@@ -79,24 +80,25 @@ class GrokAlign(Method):
         every = self.settings.grokalign_every
         if every > 1 and torch.rand((), generator=self.coins).item() >= 1 / every:
             return loss_fn(model(x), y)  # no penalty: a plain forward, no graph kept for a double backward
+        space = input_space(model, x)  # for a model over tokens: the Jacobian with respect to the input embedding
         subset = self.settings.grokalign_subset
         if 0 < subset < len(x):
-            out, y, squared_norm = self._estimate_on_subset(model, x, y, subset)
+            out, y, squared_norm = self._estimate_on_subset(space, y, subset)
         else:
-            out, squared_norm = self.estimate(model, x, self.generator)
+            out, squared_norm = self.estimate(space.forward, space.point, self.generator)
         penalty = squared_norm.clamp_min(MIN_SQUARED_NORM).sqrt().mean()
         return loss_fn(out, y) + self.lam * every * penalty
 
-    def _estimate_on_subset(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, subset: int):
+    def _estimate_on_subset(self, space: InputSpace, y: torch.Tensor, subset: int):
         """The outputs of every point, reordered with their targets, and the squared-norm estimate at `subset`
         random points: those go through the estimator's input-gradient path, the others through a plain forward,
         so the forward is shared and the double backward runs on the subset's rows only (measured cheaper than
         one forward of the whole batch with the subset's inputs needing a gradient, whose double backward runs
         on every row)."""
-        order = torch.randperm(len(x), generator=self.generator, device=x.device)
+        order = torch.randperm(len(y), generator=self.generator, device=y.device)
         chosen, others = order[:subset], order[subset:]
-        out, squared_norm = self.estimate(model, x.index_select(0, chosen), self.generator)
-        out = torch.cat([out, model(x.index_select(0, others))])
+        out, squared_norm = self.estimate(space.forward, space.point.index_select(0, chosen), self.generator)
+        out = torch.cat([out, space.forward(space.point.index_select(0, others))])
         return out, torch.cat([y.index_select(0, chosen), y.index_select(0, others)]), squared_norm
 
     def state_dict(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from torch import nn
 from grokbench.config import TrialConfig
 from grokbench.evaluation import Classification, Evaluator
 from grokbench.events import AccuracyCriterion, Criterion
-from grokbench.losses import LOSSES
+from grokbench.losses import LOSSES, LossFn
 from grokbench.settings import NoSettings, Settings
 
 # settings of the shared training loop that a task need not name: what every task did before they existed
@@ -65,8 +65,10 @@ class Task:
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     grok_threshold: ClassVar[float]  # grokked at the first evaluation with test accuracy strictly above this
     # what the methods may ask for: accuracy (a classification task), input_noise and input_jacobian (continuous
-    # inputs, so noise can be added to them and the network differentiated with respect to them)
+    # inputs, or a model over tokens that exposes its input embedding as `embed` and `from_embeddings`, so noise
+    # can be added there and the network differentiated there: see `grokbench.methods.base.input_space`)
     capabilities: ClassVar[frozenset[str]] = frozenset({"accuracy", "input_noise", "input_jacobian"})
+    final_metrics: ClassVar[tuple[str, ...]] = ()  # evaluation figures whose last value the summary carries
 
     def shared_defaults(self, settings: Settings) -> dict[str, Any]:
         return {**LOOP_DEFAULTS, **self.defaults}
@@ -80,6 +82,9 @@ class Task:
     def build_model(self, cfg: TrialConfig) -> nn.Module:
         raise NotImplementedError
 
+    def loss_fn(self, cfg: TrialConfig) -> LossFn:
+        return LOSSES[cfg.loss]
+
     def perturb(self, x: torch.Tensor, size: float, generator: torch.Generator) -> torch.Tensor:
         """The robustness probe's perturbation of test inputs."""
         return gaussian_noise(x, size, generator)
@@ -89,7 +94,7 @@ class Task:
         geometry on the first `probe_size` training points."""
         noisy_test = self.perturb(data.x_test[: cfg.probe_size], cfg.task_settings.noise_std,
                                   torch.Generator().manual_seed(ROBUSTNESS_SEED))
-        return Classification(data.to(device), LOSSES[cfg.loss], noisy_test.to(device), cfg.probe_size)
+        return Classification(data.to(device), self.loss_fn(cfg), noisy_test.to(device), cfg.probe_size)
 
     def criterion(self, cfg: TrialConfig) -> Criterion:
         return AccuracyCriterion(self.grok_threshold)
