@@ -349,16 +349,16 @@ def test_the_grokalign_cost_sweep_holds_the_baseline_the_authors_penalty_and_eac
         settings = ("grokalign_estimator", "grokalign_subset", "grokalign_every")
         return (cfg.method, cfg.lam, *(own.get(name) for name in settings))
 
-    cheaper = {("grokalign", 1e-3, "projection", m, k) for m in (0, 32, 64) for k in (1, 4, 8)}
+    cheaper = {("grokalign", 1e-3, "projection", m, k) for m in (0, 32, 64) for k in (1, 4)}
     for seed in range(5):
         expected = {("baseline", 0.0, None, None, None)} | cheaper
         assert sorted(variant(c) for c in trials if c.seed == seed) == sorted(expected)
-    assert len(trials) == 5 * 10
+    assert len(trials) == 5 * 7
     # the baseline and the authors' penalty are Table 1's cross-entropy trials, the same keys at the same budget
     table1 = load_sweep("mnist").trials()
     assert {trial_key(c) for c in table1 if c.loss == "ce" and c.method in ("baseline", "grokalign")} <= {
         trial_key(c) for c in trials}
-    assert len(load_sweep("mnist_grokalign_cost").smoke_version().trials()) == 10
+    assert len(load_sweep("mnist_grokalign_cost").smoke_version().trials()) == 7
 
 
 def test_a_dead_clusters_address_file_is_not_followed(tmp_path, monkeypatch):
