@@ -84,6 +84,7 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
         "loss": column("params.loss", None),
         "task": column("params.task", None),
     })
+    runs["variant"] = [variant(_params(raw, index)) for index in raw.index]
     for name in NUMERIC_PARAMS:
         runs[name] = pd.to_numeric(column(f"params.{name}"), errors="coerce")
     for name in SUMMARY_METRICS:
@@ -125,6 +126,29 @@ def budget_note(runs: pd.DataFrame, max_epochs: int | None) -> str:
     low, high = int(budgets.min()), int(budgets.max())
     span = f"{low:,} epochs" if low == high else f"{low:,}–{high:,} epochs (each censored trial at its own)"
     return f"budget: {span}, as the trials ran; --max-epochs applies a smaller one"
+
+
+def _params(raw: pd.DataFrame, index) -> dict[str, str]:
+    row = raw.loc[index]
+    return {name[len("params."):]: value for name, value in row.items()
+            if name.startswith("params.") and isinstance(value, str)}
+
+
+def variant(params: dict[str, str]) -> str:
+    """The method's own settings where they differ from its defaults, e.g. "subset=32, every=4" for GrokAlign's
+    penalty on 32 points of every 4th update; "" for the method as its authors ran it (or settings unreadable)."""
+    from grokbench.config import ConfigError, stored_config
+
+    if "task" not in params or "method" not in params:
+        return ""
+    try:
+        own = stored_config(params).method_settings
+    except (ConfigError, KeyError, ValueError, TypeError):
+        return ""
+    defaults = type(own)().as_dict()
+    prefix = f"{params['method']}_"
+    return ", ".join(f"{name.removeprefix(prefix)}={value}" for name, value in own.as_dict().items()
+                     if value != defaults[name])
 
 
 def progress_note(runs: pd.DataFrame) -> str | None:

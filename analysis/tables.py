@@ -141,9 +141,13 @@ def speed_notes(speeds: list[SpeedUp]) -> list[str]:
     return notes if len(notes) > 1 else []
 
 
-def row_label(method: str, lam: float, shared: bool) -> str:
+def row_label(method: str, lam: float, shared: bool, variant: str = "") -> str:
+    """The method's name, with λ where it ran at several and its own settings where they differ from its
+    defaults (a variant, e.g. GrokAlign's cheaper penalties)."""
     name = METHOD_NAMES.get(method, method)
-    return name if shared or method == "baseline" else f"{name} (λ={lam:g})"
+    details = [] if shared or method == "baseline" else [f"λ={lam:g}"]
+    details += [variant] if variant else []
+    return f"{name} ({', '.join(details)})" if details else name
 
 
 class Setting(NamedTuple):
@@ -158,13 +162,16 @@ class Setting(NamedTuple):
 
 
 def settings(runs: pd.DataFrame, by: tuple[str, ...] = ()) -> list[Setting]:
-    """One group per method and λ (and `by` values), in paper order: method, then λ, then `by`."""
+    """One group per method, λ and variant (and `by` values), in paper order: method, then λ, variant, `by`."""
+    if "variant" not in runs:  # runs that did not come through analysis.runs: the methods as their authors ran them
+        runs = runs.assign(variant="")
     several = runs.groupby(["method", *by])["lam"].transform("nunique") > 1
     groups = []
-    for (method, lam, *rest), group in runs.groupby(["method", "lam", *by]):
+    for (method, lam, variant, *rest), group in runs.groupby(["method", "lam", "variant", *by]):
         many = bool(several[group.index[0]])
-        groups.append(Setting(row_label(method, lam, shared=not many), method, lam, many, tuple(rest), group))
-    return sorted(groups, key=lambda s: (method_rank(s.method), s.lam, s.by))
+        label = row_label(method, lam, shared=not many, variant=variant)
+        groups.append(Setting(label, method, lam, many, tuple(rest), group))
+    return sorted(groups, key=lambda s: (method_rank(s.method), s.lam, s.label, s.by))
 
 
 # ---- Table 1 ------------------------------------------------------------------------------------------------------
@@ -235,7 +242,8 @@ def trials_table(runs: pd.DataFrame) -> Table:
                   printed=False)
     for _, r in finished.iterrows():
         table.rows.append([
-            str(r["sweep_id"]), METHOD_NAMES.get(r["method"], r["method"]), r["loss"], f"{r['lam']:g}",
+            str(r["sweep_id"]), row_label(r["method"], r["lam"], shared=True, variant=r["variant"]), r["loss"],
+            f"{r['lam']:g}",
             f"{r['init_scale']:g}", f"{r['seed']:g}", r["status"], _whole(r["steps_to_grok"]),
             _number(r["time_to_grok_s"]), _number(r["grok_phase_time_s"]), _whole(r["steps"]),
             _number(1e3 * r["train_time_s"] / r["steps"] if r["steps"] else None),

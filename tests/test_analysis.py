@@ -18,12 +18,13 @@ SWEEP = "table-test-1"
 
 
 def log_trial(client, experiment_id, method, loss, seed, status, steps, time_s, memorised_time_s=1.0, lam=0.0,
-              budget_steps=1000, budget_time=100.0, curve=True):
-    tags = {"grokbench.sweep_id": SWEEP, "grokbench.trial_key": f"{method}-{loss}-{seed}", "status": status,
+              budget_steps=1000, budget_time=100.0, curve=True, **settings):
+    variant = "".join(f"-{v}" for v in settings.values())
+    tags = {"grokbench.sweep_id": SWEEP, "grokbench.trial_key": f"{method}-{loss}-{seed}{variant}", "status": status,
             "method": method, "loss": loss}
     run = client.create_run(experiment_id, tags=tags)
     params = {"method": method, "loss": loss, "seed": seed, "lam": lam, "init_scale": 8.0, "task": "mnist",
-              "max_epochs": budget_steps // 4}
+              "max_epochs": budget_steps // 4, **settings}
     grokked = status == "grokked"
     metrics = {
         "steps": steps if grokked else budget_steps, "train_time_s": time_s if grokked else budget_time,
@@ -398,3 +399,19 @@ def test_a_budget_counts_a_trial_that_grokked_later_as_censored_at_it(tmp_path, 
                         "--format", "md", "--no-log"]) == 0
     text = (tmp_path / "t" / "table1_ce.md").read_text()
     assert "| Baseline | 1/2 |" in text and "budget: 100 epochs (--max-epochs)" in text
+
+
+def test_a_methods_variants_get_rows_of_their_own(tmp_path, migrated_store):
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist")
+    for seed in range(2):
+        log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", 400, 40.0)
+        log_trial(client, experiment_id, "grokalign", "ce", seed, "grokked", 100, 10.0, lam=1e-3)
+        log_trial(client, experiment_id, "grokalign", "ce", seed, "grokked", 120, 6.0, lam=1e-3,
+                  grokalign_subset=32, grokalign_every=4)
+    assert tables_main(["--tracking-uri", uri, "--out", str(tmp_path / "t"), "--format", "md", "--no-log"]) == 0
+    rows = [line.split(" | ")[0] for line in (tmp_path / "t" / "table1_ce.md").read_text().splitlines()
+            if line.startswith("| ") and "2/2" in line]
+    assert rows == ["| Baseline", "| GrokAlign", "| GrokAlign (subset=32, every=4)"]
