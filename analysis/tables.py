@@ -183,7 +183,8 @@ def table1(runs: pd.DataFrame) -> list[Table]:
         part = runs[runs["loss"] == loss]
         table = Table(f"table1_{loss}", f"Table 1 — {LOSS_NAMES[loss]}", [
             "Method", "grokked", FIGURES["steps"][0], "speed-up (steps)", FIGURES["time"][0], "speed-up (time)",
-            FIGURES["phase"][0], "speed-up (phase)", "per-seed speed-up (steps / time / phase)", "diverged/failed",
+            FIGURES["phase"][0], "speed-up (phase)", "per-seed speed-up (steps / time / phase)", "ms/update",
+            "diverged/failed",
         ])
         speeds, sizes = [], []
         for init in sorted(part["init_scale"].dropna().unique()):
@@ -206,7 +207,7 @@ def table1(runs: pd.DataFrame) -> list[Table]:
 
 CELL_NOTE = ("each cell: mean ± std over seeds (median) when every seed grokked, else the Kaplan–Meier median, or "
              "> t where it never fell to 1/2 (t: the last time followed); steps are optimiser updates, times are "
-             "training seconds")
+             "training seconds; ms/update: the median over the row's trials of training time ÷ updates run")
 
 
 def _table1_row(setting: Setting, baseline: pd.DataFrame) -> tuple[list[str], dict, list[SpeedUp]]:
@@ -227,8 +228,14 @@ def _table1_row(setting: Setting, baseline: pd.DataFrame) -> tuple[list[str], di
         columns.update(speed_columns(figure, speed))
     per_seed = [per_seed_text(s) for s in speeds]
     row.append(" / ".join(per_seed) if any(t != "—" for t in per_seed) else "—")
+    row.append(_number(ms_per_update(done).median()))
     row.append(str(apart) if apart else "")
     return row, columns, speeds
+
+
+def ms_per_update(runs: pd.DataFrame) -> pd.Series:
+    """Each trial's training milliseconds per optimiser update (what a method costs, and how busy the machine was)."""
+    return 1e3 * runs["train_time_s"] / runs["steps"].where(runs["steps"] > 0)
 
 
 def trials_table(runs: pd.DataFrame) -> Table:
