@@ -107,7 +107,7 @@ def at_budget(uri: str, runs: pd.DataFrame, max_epochs: int) -> pd.DataFrame:
                  if step <= max_epochs * updates_per_epoch}
         step = max(clock, default=0)
         runs.loc[index, ["steps", "epochs", "train_time_s"]] = [step, step / updates_per_epoch, clock.get(step, 0.0)]
-        if run["status"] != "diverged" and not run["epochs_to_grok"] <= max_epochs:
+        if not run["epochs_to_grok"] <= max_epochs:  # diverged later, or grokked later: still going at the budget
             runs.loc[index, "status"] = "censored"
             runs.loc[index, ["steps_to_grok", "epochs_to_grok", "time_to_grok_s", "grok_phase_time_s"]] = np.nan
         if not run["epochs_to_memorise"] <= max_epochs:

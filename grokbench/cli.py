@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from grokbench.config import SHARED, ConfigError, TrialConfig, foreign_setting
 from grokbench.settings import help_of
-from grokbench.sweep.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from grokbench.sweep.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, SweepError
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, task) -> list[str]:
@@ -127,6 +127,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     given = {k: getattr(args, k) for k in SWEEP_OVERRIDES}
     overrides = {k: v for k, v in given.items() if v is not None and v is not False}  # 0 is a value, not "unset"
+    changed = [f"--{k.replace('_', '-')}" for k in overrides if k != "smoke"]
+    if args.resume and changed:
+        raise SweepError(f"--resume continues a sweep with the flags it was started with (from its plan), so "
+                         f"{', '.join(changed)} would be ignored; drop it, or start a new sweep without --resume "
+                         "(a larger --max-epochs continues the censored trials of the old one)")
     spec = build_sweep(args.sweep, overrides)
     options = SweepOptions(address=args.address, tracking_uri=args.tracking_uri, storage=args.storage,
                            resume=args.resume, sweep_id=args.sweep_id, dry_run=args.dry_run, rerun=args.rerun,
@@ -315,7 +320,6 @@ class Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from grokbench.sweep.errors import SweepError
     from grokbench.tasks import DataError
 
     parser = build_parser()

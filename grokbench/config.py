@@ -73,7 +73,7 @@ class TrialConfig:
         values = dict(values)
         task, method = _component("task", values), _component("method", values)
         preset = values.get("preset")
-        if preset not in (None, "None"):
+        if preset not in (None, "None") and not stored:  # a stored config already holds what its preset set
             if not task.presets:
                 raise ConfigError("preset", f"task {task.name} has no presets")
             one_of("preset", preset, task.presets)
@@ -151,6 +151,8 @@ def resolve(cfg: TrialConfig) -> TrialConfig:
     method_settings.check()
     defaults = task.shared_defaults(own)
     filled = {name: defaults[name] for name in SHARED if getattr(cfg, name) is None and name in defaults}
+    if filled.get("optimizer", cfg.optimizer) == "sgd":  # a task's Adam betas do not apply; a user's are refused
+        filled.update({name: value for name, value in zip(("beta1", "beta2"), ADAM_BETAS) if name in filled})
     cfg = cfg.replace(**filled, task_settings=own, method_settings=method_settings)
     one_of("loss", cfg.loss, task.losses)
     if cfg.lam is None:

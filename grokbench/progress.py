@@ -69,11 +69,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{fmt(s['time_to_memorise_s'], ' s')}",
         f"grokked at      step {fmt(s['steps_to_grok'])} (epoch {fmt(s['epochs_to_grok'])}), {fmt(s['time_to_grok_s'], ' s')}",
         f"trained         {s['steps']} steps ({s['epochs']} epochs), {s['train_time_s']:.1f} s of updates",
-        f"final accuracy  train {fmt(s['final_train_acc'], digits=4)}  test {fmt(s['final_test_acc'], digits=4)}",
     ]
-    task_metrics = [f"{name} {fmt(s[f'final_{name}'], digits=4)}" for name in TASKS[s["task"]].final_metrics]
-    if task_metrics:
-        lines.append(f"final metrics   {'  '.join(task_metrics)}")
+    finals = [f"{name} {fmt(s[f'final_{name}'], digits=4)}" for name in TASKS[s["task"]].final_metrics]
+    if finals:
+        lines.append(f"final           {'  '.join(finals)}")
     if s["grokked_before_memorised"]:
         lines.append("note            grokked before it memorised: grokking phase time set to 0")
     return "\n".join(lines)

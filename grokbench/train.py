@@ -104,7 +104,9 @@ class Trial:
         (the same for every method of a seed)."""
         if self.cfg.batch_order == "fixed":
             return self.batches
-        order = torch.randperm(len(self.data.x_train), generator=self.order_generator).to(self.device)
+        order = torch.randperm(len(self.data.x_train), generator=self.order_generator)
+        if self.device.type == "cuda":  # from pinned memory the copy need not wait for the device
+            order = order.pin_memory().to(self.device, non_blocking=True)
         return self._batches(self.data.x_train[order], self.data.y_train[order])
 
     def _warm_up(self) -> None:
@@ -200,9 +202,6 @@ class Trial:
             "epochs_after_grok": cfg.epochs_after_grok,
             "train_time_s": self.train_time_s,
             "wall_s": time.perf_counter() - self._wall_start,  # this process: set-up, evaluation, callbacks too
-            "final_train_acc": self._final("train_acc"),
-            "final_test_acc": self._final("test_acc"),
-            "final_noisy_test_acc": self._final("noisy_test_acc"),
             **{f"final_{name}": self._final(name) for name in self.task.final_metrics},
             "resumed_from_step": self.resumed_from_step,
         }

@@ -40,7 +40,8 @@ def test_from_dict_coerces_strings_and_rejects_unknown_fields():
         (["run", "mnist", "--method", "grokalign", "--grokalign-estimator", "magic"], "grokalign_estimator: 'magic' is not one of"),
         (["run", "mnist", "--method", "grokalign", "--lam", "nan"], "lam: must be a finite number, got 'nan'"),
         (["run", "mnist", "--method", "grokalign", "--grokalign-subset", "300"],
-         "grokalign_subset: must be at most 256 (the batch size; 0 puts the penalty on the whole batch), got 300"),
+         "grokalign_subset: must be at most 255 (below the batch size of 256; 0 puts the penalty on the whole batch), "
+         "got 300"),
         (["run", "mnist", "--method", "grokalign", "--grokalign-every", "0"], "grokalign_every: must be > 0, got 0"),
     ],
 )
@@ -147,3 +148,42 @@ def test_bad_input_in_a_real_process_exits_2_without_traceback():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "grokbench: error: init_scale: must be > 0, got 0.0"
+
+
+def test_resume_refuses_flags_it_would_ignore(capsys):
+    assert main(["sweep", "xor_tiny", "--resume", "--max-epochs", "500"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-epochs would be ignored" in err and "Traceback" not in err
+
+
+def test_a_tasks_adam_betas_do_not_stop_sgd():
+    cfg = resolve(TrialConfig.of(task="modarith", optimizer="sgd", lr=0.1))  # the nanda preset's β₂ is 0.98
+    assert (cfg.optimizer, cfg.beta1, cfg.beta2) == ("sgd", 0.9, 0.999)
+    with pytest.raises(ConfigError, match="beta2: applies to adam and adamw"):
+        resolve(TrialConfig.of(task="modarith", optimizer="sgd", beta2=0.98))  # the user's own is refused
+
+
+def test_a_method_a_task_cannot_support_is_refused_before_anything_runs(monkeypatch):
+    from grokbench.tasks import TASKS
+    from grokbench.tasks.xor import Xor
+
+    class Discrete(Xor):  # a task whose inputs cannot be differentiated through or perturbed
+        name = "discrete"
+        capabilities = frozenset({"accuracy"})
+
+    monkeypatch.setitem(TASKS, "discrete", Discrete())
+    for method in ("grokalign", "adversarial"):
+        with pytest.raises(ConfigError, match=f"method: {method} needs input .*which task discrete does not offer"):
+            resolve(TrialConfig.of(task="discrete", method=method))
+    assert resolve(TrialConfig.of(task="discrete", method="grokfast")).method == "grokfast"
+
+
+def test_a_stored_config_is_read_as_stored_not_through_its_presets_values_of_today():
+    """A setting a preset sets today but a stored trial lacks (stored before the setting existed) keeps its
+    default: applying today's preset again would change what the stored trial was."""
+    from grokbench.config import stored_config
+
+    stored = resolve(TrialConfig.of(task="modarith", preset="grokfast")).to_dict()
+    assert stored["op"] == "mul"
+    del stored["op"]
+    assert stored_config(stored).task_settings.op == "add"  # the setting's default, not the preset's "mul"

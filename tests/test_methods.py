@@ -146,7 +146,7 @@ def test_updates_without_the_penalty_are_plain_forward_passes():
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"grokalign_subset": 401}, "grokalign_subset: must be at most 400 (the batch size"),
+    ({"grokalign_subset": 400}, "grokalign_subset: must be at most 399 (below the batch size of 400"),
     ({"grokalign_every": 0}, "grokalign_every: must be > 0"),
     ({"grokalign_subset": -1}, "grokalign_subset: must be >= 0"),
 ])

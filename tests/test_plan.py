@@ -26,10 +26,9 @@ def sweep(tmp_path, raw):
     return load_sweep(str(path))
 
 
-def stored(status, epochs=100, epochs_to_grok=None, checkpoint=None, sweep_id="plan-1", max_epochs=100):
+def stored(status, epochs=100, epochs_to_grok=None, checkpoint=None, sweep_id="plan-1", prior_status=None):
     return StoredTrial(sweep_id=sweep_id, run_id=f"run-{sweep_id}", status=status, epochs=epochs,
-                       max_epochs=max_epochs, epochs_after_grok=0, epochs_to_grok=epochs_to_grok,
-                       checkpoint=checkpoint)
+                       epochs_to_grok=epochs_to_grok, checkpoint=checkpoint, prior_status=prior_status)
 
 
 def test_a_grid_runs_only_the_trials_not_done_and_counts_them(tmp_path):
@@ -56,7 +55,7 @@ def test_a_larger_budget_continues_censored_trials_and_keeps_those_it_does_not_r
     checkpoint.mkdir()
     held = {keys[0]: stored("censored", checkpoint=str(checkpoint)),  # continues in its own run
             keys[1]: stored("censored"),  # no checkpoint (imported, say): runs again from the start
-            keys[2]: stored("censored", epochs=300, max_epochs=300),  # already ran this budget
+            keys[2]: stored("censored", epochs=300),  # already ran this budget
             keys[3]: stored("grokked", 40, 40, checkpoint=str(checkpoint)),  # stopped at grokking, as asked
             keys[4]: stored("diverged", 12, checkpoint=str(checkpoint)),
             keys[5]: stored("censored", checkpoint=str(tmp_path / "gone"))}  # its checkpoint was deleted
@@ -67,6 +66,18 @@ def test_a_larger_budget_continues_censored_trials_and_keeps_those_it_does_not_r
     entries = grid_entries(spec, to_run(spec, grid_plan.skipped), None, grid_plan.continued)
     assert [e["continue"] is not None for e in entries] == [True, False, False]
     assert entries[0]["config"]["max_epochs"] == 300
+
+
+def test_a_continuation_that_stopped_or_failed_goes_on_from_its_latest_checkpoint(tmp_path):
+    spec = build_sweep(str(sweep(tmp_path, GRID).path), {"max_epochs": 300})
+    keys = [trial_key(cfg) for cfg in spec.trials()]
+    checkpoint = tmp_path / "checkpoint_000009"
+    checkpoint.mkdir()
+    held = {keys[0]: stored("running", checkpoint=str(checkpoint), prior_status="censored"),  # Ctrl-C
+            keys[1]: stored("failed", checkpoint=str(checkpoint), prior_status="censored"),  # past its retries
+            keys[2]: stored("failed", checkpoint=str(checkpoint))}  # a trial that failed on its first budget
+    grid_plan = plan_grid(spec, held)
+    assert set(grid_plan.continued) == {keys[0], keys[1]} and grid_plan.skipped == {}
 
 
 def test_a_grokked_trial_continues_when_asked_to_train_further_past_grokking(tmp_path):

@@ -142,6 +142,7 @@ def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(ra
     assert artifacts == {p.name for p in out.iterdir()} and "table1_mse.md" in artifacts
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(ray_cluster, workdir):
     spec = load_sweep(str(write_sweep(workdir, grid={"seed": [0]}, methods={"baseline": {}}, name="faulty")))
     fault = {"kill_at_epoch": 60, "marker_dir": str(workdir / "faults")}

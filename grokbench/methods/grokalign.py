@@ -69,8 +69,8 @@ class GrokAlign(Method):
     @classmethod
     def check(cls, cfg: TrialConfig, task: Task) -> None:
         super().check(cfg, task)
-        at_most("grokalign_subset", cfg.method_settings.grokalign_subset, cfg.batch_size,
-                "the batch size; 0 puts the penalty on the whole batch")
+        at_most("grokalign_subset", cfg.method_settings.grokalign_subset, cfg.batch_size - 1,
+                f"below the batch size of {cfg.batch_size}; 0 puts the penalty on the whole batch")
 
     @property
     def cost_period(self) -> int:

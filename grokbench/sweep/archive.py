@@ -20,7 +20,7 @@ from typing import Any
 
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, experiment_name
-from grokbench.sweep.mlflow_store import TrackingStore, patiently
+from grokbench.sweep.mlflow_store import CHECKPOINT_TAG, TrackingStore, patiently
 
 FORMAT = "grokbench-runs/1"
 OUTCOMES = (*FINAL_STATUSES, "failed")  # a failed trial is a record too (the tables count it apart)
@@ -151,7 +151,8 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
 def _import_run(store: TrackingStore, experiment_id: str, record: dict[str, Any], source: str) -> None:
     """One run, safe to repeat: a copy already complete is only closed again, and one an earlier import left
     part-way (no outcome yet: the outcome tag is written last) is deleted and made again."""
-    tags = {k: v for k, v in record["tags"].items() if k != "mlflow.runName"}  # create_run names it
+    # create_run names it; the checkpoint tag leads to a file on the machine that ran the trial, not this one
+    tags = {k: v for k, v in record["tags"].items() if k not in ("mlflow.runName", CHECKPOINT_TAG)}
     outcome = tags.pop("status")
     for earlier in store.trial_runs([experiment_id], tags[SWEEP_TAG], tags[KEY_TAG]):
         if IMPORTED_TAG not in earlier.data.tags:

@@ -29,10 +29,12 @@ T = TypeVar("T")
 
 PAGE = 1000  # runs per search request
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
-CURVE_SENTINEL = "train_acc"  # every evaluation logs it, last of its point: its last step is the run's last logged
+CURVE_SENTINEL = "train_time_s"  # every evaluation of every task logs it, last of its point: its last step is the
+# run's last logged one
 KIND_TAG = "grokbench.kind"  # "analysis" on the run of an analysis.tables invocation; trial runs have none
 CHECKPOINT_TAG = "grokbench.checkpoint"  # where a trial's latest checkpoint is
 CONTINUED_TAG = "grokbench.continued_by"  # the sweep that continued a trial's run with a larger budget
+PRIOR_STATUS_TAG = "grokbench.prior_status"  # the outcome a continued run had before its budget was raised
 BEST_TAG = "grokbench.best"
 PATIENCE_ENV = "GROKBENCH_TRACKING_PATIENCE_S"  # how long the driver waits out a tracking store that is down
 DEFAULT_PATIENCE_S = 300.0
@@ -302,14 +304,14 @@ class TrackingStore:
         return {key: StoredTrial(
             sweep_id=run.data.tags.get(SWEEP_TAG, "?"), run_id=run.info.run_id,
             status=run.data.tags.get("status", "running"), epochs=int(_figure(run, "epochs") or 0),
-            max_epochs=int(_figure(run, "max_epochs") or 0),
-            epochs_after_grok=int(_figure(run, "epochs_after_grok") or 0),
             epochs_to_grok=_whole(run.data.metrics.get("epochs_to_grok")),
-            checkpoint=run.data.tags.get(CHECKPOINT_TAG)) for key, run in best.items()}
+            checkpoint=run.data.tags.get(CHECKPOINT_TAG),
+            prior_status=run.data.tags.get(PRIOR_STATUS_TAG)) for key, run in best.items()}
 
     def find_trial_run(self, experiment_id: str, sweep_id: str, key: str) -> tuple[str, int] | None:
-        """(run id, last logged step) of a trial's run in this sweep, if it has one."""
-        found = self.trial_runs([experiment_id], sweep_id, key)
+        """(run id, last logged step) of a trial's run in this sweep, if it has one (found by its recomputed key, so
+        that a sweep started by an earlier grokbench finds its runs when this one resumes it)."""
+        found = [run for run in self.trial_runs([experiment_id], sweep_id) if run_key(run) == key]
         if not found:
             return None
         run_id = min(found, key=lambda run: run.info.start_time).info.run_id  # the one a resume has always used
@@ -321,7 +323,9 @@ class TrackingStore:
         run = self.get_run(run_id)
         if run.data.tags.get(CONTINUED_TAG) != sweep_id:
             self.client.update_run(run_id, status="RUNNING")
-            self.log_batch(run_id, tags={CONTINUED_TAG: sweep_id, "status": "running"})
+            prior = run.data.tags.get("status")
+            tags = {CONTINUED_TAG: sweep_id, "status": "running"}
+            self.log_batch(run_id, tags={**tags, PRIOR_STATUS_TAG: prior} if prior in FINAL_STATUSES else tags)
         return run_id, max((step for step, _, _ in self.metric_history(run_id, CURVE_SENTINEL)), default=-1)
 
     def sweep_summaries(self, experiment_id: str, sweep_id: str) -> list[dict[str, Any]]:

@@ -52,10 +52,14 @@ class StoredTrial:
     run_id: str
     status: str
     epochs: int  # trained
-    max_epochs: int  # the budget it ran under
-    epochs_after_grok: int
     epochs_to_grok: int | None
-    checkpoint: str | None  # its final checkpoint, where a sweep saved one
+    checkpoint: str | None  # its latest checkpoint (its final one once it ended), where a sweep saved one
+    prior_status: str | None = None  # the outcome it had when a sweep raised its budget
+
+    def interrupted_continuation(self) -> bool:
+        """A run whose larger budget a sweep began but did not finish (stopped, or failed past its retries): its
+        latest checkpoint is where it goes on."""
+        return self.prior_status is not None and self.status in ("running", "failed")
 
     def wants_more(self, cfg: TrialConfig) -> bool:
         """Whether `cfg`'s budget asks for more than it did: a censored trial given more epochs, a grokked one
@@ -84,7 +88,7 @@ def plan_grid(spec: SweepSpec, stored: dict[str, StoredTrial]) -> GridPlan:
     """Settle each of the grid's trials against what the store holds (an Optuna search proposes new settings each
     time: none of its trials is ever settled). A trial the store holds with a final outcome is kept, unless the
     sweep's budget asks for more: then it continues from its final checkpoint, or, without one (an imported run,
-    say), runs again from the start."""
+    say), runs again from the start. A continuation that was stopped or failed goes on from its latest one."""
     skipped: dict[str, str] = {}
     continued: dict[str, dict[str, str]] = {}
     if spec.search:
@@ -92,9 +96,9 @@ def plan_grid(spec: SweepSpec, stored: dict[str, StoredTrial]) -> GridPlan:
     for cfg in spec.trials():
         key = trial_key(cfg)
         found = stored.get(key)
-        if found is None or found.status not in FINAL_STATUSES:
+        if found is None or (found.status not in FINAL_STATUSES and not found.interrupted_continuation()):
             continue
-        if not found.wants_more(cfg):
+        if found.status in FINAL_STATUSES and not found.wants_more(cfg):
             skipped[key] = found.sweep_id
         elif found.can_continue():
             continued[key] = {"run_id": found.run_id, "checkpoint": found.checkpoint, "sweep_id": found.sweep_id,

@@ -34,8 +34,8 @@ def _load_or_start(config: dict[str, Any]) -> Trial:
     checkpoint = tune.get_checkpoint()
     if checkpoint is None and config.get("continue"):
         checkpoint = tune.Checkpoint(config["continue"]["checkpoint"])
-    if checkpoint is None:
-        return Trial(TrialConfig.from_dict(config["config"]))
+    if checkpoint is None:  # stored=True: a sweep started by an earlier grokbench, resumed by this one
+        return Trial(TrialConfig.from_dict(config["config"], stored=True))
     with checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
     return Trial.restore(state, **{name: config["config"][name] for name in (*BUDGET, *PLACEMENT)})

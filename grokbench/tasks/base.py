@@ -68,7 +68,8 @@ class Task:
     # inputs, or a model over tokens that exposes its input embedding as `embed` and `from_embeddings`, so noise
     # can be added there and the network differentiated there: see `grokbench.methods.base.input_space`)
     capabilities: ClassVar[frozenset[str]] = frozenset({"accuracy", "input_noise", "input_jacobian"})
-    final_metrics: ClassVar[tuple[str, ...]] = ()  # evaluation figures whose last value the summary carries
+    # evaluation figures whose last value the summary carries (as final_<name>)
+    final_metrics: ClassVar[tuple[str, ...]] = ("train_acc", "test_acc", "noisy_test_acc")
 
     def shared_defaults(self, settings: Settings) -> dict[str, Any]:
         return {**LOOP_DEFAULTS, **self.defaults}

@@ -136,7 +136,7 @@ class ModArith(Task):
     losses = ("ce",)
     presets = {"nanda": NANDA, "grokfast": GROKFAST}
     grok_threshold = 0.95
-    final_metrics = ("gini_embed", "gini_unembed")
+    final_metrics = ("train_acc", "test_acc", "gini_embed", "gini_unembed")
 
     def shared_defaults(self, settings: ModArithSettings) -> dict[str, Any]:
         return {**super().shared_defaults(settings), "batch_size": self._train_size(settings)}  # full batch
