@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, SWEEP_TAG, experiment_name
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, SWEEP_TAG, experiment_name, outcome_rank
 from grokbench.sweep.mlflow_store import TrackingStore, check_readable, store_errors
 
 NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "eval_every", "weight_decay", "lr")
@@ -63,7 +63,7 @@ def _default_experiments(uri: str, known: dict[str, str], sweep: str | None) -> 
 def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per trial key across a mix of sweeps: the newest run with an outcome, else the newest failed one
     (a failed trial is run again by the next sweep), else the newest unfinished one."""
-    rank = runs["status"].map(lambda s: 2 if s in FINAL_STATUSES else 1 if s == "failed" else 0)
+    rank = runs["status"].map(outcome_rank)
     runs = runs.assign(_rank=rank).sort_values(["_rank", "start_time"], kind="stable", na_position="first")
     runs = runs.groupby(["experiment", "trial_key"], dropna=False).tail(1)
     return runs.drop(columns="_rank").sort_values("run_id").reset_index(drop=True)

@@ -72,3 +72,12 @@ def test_a_short_mnist_run_is_unchanged(method, mnist_available):
     trial.run()
     got = tuple(trial.last_metrics[k] for k in ("test_acc", "train_loss", "jacobian_norm"))
     assert got == pytest.approx(expected, rel=1e-9)  # float64 rounding may differ across CPUs in the last bits
+
+
+@pytest.mark.slow
+def test_the_readmes_grokalign_run_still_groks_at_epoch_790(mnist_available):
+    """`grokbench run mnist --method grokalign --lam 0.1 --loss ce --seed 0 --threads 1`: ≈ 75 s of training."""
+    from grokbench.train import Trial
+
+    summary = Trial(TrialConfig.of(task="mnist", method="grokalign", lam=0.1, loss="ce", seed=0, threads=1)).run()
+    assert (summary["status"], summary["epochs_to_memorise"], summary["epochs_to_grok"]) == ("grokked", 20, 790)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from grokbench.sweep.errors import SweepError
-from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, experiment_name
+from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, experiment_name, outcome_rank
 from grokbench.sweep.mlflow_store import CHECKPOINT_TAG, TrackingStore, patiently
 
 FORMAT = "grokbench-runs/1"
@@ -85,20 +85,16 @@ def import_runs(path: Path, uri: str, progress: Callable[[str], None] = lambda _
     present: dict[tuple[str, str], int] = {}
     for run in patiently(lambda: store.runs_with_outcome(experiment_id, OUTCOMES), uri):
         identity = _identity(run.data.tags)
-        present[identity] = max(present.get(identity, 0), _rank(run.data.tags["status"]))
+        present[identity] = max(present.get(identity, 0), outcome_rank(run.data.tags["status"]))
     added = skipped = 0
     for number, record in enumerate(_records(path), start=1):
-        if present.get(_identity(record["tags"]), 0) >= _rank(record["tags"]["status"]):
+        if present.get(_identity(record["tags"]), 0) >= outcome_rank(record["tags"]["status"]):
             skipped += 1
             continue
         progress(f"run {number} of {header['runs']}: {record['tags'][KEY_TAG]}")
         patiently(lambda r=record: _import_run(store, experiment_id, r, path.name), uri)
         added += 1
     return added, skipped
-
-
-def _rank(outcome: str) -> int:
-    return 2 if outcome in FINAL_STATUSES else 1
 
 
 def _checked(path: Path) -> dict[str, Any]:

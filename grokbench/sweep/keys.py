@@ -15,6 +15,11 @@ EXPERIMENT_PREFIX = "grokbench/"
 FINAL_STATUSES = ("grokked", "censored", "diverged")  # a trial's outcomes; "failed" is none: it runs again
 
 
+def outcome_rank(status: str | None) -> int:
+    """Which of a trial's runs speaks for it: one with an outcome (2) over a failed one (1) over one unfinished (0)."""
+    return 2 if status in FINAL_STATUSES else 1 if status == "failed" else 0
+
+
 def experiment_name(name: str) -> str:
     """The MLflow experiment of a sweep file's runs: `mnist` → `grokbench/mnist` (a full name is kept)."""
     return name if name.startswith(EXPERIMENT_PREFIX) else EXPERIMENT_PREFIX + name

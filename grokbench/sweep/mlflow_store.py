@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import grokbench
 from grokbench.sweep.errors import TrackingError
-from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG, outcome_rank
 
 T = TypeVar("T")
 
@@ -299,7 +299,7 @@ class TrackingStore:
         experiment_id = self.experiment_id(experiment_name)
         runs = self.trial_runs([experiment_id]) if experiment_id is not None else []
         best: dict[str, Any] = {}
-        for run in sorted(runs, key=lambda r: (_outcome_rank(r.data.tags.get("status")), r.info.start_time or 0)):
+        for run in sorted(runs, key=lambda r: (outcome_rank(r.data.tags.get("status")), r.info.start_time or 0)):
             best[run_key(run)] = run
         return {key: StoredTrial(
             sweep_id=run.data.tags.get(SWEEP_TAG, "?"), run_id=run.info.run_id,
@@ -463,10 +463,6 @@ def run_key(run) -> str:
         except (ConfigError, KeyError, ValueError, TypeError):
             pass  # settings this version cannot read: the tag is all there is
     return run.data.tags[KEY_TAG]
-
-
-def _outcome_rank(status: str | None) -> int:
-    return 2 if status in FINAL_STATUSES else 1 if status == "failed" else 0
 
 
 def _figure(run, name: str) -> float | None:
