@@ -109,7 +109,7 @@ def test_each_invocation_logs_one_analysis_run_that_no_reader_counts_as_a_trial(
         assert (Path("second") / name).read_bytes() == (Path("first") / name).read_bytes()
     runs, read = load_runs(uri)
     assert len(runs) == 4 and read == ["grokbench/mnist-smoke"]
-    assert len(TrackingStore(uri).finished_trials("grokbench/mnist-smoke")) == 4
+    assert len(TrackingStore(uri).stored_trials("grokbench/mnist-smoke")) == 4
     assert cli(["export", "mnist-smoke", "--tracking-uri", uri, "--out", str(tmp_path / "runs.gz")]) == 0
     assert "wrote 4 runs" in capsys.readouterr().out
     assert len(client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'analysis'")) == 1
@@ -140,7 +140,8 @@ def test_searches_read_every_page_and_only_trials(tmp_path, migrated_store, monk
     monkeypatch.setattr(mlflow_store, "PAGE", 2)
     assert sorted(r.data.tags[KEY_TAG] for r in store.trial_runs([experiment_id])) == [f"k{i}" for i in range(5)]
     assert [r.data.tags[KEY_TAG] for r in store.trial_runs([experiment_id], "s-1", "k3")] == ["k3"]
-    assert store.finished_trials("grokbench/paged") == {f"k{i}": "s-1" for i in range(5)}
+    assert {key: t.sweep_id for key, t in store.stored_trials("grokbench/paged").items()} == {
+        f"k{i}": "s-1" for i in range(5)}
     assert len(store.run_rows([experiment_id])) == 5
 
 

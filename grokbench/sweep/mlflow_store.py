@@ -285,12 +285,6 @@ class TrackingStore:
     def runs_with_outcome(self, experiment_id: str, outcomes: tuple[str, ...] = FINAL_STATUSES) -> list:
         return [run for run in self.trial_runs([experiment_id]) if run.data.tags.get("status") in outcomes]
 
-    def finished_trials(self, experiment_name: str) -> dict[str, str]:
-        """Trial key → sweep id of every trial with an outcome in the experiment, from any sweep. A failed trial has
-        none: it is run again."""
-        return {key: found.sweep_id for key, found in self.stored_trials(experiment_name).items()
-                if found.status in FINAL_STATUSES}
-
     def stored_trials(self, experiment_name: str) -> dict:
         """Trial key → `StoredTrial` of every trial in the experiment, from any sweep and any grokbench version:
         its run with the best outcome (an outcome, then a failure, then none), the newest of those."""
