@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Protocol
 
 MEMORISED_TRAIN_ACCURACY = 0.99
 
@@ -14,6 +14,10 @@ class Criterion(Protocol):
     def memorised(self, metrics: Mapping[str, float]) -> bool: ...
 
     def grokked(self, metrics: Mapping[str, float]) -> bool: ...
+
+    def further_events(self) -> Mapping[str, Callable[[Mapping[str, float]], bool]]:
+        """Further named events whose first occurrence the summary reports (as steps_to_<name>, ...)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,30 @@ class AccuracyCriterion:
 
     def grokked(self, metrics: Mapping[str, float]) -> bool:
         return metrics["test_acc"] > self.grok_threshold
+
+    def further_events(self) -> Mapping[str, Callable[[Mapping[str, float]], bool]]:
+        return {}
+
+
+@dataclass(frozen=True)
+class LossCriterion:
+    """For a regression task whose loss at initialisation is known: memorised when the train loss relative to
+    it falls below `memorise_threshold`, grokked when the relative test loss falls below `grok_threshold`, and a
+    further event `grok_strict` at the stricter `strict_threshold`, so conclusions can be checked under it. The
+    evaluator reports the relative losses as `train_loss_rel` and `test_loss_rel`."""
+
+    memorise_threshold: float
+    grok_threshold: float
+    strict_threshold: float
+
+    def memorised(self, metrics: Mapping[str, float]) -> bool:
+        return metrics["train_loss_rel"] < self.memorise_threshold
+
+    def grokked(self, metrics: Mapping[str, float]) -> bool:
+        return metrics["test_loss_rel"] < self.grok_threshold
+
+    def further_events(self) -> Mapping[str, Callable[[Mapping[str, float]], bool]]:
+        return {"grok_strict": lambda metrics: metrics["test_loss_rel"] < self.strict_threshold}
 
 
 @dataclass(frozen=True)
@@ -44,12 +72,16 @@ class GrokEvents:
     criterion: Criterion
     memorised: Milestone | None = None
     grokked: Milestone | None = None
+    further: dict[str, Milestone | None] = field(default_factory=dict)  # the criterion's further events
 
     def update(self, at: Milestone, metrics: Mapping[str, float]) -> None:
         if self.memorised is None and self.criterion.memorised(metrics):
             self.memorised = at
         if self.grokked is None and self.criterion.grokked(metrics):
             self.grokked = at
+        for name, happened in self.criterion.further_events().items():
+            if self.further.get(name) is None and happened(metrics):
+                self.further[name] = at
 
     @property
     def grokked_before_memorised(self) -> bool:
@@ -65,28 +97,35 @@ class GrokEvents:
         return self.grokked.time_s - self.memorised.time_s
 
     def summary(self) -> dict[str, Any]:
-        def field(milestone: Milestone | None, name: str) -> Any:
-            return None if milestone is None else getattr(milestone, name)
-
         return {
-            "steps_to_memorise": field(self.memorised, "step"),
-            "epochs_to_memorise": field(self.memorised, "epoch"),
-            "time_to_memorise_s": field(self.memorised, "time_s"),
-            "steps_to_grok": field(self.grokked, "step"),
-            "epochs_to_grok": field(self.grokked, "epoch"),
-            "time_to_grok_s": field(self.grokked, "time_s"),
+            **_milestone_figures("memorise", self.memorised),
+            **_milestone_figures("grok", self.grokked),
             "grok_phase_time_s": self.grok_phase_time_s,
             "grokked_before_memorised": self.grokked_before_memorised,
+            **{key: value for name in self.criterion.further_events()
+               for key, value in _milestone_figures(name, self.further.get(name)).items()},
         }
 
     def state_dict(self) -> dict[str, Any]:
         """The milestones (the criterion belongs to the task, not to the saved state)."""
         milestone = lambda m: None if m is None else asdict(m)  # noqa: E731
-        return {"memorised": milestone(self.memorised), "grokked": milestone(self.grokked)}
+        state = {"memorised": milestone(self.memorised), "grokked": milestone(self.grokked)}
+        if self.further:
+            state["further"] = {name: milestone(m) for name, m in self.further.items()}
+        return state
 
     @classmethod
     def from_state(cls, criterion: Criterion, state: dict[str, Any]) -> GrokEvents:
         def milestone(value: dict | None) -> Milestone | None:
             return None if value is None else Milestone(**value)
 
-        return cls(criterion, milestone(state["memorised"]), milestone(state["grokked"]))
+        further = {name: milestone(m) for name, m in state.get("further", {}).items()}
+        return cls(criterion, milestone(state["memorised"]), milestone(state["grokked"]), further)
+
+
+def _milestone_figures(event: str, milestone: Milestone | None) -> dict[str, Any]:
+    def value(name: str) -> Any:
+        return None if milestone is None else getattr(milestone, name)
+
+    return {f"steps_to_{event}": value("step"), f"epochs_to_{event}": value("epoch"),
+            f"time_to_{event}_s": value("time_s")}
