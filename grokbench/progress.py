@@ -38,8 +38,8 @@ class Progress:
         m = ev.metrics
         line = (
             f"epoch {ev.epoch:>6}/{trial.last_epoch()}  step {ev.step:>7}  "
-            f"train {m['train_acc']:.3f}  test {m['test_acc']:.3f}  loss {m['train_loss']:.3g}  "
-            f"{rate:.1f} ep/s  ETA ≤{eta}"
+            + "".join(f"{label} {m[name]:{spec}}  " for label, name, spec in trial.task.progress_figures)
+            + f"{rate:.1f} ep/s  ETA ≤{eta}"
         )
         if self.live:
             self.stream.write("\r\033[K" + line)

@@ -70,6 +70,9 @@ class Task:
     capabilities: ClassVar[frozenset[str]] = frozenset({"accuracy", "input_noise", "input_jacobian"})
     # evaluation figures whose last value the summary carries (as final_<name>)
     final_metrics: ClassVar[tuple[str, ...]] = ("train_acc", "test_acc", "noisy_test_acc")
+    # the figures of the live progress line: (label, evaluation figure, format)
+    progress_figures: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("train", "train_acc", ".3f"), ("test", "test_acc", ".3f"), ("loss", "train_loss", ".3g"))
 
     def shared_defaults(self, settings: Settings) -> dict[str, Any]:
         return {**LOOP_DEFAULTS, **self.defaults}

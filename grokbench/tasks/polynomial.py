@@ -147,6 +147,8 @@ class Polynomial(Task):
     final_metrics = ("train_loss", "test_loss", "train_loss_rel", "test_loss_rel", "ntk_distance",
                      "kernel_alignment", "weight_change", "kernel_regression_test_loss",
                      "kernel_regression_test_loss_rel")
+    progress_figures = (("train", "train_loss_rel", ".3g"), ("test", "test_loss_rel", ".3g"),
+                        ("ntk distance", "ntk_distance", ".3g"))
 
     def shared_defaults(self, settings: PolynomialSettings) -> dict[str, Any]:
         # full-batch gradient descent at the paper's η = N/α²
