@@ -84,6 +84,14 @@ class GrokEvents:
                 self.further[name] = at
 
     @property
+    def settled(self) -> Milestone | None:
+        """The evaluation by which the run grokked and every further event happened (the latest of them): where
+        a run that stops at grokking stops, so that a stricter further event is measured too."""
+        if self.grokked is None or any(self.further.get(name) is None for name in self.criterion.further_events()):
+            return None
+        return max([self.grokked, *self.further.values()], key=lambda m: m.step)
+
+    @property
     def grokked_before_memorised(self) -> bool:
         return self.grokked is not None and (self.memorised is None or self.grokked.step < self.memorised.step)
 

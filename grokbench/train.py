@@ -165,8 +165,8 @@ class Trial:
 
     def last_epoch(self) -> int:
         """The epoch the run ends at if nothing else stops it first."""
-        if self.events.grokked is not None:
-            return min(self.cfg.max_epochs, self.events.grokked.epoch + self.cfg.epochs_after_grok)
+        if self.events.settled is not None:
+            return min(self.cfg.max_epochs, self.events.settled.epoch + self.cfg.epochs_after_grok)
         return self.cfg.max_epochs
 
     @property

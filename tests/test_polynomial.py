@@ -75,12 +75,22 @@ def test_loss_criterion_on_a_hand_made_curve():
     summary = events.summary()
     assert summary["steps_to_grok_strict"] == 70 and summary["epochs_to_grok_strict"] == 70
     assert summary["grok_phase_time_s"] == 2.0 and not summary["grokked_before_memorised"]
+    assert events.settled.step == 70  # a run that stops at grokking goes on to the strict threshold
     assert GrokEvents.from_state(events.criterion, events.state_dict()) == events
 
 
 def test_loss_criterion_that_never_reaches_the_strict_threshold_reports_none():
-    summary = loss_events([(1.0, 1.0), (0.001, 0.08)]).summary()
-    assert summary["steps_to_grok"] == 10 and summary["steps_to_grok_strict"] is None
+    events = loss_events([(1.0, 1.0), (0.001, 0.08)])
+    assert events.summary()["steps_to_grok"] == 10 and events.summary()["steps_to_grok_strict"] is None
+    assert events.settled is None  # the run goes on to its budget for the strict threshold
+
+
+def test_a_run_stops_once_the_strict_threshold_is_reached_not_at_grokking():
+    # thresholds a few epochs apart on the tiny problem: grokked first, strict later, then it stops
+    cfg = TrialConfig.of(**{**TINY, "max_epochs": 2000, "grok_threshold": 0.9, "grok_strict_threshold": 0.6})
+    summary = Trial(cfg).run()
+    assert summary["status"] == "grokked"
+    assert summary["epochs_to_grok"] < summary["epochs_to_grok_strict"] == summary["epochs"]
 
 
 @pytest.mark.parametrize("argv, message", [
