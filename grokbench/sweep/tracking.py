@@ -136,8 +136,13 @@ class TrialRuns(tune.Callback):
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: tune.Checkpoint,
                       **info: Any) -> None:
-        run_id = self._run(trial)[1]
-        self._patiently(lambda: self.store.set_tag(run_id, CHECKPOINT_TAG, checkpoint_uri(checkpoint)))
+        # Tune reports an error raised here with a traceback and goes on; a store that is gone ends the sweep from
+        # on_step_begin instead (`_patiently` has recorded it), with one clear message
+        try:
+            run_id = self._run(trial)[1]
+            self._patiently(lambda: self.store.set_tag(run_id, CHECKPOINT_TAG, checkpoint_uri(checkpoint)))
+        except TrackingError:
+            return
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run(trial)[1]
