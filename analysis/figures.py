@@ -47,16 +47,17 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 
 def coloured(groups: list[Setting]) -> list[tuple[Setting, Any]]:
-    """Each group with its line colour: a method run at one λ keeps its own; one run at several gets a colour per λ
-    from a palette that no method uses."""
+    """Each group with its line colour: a method run as its authors ran it, at one λ, keeps its own; a line per λ
+    or per variant (its own settings off their defaults) gets a colour of its own from a palette no method uses,
+    the same for the same label in every panel."""
     import matplotlib
 
     spare_palette = matplotlib.colormaps["tab20b"]
-    spare: dict[tuple[str, float], int] = {}
+    spare: dict[str, int] = {}
     out = []
     for setting in groups:
-        if setting.several_lams:
-            i = spare.setdefault((setting.method, setting.lam), len(spare))
+        if setting.label != METHOD_NAMES.get(setting.method, setting.method):
+            i = spare.setdefault(setting.label, len(spare))
             # tab20b comes in hue groups of four shades: step across the groups first, so neighbours differ in hue
             out.append((setting, spare_palette((4 * i + i // 5) % 20)))
         else:
