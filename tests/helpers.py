@@ -1,6 +1,7 @@
 """Helpers shared by the training-loop tests (test_trial.py on the CPU, test_devices.py on a GPU)."""
 
 import io
+from typing import NamedTuple
 
 import torch
 
@@ -57,3 +58,26 @@ def flat_tensors(value) -> torch.Tensor:
         return value.detach().cpu().flatten().to(torch.float64)
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else []
     return torch.cat([flat_tensors(v) for v in items] or [torch.zeros(0, dtype=torch.float64)])
+
+
+class Resumed(NamedTuple):
+    straight: object  # the trial run without a break
+    straight_summary: dict
+    straight_seen: list
+    resumed: object  # the trial restored from the state saved at the break, run to the end
+    resumed_summary: dict
+    seen: list  # every evaluation, before the break and after it
+
+
+def straight_and_resumed(cfg, stop_at_epoch) -> Resumed:
+    """`cfg` run without a break, and run again by a process that dies right after the evaluation at
+    `stop_at_epoch`, restored from its saved state (through bytes) and run to the end."""
+    from grokbench.train import Trial
+
+    straight = Trial(cfg)
+    straight_summary, straight_seen = run_collecting(straight)
+    first = Trial(cfg)
+    _, seen = run_collecting(first, stop_at_epoch=stop_at_epoch)
+    resumed = Trial.restore(saved_and_reloaded(first))
+    resumed_summary, seen_after = run_collecting(resumed)
+    return Resumed(straight, straight_summary, straight_seen, resumed, resumed_summary, seen + seen_after)

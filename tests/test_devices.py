@@ -10,7 +10,10 @@ import torch
 
 from grokbench.config import TrialConfig
 from grokbench.train import Trial
-from helpers import CHEAPER_GROKALIGN, METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded
+from helpers import (
+    CHEAPER_GROKALIGN, METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded,
+    straight_and_resumed,
+)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -66,18 +69,10 @@ def test_the_hot_loop_never_waits_for_the_gpu(settings, task, request):
 
 @pytest.mark.parametrize("settings", EVERY_METHOD.values(), ids=EVERY_METHOD)
 def test_save_restore_continue_on_cuda_equals_an_uninterrupted_run(settings):
-    cfg = TrialConfig.of(device="cuda", **settings, **SHORT)
-    straight = Trial(cfg)
-    _, straight_seen = run_collecting(straight)
-
-    first = Trial(cfg)
-    _, seen = run_collecting(first, stop_at_epoch=8)
-    resumed = Trial.restore(saved_and_reloaded(first))
-    _, seen_after = run_collecting(resumed)
-
-    assert resumed.device.type == "cuda"
-    assert seen + seen_after == straight_seen
-    assert torch.equal(parameters(resumed), parameters(straight))
+    run = straight_and_resumed(TrialConfig.of(device="cuda", **settings, **SHORT), stop_at_epoch=8)
+    assert run.resumed.device.type == "cuda"
+    assert run.seen == run.straight_seen
+    assert torch.equal(parameters(run.resumed), parameters(run.straight))
 
 
 @pytest.mark.parametrize("saved_on, resumed_on", [("cuda", "cpu"), ("cpu", "cuda")])

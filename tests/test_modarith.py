@@ -21,7 +21,7 @@ from grokbench.methods.grokalign import ESTIMATORS
 from grokbench.tasks import TASKS
 from grokbench.tasks.modarith import ModArithSettings, equations, float64_cross_entropy
 from grokbench.train import Trial
-from helpers import run_collecting, saved_and_reloaded, parameters
+from helpers import parameters, run_collecting, straight_and_resumed
 
 MODARITH = TASKS["modarith"]
 # one small layer on p = 11: a trial of a few epochs takes a fraction of a second
@@ -236,15 +236,9 @@ def test_every_method_runs_and_the_summary_carries_the_final_gini_values(method)
 
 
 def test_save_restore_continue_equals_an_uninterrupted_run():
-    cfg = TrialConfig.of(**TINY_GROKFAST, method="adversarial")
-    straight = Trial(cfg)
-    _, straight_seen = run_collecting(straight)
-    first = Trial(cfg)
-    _, seen = run_collecting(first, stop_at_epoch=2)
-    resumed = Trial.restore(saved_and_reloaded(first))
-    _, seen_after = run_collecting(resumed)
-    assert seen + seen_after == straight_seen
-    assert torch.equal(parameters(resumed), parameters(straight))
+    run = straight_and_resumed(TrialConfig.of(**TINY_GROKFAST, method="adversarial"), stop_at_epoch=2)
+    assert run.seen == run.straight_seen
+    assert torch.equal(parameters(run.resumed), parameters(run.straight))
 
 
 def test_run_json_ends_with_the_summary_and_its_gini_values(capsys):

@@ -9,7 +9,7 @@ from grokbench.config import TrialConfig, resolve
 from grokbench.events import GrokEvents, LossCriterion, Milestone
 from grokbench.tasks.polynomial import CentredTwoLayer
 from grokbench.train import Trial
-from tests.helpers import parameters, run_collecting, saved_and_reloaded
+from helpers import parameters, run_collecting, straight_and_resumed
 
 TINY = dict(task="polynomial", dim=10, train_size=40, test_size=50, width=20, probe_size=16, max_epochs=30,
             eval_every=5, threads=1)
@@ -114,15 +114,7 @@ def test_a_short_run_summary_carries_the_kernel_finals():
 
 @pytest.mark.parametrize("method", ["baseline", "grokalign", "grokfast"])
 def test_save_restore_continue_equals_an_uninterrupted_run(method):
-    cfg = TrialConfig.of(**TINY, method=method)
-    straight = Trial(cfg)
-    straight_summary, straight_seen = run_collecting(straight)
-
-    first = Trial(cfg)
-    _, seen = run_collecting(first, stop_at_epoch=10)
-    resumed = Trial.restore(saved_and_reloaded(first))
-    resumed_summary, seen_after = run_collecting(resumed)
-
-    assert seen + seen_after == straight_seen
-    assert torch.equal(parameters(resumed), parameters(straight))
-    assert resumed_summary["steps_to_grok_strict"] == straight_summary["steps_to_grok_strict"]
+    run = straight_and_resumed(TrialConfig.of(**TINY, method=method), stop_at_epoch=10)
+    assert run.seen == run.straight_seen
+    assert torch.equal(parameters(run.resumed), parameters(run.straight))
+    assert run.resumed_summary["steps_to_grok_strict"] == run.straight_summary["steps_to_grok_strict"]

@@ -8,7 +8,10 @@ import torch
 
 from grokbench.config import TrialConfig
 from grokbench.train import Trial
-from helpers import CHEAPER_GROKALIGN, METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded
+from helpers import (
+    CHEAPER_GROKALIGN, METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded,
+    straight_and_resumed,
+)
 
 SHORT = dict(task="xor", max_epochs=12, eval_every=4)
 
@@ -32,20 +35,12 @@ SAVED = {**{m: {"method": m, **METHOD_SETTINGS[m]} for m in sorted(METHOD_SETTIN
 
 @pytest.mark.parametrize("settings", SAVED.values(), ids=SAVED)
 def test_save_restore_continue_equals_an_uninterrupted_run(settings):
-    cfg = TrialConfig.of(**settings, **SHORT)
-    straight = Trial(cfg)
-    straight_summary, straight_seen = run_collecting(straight)
-
-    first = Trial(cfg)
-    _, seen = run_collecting(first, stop_at_epoch=8)  # the process dies right after saving at epoch 8
-    resumed = Trial.restore(saved_and_reloaded(first))
-    resumed_summary, seen_after = run_collecting(resumed)
-
-    assert [s for s, _ in seen + seen_after] == [s for s, _ in straight_seen]  # no evaluation repeated or lost
-    assert seen + seen_after == straight_seen
-    assert torch.equal(parameters(resumed), parameters(straight))
-    assert resumed_summary["steps"] == straight_summary["steps"]
-    assert resumed_summary["status"] == straight_summary["status"]
+    run = straight_and_resumed(TrialConfig.of(**settings, **SHORT), stop_at_epoch=8)  # dies after saving at 8
+    assert [s for s, _ in run.seen] == [s for s, _ in run.straight_seen]  # no evaluation repeated or lost
+    assert run.seen == run.straight_seen
+    assert torch.equal(parameters(run.resumed), parameters(run.straight))
+    assert run.resumed_summary["steps"] == run.straight_summary["steps"]
+    assert run.resumed_summary["status"] == run.straight_summary["status"]
 
 
 GROKFAST_MA = {"method": "grokfast", **METHOD_SETTINGS["grokfast"]}
@@ -164,14 +159,9 @@ def test_reshuffled_batches_are_the_same_for_every_method_and_differ_from_the_fi
 def test_save_restore_is_exact_with_reshuffled_batches_and_warm_up(optimizer):
     cfg = TrialConfig.of(method="grokalign", lam=0.01, batch_size=128, batch_order="shuffle", warmup_steps=10,
                          optimizer=optimizer, beta2=0.98, **SHORT)
-    straight = Trial(cfg)
-    _, straight_seen = run_collecting(straight)
-    first = Trial(cfg)
-    _, seen = run_collecting(first, stop_at_epoch=8)
-    resumed = Trial.restore(saved_and_reloaded(first))
-    _, seen_after = run_collecting(resumed)
-    assert seen + seen_after == straight_seen
-    assert torch.equal(parameters(resumed), parameters(straight))
+    run = straight_and_resumed(cfg, stop_at_epoch=8)
+    assert run.seen == run.straight_seen
+    assert torch.equal(parameters(run.resumed), parameters(run.straight))
 
 
 @pytest.mark.parametrize("optimizer, kind", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
