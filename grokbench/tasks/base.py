@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -39,6 +39,17 @@ def data_root(cfg: TrialConfig) -> Path:
         return Path(os.environ["GROKBENCH_DATA"]).expanduser().resolve()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "grokbench" / "data"
+
+
+class Curves(NamedTuple):
+    """What the analysis reads of a task's evaluation figures (analysis/tables.py, analysis/curve_figures.py)."""
+
+    train: str  # the train and test figures the criterion reads
+    test: str
+    label: str  # what they are, on an axis
+    log: bool = False  # they span decades (losses): log axes; else proportions (accuracies)
+    reference: str | None = None  # a test figure that stays constant (a baseline predictor's), drawn as a line
+    diagnostics: tuple[str, ...] = ()  # drawn against epochs with the events marked, tabled at the events
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,10 @@ class Task:
     # the figures of the live progress line: (label, evaluation figure, format)
     progress_figures: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("train", "train_acc", ".3f"), ("test", "test_acc", ".3f"), ("loss", "train_loss", ".3g"))
+    # what the analysis tables and draws: a task with `accuracy` gets the accuracy figures, one without gets these
+    # curves drawn against epochs; the diagnostics are tabled at memorisation and grokking for every task
+    curves: ClassVar[Curves] = Curves("train_acc", "test_acc", "accuracy", diagnostics=(
+        "centroid_alignment", "row_alignment_max", "row_alignment_min", "jacobian_norm"))
 
     def shared_defaults(self, settings: Settings) -> dict[str, Any]:
         return {**LOOP_DEFAULTS, **self.defaults}
