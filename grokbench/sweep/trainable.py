@@ -75,6 +75,11 @@ def dataset_record(trial: Trial) -> dict[str, Any]:
     return dataset_input(trial.cfg.task, digest.hexdigest()[:12], trial.task.load_data.__module__, profile)
 
 
+def curve_point(ev: Evaluation) -> dict[str, Any]:
+    """One evaluation as the driver logs it: its figures at its step, with its epoch and training seconds."""
+    return {**ev.metrics, "step": ev.step, "epoch": ev.epoch, "train_time_s": ev.train_time_s}
+
+
 class Reporter:
     """The trial callback: buffers each evaluation's metrics and hands them to Tune in batches.
 
@@ -92,7 +97,7 @@ class Reporter:
         self.dataset: dict[str, Any] | None = dataset_record(trial)  # sent once, with the first report
 
     def __call__(self, ev: Evaluation, trial: Trial) -> None:
-        self.curve.append({**ev.metrics, "step": ev.step, "epoch": ev.epoch, "train_time_s": ev.train_time_s})
+        self.curve.append(curve_point(ev))
         # at the first evaluation at least checkpoint_every epochs after the last checkpoint
         checkpoint_due = ev.epoch - self.last_checkpoint_epoch >= self.config["checkpoint_every"]
         if checkpoint_due or time.monotonic() - self.last_flush >= REPORT_EVERY_S:
