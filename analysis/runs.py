@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
@@ -84,13 +86,66 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
         "loss": column("params.loss", None),
         "task": column("params.task", None),
     })
-    runs["variant"] = [variant(_params(raw, index)) for index in raw.index]
+    configs = [_config(_params(raw, index)) for index in raw.index]
+    runs["variant"] = [variant(cfg) for cfg in configs]
     for name in NUMERIC_PARAMS:
         runs[name] = pd.to_numeric(column(f"params.{name}"), errors="coerce")
-    for name in SUMMARY_METRICS:
+    finals = [name.removeprefix("metrics.") for name in raw if name.startswith("metrics.final_")]
+    further = [name for event in _further_events(raw, configs) for name in event_columns(event)]
+    for name in dict.fromkeys([*SUMMARY_METRICS, *finals, *further]):
         metric = pd.to_numeric(column(f"metrics.{name}"), errors="coerce")
         runs[name] = metric.fillna(runs[name]) if name in runs else metric  # a run that predates the metric
-    return runs.reset_index(drop=True)
+    settings = pd.DataFrame([task_settings(cfg) for cfg in configs], index=raw.index)
+    return pd.concat([runs, settings], axis=1).reset_index(drop=True)
+
+
+TASK_SETTING = "task."  # the prefix of a task setting's column (task.alpha), apart from the shared settings
+
+
+def event_columns(event: str) -> tuple[str, str, str]:
+    """The summary's figures of an event (grokbench.events): optimiser steps, epochs and training seconds to it."""
+    return f"steps_to_{event}", f"epochs_to_{event}", f"time_to_{event}_s"
+
+
+def further_events(runs: pd.DataFrame) -> list[str]:
+    """The events a task's criterion reports beside memorised and grokked (polynomial: grok_strict)."""
+    return [c.removeprefix("steps_to_") for c in runs if c.startswith("steps_to_")
+            and c not in ("steps_to_memorise", "steps_to_grok")]
+
+
+def _further_events(raw: pd.DataFrame, configs: list) -> list[str]:
+    """Each run's criterion's further events (so an event no run reached still gets its censored columns), and
+    any a run logged."""
+    from grokbench.tasks import TASKS
+
+    declared = [name for cfg in configs if cfg is not None
+                for name in TASKS[cfg.task].criterion(cfg).further_events()]
+    logged = [c.removeprefix("metrics.steps_to_") for c in raw if c.startswith("metrics.steps_to_")]
+    return [e for e in dict.fromkeys([*declared, *logged]) if e not in ("memorise", "grok")]
+
+
+def task_settings(cfg) -> dict[str, object]:
+    return {} if cfg is None else {TASK_SETTING + k: v for k, v in cfg.task_settings.as_dict().items()}
+
+
+def varied_task_settings(runs: pd.DataFrame) -> list[str]:
+    """The task settings that take two or more values among one task's runs: a sweep's task axes (α)."""
+    columns = [c for c in runs if c.startswith(TASK_SETTING)]
+    return [c for c in columns if (runs.groupby("task", dropna=False)[c].nunique() > 1).any()]
+
+
+def setting_name(column: str) -> str:
+    return column.removeprefix(TASK_SETTING)
+
+
+def shown(value) -> str:
+    """A setting's value as the tables and figures show it: numbers in %g."""
+    return f"{value:g}" if isinstance(value, numbers.Real) and not isinstance(value, bool) else str(value)
+
+
+def setting_text(columns: list[str], values: tuple) -> str:
+    """`alpha=0.5`: task settings and their values, as a figure's legend names them."""
+    return ", ".join(f"{setting_name(c)}={shown(v)}" for c, v in zip(columns, values))
 
 
 def at_budget(uri: str, runs: pd.DataFrame, max_epochs: int) -> pd.DataFrame:
@@ -110,8 +165,25 @@ def at_budget(uri: str, runs: pd.DataFrame, max_epochs: int) -> pd.DataFrame:
         if not run["epochs_to_grok"] <= max_epochs:  # diverged later, or grokked later: still going at the budget
             runs.loc[index, "status"] = "censored"
             runs.loc[index, ["steps_to_grok", "epochs_to_grok", "time_to_grok_s", "grok_phase_time_s"]] = np.nan
-        if not run["epochs_to_memorise"] <= max_epochs:
-            runs.loc[index, ["steps_to_memorise", "epochs_to_memorise", "time_to_memorise_s"]] = np.nan
+        for event in ("memorise", *further_events(runs)):
+            if not run[f"epochs_to_{event}"] <= max_epochs:
+                runs.loc[index, list(event_columns(event))] = np.nan
+    return runs
+
+
+def grokking_at(runs: pd.DataFrame, event: str) -> pd.DataFrame:
+    """The runs as if grokking were the further event `event` (a stricter threshold): a finished run that did not
+    reach it is censored at its end (a run that grokked goes on until its further events happened, or to its
+    budget), and its grokking phase runs from memorising to it (0 where it came first, as for grokking)."""
+    runs = runs.copy()
+    steps, epochs, time_s = event_columns(event)
+    reached = runs[steps].notna()
+    finished = runs["status"].isin(["grokked", "censored"])
+    runs.loc[finished, "status"] = np.where(reached[finished], "grokked", "censored")
+    runs["steps_to_grok"], runs["epochs_to_grok"], runs["time_to_grok_s"] = runs[steps], runs[epochs], runs[time_s]
+    first = runs["steps_to_memorise"].isna() | (runs["steps_to_grok"] < runs["steps_to_memorise"])
+    phase = (runs["time_to_grok_s"] - runs["time_to_memorise_s"]).mask(first, 0.0)
+    runs["grok_phase_time_s"] = phase.where(reached)
     return runs
 
 
@@ -134,19 +206,26 @@ def _params(raw: pd.DataFrame, index) -> dict[str, str]:
             if name.startswith("params.") and isinstance(value, str)}
 
 
-def variant(params: dict[str, str]) -> str:
-    """The method's own settings where they differ from its defaults, e.g. "subset=32, every=4" for GrokAlign's
-    penalty on 32 points of every 4th update; "" for the method as its authors ran it (or settings unreadable)."""
+def _config(params: dict[str, str]):
+    """The run's resolved TrialConfig, None where its settings are unreadable."""
     from grokbench.config import ConfigError, stored_config
 
     if "task" not in params or "method" not in params:
-        return ""
+        return None
     try:
-        own = stored_config(params).method_settings
+        return stored_config(params)
     except (ConfigError, KeyError, ValueError, TypeError):
+        return None
+
+
+def variant(cfg) -> str:
+    """The method's own settings where they differ from its defaults, e.g. "subset=32, every=4" for GrokAlign's
+    penalty on 32 points of every 4th update; "" for the method as its authors ran it (or settings unreadable)."""
+    if cfg is None:
         return ""
+    own = cfg.method_settings
     defaults = type(own)().as_dict()
-    prefix = f"{params['method']}_"
+    prefix = f"{cfg.method}_"
     return ", ".join(f"{name.removeprefix(prefix)}={value}" for name, value in own.as_dict().items()
                      if value != defaults[name])
 

@@ -17,11 +17,16 @@ from typing import NamedTuple, Sequence
 
 import pandas as pd
 
-from analysis.runs import DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, load_runs, progress_note
+from analysis.runs import (
+    DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, event_columns, further_events, grokking_at, load_runs,
+    progress_note, setting_name, setting_text, shown, varied_task_settings,
+)
 from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Cell, Sample, SpeedUp, cell, speed_up
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
 from grokbench.sweep.mlflow_store import TrackingStore, store_errors, tracking_uri
+from grokbench.tasks import TASKS, Task
+from grokbench.tasks.base import Curves
 
 METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
                 "adversarial": "Adversarial Training"}
@@ -176,33 +181,54 @@ def settings(runs: pd.DataFrame, by: tuple[str, ...] = ()) -> list[Setting]:
 
 # ---- Table 1 ------------------------------------------------------------------------------------------------------
 
-def table1(runs: pd.DataFrame) -> list[Table]:
+def table1(runs: pd.DataFrame, event: str = "grok") -> list[Table]:
+    """Table 1 per loss; with a criterion's further `event` (grok_strict), the same with grokking read as it."""
     runs = with_budget_columns(runs[runs["status"] != "running"])  # unfinished trials: see progress_note
+    if event != "grok":
+        runs = grokking_at(runs, event)
     tables = []
     for loss in [l for l in ("ce", "mse") if l in set(runs["loss"])]:  # the paper's order
         part = runs[runs["loss"] == loss]
-        table = Table(f"table1_{loss}", f"Table 1 — {LOSS_NAMES[loss]}", [
-            "Method", "grokked", FIGURES["steps"][0], "speed-up (steps)", FIGURES["time"][0], "speed-up (time)",
-            FIGURES["phase"][0], "speed-up (phase)", "per-seed speed-up (steps / time / phase)", "ms/update",
-            "diverged/failed",
+        varied = varied_task_settings(part)
+        name, title = f"table1_{loss}", f"Table 1 — {LOSS_NAMES[loss]}"
+        if event != "grok":
+            name, title = f"{name}_{event}", f"{title}, grokked at {event}"
+        table = Table(name, title, [
+            "Method", *map(setting_name, varied), "grokked", FIGURES["steps"][0], "speed-up (steps)",
+            FIGURES["time"][0], "speed-up (time)", FIGURES["phase"][0], "speed-up (phase)",
+            "per-seed speed-up (steps / time / phase)", "ms/update", "diverged/failed",
         ])
         speeds, sizes = [], []
         for init in sorted(part["init_scale"].dropna().unique()):
-            block = part[part["init_scale"] == init]
-            baseline = block[block["method"] == "baseline"]
-            for setting in settings(block):
-                row, columns, row_speeds = _table1_row(setting, baseline)
-                table.rows.append(row)
-                table.stats.append(columns)
-                speeds += row_speeds
-                sizes.append(f"{setting.label} {columns['n']}")
+            for values, block in by_task_settings(part[part["init_scale"] == init], varied):
+                baseline = block[block["method"] == "baseline"]  # each task setting's own
+                for setting in settings(block):
+                    row, columns, row_speeds = _table1_row(setting, baseline)
+                    table.rows.append(row[:1] + [shown(v) for v in values] + row[1:])
+                    table.stats.append(columns)
+                    speeds += row_speeds
+                    where = f" ({setting_text(varied, values)})" if varied else ""
+                    sizes.append(f"{setting.label}{where} {columns['n']}")
             if part["init_scale"].nunique() > 1:
                 table.notes.append(f"rows above for init scale {init:g}")
         if table.rows:
             table.notes += [f"n per row (trials that grokked or were censored; diverged and failed ones are counted "
                             f"apart): {', '.join(sizes)}", CELL_NOTE, *speed_notes(speeds)]
+            if event != "grok":
+                table.notes.append(event_note(event))
             tables.append(table)
     return tables
+
+
+def by_task_settings(runs: pd.DataFrame, varied: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+    """The runs per value of the varied task settings (one group of all where none varies)."""
+    return list(runs.groupby(varied, sort=True)) if varied else [((), runs)]
+
+
+def event_note(event: str) -> str:
+    steps, _, _ = event_columns(event)
+    return (f"grokked here means the criterion's further event {event} ({steps}: a stricter threshold); a run "
+            "that did not reach it is censored where it ended, at its budget")
 
 
 CELL_NOTE = ("each cell: mean ± std over seeds (median) when every seed grokked, else the Kaplan–Meier median, or "
@@ -241,20 +267,22 @@ def ms_per_update(runs: pd.DataFrame) -> pd.Series:
 def trials_table(runs: pd.DataFrame) -> Table:
     """Every finished trial, one row each: what the Table-1 cells summarise, and each trial's speed per update (a
     trial slowed by a busy machine shows here, not only in a wider interval)."""
+    varied, events = varied_task_settings(runs), further_events(runs)
+    finals = list(dict.fromkeys(c.test for c in task_curves(runs)))  # the test figure each task's criterion reads
     finished = runs[runs["status"] != "running"].sort_values(["experiment", "loss", "method", "lam", "init_scale",
-                                                              "seed"], key=_method_order)
-    table = Table("trials", "Every trial", ["sweep", "method", "loss", "λ", "init", "seed", "status", "steps to grok",
-                                            "time to grok (s)", "phase time (s)", "updates run", "ms/update",
-                                            "final test acc"],
-                  printed=False)
+                                                              *varied, "seed"], key=_method_order)
+    table = Table("trials", "Every trial", [
+        "sweep", "method", "loss", "λ", "init", *map(setting_name, varied), "seed", "status", "steps to grok",
+        *[f"steps to {e}" for e in events], "time to grok (s)", "phase time (s)", "updates run", "ms/update",
+        *[f"final {name.replace('_', ' ')}" for name in finals]], printed=False)
     for _, r in finished.iterrows():
         table.rows.append([
             str(r["sweep_id"]), row_label(r["method"], r["lam"], shared=True, variant=r["variant"]), r["loss"],
-            f"{r['lam']:g}",
-            f"{r['init_scale']:g}", f"{r['seed']:g}", r["status"], _whole(r["steps_to_grok"]),
+            f"{r['lam']:g}", f"{r['init_scale']:g}", *[shown(r[c]) for c in varied], f"{r['seed']:g}", r["status"],
+            _whole(r["steps_to_grok"]), *[_whole(r[event_columns(e)[0]]) for e in events],
             _number(r["time_to_grok_s"]), _number(r["grok_phase_time_s"]), _whole(r["steps"]),
             _number(1e3 * r["train_time_s"] / r["steps"] if r["steps"] else None),
-            "—" if pd.isna(r["final_test_acc"]) else f"{r['final_test_acc']:.4f}",
+            *["—" if pd.isna(r.get(f"final_{name}")) else f"{r[f'final_{name}']:.4f}" for name in finals],
         ])
     table.notes.append("steps are optimiser updates; times are training seconds; a censored trial has no time to "
                        "grok, and ran its whole budget (updates run)")
@@ -299,6 +327,47 @@ def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | N
     return table
 
 
+EVENT_NAMES = {"memorise": "memorised", "grok": "grokked"}
+
+
+def events_table(runs: pd.DataFrame) -> Table | None:
+    """Epochs to memorise, to grok and to each further event of the criterion (a stricter threshold), per method
+    and per value of each task setting the sweep varied: what Table 1 (one threshold, no memorisation, no task
+    setting) leaves out; none where it leaves nothing out."""
+    varied, events = varied_task_settings(runs), ["memorise", "grok", *further_events(runs)]
+    if not varied and len(events) == 2:
+        return None
+    headers = ["Method", "loss", *map(setting_name, varied)]
+    headers += [h for e in events for h in (EVENT_NAMES.get(e, e), f"epochs to {e}")]
+    table = Table("events", "Epochs to memorise, to grok and to each further event", headers)
+    finished = runs[runs["status"].isin(["grokked", "censored"])]
+    for setting in sorted(settings(finished, by=("loss", *varied)), key=lambda s: s.by):  # loss, setting, method
+        row, columns = [setting.label, *map(shown, setting.by)], {"n": len(setting.runs)}
+        for event in events:
+            sample = event_sample(setting.runs, event)
+            c = cell(sample.values, sample.observed)
+            row += [f"{c.grokked}/{c.n}", cell_text(c)]
+            columns.update({f"{event}_reached": c.grokked, f"epochs_to_{event}_median": c.median,
+                            f"epochs_to_{event}_exceeds": c.exceeds})
+        table.rows.append(row)
+        table.stats.append(columns)
+    table.notes += [
+        "k/N: trials that reached the event of those that grokked or were censored; a trial that did not reach it is "
+        "censored where it ended (at its budget, or where it stopped once it grokked and reached every further "
+        "event), so a cell holding one shows the Kaplan–Meier median, or > t where it never fell to 1/2",
+        "each cell otherwise: mean ± std over seeds (median), in epochs",
+    ]
+    return table if table.rows else None
+
+
+def event_sample(group: pd.DataFrame, event: str) -> Sample:
+    """Epochs to `event` where a run reached it, else the epochs it ran (censored there)."""
+    _, epochs, _ = event_columns(event)
+    observed = group[epochs].notna()
+    return Sample(group[epochs].where(observed, group["epochs"]).astype(float).tolist(), observed.tolist(),
+                  group["seed"].tolist())
+
+
 def varied_groups(runs: pd.DataFrame, by: str) -> list:
     """(method, loss) groups that ran at two or more values of `by`."""
     return [(k, g) for k, g in runs.groupby(["method", "loss"], sort=True) if g[by].nunique() >= 2]
@@ -315,26 +384,32 @@ def search_table(uri: str, experiments: list[str]) -> Table | None:
     return table if table.rows else None
 
 
-GEOMETRY = ("centroid_alignment", "row_alignment_max", "row_alignment_min", "jacobian_norm")
+def task_curves(runs: pd.DataFrame) -> list[Curves]:
+    """What each task among the runs declares of its figures (a run of no known task: a classification task's)."""
+    return [TASKS[name].curves if name in TASKS else Task.curves for name in dict.fromkeys(runs["task"])]
 
 
 def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
-    """Geometry at memorisation and at grokking (median over seeds), as in the paper's Table 2; one row per λ
-    where a method ran at several."""
+    """Geometry (the task's diagnostics: input geometry, or the NTK's) at memorisation and at grokking (median
+    over seeds), as in the paper's Table 2; one row per λ where a method ran at several, and per task setting
+    a sweep varied."""
     store = TrackingStore(uri)
-    headers = ["Method", "loss"] + [f"{m} @{event}" for m in GEOMETRY for event in ("mem", "grok")]
+    metrics = list(dict.fromkeys(m for curves in task_curves(runs) for m in curves.diagnostics))
+    varied = varied_task_settings(runs)
+    headers = (["Method", "loss", *map(setting_name, varied)]
+               + [f"{m} @{event}" for m in metrics for event in ("mem", "grok")])
     table = Table("geometry", "Geometry at memorisation (@mem) and grokking (@grok), median over seeds", headers)
     finished = runs[runs["status"].isin(["grokked", "censored"])]
-    for setting in sorted(settings(finished, by=("loss",)), key=lambda s: s.by):  # loss first, then paper order
+    for setting in sorted(settings(finished, by=("loss", *varied)), key=lambda s: s.by):  # loss first, then paper order
         values: dict[str, list[float]] = {}
         for _, run in setting.runs.iterrows():
-            for metric in GEOMETRY:
+            for metric in metrics:
                 history = store.curve(run["run_id"], metric)
                 for event, step in (("mem", run["steps_to_memorise"]), ("grok", run["steps_to_grok"])):
                     if pd.notna(step) and int(step) in history:
                         values.setdefault(f"{metric}@{event}", []).append(history[int(step)])
-        row = [setting.label, *setting.by]
-        for metric in GEOMETRY:
+        row = [setting.label, *map(shown, setting.by)]
+        for metric in metrics:
             for event in ("mem", "grok"):
                 found = values.get(f"{metric}@{event}")
                 row.append(fmt(float(pd.Series(found).median())) if found else "—")
@@ -399,7 +474,9 @@ def write(tables: list[Table], out: Path, formats: Sequence[str]) -> list[Path]:
 def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epochs: int | None = None) -> list[Table]:
     if max_epochs is not None:
         runs = at_budget(uri, runs, max_epochs)
-    tables = table1(runs)
+    tables = table1(runs) + [t for event in further_events(runs) for t in table1(runs, event)]
+    events = events_table(runs)
+    tables += [events] if events is not None else []
     for table in tables:
         table.notes.append(budget_note(runs, max_epochs))
     for by, title, name in (("lam", "Sensitivity to λ (the method's strength)", "lambda"),
