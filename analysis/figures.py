@@ -12,18 +12,19 @@ import pandas as pd
 
 from analysis.tables import METHOD_NAMES, Setting, method_rank, settings, varied_groups
 from grokbench.sweep.mlflow_store import TrackingStore
+from grokbench.tasks import TASKS
 
 CURVES = ("train_acc", "test_acc", "train_time_s", "centroid_alignment", "jacobian_norm")
 COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
 LOSS_STYLES = {"ce": "-", "mse": "--"}
 
 
-def histories(uri: str, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def histories(uri: str, runs: pd.DataFrame, names: tuple[str, ...] = CURVES) -> dict[str, pd.DataFrame]:
     """Per run: a frame indexed by optimiser step with one column per curve."""
     store = TrackingStore(uri)
     out = {}
     for run_id in runs["run_id"]:
-        columns = {name: pd.Series(store.curve(run_id, name), dtype=float) for name in CURVES}
+        columns = {name: pd.Series(store.curve(run_id, name), dtype=float) for name in names}
         out[run_id] = pd.DataFrame(columns).sort_index()
     return out
 
@@ -143,14 +144,27 @@ def geometry_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path
     return paths
 
 
+def has_accuracy(task: str | None) -> bool:
+    """Whether a task offers accuracy (a run of no known task: a classification task's runs)."""
+    return task not in TASKS or "accuracy" in TASKS[task].capabilities
+
+
 def write_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
     import matplotlib
+
+    from analysis.curve_figures import curve_figures, event_figures  # it draws with this module's helpers
 
     matplotlib.use("Agg")
     out.mkdir(parents=True, exist_ok=True)
     finished = runs[runs["status"].isin(["grokked", "censored"])]
-    hist = histories(uri, finished)
-    written = accuracy_figures(finished, hist, out) + geometry_figure(finished, hist, out)
+    # the accuracy figures for tasks that have accuracy; the others' from the curves they declare
+    with_accuracy = finished["task"].map(has_accuracy).astype(bool)
+    accuracy, declared = finished[with_accuracy], finished[~with_accuracy]
+    written = []
+    if not accuracy.empty:
+        hist = histories(uri, accuracy)
+        written += accuracy_figures(accuracy, hist, out) + geometry_figure(accuracy, hist, out)
+    written += curve_figures(uri, declared, out)
     for by in ("lam", "init_scale"):
         written += sensitivity_figure(finished, by, out)
-    return written
+    return written + event_figures(finished, out)

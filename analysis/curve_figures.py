@@ -1,0 +1,208 @@
+"""Figures drawn from what a task declares (`Task.curves`), for a task without accuracy: its train and test figures
+against epochs on log axes beside its reference line, for a few values of each task setting a sweep varied, and its
+diagnostics against epochs with memorisation and grokking marked; and, for any task, epochs to each event against
+each task setting a sweep varied, with the trials that did not reach it marked where they ended."""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.figures import _median_band, _save, coloured, histories
+from analysis.runs import further_events, setting_name, setting_text, varied_task_settings
+from analysis.stats import median_or_bound
+from analysis.tables import Setting, by_task_settings, event_sample, settings
+from grokbench.tasks import TASKS
+from grokbench.tasks.base import Curves
+
+PANELS = 4  # learning-curve panels at most: a few values of the varied settings, spread over their range
+GRID = 300  # points of the log-spaced epoch grid the seeds' curves are interpolated onto
+EVENT_STYLES = {"memorise": ("s", ":"), "grok": ("o", "-")}  # marker, line; further events: FURTHER_STYLE
+FURTHER_STYLE = ("*", "--")
+
+
+def curve_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
+    """Each task's learning curves and diagnostics (files named after the task: `polynomial_curves.png`, ...)."""
+    written = []
+    for task, group in runs.groupby("task"):
+        curves = TASKS[task].curves
+        names = tuple(n for n in (curves.train, curves.test, curves.reference, *curves.diagnostics) if n)
+        hist = epoch_histories(uri, group, names)
+        varied = varied_task_settings(group)
+        written += learning_figure(group, hist, curves, varied, out, f"{task}_curves")
+        if curves.diagnostics:
+            written += diagnostics_figure(group, hist, curves, varied, out, f"{task}_diagnostics")
+    return written
+
+
+def epoch_histories(uri: str, runs: pd.DataFrame, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """Per run: its curves indexed by epoch (its steps ÷ its updates per epoch)."""
+    updates_per_epoch = dict(zip(runs["run_id"], runs["steps"] / runs["epochs"].where(runs["epochs"] > 0)))
+    return {run_id: h.set_axis(h.index / updates_per_epoch[run_id]) for run_id, h in
+            histories(uri, runs, names).items()}
+
+
+def spread(items: list, n: int) -> list:
+    """At most n of the items, evenly spread over them, the first and the last among them."""
+    if len(items) <= n:
+        return items
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
+
+
+def log_grid(series: list[pd.Series]) -> np.ndarray:
+    """Log-spaced epochs from the first evaluation after initialisation to the last one of any run."""
+    epochs = np.concatenate([s.index.to_numpy(float) for s in series])
+    epochs = epochs[epochs > 0]
+    return np.geomspace(epochs.min(), epochs.max(), GRID) if len(epochs) else np.array([])
+
+
+def epochs_axis(ax) -> None:
+    """Epochs on a log axis, labelled at powers of ten only (minor labels crowd a span under two decades)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set(xscale="log", xlabel="epochs")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], curves: Curves, varied: list[str],
+                    out: Path, name: str) -> list[Path]:
+    """A panel per value of the varied task settings (a few, spread over their range), a line per method."""
+    import matplotlib.pyplot as plt
+
+    panels = spread(by_task_settings(runs, varied), PANELS)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5 * len(panels), 7), 4), squeeze=False, sharey=True)
+    for ax, (values, panel) in zip(axes[0], panels):
+        for setting, colour in coloured(settings(panel)):
+            _learning_lines(ax, setting, hist, curves, colour)
+        if curves.reference:
+            _reference_line(ax, panel, hist, curves.reference)
+        epochs_axis(ax)
+        ax.set(yscale="log" if curves.log else "linear", title=setting_text(varied, values))
+    axes[0][0].set_ylabel(curves.label)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("median over seeds; solid: test (band: min–max over seeds), dashed: train"
+                 + (f", dotted: {curves.reference} (median over the panel's trials)" if curves.reference else ""),
+                 fontsize=9)
+    paths = _save(fig, out, name)
+    plt.close(fig)
+    return paths
+
+
+def _learning_lines(ax, setting: Setting, hist: dict[str, pd.DataFrame], curves: Curves, colour) -> None:
+    ids = list(setting.runs["run_id"])
+    tests = [hist[r][curves.test].dropna() for r in ids]
+    grid = log_grid(tests)
+    med, lo, hi = _median_band(tests, grid)
+    line, = ax.plot(grid, med, "-", color=colour, label=f"{setting.label} test")
+    ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
+    med, _, _ = _median_band([hist[r][curves.train].dropna() for r in ids], grid)
+    ax.plot(grid, med, "--", color=line.get_color(), label=f"{setting.label} train")
+
+
+def _reference_line(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], reference: str) -> None:
+    """The reference, a constant per trial (set by its data and initial weights, which no method changes): one
+    line at its median over the trials."""
+    levels = [hist[r][reference].dropna() for r in runs["run_id"]]
+    levels = [s.iloc[-1] for s in levels if len(s)]
+    if levels:
+        ax.axhline(np.median(levels), ls=":", color="0.3", label=reference)
+
+
+def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], curves: Curves, varied: list[str],
+                       out: Path, name: str) -> list[Path]:
+    """A panel per diagnostic, a line per method and value of the varied task settings (coloured along them)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    groups = sorted(settings(runs, by=tuple(varied)), key=lambda s: s.by)
+    if varied:
+        ramp = matplotlib.colormaps["viridis"]
+        values = list(dict.fromkeys(s.by for s in groups))
+        lines = [(s, ramp(values.index(s.by) / max(len(values) - 1, 1))) for s in groups]
+    else:
+        lines = coloured(groups)
+    fig, axes = plt.subplots(1, len(curves.diagnostics), figsize=(5 * len(curves.diagnostics), 3.8),
+                             squeeze=False)
+    for ax, metric in zip(axes[0], curves.diagnostics):
+        spans = []
+        for setting, colour in lines:
+            label = ", ".join(t for t in (setting.label, setting_text(varied, setting.by)) if t)
+            spans.append(_diagnostic_line(ax, setting, hist, metric, colour, label))
+        epochs_axis(ax)
+        ax.set_title(metric)
+        low, high = min(s[0] for s in spans), max(s[1] for s in spans)
+        if 0 < low and high > 100 * low:  # a curve over decades (the NTK's distance grows from ~0)
+            ax.set_yscale("log")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("median over seeds; ■ memorised, ★ grokked (median epoch of the seeds that did)", fontsize=9)
+    paths = _save(fig, out, name)
+    plt.close(fig)
+    return paths
+
+
+def _diagnostic_line(ax, setting: Setting, hist: dict[str, pd.DataFrame], metric: str, colour,
+                     label: str) -> tuple[float, float]:
+    """The line with its events marked; returns the range of its positive values ((inf, 0) where none)."""
+    series = [hist[r][metric].dropna() for r in setting.runs["run_id"]]
+    grid = log_grid(series)
+    med, _, _ = _median_band(series, grid)
+    line, = ax.plot(grid, med, "-", color=colour, label=label)
+    for event, marker in (("epochs_to_memorise", "s"), ("epochs_to_grok", "*")):
+        moments = setting.runs[event].dropna()  # a trial that never got there has no moment to mark
+        if len(moments) and len(grid):
+            epoch = moments.median()
+            ax.plot([epoch], [np.interp(epoch, grid, med)], marker, color=line.get_color(), markersize=9)
+    positive = med[np.isfinite(med) & (med > 0)]
+    return (positive.min(), positive.max()) if len(positive) else (np.inf, 0.0)
+
+
+def event_figures(runs: pd.DataFrame, out: Path) -> list[Path]:
+    """Epochs to each event against each numeric task setting the sweep varied (`epochs_to_grok_vs_alpha`)."""
+    written = []
+    for column in varied_task_settings(runs):
+        if all(isinstance(v, numbers.Real) for v in runs[column].dropna()):
+            written += event_figure(runs, column, out)
+    return written
+
+
+def event_figure(runs: pd.DataFrame, column: str, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    events = ["memorise", "grok", *further_events(runs)]
+    others = [c for c in varied_task_settings(runs) if c != column]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for setting, colour in coloured(settings(runs, by=tuple(others))):
+        label = ", ".join(t for t in (setting.label, setting_text(others, setting.by)) if t)
+        for event in events:
+            _event_line(ax, setting.runs, column, event, colour, f"{label}: {event}")
+    values = runs[column].dropna()
+    if values.min() > 0 and values.max() >= 10 * values.min():
+        ax.set_xscale("log", base=2)
+    ax.set(yscale="log", xlabel=setting_name(column), ylabel="epochs")
+    ax.set_title("median over seeds (Kaplan–Meier where censored); small marks: each seed; "
+                 "△ censored: not reached by the epoch its run ended", fontsize=8)
+    ax.legend(fontsize=7)
+    paths = _save(fig, out, f"epochs_to_grok_vs_{setting_name(column)}")
+    plt.close(fig)
+    return paths
+
+
+def _event_line(ax, runs: pd.DataFrame, column: str, event: str, colour, label: str) -> None:
+    """Each seed (reached: a small mark, not reached: △ where its run ended) and the median over seeds, drawn
+    where it is known (not where the Kaplan–Meier curve never falls to 1/2)."""
+    marker, style = EVENT_STYLES.get(event, FURTHER_STYLE)
+    xs, medians = [], []
+    for value, sub in runs.groupby(column, sort=True):
+        sample = event_sample(sub, event)
+        reached = [v for v, seen in zip(sample.values, sample.observed) if seen]
+        censored = [v for v, seen in zip(sample.values, sample.observed) if not seen]
+        ax.scatter([value] * len(reached), reached, marker=marker, s=14, color=colour, alpha=0.4)
+        ax.scatter([value] * len(censored), censored, marker="^", s=40, facecolors="none", edgecolors=colour)
+        median, is_bound = median_or_bound(sample.values, sample.observed)
+        if median is not None and not is_bound:
+            xs.append(value)
+            medians.append(median)
+    ax.plot(xs, medians, style, marker=marker, color=colour, label=label)
