@@ -542,3 +542,21 @@ def test_a_smoke_sweep_rerun_with_a_larger_budget_continues_its_censored_trials_
 
     assert main(["sweep", "xor_tiny", "--smoke", "--max-epochs", "300", *flags]) == 0  # nothing more to do
     assert len(runs_of(workdir, "grokbench/xor_tiny-smoke")[1]) == 2
+
+
+@pytest.mark.slow
+def test_the_polynomial_alpha_smoke_sweep_reads_back_as_tables_and_figures_per_alpha(ray_cluster, workdir):
+    import pandas as pd
+
+    flags = ["--tracking-uri", uri(workdir), "--storage", str(workdir / "results")]
+    assert main(["sweep", "polynomial_alpha", "--smoke", *flags]) == 0  # 8 values of α, 1 seed, 40 epochs
+    out = workdir / "tables"
+    assert tables_main(["--tracking-uri", uri(workdir), "--experiment", "polynomial_alpha-smoke", "--out", str(out),
+                        "--figures", "--no-log"]) == 0
+    trials = pd.read_csv(out / "trials.csv", dtype=str, keep_default_na=False)
+    assert list(trials["alpha"]) == ["0.03125", "0.125", "0.5", "1", "2", "4", "8", "32"]
+    assert "final test acc" not in trials and all(v != "—" for v in trials["final test loss rel"])
+    assert "steps to grok_strict" in trials
+    for name in ("table1_mse.csv", "table1_mse_grok_strict.csv", "events.csv", "epochs_to_grok_vs_alpha.png",
+                 "polynomial_curves.png", "polynomial_diagnostics.png"):
+        assert (out / name).is_file(), name
