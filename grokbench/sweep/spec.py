@@ -85,10 +85,9 @@ class SweepSpec:
         out = []
         for method, settings in self.methods.items():
             axes = {**self.grid, **{k: v for k, v in settings.items() if k != "by_loss" and isinstance(v, list)}}
-            fixed = {k: v for k, v in settings.items() if k != "by_loss" and not isinstance(v, list)}
             for combo in itertools.product(*axes.values()):
-                values = {**self.base, **dict(zip(axes, combo)), **fixed}
-                values.update(settings.get("by_loss", {}).get(values.get("loss"), {}))
+                values = {**self.base, **dict(zip(axes, combo))}
+                values.update(fixed_settings(settings, values.get("loss")))
                 values.update(task=self.task, method=method, max_epochs=self.max_epochs)
                 out.append(self._resolve(values, f"methods.{method}"))
         return sorted(out, key=lambda cfg: cfg.seed)  # stable: methods keep the file's order within a seed
@@ -154,7 +153,19 @@ class SweepSpec:
                                  "grid, methods or --seeds?)")
         else:
             for method in self.search.space:
-                self._resolve({**self.base, "task": self.task, "method": method}, f"search.space.{method}")
+                listed = [k for k, v in self.methods[method].items() if isinstance(v, list)]
+                if listed:
+                    raise SweepError(f"{self.path}: methods.{method}.{listed[0]}: a search runs each method at fixed "
+                                     "settings; give one value, or search it in search.space")
+                values = {**self.base, **fixed_settings(self.methods[method], self.base.get("loss"))}
+                self._resolve({**values, "task": self.task, "method": method}, f"search.space.{method}")
+
+
+def fixed_settings(settings: dict[str, Any], loss: str | None) -> dict[str, Any]:
+    """A method's settings that are one value, not a list to sweep: its own, then those `by_loss` gives its loss
+    (its own `loss` where it fixes one, else `loss`)."""
+    fixed = {k: v for k, v in settings.items() if k != "by_loss" and not isinstance(v, list)}
+    return {**fixed, **settings.get("by_loss", {}).get(fixed.get("loss", loss), {})}
 
 
 def build_sweep(name_or_path: str, overrides: dict[str, Any]) -> SweepSpec:
