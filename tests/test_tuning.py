@@ -129,6 +129,34 @@ def test_the_tuned_block_pasted_over_the_confirmation_sweep_gives_trials_at_the_
     assert all(c.method_settings.grokalign_every == 4 for c in trials if c.method == "grokalign")
 
 
+def test_a_searchs_report_ends_with_the_tuned_methods_section(tmp_path, migrated_store):
+    from types import SimpleNamespace
+
+    from grokbench.sweep.mlflow_store import TrackingStore
+    from grokbench.sweep.report import report_best
+
+    def result(method, seconds, **values):  # a finished Tune trial, as a search's ResultGrid holds it
+        cfg = resolve(TrialConfig.of(method=method, loss="ce", seed=100, max_epochs=5000, **values)).to_dict()
+        return SimpleNamespace(error=None, metrics={"objective": seconds, "summary": {"status": "grokked"}},
+                               config={"trial": {"config": cfg}})
+
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = store.prepare_experiment("grokbench/mnist_tune")
+    grids = [[result("baseline", 50.0, weight_decay=0.5), result("baseline", 40.0, weight_decay=0.123456)],
+             [result("grokalign", 9.0, weight_decay=2e-3, lam=1e-5)], [],
+             [SimpleNamespace(error=RuntimeError("died"), metrics={}, config={})]]
+    out = io.StringIO()
+    report_best(load_sweep("mnist_tune"), grids, store, experiment_id, "mnist_tune-1", out)
+    text = out.getvalue()
+    assert "grokfast     no finished trial" in text and "adversarial  no finished trial" in text
+    block = text[text.index("# tuned by sweep mnist_tune-1 (mnist_tune)"):]
+    assert yaml.safe_load(block) == {"methods": {"baseline": {"weight_decay": 0.1235},
+                                                 "grokalign": {"weight_decay": 0.002, "lam": 1e-05}}}
+    assert "lam: 1.0e-05" in block  # YAML reads it as a number (1e-05 it would read as a string)
+    assert store.experiment_tags("grokbench/mnist_tune")["best.mnist_tune-1.baseline.weight_decay"] == "0.123456"
+
+
 # ---- the confirmation and Table 1, tuned ---------------------------------------------------------------------------
 
 def confirmation(wd_base=0.3123, wd_align=0.05234, lam_align=0.003123, seeds=(0, 1, 2)):
