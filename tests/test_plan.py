@@ -186,7 +186,8 @@ def test_the_modular_arithmetic_sweeps_hold_the_published_settings():
     arms = {}
     for c in grokfast.trials():
         s = c.task_settings
-        assert (c.task, s.p, s.op, s.train_fraction, c.optimizer, c.batch_size) == ("modarith", 97, "mul", 0.5, "adam", 512)
+        assert (c.task, s.p, s.op, s.train_fraction, c.optimizer, c.batch_size) == (
+            "modarith", 97, "mul", 0.5, "adam", 512)
         own = c.method_settings.as_dict()
         arm = (c.method, c.weight_decay, c.lam, own.get("grokfast_variant"), own.get("grokfast_window"),
                own.get("grokfast_alpha"))
@@ -198,7 +199,8 @@ def test_the_modular_arithmetic_sweeps_hold_the_published_settings():
     modadd = load_sweep("modadd")
     assert modadd.max_epochs == 15_000
     cells = sorted((c.method, c.task_settings.freeze_embeddings, c.seed) for c in modadd.trials())
-    assert cells == sorted((m, frozen, s) for m in ("baseline", "grokalign") for frozen in (False, True) for s in (0, 1))
+    assert cells == sorted((m, frozen, seed) for m in ("baseline", "grokalign") for frozen in (False, True)
+                           for seed in (0, 1))
     assert {(c.task_settings.p, c.task_settings.op, c.weight_decay, c.batch_size) for c in modadd.trials()} == {
         (113, "add", 1.0, 3830)}
     scan = load_sweep("modadd_lambda_scan")
