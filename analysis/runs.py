@@ -84,7 +84,9 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
         "loss": column("params.loss", None),
         "task": column("params.task", None),
     })
-    runs["variant"] = [variant(_params(raw, index)) for index in raw.index]
+    labels = [variant_and_condition(_params(raw, index)) for index in raw.index]
+    runs["variant"] = [v for v, _ in labels]
+    runs["condition"] = [c for _, c in labels]
     for name in NUMERIC_PARAMS:
         runs[name] = pd.to_numeric(column(f"params.{name}"), errors="coerce")
     for name in SUMMARY_METRICS:
@@ -134,21 +136,50 @@ def _params(raw: pd.DataFrame, index) -> dict[str, str]:
             if name.startswith("params.") and isinstance(value, str)}
 
 
-def variant(params: dict[str, str]) -> str:
-    """The method's own settings where they differ from its defaults, e.g. "subset=32, every=4" for GrokAlign's
-    penalty on 32 points of every 4th update; "" for the method as its authors ran it (or settings unreadable)."""
-    from grokbench.config import ConfigError, stored_config
+def variant_and_condition(params: dict[str, str]) -> tuple[str, str]:
+    """(variant, condition) of a trial, from its stored settings. The variant names the method's own settings
+    where they differ from its defaults (e.g. "subset=32, every=4" for GrokAlign's penalty on 32 points of every
+    4th update) and the settings its task presents (`Presentation.conditions`, then `.variants`) where they differ
+    from the task's or its preset's defaults (e.g. "freeze_embeddings=True"); the condition names the conditions
+    alone. "" for the method as its authors ran it on the task's defaults (or settings unreadable)."""
+    from grokbench.config import ConfigError, TrialConfig, resolve, stored_config
+    from grokbench.tasks import TASKS
 
     if "task" not in params or "method" not in params:
-        return ""
+        return "", ""
     try:
-        own = stored_config(params).method_settings
+        cfg = stored_config(params)
+        default = resolve(TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params}))
     except (ConfigError, KeyError, ValueError, TypeError):
-        return ""
-    defaults = type(own)().as_dict()
+        return "", ""
+    own, defaults = cfg.method_settings.as_dict(), default.method_settings.as_dict()
     prefix = f"{params['method']}_"
-    return ", ".join(f"{name.removeprefix(prefix)}={value}" for name, value in own.as_dict().items()
-                     if value != defaults[name])
+    method_part = [f"{name.removeprefix(prefix)}={value}" for name, value in own.items() if value != defaults[name]]
+    shown = TASKS[cfg.task].presentation
+
+    def off_default(names: tuple[str, ...]) -> list[str]:
+        values = [(name, _setting(cfg, name), _setting(default, name)) for name in names]
+        return [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                for name, value, usual in values if value != usual]
+
+    conditions = off_default(shown.conditions)
+    return ", ".join(method_part + conditions + off_default(shown.variants)), ", ".join(conditions)
+
+
+def _setting(cfg, name: str):
+    from grokbench.config import SHARED
+
+    return getattr(cfg, name) if name in SHARED else getattr(cfg.task_settings, name)
+
+
+def presentation(runs: pd.DataFrame):
+    """What the runs' task presents (`grokbench.tasks.base.Presentation`); runs of several tasks, or of none
+    named, get the defaults (MNIST's)."""
+    from grokbench.tasks import TASKS
+    from grokbench.tasks.base import Presentation
+
+    tasks = set(runs["task"].dropna()) if "task" in runs else set()
+    return TASKS[tasks.pop()].presentation if len(tasks) == 1 and tasks <= set(TASKS) else Presentation()
 
 
 def progress_note(runs: pd.DataFrame) -> str | None:

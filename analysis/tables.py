@@ -17,7 +17,9 @@ from typing import NamedTuple, Sequence
 
 import pandas as pd
 
-from analysis.runs import DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, load_runs, progress_note
+from analysis.runs import (
+    DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, load_runs, presentation, progress_note,
+)
 from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Cell, Sample, SpeedUp, cell, speed_up
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
@@ -182,27 +184,61 @@ def table1(runs: pd.DataFrame) -> list[Table]:
     for loss in [l for l in ("ce", "mse") if l in set(runs["loss"])]:  # the paper's order
         part = runs[runs["loss"] == loss]
         table = Table(f"table1_{loss}", f"Table 1 — {LOSS_NAMES[loss]}", [
-            "Method", "grokked", FIGURES["steps"][0], "speed-up (steps)", FIGURES["time"][0], "speed-up (time)",
-            FIGURES["phase"][0], "speed-up (phase)", "per-seed speed-up (steps / time / phase)", "ms/update",
-            "diverged/failed",
+            "Method", "grokked", "seeds", FIGURES["steps"][0], "speed-up (steps)", FIGURES["time"][0],
+            "speed-up (time)", FIGURES["phase"][0], "speed-up (phase)", "per-seed speed-up (steps / time / phase)",
+            "ms/update", "diverged/failed",
         ])
         speeds, sizes = [], []
         for init in sorted(part["init_scale"].dropna().unique()):
-            block = part[part["init_scale"] == init]
-            baseline = block[block["method"] == "baseline"]
-            for setting in settings(block):
-                row, columns, row_speeds = _table1_row(setting, baseline)
-                table.rows.append(row)
-                table.stats.append(columns)
-                speeds += row_speeds
-                sizes.append(f"{setting.label} {columns['n']}")
+            for _, block in with_conditions(part[part["init_scale"] == init]).groupby("condition", sort=True):
+                baseline = reference_baseline(block)
+                for setting in settings(block):
+                    row, columns, row_speeds = _table1_row(setting, baseline)
+                    table.rows.append(row)
+                    table.stats.append(columns)
+                    speeds += row_speeds
+                    sizes.append(f"{setting.label} {columns['n']}")
             if part["init_scale"].nunique() > 1:
                 table.notes.append(f"rows above for init scale {init:g}")
+        if several_references(with_conditions(part)):
+            table.notes.append(CONDITION_NOTE)
         if table.rows:
             table.notes += [f"n per row (trials that grokked or were censored; diverged and failed ones are counted "
                             f"apart): {', '.join(sizes)}", CELL_NOTE, *speed_notes(speeds)]
             tables.append(table)
     return tables
+
+
+def with_conditions(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that did not come through analysis.runs (no condition named) are all of one condition."""
+    return runs if "condition" in runs else runs.assign(condition="")
+
+
+def reference_baseline(block: pd.DataFrame) -> pd.DataFrame:
+    """What a block's rows (one init scale, one condition) are compared with: its baseline that changes nothing but
+    the condition (not a baseline variant, such as a weight-decay control), else every baseline of the block."""
+    baselines = block[block["method"] == "baseline"]
+    if "variant" not in baselines:
+        return baselines
+    plain = baselines[baselines["variant"] == baselines["condition"]]
+    return plain if not plain.empty else baselines
+
+
+def several_references(runs: pd.DataFrame) -> bool:
+    """Whether the rows are compared with more than one baseline (several conditions), or a baseline row with
+    another (a baseline variant)."""
+    baselines = runs[runs["method"] == "baseline"]
+    variants = "variant" in runs and bool((baselines["variant"] != baselines["condition"]).any())
+    return runs["condition"].nunique() > 1 or variants
+
+
+CONDITION_NOTE = ("each speed-up is against the baseline of the row's own condition (a setting named in the rows, "
+                  "such as frozen embeddings) that changes nothing else; a baseline variant (such as a weight-decay "
+                  "control) gets a speed-up against it too")
+
+
+def seeds_text(runs: pd.DataFrame) -> str:
+    return ", ".join(f"{seed:g}" for seed in sorted(runs["seed"].dropna().unique())) or "—"
 
 
 CELL_NOTE = ("each cell: mean ± std over seeds (median) when every seed grokked, else the Kaplan–Meier median, or "
@@ -216,15 +252,16 @@ def _table1_row(setting: Setting, baseline: pd.DataFrame) -> tuple[list[str], di
     done = group[group["status"].isin(["grokked", "censored"])]
     grokked = int((done["status"] == "grokked").sum())
     apart = int(group["status"].isin(["diverged", "failed"]).sum())
-    row, columns, speeds = [setting.label, f"{grokked}/{len(done)}"], {"n": len(done)}, []
+    row, columns, speeds = [setting.label, f"{grokked}/{len(done)}", seeds_text(done)], {"n": len(done)}, []
+    reference = setting.method == "baseline" and group.index.isin(baseline.index).all()
     for figure in FIGURES:
         sample = samples(group, figure)
         row.append(sample_text(sample))
         speed = None
-        if setting.method != "baseline" and not baseline.empty:
+        if not reference and not baseline.empty:
             speed = speed_up(samples(baseline, figure), sample)
             speeds.append(speed)
-        row.append("×1" if setting.method == "baseline" else speed_text(speed))
+        row.append("×1" if reference else speed_text(speed))
         columns.update(speed_columns(figure, speed))
     per_seed = [per_seed_text(s) for s in speeds]
     row.append(" / ".join(per_seed) if any(t != "—" for t in per_seed) else "—")
@@ -281,18 +318,21 @@ def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | N
     varied = varied_groups(runs, by)
     if not varied:
         return None
-    table = Table(name, title, ["Method", "loss", by, "grokked", "steps", "time (s)", "speed-up (time)"])
+    table = Table(name, title, ["Method", "loss", by, "grokked", "seeds", "steps", "time (s)", "speed-up (time)"])
     speeds = []
-    for (method, loss), group in varied:
+    runs = with_conditions(runs)
+    for (method, loss, condition), group in varied:
         for value, sub in group.groupby(by, sort=True):
-            baseline = runs[(runs["method"] == "baseline") & (runs["loss"] == loss)]
-            baseline = baseline[baseline["init_scale"] == (value if by == "init_scale" else sub["init_scale"].iloc[0])]
+            block = runs[(runs["loss"] == loss) & (runs["condition"] == condition)]
+            baseline = reference_baseline(block[block["init_scale"] == (
+                value if by == "init_scale" else sub["init_scale"].iloc[0])])
             steps, time = samples(sub, "steps"), samples(sub, "time")
             speed = speed_up(samples(baseline, "time"), time) if method != "baseline" and not baseline.empty else None
             speeds += [speed] if speed else []
-            table.rows.append([METHOD_NAMES.get(method, method), loss, f"{value:g}",
-                               f"{sum(steps.observed)}/{len(steps.values)}", sample_text(steps), sample_text(time),
-                               speed_text(speed)])
+            name = METHOD_NAMES.get(method, method) + (f" ({condition})" if condition else "")
+            done = sub[sub["status"].isin(["grokked", "censored"])]
+            table.rows.append([name, loss, f"{value:g}", f"{sum(steps.observed)}/{len(steps.values)}",
+                               seeds_text(done), sample_text(steps), sample_text(time), speed_text(speed)])
             table.stats.append({"n": len(time.values), **speed_columns("time", speed)})
     table.notes += ["n per row: the N of grokked k/N (trials that grokked or were censored)", CELL_NOTE,
                     *speed_notes(speeds)]
@@ -300,8 +340,9 @@ def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | N
 
 
 def varied_groups(runs: pd.DataFrame, by: str) -> list:
-    """(method, loss) groups that ran at two or more values of `by`."""
-    return [(k, g) for k, g in runs.groupby(["method", "loss"], sort=True) if g[by].nunique() >= 2]
+    """(method, loss, condition) groups that ran at two or more values of `by`."""
+    return [(k, g) for k, g in with_conditions(runs).groupby(["method", "loss", "condition"], sort=True)
+            if g[by].nunique() >= 2]
 
 
 def search_table(uri: str, experiments: list[str]) -> Table | None:
@@ -315,26 +356,25 @@ def search_table(uri: str, experiments: list[str]) -> Table | None:
     return table if table.rows else None
 
 
-GEOMETRY = ("centroid_alignment", "row_alignment_max", "row_alignment_min", "jacobian_norm")
-
-
 def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
-    """Geometry at memorisation and at grokking (median over seeds), as in the paper's Table 2; one row per λ
-    where a method ran at several."""
+    """The task's curves (`Presentation.curves`; MNIST: geometry, as in the paper's Table 2) at memorisation and at
+    grokking, median over seeds; one row per λ where a method ran at several, and per variant."""
     store = TrackingStore(uri)
-    headers = ["Method", "loss"] + [f"{m} @{event}" for m in GEOMETRY for event in ("mem", "grok")]
-    table = Table("geometry", "Geometry at memorisation (@mem) and grokking (@grok), median over seeds", headers)
+    shown = presentation(runs)
+    headers = ["Method", "loss"] + [f"{m} @{event}" for m in shown.curves for event in ("mem", "grok")]
+    table = Table(shown.name, f"{shown.title} at memorisation (@mem) and grokking (@grok), median over seeds",
+                  headers)
     finished = runs[runs["status"].isin(["grokked", "censored"])]
     for setting in sorted(settings(finished, by=("loss",)), key=lambda s: s.by):  # loss first, then paper order
         values: dict[str, list[float]] = {}
         for _, run in setting.runs.iterrows():
-            for metric in GEOMETRY:
+            for metric in shown.curves:
                 history = store.curve(run["run_id"], metric)
                 for event, step in (("mem", run["steps_to_memorise"]), ("grok", run["steps_to_grok"])):
                     if pd.notna(step) and int(step) in history:
                         values.setdefault(f"{metric}@{event}", []).append(history[int(step)])
         row = [setting.label, *setting.by]
-        for metric in GEOMETRY:
+        for metric in shown.curves:
             for event in ("mem", "grok"):
                 found = values.get(f"{metric}@{event}")
                 row.append(fmt(float(pd.Series(found).median())) if found else "—")

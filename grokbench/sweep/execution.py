@@ -46,7 +46,7 @@ def _tuner(spec: SweepSpec, name: str, storage: str, param_space: dict, callback
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=0, callbacks=callbacks,
             failure_config=FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            checkpoint_config=CheckpointConfig(num_to_keep=spec.keep_checkpoints),
         ),
     )
 

@@ -42,6 +42,24 @@ def data_root(cfg: TrialConfig) -> Path:
 
 
 @dataclass(frozen=True)
+class Presentation:
+    """What `python -m analysis.tables` shows of a task's trials beside the accuracies and times every task has."""
+
+    name: str = "geometry"  # of the table and the figure of `curves`
+    title: str = "Geometry"
+    # evaluation curves tabled at the memorised and grokked moments (median over seeds), and those drawn against
+    # steps with the moments marked
+    curves: tuple[str, ...] = ("centroid_alignment", "row_alignment_max", "row_alignment_min", "jacobian_norm")
+    plotted: tuple[str, ...] = ("centroid_alignment", "jacobian_norm")
+    log_steps: bool = False  # steps (and seconds) on a log axis: grokking that comes decades of updates apart
+    # settings (shared or the task's) whose value, off the task's (or its preset's) default, is named in a trial's
+    # row and line: `conditions` are separate experiments, whose methods are compared with the baseline of the same
+    # condition; `variants` belong to a method's arm, compared with the baseline at the default
+    conditions: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TaskData:
     """Train and test tensors (on the CPU, in the trial's dtype); targets are class indices or ±1 scalars."""
 
@@ -73,6 +91,7 @@ class Task:
     # the figures of the live progress line: (label, evaluation figure, format)
     progress_figures: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("train", "train_acc", ".3f"), ("test", "test_acc", ".3f"), ("loss", "train_loss", ".3g"))
+    presentation: ClassVar[Presentation] = Presentation()
 
     def shared_defaults(self, settings: Settings) -> dict[str, Any]:
         return {**LOOP_DEFAULTS, **self.defaults}
