@@ -1,4 +1,4 @@
-"""Figures drawn from what a task declares (`Task.curves`), for a task without accuracy: its train and test figures
+"""Figures drawn from what a task declares (`Task.presentation`), for a task without accuracy: its train and test figures
 against epochs on log axes beside its reference line, for a few values of each task setting a sweep varied, and its
 diagnostics against epochs with memorisation and grokking marked; and, for any task, epochs to each event against
 each task setting a sweep varied, with the trials that did not reach it marked where they ended."""
@@ -16,7 +16,7 @@ from analysis.runs import further_events, setting_name, setting_text, varied_tas
 from analysis.stats import median_or_bound
 from analysis.tables import Setting, by_task_settings, event_sample, settings
 from grokbench.tasks import TASKS
-from grokbench.tasks.base import Curves
+from grokbench.tasks.base import Presentation
 
 PANELS = 4  # learning-curve panels at most: a few values of the varied settings, spread over their range
 GRID = 300  # points of the log-spaced epoch grid the seeds' curves are interpolated onto
@@ -28,13 +28,13 @@ def curve_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
     """Each task's learning curves and diagnostics (files named after the task: `polynomial_curves.png`, ...)."""
     written = []
     for task, group in runs.groupby("task"):
-        curves = TASKS[task].curves
-        names = tuple(n for n in (curves.train, curves.test, curves.reference, *curves.diagnostics) if n)
+        shown = TASKS[task].presentation
+        names = tuple(n for n in (shown.train, shown.test, shown.reference, *shown.plotted) if n)
         hist = epoch_histories(uri, group, names)
         varied = varied_task_settings(group)
-        written += learning_figure(group, hist, curves, varied, out, f"{task}_curves")
-        if curves.diagnostics:
-            written += diagnostics_figure(group, hist, curves, varied, out, f"{task}_diagnostics")
+        written += learning_figure(group, hist, shown, varied, out, f"{task}_curves")
+        if shown.plotted:
+            written += diagnostics_figure(group, hist, shown, varied, out, f"{task}_diagnostics")
     return written
 
 
@@ -67,7 +67,7 @@ def epochs_axis(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], curves: Curves, varied: list[str],
+def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str],
                     out: Path, name: str) -> list[Path]:
     """A panel per value of the varied task settings (a few, spread over their range), a line per method."""
     import matplotlib.pyplot as plt
@@ -76,29 +76,29 @@ def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], curves: C
     fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5 * len(panels), 7), 4), squeeze=False, sharey=True)
     for ax, (values, panel) in zip(axes[0], panels):
         for setting, colour in coloured(settings(panel)):
-            _learning_lines(ax, setting, hist, curves, colour)
-        if curves.reference:
-            _reference_line(ax, panel, hist, curves.reference)
+            _learning_lines(ax, setting, hist, shown, colour)
+        if shown.reference:
+            _reference_line(ax, panel, hist, shown.reference)
         epochs_axis(ax)
-        ax.set(yscale="log" if curves.log else "linear", title=setting_text(varied, values))
-    axes[0][0].set_ylabel(curves.label)
+        ax.set(yscale="log" if shown.log else "linear", title=setting_text(varied, values))
+    axes[0][0].set_ylabel(shown.label)
     axes[0][0].legend(fontsize=7)
     fig.suptitle("median over seeds; solid: test (band: min–max over seeds), dashed: train"
-                 + (f", dotted: {curves.reference} (median over the panel's trials)" if curves.reference else ""),
+                 + (f", dotted: {shown.reference} (median over the panel's trials)" if shown.reference else ""),
                  fontsize=9)
     paths = _save(fig, out, name)
     plt.close(fig)
     return paths
 
 
-def _learning_lines(ax, setting: Setting, hist: dict[str, pd.DataFrame], curves: Curves, colour) -> None:
+def _learning_lines(ax, setting: Setting, hist: dict[str, pd.DataFrame], shown: Presentation, colour) -> None:
     ids = list(setting.runs["run_id"])
-    tests = [hist[r][curves.test].dropna() for r in ids]
+    tests = [hist[r][shown.test].dropna() for r in ids]
     grid = log_grid(tests)
     med, lo, hi = _median_band(tests, grid)
     line, = ax.plot(grid, med, "-", color=colour, label=f"{setting.label} test")
     ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
-    med, _, _ = _median_band([hist[r][curves.train].dropna() for r in ids], grid)
+    med, _, _ = _median_band([hist[r][shown.train].dropna() for r in ids], grid)
     ax.plot(grid, med, "--", color=line.get_color(), label=f"{setting.label} train")
 
 
@@ -111,7 +111,7 @@ def _reference_line(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], refer
         ax.axhline(np.median(levels), ls=":", color="0.3", label=reference)
 
 
-def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], curves: Curves, varied: list[str],
+def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str],
                        out: Path, name: str) -> list[Path]:
     """A panel per diagnostic, a line per method and value of the varied task settings (coloured along them)."""
     import matplotlib
@@ -124,9 +124,9 @@ def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], curves
         lines = [(s, ramp(values.index(s.by) / max(len(values) - 1, 1))) for s in groups]
     else:
         lines = coloured(groups)
-    fig, axes = plt.subplots(1, len(curves.diagnostics), figsize=(5 * len(curves.diagnostics), 3.8),
+    fig, axes = plt.subplots(1, len(shown.plotted), figsize=(5 * len(shown.plotted), 3.8),
                              squeeze=False)
-    for ax, metric in zip(axes[0], curves.diagnostics):
+    for ax, metric in zip(axes[0], shown.plotted):
         spans = []
         for setting, colour in lines:
             label = ", ".join(t for t in (setting.label, setting_text(varied, setting.by)) if t)

@@ -1,5 +1,6 @@
 """Figures (PNG and PDF) from a sweep's runs: learning curves against steps and seconds, time to grok against
-λ and against the initialisation scale, and geometry curves with the memorised and grokked moments marked."""
+λ and against the initialisation scale, and the task's curves (MNIST: geometry; modarith: Gini coefficients) with
+the memorised and grokked moments marked. What a task shows, and on which axis, its `Presentation` says."""
 
 from __future__ import annotations
 
@@ -10,21 +11,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.tables import METHOD_NAMES, Setting, method_rank, settings, varied_groups
+from analysis.runs import presentation
+from analysis.tables import METHOD_NAMES, Setting, method_rank, settings, varied_groups, with_conditions
 from grokbench.sweep.mlflow_store import TrackingStore
 from grokbench.tasks import TASKS
+from grokbench.tasks.base import Presentation
 
-CURVES = ("train_acc", "test_acc", "train_time_s", "centroid_alignment", "jacobian_norm")
+CURVES = ("train_acc", "test_acc", "train_time_s")  # and the task's `Presentation.plotted`
 COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
 LOSS_STYLES = {"ce": "-", "mse": "--"}
 
 
-def histories(uri: str, runs: pd.DataFrame, names: tuple[str, ...] = CURVES) -> dict[str, pd.DataFrame]:
+def histories(uri: str, runs: pd.DataFrame, curves: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     """Per run: a frame indexed by optimiser step with one column per curve."""
     store = TrackingStore(uri)
     out = {}
     for run_id in runs["run_id"]:
-        columns = {name: pd.Series(store.curve(run_id, name), dtype=float) for name in names}
+        columns = {name: pd.Series(store.curve(run_id, name), dtype=float) for name in (*CURVES, *curves)}
         out[run_id] = pd.DataFrame(columns).sort_index()
     return out
 
@@ -38,6 +41,21 @@ def _median_band(curves: list[pd.Series], grid: np.ndarray) -> tuple[np.ndarray,
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # past every run's end a column is all NaN: so be it
         return np.nanmedian(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
+
+
+def x_grid(end: float, first: float, log: bool) -> np.ndarray:
+    """Where the median curves are drawn: evenly from 0, or on a log axis evenly in log from the first positive x."""
+    if log and 0 < first < end:
+        return np.geomspace(first, end, 400)
+    return np.linspace(0, end, 400)
+
+
+def _axis(ax, log: bool) -> None:
+    from matplotlib.ticker import NullFormatter
+
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # within a decade, minor labels overprint each other
 
 
 def _save(fig, out: Path, name: str) -> list[Path]:
@@ -66,36 +84,48 @@ def coloured(groups: list[Setting]) -> list[tuple[Setting, Any]]:
     return out
 
 
-def accuracy_figures(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path) -> list[Path]:
+X_AXES = {"step": ("optimiser steps", "accuracy_vs_steps"), "train_time_s": ("training seconds", "accuracy_vs_seconds")}
+
+
+def accuracy_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], x_axis: str, shown: Presentation):
+    """Train (dashed) and test (solid) accuracy against steps or seconds, median over seeds with the min–max band
+    of test accuracy; a panel per loss and condition."""
     import matplotlib.pyplot as plt
 
-    written = []
-    for x_axis, label in (("step", "optimiser steps"), ("train_time_s", "training seconds")):
-        losses = sorted(set(runs["loss"]))
-        fig, axes = plt.subplots(1, len(losses), figsize=(6 * len(losses), 4), squeeze=False)
-        for ax, loss in zip(axes[0], losses):
-            for setting, colour in coloured(settings(runs[runs["loss"] == loss])):
-                name, group = setting.label, setting.runs
-                curves = {}
-                for metric in ("train_acc", "test_acc"):
-                    series = []
-                    for run_id in group["run_id"]:
-                        h = hist[run_id].dropna(subset=[metric])
-                        x = h.index.to_numpy(float) if x_axis == "step" else h["train_time_s"].to_numpy(float)
-                        series.append(pd.Series(h[metric].to_numpy(float), index=x))
-                    curves[metric] = series
-                end = max((s.index.max() for s in curves["test_acc"] if len(s)), default=0)
-                grid = np.linspace(0, end, 400)
-                med, lo, hi = _median_band(curves["test_acc"], grid)
-                line, = ax.plot(grid, med, "-", color=colour, label=f"{name} test (band: min–max over seeds)")
-                ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
-                med, _, _ = _median_band(curves["train_acc"], grid)
-                ax.plot(grid, med, ":", color=line.get_color(), label=f"{name} train")
-            ax.set(title=f"loss {loss}", xlabel=label, ylabel="accuracy", ylim=(0, 1.02))
-            ax.legend(fontsize=7)
-        written += _save(fig, out, f"accuracy_vs_{'steps' if x_axis == 'step' else 'seconds'}")
-        plt.close(fig)
-    return written
+    runs = with_conditions(runs)
+    panels = sorted(set(zip(runs["loss"], runs["condition"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (loss, condition) in zip(axes[0], panels):
+        panel = runs[(runs["loss"] == loss) & (runs["condition"] == condition)]
+        for setting, colour in coloured(settings(panel)):
+            curves = {metric: [_against(hist[run_id], metric, x_axis) for run_id in setting.runs["run_id"]]
+                      for metric in ("train_acc", "test_acc")}
+            grid = x_grid(*_extent(curves["test_acc"]), shown.log_steps)
+            med, lo, hi = _median_band(curves["test_acc"], grid)
+            line, = ax.plot(grid, med, "-", color=colour, label=f"{setting.label} test (band: min–max over seeds)")
+            ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
+            med, _, _ = _median_band(curves["train_acc"], grid)
+            ax.plot(grid, med, "--", color=line.get_color(), label=f"{setting.label} train")
+        ax.set(title=f"loss {loss}" + (f", {condition}" if condition else ""), xlabel=X_AXES[x_axis][0],
+               ylabel="accuracy", ylim=(0, 1.02))
+        _axis(ax, shown.log_steps)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _against(history: pd.DataFrame, metric: str, x_axis: str) -> pd.Series:
+    """A run's curve indexed by optimiser step, or by training seconds."""
+    h = history.dropna(subset=[metric])
+    x = h.index.to_numpy(float) if x_axis == "step" else h["train_time_s"].to_numpy(float)
+    return pd.Series(h[metric].to_numpy(float), index=x)
+
+
+def _extent(curves: list[pd.Series]) -> tuple[float, float]:
+    """(last x, first positive x) over the runs' curves."""
+    xs = [c.index.to_numpy(float) for c in curves if len(c)]
+    end = max((x.max() for x in xs), default=0.0)
+    first = min((x[x > 0].min() for x in xs if (x > 0).any()), default=0.0)
+    return end, first
 
 
 def sensitivity_figure(runs: pd.DataFrame, by: str, out: Path) -> list[Path]:
@@ -105,11 +135,11 @@ def sensitivity_figure(runs: pd.DataFrame, by: str, out: Path) -> list[Path]:
     if not varied:
         return []
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (method, loss), group in varied:
+    for (method, loss, condition), group in varied:
         grokked = group[group["status"] == "grokked"]
         censored = group[group["status"] == "censored"]
         line, = ax.plot(grokked.groupby(by)["time_to_grok_s"].median(), "o-",
-                        label=f"{METHOD_NAMES.get(method, method)} ({loss})")
+                        label=f"{METHOD_NAMES.get(method, method)} ({', '.join(filter(None, (loss, condition)))})")
         ax.scatter(censored[by], censored["train_time_s"], marker="^", color=line.get_color(), alpha=0.6)
     ax.set(xscale="log", yscale="log", xlabel=by, ylabel="seconds to grok (▲ censored at budget)")
     ax.legend(fontsize=7)
@@ -118,17 +148,18 @@ def sensitivity_figure(runs: pd.DataFrame, by: str, out: Path) -> list[Path]:
     return paths
 
 
-def geometry_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path) -> list[Path]:
+def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation):
+    """The task's plotted curves against steps, median over seeds, a line per method, λ and variant (and loss),
+    with the median memorised (■) and grokked (★) steps marked."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, metric in zip(axes, ("centroid_alignment", "jacobian_norm")):
+    fig, axes = plt.subplots(1, len(shown.plotted), figsize=(6 * len(shown.plotted), 4), squeeze=False)
+    for ax, metric in zip(axes[0], shown.plotted):
         by_loss = sorted(settings(runs, by=("loss",)), key=lambda s: (method_rank(s.method), s.by))  # ce beside mse
         for setting, colour in coloured(by_loss):
             (loss,), group = setting.by, setting.runs
             series = [hist[r][metric].dropna() for r in group["run_id"]]
-            end = max((s.index.max() for s in series if len(s)), default=0)
-            grid = np.linspace(0, end, 400)
+            grid = x_grid(*_extent(series), shown.log_steps)
             med, _, _ = _median_band(series, grid)
             line, = ax.plot(grid, med, LOSS_STYLES.get(loss, "-"), color=colour, label=f"{setting.label} ({loss})")
             for event, marker in (("steps_to_memorise", "s"), ("steps_to_grok", "*")):
@@ -137,16 +168,32 @@ def geometry_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], out: Path
                     step = moments.median()
                     ax.plot([step], [np.interp(step, grid, med)], marker, color=line.get_color(), markersize=9)
         ax.set(title=metric, xlabel="optimiser steps")
+        _axis(ax, shown.log_steps)
         ax.legend(fontsize=7)
     fig.suptitle("median over seeds; ■ memorised, ★ grokked (solid: cross-entropy, dashed: MSE)", fontsize=10)
-    paths = _save(fig, out, "geometry")
-    plt.close(fig)
-    return paths
+    return fig
 
 
 def has_accuracy(task: str | None) -> bool:
     """Whether a task offers accuracy (a run of no known task: a classification task's runs)."""
     return task not in TASKS or "accuracy" in TASKS[task].capabilities
+
+
+def accuracy_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
+    """Accuracy against steps and seconds, and the task's plotted curves (`Presentation`), of a task with accuracy."""
+    import matplotlib.pyplot as plt
+
+    if runs.empty:
+        return []
+    shown = presentation(runs)
+    hist = histories(uri, runs, shown.plotted)
+    figures = {name: accuracy_figure(runs, hist, x_axis, shown) for x_axis, (_, name) in X_AXES.items()}
+    figures[shown.name] = curves_figure(runs, hist, shown)
+    written = []
+    for name, fig in figures.items():
+        written += _save(fig, out, name)
+        plt.close(fig)
+    return written
 
 
 def write_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
@@ -155,16 +202,12 @@ def write_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
     from analysis.curve_figures import curve_figures, event_figures  # it draws with this module's helpers
 
     matplotlib.use("Agg")
+
     out.mkdir(parents=True, exist_ok=True)
     finished = runs[runs["status"].isin(["grokked", "censored"])]
     # the accuracy figures for tasks that have accuracy; the others' from the curves they declare
     with_accuracy = finished["task"].map(has_accuracy).astype(bool)
-    accuracy, declared = finished[with_accuracy], finished[~with_accuracy]
-    written = []
-    if not accuracy.empty:
-        hist = histories(uri, accuracy)
-        written += accuracy_figures(accuracy, hist, out) + geometry_figure(accuracy, hist, out)
-    written += curve_figures(uri, declared, out)
+    written = accuracy_figures(uri, finished[with_accuracy], out) + curve_figures(uri, finished[~with_accuracy], out)
     for by in ("lam", "init_scale"):
         written += sensitivity_figure(finished, by, out)
     return written + event_figures(finished, out)

@@ -86,8 +86,11 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
         "loss": column("params.loss", None),
         "task": column("params.task", None),
     })
-    configs = [_config(_params(raw, index)) for index in raw.index]
-    runs["variant"] = [variant(cfg) for cfg in configs]
+    params = [_params(raw, index) for index in raw.index]
+    configs = [_config(p) for p in params]
+    labels = [variant_and_condition(p) for p in params]
+    runs["variant"] = [v for v, _ in labels]
+    runs["condition"] = [c for _, c in labels]
     for name in NUMERIC_PARAMS:
         runs[name] = pd.to_numeric(column(f"params.{name}"), errors="coerce")
     finals = [name.removeprefix("metrics.") for name in raw if name.startswith("metrics.final_")]
@@ -129,8 +132,11 @@ def task_settings(cfg) -> dict[str, object]:
 
 
 def varied_task_settings(runs: pd.DataFrame) -> list[str]:
-    """The task settings that take two or more values among one task's runs: a sweep's task axes (α)."""
-    columns = [c for c in runs if c.startswith(TASK_SETTING)]
+    """The task settings that take two or more values among one task's runs: a sweep's task axes (α), conditions
+    shown in a column of their own; not those the task's `Presentation` names in a row's label."""
+    shown = presentation(runs)
+    named = {TASK_SETTING + name for name in (*shown.conditions, *shown.variants)}
+    columns = [c for c in runs if c.startswith(TASK_SETTING) and c not in named]
     return [c for c in columns if (runs.groupby("task", dropna=False)[c].nunique() > 1).any()]
 
 
@@ -218,16 +224,50 @@ def _config(params: dict[str, str]):
         return None
 
 
-def variant(cfg) -> str:
-    """The method's own settings where they differ from its defaults, e.g. "subset=32, every=4" for GrokAlign's
-    penalty on 32 points of every 4th update; "" for the method as its authors ran it (or settings unreadable)."""
+def variant_and_condition(params: dict[str, str]) -> tuple[str, str]:
+    """(variant, condition) of a trial, from its stored settings. The variant names the method's own settings
+    where they differ from its defaults (e.g. "subset=32, every=4" for GrokAlign's penalty on 32 points of every
+    4th update) and the settings its task presents (`Presentation.conditions`, then `.variants`) where they differ
+    from the task's or its preset's defaults (e.g. "freeze_embeddings=True"); the condition names the conditions
+    alone. "" for the method as its authors ran it on the task's defaults (or settings unreadable)."""
+    from grokbench.config import ConfigError, TrialConfig, resolve
+    from grokbench.tasks import TASKS
+
+    cfg = _config(params)
     if cfg is None:
-        return ""
-    own = cfg.method_settings
-    defaults = type(own)().as_dict()
-    prefix = f"{cfg.method}_"
-    return ", ".join(f"{name.removeprefix(prefix)}={value}" for name, value in own.as_dict().items()
-                     if value != defaults[name])
+        return "", ""
+    try:
+        default = resolve(TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params}))
+    except (ConfigError, KeyError, ValueError, TypeError):
+        return "", ""
+    own, defaults = cfg.method_settings.as_dict(), default.method_settings.as_dict()
+    prefix = f"{params['method']}_"
+    method_part = [f"{name.removeprefix(prefix)}={value}" for name, value in own.items() if value != defaults[name]]
+    shown = TASKS[cfg.task].presentation
+
+    def off_default(names: tuple[str, ...]) -> list[str]:
+        values = [(name, _setting(cfg, name), _setting(default, name)) for name in names]
+        return [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                for name, value, usual in values if value != usual]
+
+    conditions = off_default(shown.conditions)
+    return ", ".join(method_part + conditions + off_default(shown.variants)), ", ".join(conditions)
+
+
+def _setting(cfg, name: str):
+    from grokbench.config import SHARED
+
+    return getattr(cfg, name) if name in SHARED else getattr(cfg.task_settings, name)
+
+
+def presentation(runs: pd.DataFrame):
+    """What the runs' task presents (`grokbench.tasks.base.Presentation`); runs of several tasks, or of none
+    named, get the defaults (MNIST's)."""
+    from grokbench.tasks import TASKS
+    from grokbench.tasks.base import Presentation
+
+    tasks = set(runs["task"].dropna()) if "task" in runs else set()
+    return TASKS[tasks.pop()].presentation if len(tasks) == 1 and tasks <= set(TASKS) else Presentation()
 
 
 def progress_note(runs: pd.DataFrame) -> str | None:

@@ -19,14 +19,12 @@ import pandas as pd
 
 from analysis.runs import (
     DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, event_columns, further_events, grokking_at, load_runs,
-    progress_note, setting_name, setting_text, shown, varied_task_settings,
+    presentation, progress_note, setting_name, setting_text, shown, varied_task_settings,
 )
 from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Cell, Sample, SpeedUp, cell, speed_up
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
 from grokbench.sweep.mlflow_store import TrackingStore, store_errors, tracking_uri
-from grokbench.tasks import TASKS, Task
-from grokbench.tasks.base import Curves
 
 METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
                 "adversarial": "Adversarial Training"}
@@ -194,14 +192,14 @@ def table1(runs: pd.DataFrame, event: str = "grok") -> list[Table]:
         if event != "grok":
             name, title = f"{name}_{event}", f"{title}, grokked at {event}"
         table = Table(name, title, [
-            "Method", *map(setting_name, varied), "grokked", FIGURES["steps"][0], "speed-up (steps)",
+            "Method", *map(setting_name, varied), "grokked", "seeds", FIGURES["steps"][0], "speed-up (steps)",
             FIGURES["time"][0], "speed-up (time)", FIGURES["phase"][0], "speed-up (phase)",
             "per-seed speed-up (steps / time / phase)", "ms/update", "diverged/failed",
         ])
         speeds, sizes = [], []
         for init in sorted(part["init_scale"].dropna().unique()):
-            for values, block in by_task_settings(part[part["init_scale"] == init], varied):
-                baseline = block[block["method"] == "baseline"]  # each task setting's own
+            for values, block in condition_blocks(part[part["init_scale"] == init], varied):
+                baseline = reference_baseline(block)
                 for setting in settings(block):
                     row, columns, row_speeds = _table1_row(setting, baseline)
                     table.rows.append(row[:1] + [shown(v) for v in values] + row[1:])
@@ -211,6 +209,8 @@ def table1(runs: pd.DataFrame, event: str = "grok") -> list[Table]:
                     sizes.append(f"{setting.label}{where} {columns['n']}")
             if part["init_scale"].nunique() > 1:
                 table.notes.append(f"rows above for init scale {init:g}")
+        if several_references(with_conditions(part)):
+            table.notes.append(CONDITION_NOTE)
         if table.rows:
             table.notes += [f"n per row (trials that grokked or were censored; diverged and failed ones are counted "
                             f"apart): {', '.join(sizes)}", CELL_NOTE, *speed_notes(speeds)]
@@ -225,10 +225,49 @@ def by_task_settings(runs: pd.DataFrame, varied: list[str]) -> list[tuple[tuple,
     return list(runs.groupby(varied, sort=True)) if varied else [((), runs)]
 
 
+def condition_blocks(runs: pd.DataFrame, varied: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+    """The runs per condition, each compared with its own baseline: per value of the task settings the sweep
+    varied (α), then per condition the task names (frozen embeddings)."""
+    return [(values, part) for values, block in by_task_settings(runs, varied)
+            for _, part in with_conditions(block).groupby("condition", sort=True)]
+
+
 def event_note(event: str) -> str:
     steps, _, _ = event_columns(event)
     return (f"grokked here means the criterion's further event {event} ({steps}: a stricter threshold); a run "
             "that did not reach it is censored where it ended, at its budget")
+
+
+def with_conditions(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that did not come through analysis.runs (no condition named) are all of one condition."""
+    return runs if "condition" in runs else runs.assign(condition="")
+
+
+def reference_baseline(block: pd.DataFrame) -> pd.DataFrame:
+    """What a block's rows (one init scale, one condition) are compared with: its baseline that changes nothing but
+    the condition (not a baseline variant, such as a weight-decay control), else every baseline of the block."""
+    baselines = block[block["method"] == "baseline"]
+    if "variant" not in baselines:
+        return baselines
+    plain = baselines[baselines["variant"] == baselines["condition"]]
+    return plain if not plain.empty else baselines
+
+
+def several_references(runs: pd.DataFrame) -> bool:
+    """Whether the rows are compared with more than one baseline (several conditions), or a baseline row with
+    another (a baseline variant)."""
+    baselines = runs[runs["method"] == "baseline"]
+    variants = "variant" in runs and bool((baselines["variant"] != baselines["condition"]).any())
+    return runs["condition"].nunique() > 1 or variants
+
+
+CONDITION_NOTE = ("each speed-up is against the baseline of the row's own condition (a setting named in the rows, "
+                  "such as frozen embeddings) that changes nothing else; a baseline variant (such as a weight-decay "
+                  "control) gets a speed-up against it too")
+
+
+def seeds_text(runs: pd.DataFrame) -> str:
+    return ", ".join(f"{seed:g}" for seed in sorted(runs["seed"].dropna().unique())) or "—"
 
 
 CELL_NOTE = ("each cell: mean ± std over seeds (median) when every seed grokked, else the Kaplan–Meier median, or "
@@ -242,15 +281,16 @@ def _table1_row(setting: Setting, baseline: pd.DataFrame) -> tuple[list[str], di
     done = group[group["status"].isin(["grokked", "censored"])]
     grokked = int((done["status"] == "grokked").sum())
     apart = int(group["status"].isin(["diverged", "failed"]).sum())
-    row, columns, speeds = [setting.label, f"{grokked}/{len(done)}"], {"n": len(done)}, []
+    row, columns, speeds = [setting.label, f"{grokked}/{len(done)}", seeds_text(done)], {"n": len(done)}, []
+    reference = setting.method == "baseline" and group.index.isin(baseline.index).all()
     for figure in FIGURES:
         sample = samples(group, figure)
         row.append(sample_text(sample))
         speed = None
-        if setting.method != "baseline" and not baseline.empty:
+        if not reference and not baseline.empty:
             speed = speed_up(samples(baseline, figure), sample)
             speeds.append(speed)
-        row.append("×1" if setting.method == "baseline" else speed_text(speed))
+        row.append("×1" if reference else speed_text(speed))
         columns.update(speed_columns(figure, speed))
     per_seed = [per_seed_text(s) for s in speeds]
     row.append(" / ".join(per_seed) if any(t != "—" for t in per_seed) else "—")
@@ -268,13 +308,13 @@ def trials_table(runs: pd.DataFrame) -> Table:
     """Every finished trial, one row each: what the Table-1 cells summarise, and each trial's speed per update (a
     trial slowed by a busy machine shows here, not only in a wider interval)."""
     varied, events = varied_task_settings(runs), further_events(runs)
-    finals = list(dict.fromkeys(c.test for c in task_curves(runs)))  # the test figure each task's criterion reads
+    final = f"final_{presentation(runs).test}"  # the test figure the task's criterion reads, at the trial's end
     finished = runs[runs["status"] != "running"].sort_values(["experiment", "loss", "method", "lam", "init_scale",
                                                               *varied, "seed"], key=_method_order)
     table = Table("trials", "Every trial", [
         "sweep", "method", "loss", "λ", "init", *map(setting_name, varied), "seed", "status", "steps to grok",
         *[f"steps to {e}" for e in events], "time to grok (s)", "phase time (s)", "updates run", "ms/update",
-        *[f"final {name.replace('_', ' ')}" for name in finals]], printed=False)
+        final.replace("_", " ")], printed=False)
     for _, r in finished.iterrows():
         table.rows.append([
             str(r["sweep_id"]), row_label(r["method"], r["lam"], shared=True, variant=r["variant"]), r["loss"],
@@ -282,7 +322,7 @@ def trials_table(runs: pd.DataFrame) -> Table:
             _whole(r["steps_to_grok"]), *[_whole(r[event_columns(e)[0]]) for e in events],
             _number(r["time_to_grok_s"]), _number(r["grok_phase_time_s"]), _whole(r["steps"]),
             _number(1e3 * r["train_time_s"] / r["steps"] if r["steps"] else None),
-            *["—" if pd.isna(r.get(f"final_{name}")) else f"{r[f'final_{name}']:.4f}" for name in finals],
+            "—" if pd.isna(r.get(final)) else f"{r[final]:.4f}",
         ])
     table.notes.append("steps are optimiser updates; times are training seconds; a censored trial has no time to "
                        "grok, and ran its whole budget (updates run)")
@@ -309,18 +349,21 @@ def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | N
     varied = varied_groups(runs, by)
     if not varied:
         return None
-    table = Table(name, title, ["Method", "loss", by, "grokked", "steps", "time (s)", "speed-up (time)"])
+    table = Table(name, title, ["Method", "loss", by, "grokked", "seeds", "steps", "time (s)", "speed-up (time)"])
     speeds = []
-    for (method, loss), group in varied:
+    runs = with_conditions(runs)
+    for (method, loss, condition), group in varied:
         for value, sub in group.groupby(by, sort=True):
-            baseline = runs[(runs["method"] == "baseline") & (runs["loss"] == loss)]
-            baseline = baseline[baseline["init_scale"] == (value if by == "init_scale" else sub["init_scale"].iloc[0])]
+            block = runs[(runs["loss"] == loss) & (runs["condition"] == condition)]
+            baseline = reference_baseline(block[block["init_scale"] == (
+                value if by == "init_scale" else sub["init_scale"].iloc[0])])
             steps, time = samples(sub, "steps"), samples(sub, "time")
             speed = speed_up(samples(baseline, "time"), time) if method != "baseline" and not baseline.empty else None
             speeds += [speed] if speed else []
-            table.rows.append([METHOD_NAMES.get(method, method), loss, f"{value:g}",
-                               f"{sum(steps.observed)}/{len(steps.values)}", sample_text(steps), sample_text(time),
-                               speed_text(speed)])
+            name = METHOD_NAMES.get(method, method) + (f" ({condition})" if condition else "")
+            done = sub[sub["status"].isin(["grokked", "censored"])]
+            table.rows.append([name, loss, f"{value:g}", f"{sum(steps.observed)}/{len(steps.values)}",
+                               seeds_text(done), sample_text(steps), sample_text(time), speed_text(speed)])
             table.stats.append({"n": len(time.values), **speed_columns("time", speed)})
     table.notes += ["n per row: the N of grokked k/N (trials that grokked or were censored)", CELL_NOTE,
                     *speed_notes(speeds)]
@@ -369,8 +412,9 @@ def event_sample(group: pd.DataFrame, event: str) -> Sample:
 
 
 def varied_groups(runs: pd.DataFrame, by: str) -> list:
-    """(method, loss) groups that ran at two or more values of `by`."""
-    return [(k, g) for k, g in runs.groupby(["method", "loss"], sort=True) if g[by].nunique() >= 2]
+    """(method, loss, condition) groups that ran at two or more values of `by`."""
+    return [(k, g) for k, g in with_conditions(runs).groupby(["method", "loss", "condition"], sort=True)
+            if g[by].nunique() >= 2]
 
 
 def search_table(uri: str, experiments: list[str]) -> Table | None:
@@ -384,32 +428,27 @@ def search_table(uri: str, experiments: list[str]) -> Table | None:
     return table if table.rows else None
 
 
-def task_curves(runs: pd.DataFrame) -> list[Curves]:
-    """What each task among the runs declares of its figures (a run of no known task: a classification task's)."""
-    return [TASKS[name].curves if name in TASKS else Task.curves for name in dict.fromkeys(runs["task"])]
-
-
 def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
-    """Geometry (the task's diagnostics: input geometry, or the NTK's) at memorisation and at grokking (median
-    over seeds), as in the paper's Table 2; one row per λ where a method ran at several, and per task setting
-    a sweep varied."""
+    """The task's curves (`Presentation.curves`; MNIST: geometry, as in the paper's Table 2; polynomial: the NTK's
+    diagnostics) at memorisation and at grokking, median over seeds; one row per λ where a method ran at several,
+    per variant and per task setting a sweep varied."""
     store = TrackingStore(uri)
-    metrics = list(dict.fromkeys(m for curves in task_curves(runs) for m in curves.diagnostics))
-    varied = varied_task_settings(runs)
+    presented, varied = presentation(runs), varied_task_settings(runs)
     headers = (["Method", "loss", *map(setting_name, varied)]
-               + [f"{m} @{event}" for m in metrics for event in ("mem", "grok")])
-    table = Table("geometry", "Geometry at memorisation (@mem) and grokking (@grok), median over seeds", headers)
+               + [f"{m} @{event}" for m in presented.curves for event in ("mem", "grok")])
+    table = Table(presented.name,
+                  f"{presented.title} at memorisation (@mem) and grokking (@grok), median over seeds", headers)
     finished = runs[runs["status"].isin(["grokked", "censored"])]
     for setting in sorted(settings(finished, by=("loss", *varied)), key=lambda s: s.by):  # loss first, then paper order
         values: dict[str, list[float]] = {}
         for _, run in setting.runs.iterrows():
-            for metric in metrics:
+            for metric in presented.curves:
                 history = store.curve(run["run_id"], metric)
                 for event, step in (("mem", run["steps_to_memorise"]), ("grok", run["steps_to_grok"])):
                     if pd.notna(step) and int(step) in history:
                         values.setdefault(f"{metric}@{event}", []).append(history[int(step)])
         row = [setting.label, *map(shown, setting.by)]
-        for metric in metrics:
+        for metric in presented.curves:
             for event in ("mem", "grok"):
                 found = values.get(f"{metric}@{event}")
                 row.append(fmt(float(pd.Series(found).median())) if found else "—")

@@ -1,5 +1,6 @@
 """A sweep's planning, without Ray or a tracking store: which trials run, which are skipped, and the estimate."""
 
+import re
 import sys
 
 import pytest
@@ -135,3 +136,74 @@ def test_planning_needs_neither_ray_nor_mlflow():
     code = ("import sys, grokbench.sweep.plan; "
             "sys.exit(any(m in sys.modules for m in ('ray', 'mlflow')))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_arms_are_sets_of_settings_that_go_together_each_crossed_with_the_grid_unless_it_says_otherwise(tmp_path):
+    raw = {**GRID, "methods": {
+        "baseline": {"arms": [{}, {"weight_decay": 0.01, "seed": [0]}]},
+        "grokfast": {"eval_every": 5, "arms": [{"grokfast_variant": "ma", "lam": 5.0, "weight_decay": [0.01, 0.02]},
+                                               {"grokfast_variant": "ema", "lam": 2.0}]},
+    }}
+    trials = sweep(tmp_path, raw).trials()
+    arms = sorted((c.method, c.seed, c.weight_decay, c.lam, c.eval_every, c.method_settings.as_dict().get(
+        "grokfast_variant")) for c in trials)
+    xor_wd = 0.1  # the task's default weight decay, where an arm leaves it
+    expected = [("baseline", s, xor_wd, 0.0, 2, None) for s in (0, 1, 2)] + [("baseline", 0, 0.01, 0.0, 2, None)]
+    expected += [("grokfast", s, wd, 5.0, 5, "ma") for s in (0, 1, 2) for wd in (0.01, 0.02)]
+    expected += [("grokfast", s, xor_wd, 2.0, 5, "ema") for s in (0, 1, 2)]
+    assert arms == sorted(expected)  # not crossed: no MA arm at λ 2, no EMA arm at wd 0.01
+    assert [c.seed for c in trials] == sorted(c.seed for c in trials)  # seed-major, as every grid
+
+
+@pytest.mark.parametrize("arms, message", [
+    ([], "methods.baseline.arms: an empty list gives no trials"),
+    ({"weight_decay": 0.01}, "methods.baseline.arms: must be a non-empty list of mappings"),
+    ([{}, {"weight_decai": 0.01}], "methods.baseline.arms[1].weight_decai: unknown key"),
+    ([{"seed": []}], "methods.baseline.arms[0].seed: an empty list gives no trials"),
+    ([{"weight_decay": -1}], "methods.baseline.arms[0]: weight_decay: must be >= 0"),
+    ([{}, {}], "is listed more than once"),
+])
+def test_bad_arms_are_refused_naming_the_arm_and_the_key(tmp_path, arms, message):
+    from grokbench.sweep.errors import SweepError
+
+    with pytest.raises(SweepError, match=re.escape(message)):
+        sweep(tmp_path, {**GRID, "methods": {"baseline": {"arms": arms}}})
+
+
+def test_a_sweep_keeps_two_checkpoints_a_trial_unless_it_says_how_many(tmp_path):
+    from grokbench.sweep.errors import SweepError
+
+    assert sweep(tmp_path, GRID).keep_checkpoints == 2
+    assert sweep(tmp_path, {**GRID, "keep_checkpoints": 1}).keep_checkpoints == 1
+    for bad in (0, -1, 1.5, "one", True):
+        with pytest.raises(SweepError, match=r"keep_checkpoints: must be a positive integer, got "):
+            sweep(tmp_path, {**GRID, "keep_checkpoints": bad})
+
+
+def test_the_modular_arithmetic_sweeps_hold_the_published_settings():
+    grokfast = load_sweep("modmul_grokfast")
+    assert (grokfast.max_epochs, grokfast.keep_checkpoints) == (10_000, 1)  # 100 000 updates: 10 an epoch
+    arms = {}
+    for c in grokfast.trials():
+        s = c.task_settings
+        assert (c.task, s.p, s.op, s.train_fraction, c.optimizer, c.batch_size) == (
+            "modarith", 97, "mul", 0.5, "adam", 512)
+        own = c.method_settings.as_dict()
+        arm = (c.method, c.weight_decay, c.lam, own.get("grokfast_variant"), own.get("grokfast_window"),
+               own.get("grokfast_alpha"))
+        arms.setdefault(arm, []).append(c.seed)
+    assert arms == {("baseline", 0.0, 0.0, None, None, None): [0, 1, 2],
+                    ("baseline", 0.01, 0.0, None, None, None): [0],  # the weight-decay control
+                    ("grokfast", 0.01, 5.0, "ma", 100, 0.8): [0, 1, 2],  # MA: w and λ; α unused
+                    ("grokfast", 0.005, 2.0, "ema", 100, 0.98): [0, 1, 2]}
+    modadd = load_sweep("modadd")
+    assert modadd.max_epochs == 15_000
+    cells = sorted((c.method, c.task_settings.freeze_embeddings, c.seed) for c in modadd.trials())
+    assert cells == sorted((m, frozen, seed) for m in ("baseline", "grokalign") for frozen in (False, True)
+                           for seed in (0, 1))
+    assert {(c.task_settings.p, c.task_settings.op, c.weight_decay, c.batch_size) for c in modadd.trials()} == {
+        (113, "add", 1.0, 3830)}
+    scan = load_sweep("modadd_lambda_scan")
+    assert {c.seed for c in scan.trials()} == {100} and not {0, 1} & {c.seed for c in scan.trials()}
+    assert {(c.lam, c.task_settings.freeze_embeddings) for c in scan.trials() if c.method == "grokalign"} == {
+        (lam, frozen) for lam in (1e-4, 1e-3, 1e-2, 1e-1) for frozen in (False, True)}

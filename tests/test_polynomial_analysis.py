@@ -194,7 +194,7 @@ def test_the_learning_curves_draw_the_reference_line_and_the_event_figure_marks_
     from grokbench.tasks import TASKS
 
     runs, _ = load_runs(uri, ["polynomial_alpha"])
-    curves = TASKS["polynomial"].curves
+    curves = TASKS["polynomial"].presentation
     lazy = runs[runs["task.alpha"] == 4.0]
     hist = epoch_histories(uri, lazy, (curves.train, curves.test, curves.reference))
     _, ax = plt.subplots()

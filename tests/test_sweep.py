@@ -156,6 +156,39 @@ def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(ray_cluster, wor
 
 
 @pytest.mark.slow
+def test_a_sweep_keeping_one_checkpoint_a_trial_keeps_the_latest_and_retries_a_killed_worker_from_it(ray_cluster,
+                                                                                                     workdir):
+    spec = load_sweep(str(write_sweep(workdir, grid={"seed": [0]}, methods={"baseline": {}}, name="keep-one",
+                                      keep_checkpoints=1, checkpoint_every=20)))
+    fault = {"kill_at_epoch": 50, "marker_dir": str(workdir / "faults")}
+    code = run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results"), fault=fault,
+                                        sweep_id="keep-one-1"))
+    assert code == 0 and len(list((workdir / "faults").iterdir())) == 1
+    (run,) = assert_each_trial_logged_once(workdir, "grokbench/keep-one", expected_trials=1)
+    summary = mlflow.artifacts.load_dict(run.info.artifact_uri + "/summary.json")
+    assert summary["resumed_from_step"] == 40  # the latest of the checkpoints at 20 and 40, the one kept
+    kept = list((workdir / "results").glob("keep-one/keep-one-1/grid/*/checkpoint_*"))
+    assert len(kept) == 1 and (kept[0] / "trial.pt").is_file()  # only the final checkpoint is left
+    assert Path(run.data.tags["grokbench.checkpoint"]).resolve() == kept[0].resolve()  # and the run leads to it
+
+
+def test_a_checkpoint_deleted_under_a_stale_experiment_state_gives_way_to_the_newest_beside_it(tmp_path):
+    from grokbench.sweep.trainable import STATE_FILE, present
+
+    trial_dir = tmp_path / "grid" / "run_trial_0"
+    for name, complete in (("checkpoint_000001", True), ("checkpoint_000002", True), ("checkpoint_000003", False)):
+        (trial_dir / name).mkdir(parents=True)
+        if complete:
+            (trial_dir / name / STATE_FILE).write_bytes(b"state")
+    kept = ray.tune.Checkpoint(str(trial_dir / "checkpoint_000001"))
+    assert present(kept).path == kept.path  # there: used as it is, though a newer one exists
+    deleted = ray.tune.Checkpoint(str(trial_dir / "checkpoint_000000"))
+    assert present(deleted).path == str(trial_dir / "checkpoint_000002")  # the newest that holds a state
+    alone = ray.tune.Checkpoint(str(tmp_path / "elsewhere" / "checkpoint_000000"))
+    assert present(alone).path == alone.path  # nothing beside it: loading it fails as it would have
+
+
+@pytest.mark.slow
 def test_diverging_trial_is_recorded_as_diverged_not_retried(ray_cluster, workdir):
     spec = load_sweep(str(write_sweep(workdir, name="diverge", grid={"seed": [0]}, methods={"baseline": {}},
                                       base={"lr": 50.0, "eval_every": 10})))
@@ -278,7 +311,8 @@ def test_bad_sweep_file_names_file_and_key_with_exit_code_2(tmp_path, capsys, ch
 def test_unknown_sweep_name_lists_the_shipped_sweeps(capsys):
     assert main(["sweep", "mnist_typo"]) == 2
     err = capsys.readouterr().err
-    assert "no sweep named 'mnist_typo'" in err and "mnist, mnist_grokalign_cost, mnist_init, mnist_lambda" in err
+    assert "no sweep named 'mnist_typo'" in err  # and the shipped ones, in order, whatever sweeps are added
+    assert re.search(r"shipped with grokbench: mnist, (\w+, )*mnist_grokalign_cost, mnist_init, mnist_lambda, ", err)
 
 
 def test_bad_flags_are_clear_errors(tmp_path, capsys):

@@ -8,6 +8,7 @@ callback objects.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,7 @@ def _tuner(spec: SweepSpec, name: str, storage: str, param_space: dict, callback
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=0, callbacks=callbacks,
             failure_config=FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            checkpoint_config=CheckpointConfig(num_to_keep=spec.keep_checkpoints),
         ),
     )
 
@@ -59,6 +60,20 @@ def search_space(spec: SweepSpec, method: str, fault: dict | None) -> dict[str, 
     return {"trial": {"config": config, "checkpoint_every": spec.checkpoint_every, "fault": fault}}
 
 
+def optuna_search(seed: int):
+    """Ray's OptunaSearch with Optuna 5's default TPE made explicit, so that Optuna 4 (which pyproject admits, and
+    whose defaults differ) searches the same way: multivariate, so that weight decay and a method's strength are
+    modelled jointly rather than one at a time, and with a constant liar, so that a trial still running counts as a
+    poor result and two trials at a time are not both sent to the same spot."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    with warnings.catch_warnings():  # Optuna 4 calls both options experimental; Optuna 5 made them its defaults
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    return OptunaSearch(sampler=sampler)
+
+
 def experiments(spec: SweepSpec, trials: list[TrialConfig], sweep_dir: str, callbacks: list,
                 fault: dict | None, continued: dict[str, dict] | None = None) -> list[tuple[str, Callable[[], Any]]]:
     """(name, make a new Tuner) of each Tune experiment of the sweep; `continued` trials go on from a stored
@@ -70,10 +85,8 @@ def experiments(spec: SweepSpec, trials: list[TrialConfig], sweep_dir: str, call
         return [(GRID, lambda: _tuner(spec, GRID, sweep_dir, space, callbacks))]
 
     def searched(method: str):
-        from ray.tune.search.optuna import OptunaSearch
-
         return _tuner(spec, method, sweep_dir, search_space(spec, method, fault), callbacks,
-                      search_alg=OptunaSearch(seed=spec.search.seed), num_samples=spec.search.num_samples)
+                      search_alg=optuna_search(spec.search.seed), num_samples=spec.search.num_samples)
 
     return [(method, lambda m=method: searched(m)) for method in spec.search.space]
 

@@ -16,7 +16,7 @@ from typing import Any
 from grokbench.config import TrialConfig
 from grokbench.progress import duration
 from grokbench.sweep.keys import FINAL_STATUSES, trial_key
-from grokbench.sweep.spec import SweepSpec
+from grokbench.sweep.spec import SweepSpec, fixed_settings
 
 # measured on a 2-core CPU (grokbench bench-sweep / bench-nodes): Ray, Tune and the MLflow store before the first
 # trial; a trial's worker process and data before its first epoch
@@ -120,12 +120,13 @@ def planned_count(spec: SweepSpec, trials: list[TrialConfig]) -> int:
 
 
 def search_example(spec: SweepSpec, method: str) -> TrialConfig:
-    """A search's fixed settings for one method (the searched ones take their defaults here); a search runs at
-    one seed: the file's, or the first of --seeds."""
+    """A search's fixed settings for one method, the base's and the method's own (the searched ones take their
+    defaults here); a search runs at one seed: the file's, or the first of --seeds."""
     from grokbench.config import resolve
 
     seed = spec.grid["seed"][0] if "seed" in spec.grid else spec.base.get("seed", 0)
-    values = {**spec.base, "seed": seed, "task": spec.task, "method": method, "max_epochs": spec.max_epochs}
+    values = {**spec.base, **fixed_settings(spec.methods[method], spec.base.get("loss")), "seed": seed,
+              "task": spec.task, "method": method, "max_epochs": spec.max_epochs}
     return resolve(TrialConfig.from_dict(values))
 
 

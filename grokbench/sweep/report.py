@@ -3,8 +3,12 @@ the counts, and where to look next (the MLflow runs, the tables, the command tha
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+import yaml
+
+from grokbench.config import TrialConfig
 from grokbench.progress import duration
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.live import summary_table
@@ -32,6 +36,7 @@ def report_best(spec: SweepSpec, grids: list, store: TrackingStore, experiment_i
 
     print("\nbest setting per method (objective: seconds to grok; a trial that did not grok counts at its "
           "budget's seconds):", file=out)
+    tuned = {}
     for method, grid in zip(spec.search.space, grids):
         finished = [r for r in grid if r.error is None and r.metrics and "summary" in r.metrics]
         if not finished:
@@ -46,6 +51,29 @@ def report_best(spec: SweepSpec, grids: list, store: TrackingStore, experiment_i
         tags = {f"best.{sweep_id}.{method}.{k}": str(v) for k, v in values.items()}
         patiently(lambda tags=tags, key=trial_key(config): store.mark_best(experiment_id, sweep_id, key, tags),
                   store.uri)
+        tuned[method] = tuned_setting(TrialConfig.from_dict(config, stored=True), values)
+    if tuned:
+        print(f"\n{methods_block(tuned, f'tuned by sweep {sweep_id} ({spec.name})')}", file=out)
+
+
+TUNED_DIGITS = 4  # significant figures a tuned value is pasted with: the objective cannot tell the rest apart
+
+
+def tuned_setting(cfg: TrialConfig, searched: Iterable[str]) -> dict[str, Any]:
+    """A tuned method as a confirmation sweep sets it: each searched value (rounded to TUNED_DIGITS significant
+    figures), then the method's own settings where the tuning ran them off their defaults."""
+    flat = cfg.to_dict()
+    values = {name: float(f"{flat[name]:.{TUNED_DIGITS}g}") for name in searched}
+    own, defaults = cfg.method_settings.as_dict(), type(cfg.method_settings)().as_dict()
+    return {**values, **{k: v for k, v in own.items() if v != defaults[k] and k not in values}}
+
+
+def methods_block(tuned: dict[str, dict[str, Any]], source: str) -> str:
+    """The `methods:` section of a sweep file holding each tuned method's setting, ready to paste over a
+    confirmation sweep's (sweeps/mnist_tuned.yaml); YAML-safe (1e-05 written as 1.0e-05, which YAML reads as a
+    number)."""
+    body = yaml.safe_dump({"methods": tuned}, default_flow_style=None, sort_keys=False, allow_unicode=True)
+    return f"# {source}: paste over the methods: section of the confirmation sweep file\n{body.rstrip()}"
 
 
 def report_where_to_look(uri: str, experiment_id: str, tables_selection: str, out) -> None:

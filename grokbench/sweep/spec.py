@@ -2,7 +2,8 @@
 
 A sweep is a set of trials. `base` fixes settings (shared, the task's, a method's) for every trial; `grid` lists values to cross
 (every combination, for every method); `methods` names the methods and, per method, fixed settings or lists to
-sweep, with `by_loss` for settings that depend on the loss. A `search` section replaces the grid with an Optuna
+sweep, with `by_loss` for settings that depend on the loss and `arms` for sets of settings that go together (each
+arm its own trials, not crossed with the other arms). A `search` section replaces the grid with an Optuna
 search of each method's strength. Every check names the file and the key.
 """
 
@@ -26,7 +27,7 @@ SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
 TOP_LEVEL_KEYS = {
     "name", "description", "task", "budget", "base", "grid", "methods", "search", "resources", "checkpoint_every",
-    "max_failures", "smoke",
+    "keep_checkpoints", "max_failures", "smoke",
 }
 RESOURCE_KEYS = {"cpus_per_trial", "gpus_per_trial", "max_concurrent"}
 SEARCH_KEYS = {"num_samples", "space", "seed"}
@@ -75,6 +76,7 @@ class SweepSpec:
     methods: dict[str, dict[str, Any]]
     resources: Resources = field(default_factory=Resources)
     checkpoint_every: int = 500  # epochs
+    keep_checkpoints: int = 2  # per trial, the latest; 1 where a checkpoint is large (a Grokfast MA window)
     max_failures: int = 3
     search: Search | None = None
     smoke: dict[str, Any] = field(default_factory=dict)
@@ -84,13 +86,15 @@ class SweepSpec:
         so that a sweep stopped early has whole comparisons (every method at seed 0) rather than one method."""
         out = []
         for method, settings in self.methods.items():
-            axes = {**self.grid, **{k: v for k, v in settings.items() if k != "by_loss" and isinstance(v, list)}}
-            fixed = {k: v for k, v in settings.items() if k != "by_loss" and not isinstance(v, list)}
-            for combo in itertools.product(*axes.values()):
-                values = {**self.base, **dict(zip(axes, combo)), **fixed}
-                values.update(settings.get("by_loss", {}).get(values.get("loss"), {}))
-                values.update(task=self.task, method=method, max_epochs=self.max_epochs)
-                out.append(self._resolve(values, f"methods.{method}"))
+            for i, arm in enumerate(settings.get("arms") or [{}]):
+                where = f"methods.{method}" + (f".arms[{i}]" if "arms" in settings else "")
+                own = {k: v for k, v in {**settings, **arm}.items() if k != "arms"}
+                axes = {**self.grid, **{k: v for k, v in own.items() if k != "by_loss" and isinstance(v, list)}}
+                for combo in itertools.product(*axes.values()):
+                    values = {**self.base, **dict(zip(axes, combo))}
+                    values.update(fixed_settings(own, values.get("loss")))
+                    values.update(task=self.task, method=method, max_epochs=self.max_epochs)
+                    out.append(self._resolve(values, where))
         return sorted(out, key=lambda cfg: cfg.seed)  # stable: methods keep the file's order within a seed
 
     def _resolve(self, values: dict[str, Any], where: str) -> TrialConfig:
@@ -154,7 +158,19 @@ class SweepSpec:
                                  "grid, methods or --seeds?)")
         else:
             for method in self.search.space:
-                self._resolve({**self.base, "task": self.task, "method": method}, f"search.space.{method}")
+                listed = [k for k, v in self.methods[method].items() if isinstance(v, list)]
+                if listed:
+                    raise SweepError(f"{self.path}: methods.{method}.{listed[0]}: a search runs each method at fixed "
+                                     "settings; give one value, or search it in search.space")
+                values = {**self.base, **fixed_settings(self.methods[method], self.base.get("loss"))}
+                self._resolve({**values, "task": self.task, "method": method}, f"search.space.{method}")
+
+
+def fixed_settings(settings: dict[str, Any], loss: str | None) -> dict[str, Any]:
+    """A method's settings that are one value, not a list to sweep: its own, then those `by_loss` gives its loss
+    (its own `loss` where it fixes one, else `loss`)."""
+    fixed = {k: v for k, v in settings.items() if k != "by_loss" and not isinstance(v, list)}
+    return {**fixed, **settings.get("by_loss", {}).get(fixed.get("loss", loss), {})}
 
 
 def build_sweep(name_or_path: str, overrides: dict[str, Any]) -> SweepSpec:
@@ -221,13 +237,13 @@ def _parse(path: Path, raw: dict[str, Any]) -> SweepSpec:
         raise fail("methods", "no methods listed")
     parsed_methods = {}
     for method, settings in methods.items():
-        settings = _trial_fields(path, f"methods.{method}", settings or {}, allowed | {"by_loss"})
-        for key, value in settings.items():
-            if isinstance(value, list) and not value:
-                raise fail(f"methods.{method}.{key}", "an empty list gives no trials")
+        settings = _trial_fields(path, f"methods.{method}", settings or {}, allowed | {"by_loss", "arms"})
+        _no_empty_lists(path, f"methods.{method}", settings)
         by_loss = _mapping(path, f"methods.{method}.by_loss", settings.get("by_loss", {}))
         for loss, loss_settings in by_loss.items():
             _trial_fields(path, f"methods.{method}.by_loss.{loss}", loss_settings, allowed)
+        if "arms" in settings:
+            settings["arms"] = _arms(path, f"methods.{method}.arms", settings["arms"], allowed)
         parsed_methods[str(method)] = settings
     resources = _mapping(path, "resources", raw.get("resources") or {})
     _no_unknown_keys(path, "resources", resources, RESOURCE_KEYS)
@@ -248,6 +264,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> SweepSpec:
             max_concurrent=int(_non_negative(path, "resources.max_concurrent", resources.get("max_concurrent", 0))),
         ),
         checkpoint_every=_positive_int(path, "checkpoint_every", raw.get("checkpoint_every", 500)),
+        keep_checkpoints=_positive_int(path, "keep_checkpoints", raw.get("keep_checkpoints", 2)),
         max_failures=int(_non_negative(path, "max_failures", raw.get("max_failures", 3))),
         search=_parse_search(path, raw["search"], parsed_methods, allowed) if "search" in raw else None,
         smoke=smoke,
@@ -275,6 +292,23 @@ def _parse_search(path: Path, raw: Any, methods: dict[str, Any], allowed: set[st
     if not space:
         raise SweepError(f"{path}: search.space: no method to search")
     return Search(_positive_int(path, "search.num_samples", raw.get("num_samples")), space, int(raw.get("seed", 0)))
+
+
+def _arms(path: Path, where: str, raw: Any, allowed: set[str]) -> list[dict]:
+    """A method's arms: a non-empty list of mappings of settings (fixed values or lists to cross within the arm)."""
+    if not isinstance(raw, list) or not raw:
+        raise SweepError(f"{path}: {where}: must be a non-empty list of mappings (one per arm: settings that go "
+                         f"together), got {raw!r}")
+    arms = [_trial_fields(path, f"{where}[{i}]", arm or {}, allowed) for i, arm in enumerate(raw)]
+    for i, arm in enumerate(arms):
+        _no_empty_lists(path, f"{where}[{i}]", arm)
+    return arms
+
+
+def _no_empty_lists(path: Path, where: str, settings: dict) -> None:
+    for key, value in settings.items():
+        if isinstance(value, list) and not value:
+            raise SweepError(f"{path}: {where}.{key}: an empty list gives no trials")
 
 
 def _no_unknown_keys(path: Path, where: str, raw: dict, allowed: set[str]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import tempfile
 import time
@@ -23,6 +24,7 @@ from grokbench.sweep.mlflow_store import dataset_input
 from grokbench.train import Evaluation, Trial
 
 STATE_FILE = "trial.pt"
+CHECKPOINT_DIR = re.compile(r"checkpoint_\d+")  # Tune's name for each checkpoint in a trial's directory
 OBJECTIVE = "objective"
 REPORT_EVERY_S = 10.0
 
@@ -36,9 +38,26 @@ def _load_or_start(config: dict[str, Any]) -> Trial:
         checkpoint = tune.Checkpoint(config["continue"]["checkpoint"])
     if checkpoint is None:  # stored=True: a sweep started by an earlier grokbench, resumed by this one
         return Trial(TrialConfig.from_dict(config["config"], stored=True))
-    with checkpoint.as_directory() as directory:
+    with present(checkpoint).as_directory() as directory:
         state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
     return Trial.restore(state, **{name: config["config"][name] for name in (*BUDGET, *PLACEMENT)})
+
+
+def present(checkpoint: tune.Checkpoint) -> tune.Checkpoint:
+    """The checkpoint, or, where it is gone, the newest one beside it in the trial's directory. Tune deletes a
+    trial's older checkpoints as soon as a newer one is registered, but saves the experiment state that names the
+    latest only every few seconds: a driver killed between the two leaves a resumed sweep pointing at a deleted
+    checkpoint, with the newer one on disk (with `keep_checkpoints: 1` that is the only one)."""
+    from pyarrow.fs import FileSelector, FileType
+
+    fs = checkpoint.filesystem
+    if fs.get_file_info(f"{checkpoint.path}/{STATE_FILE}").type == FileType.File:
+        return checkpoint
+    parent = checkpoint.path.rstrip("/").rsplit("/", 1)[0]
+    beside = sorted(info.path for info in fs.get_file_info(FileSelector(parent, allow_not_found=True))
+                    if info.type == FileType.Directory and CHECKPOINT_DIR.fullmatch(info.base_name))
+    usable = [path for path in beside if fs.get_file_info(f"{path}/{STATE_FILE}").type == FileType.File]
+    return tune.Checkpoint(usable[-1], filesystem=fs) if usable else checkpoint
 
 
 def _report(metrics: dict[str, Any], trial: Trial | None = None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -41,15 +41,30 @@ def data_root(cfg: TrialConfig) -> Path:
     return cache / "grokbench" / "data"
 
 
-class Curves(NamedTuple):
-    """What the analysis reads of a task's evaluation figures (analysis/tables.py, analysis/curve_figures.py)."""
+@dataclass(frozen=True)
+class Presentation:
+    """What the analysis (analysis/tables.py, figures.py, curve_figures.py) reads and shows of a task's trials."""
 
-    train: str  # the train and test figures the criterion reads
-    test: str
-    label: str  # what they are, on an axis
-    log: bool = False  # they span decades (losses): log axes; else proportions (accuracies)
+    # the train and test figures the criterion reads, what they are on an axis, and whether they span decades
+    # (losses: log axes, drawn by analysis/curve_figures.py against epochs) or are proportions (accuracies)
+    train: str = "train_acc"
+    test: str = "test_acc"
+    label: str = "accuracy"
+    log: bool = False
     reference: str | None = None  # a test figure that stays constant (a baseline predictor's), drawn as a line
-    diagnostics: tuple[str, ...] = ()  # drawn against epochs with the events marked, tabled at the events
+    name: str = "geometry"  # of the table of `curves` (and, for a task with accuracy, the figure of `plotted`)
+    title: str = "Geometry"
+    # evaluation curves tabled at the memorised and grokked moments (median over seeds), and those drawn against
+    # steps (epochs, for a task without accuracy) with the moments marked
+    curves: tuple[str, ...] = ("centroid_alignment", "row_alignment_max", "row_alignment_min", "jacobian_norm")
+    plotted: tuple[str, ...] = ("centroid_alignment", "jacobian_norm")
+    log_steps: bool = False  # steps (and seconds) on a log axis: grokking that comes decades of updates apart
+    # settings (shared or the task's) whose value, off the task's (or its preset's) default, is named in a trial's
+    # row and line: `conditions` are separate experiments, whose methods are compared with the baseline of the same
+    # condition; `variants` belong to a method's arm, compared with the baseline at the default. Any other task
+    # setting a sweep varies (polynomial's α) is a condition too, shown in a column of its own
+    conditions: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,10 +99,7 @@ class Task:
     # the figures of the live progress line: (label, evaluation figure, format)
     progress_figures: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("train", "train_acc", ".3f"), ("test", "test_acc", ".3f"), ("loss", "train_loss", ".3g"))
-    # what the analysis tables and draws: a task with `accuracy` gets the accuracy figures, one without gets these
-    # curves drawn against epochs; the diagnostics are tabled at memorisation and grokking for every task
-    curves: ClassVar[Curves] = Curves("train_acc", "test_acc", "accuracy", diagnostics=(
-        "centroid_alignment", "row_alignment_max", "row_alignment_min", "jacobian_norm"))
+    presentation: ClassVar[Presentation] = Presentation()
 
     def shared_defaults(self, settings: Settings) -> dict[str, Any]:
         return {**LOOP_DEFAULTS, **self.defaults}

@@ -22,7 +22,7 @@ from grokbench.evaluation import Evaluator, train_test_figures
 from grokbench.fourier import FourierGini, prime_factors
 from grokbench.losses import LOSSES, LossFn
 from grokbench.settings import ConfigError, Settings, one_of, positive, setting
-from grokbench.tasks.base import Task, TaskData
+from grokbench.tasks.base import Presentation, Task, TaskData
 from grokbench.tasks.transformer import Architecture, Transformer
 
 OPS = ("add", "sub", "mul", "div")
@@ -137,6 +137,11 @@ class ModArith(Task):
     presets = {"nanda": NANDA, "grokfast": GROKFAST}
     grok_threshold = 0.95
     final_metrics = ("train_acc", "test_acc", "gini_embed", "gini_unembed")
+    # Grokfast's authors plot accuracy against log steps; GrokAlign Figs. 8–9 the Gini coefficients, with trained and
+    # with frozen embeddings (two conditions); the Grokfast arms change the weight decay with the filter
+    presentation = Presentation(name="gini", title="Gini coefficients", curves=("gini_embed", "gini_unembed"),
+                                plotted=("gini_embed", "gini_unembed"), log_steps=True,
+                                conditions=("freeze_embeddings",), variants=("weight_decay",))
 
     def shared_defaults(self, settings: ModArithSettings) -> dict[str, Any]:
         return {**super().shared_defaults(settings), "batch_size": self._train_size(settings)}  # full batch

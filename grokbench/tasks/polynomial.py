@@ -24,7 +24,7 @@ from grokbench.events import Criterion, LossCriterion
 from grokbench.kernel import kernel_alignment, kernel_regression_test_loss, ntk_distance
 from grokbench.losses import mse
 from grokbench.settings import ConfigError, Settings, non_negative, positive, setting
-from grokbench.tasks.base import Curves, Task, TaskData
+from grokbench.tasks.base import Presentation, Task, TaskData
 
 
 @dataclass(frozen=True)
@@ -153,9 +153,12 @@ class Polynomial(Task):
                      "kernel_regression_test_loss_rel")
     progress_figures = (("train", "train_loss_rel", ".3g"), ("test", "test_loss_rel", ".3g"),
                         ("ntk distance", "ntk_distance", ".3g"))
-    curves = Curves("train_loss_rel", "test_loss_rel", "loss / its initial value", log=True,
-                    reference="kernel_regression_test_loss_rel",
-                    diagnostics=("ntk_distance", "kernel_alignment", "weight_change"))
+    # its relative losses on log axes beside the kernel-regression line, and the kernel diagnostics
+    presentation = Presentation(
+        train="train_loss_rel", test="test_loss_rel", label="loss / its initial value", log=True,
+        reference="kernel_regression_test_loss_rel", title="Kernel diagnostics",
+        curves=("ntk_distance", "kernel_alignment", "weight_change"),
+        plotted=("ntk_distance", "kernel_alignment", "weight_change"))
 
     def shared_defaults(self, settings: PolynomialSettings) -> dict[str, Any]:
         # full-batch gradient descent at the paper's η = N/α²
