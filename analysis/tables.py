@@ -589,13 +589,21 @@ def log_analysis_run(uri: str, experiments: list[str], sweep: str | None, files:
     print(f"logged them to MLflow as run {run_id} of {experiments[0]} (--no-log skips this)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+def output_formats(text: str, prog: str) -> list[str] | None:
+    """The formats a `--format` list names, or None after saying on stderr what is wrong with it."""
+    formats = [f.strip() for f in text.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        print(f"analysis.tables: error: --format: {', '.join(bad) or 'nothing'} not among {', '.join(FORMATS)}",
+        print(f"{prog}: error: --format: {', '.join(bad) or 'nothing'} not among {', '.join(FORMATS)}",
               file=sys.stderr)
+        return None
+    return formats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    formats = output_formats(args.format, "analysis.tables")
+    if formats is None:
         return 2
     experiments = [e.strip() for e in args.experiment.split(",")] if args.experiment else None
     try:

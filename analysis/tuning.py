@@ -20,7 +20,7 @@ import pandas as pd
 
 from analysis.runs import AnalysisError, budget_note, load_runs
 from analysis.tables import (
-    FORMATS, LOSS_NAMES, METHOD_NAMES, Table, log_analysis_run, method_rank, search_table, table1, to_markdown,
+    LOSS_NAMES, METHOD_NAMES, Table, log_analysis_run, method_rank, output_formats, search_table, table1, to_markdown,
     write,
 )
 from grokbench.sweep.errors import SweepError
@@ -268,11 +268,8 @@ def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        print(f"analysis.tuning: error: --format: {', '.join(bad) or 'nothing'} not among {', '.join(FORMATS)}",
-              file=sys.stderr)
+    formats = output_formats(args.format, "analysis.tuning")
+    if formats is None:
         return 2
     try:
         analyse(args, formats)

@@ -61,9 +61,10 @@ TUNED_DIGITS = 4  # significant figures a tuned value is pasted with: the object
 
 def tuned_setting(cfg: TrialConfig, searched: Iterable[str]) -> dict[str, Any]:
     """A tuned method as a confirmation sweep sets it: each searched value (rounded to TUNED_DIGITS significant
-    figures), then the method's own settings where the tuning ran them off their defaults."""
+    figures, by name, so that the sweep's report and the analysis print the same block), then the method's own
+    settings where the tuning ran them off their defaults."""
     flat = cfg.to_dict()
-    values = {name: float(f"{flat[name]:.{TUNED_DIGITS}g}") for name in searched}
+    values = {name: float(f"{flat[name]:.{TUNED_DIGITS}g}") for name in sorted(searched)}
     own, defaults = cfg.method_settings.as_dict(), type(cfg.method_settings)().as_dict()
     return {**values, **{k: v for k, v in own.items() if v != defaults[k] and k not in values}}
 
