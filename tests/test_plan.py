@@ -27,9 +27,11 @@ def sweep(tmp_path, raw):
     return load_sweep(str(path))
 
 
-def stored(status, epochs=100, epochs_to_grok=None, checkpoint=None, sweep_id="plan-1", prior_status=None):
+def stored(status, epochs=100, epochs_to_grok=None, checkpoint=None, sweep_id="plan-1", prior_status=None,
+           event_epochs=None):
     return StoredTrial(sweep_id=sweep_id, run_id=f"run-{sweep_id}", status=status, epochs=epochs,
-                       epochs_to_grok=epochs_to_grok, checkpoint=checkpoint, prior_status=prior_status)
+                       epochs_to_grok=epochs_to_grok, checkpoint=checkpoint, prior_status=prior_status,
+                       event_epochs=event_epochs or {})
 
 
 def test_a_grid_runs_only_the_trials_not_done_and_counts_them(tmp_path):
@@ -88,6 +90,22 @@ def test_a_grokked_trial_continues_when_asked_to_train_further_past_grokking(tmp
     assert plan_grid(spec, held).continued[key]["from_epoch"] == 40
     done = {key: stored("grokked", 60, 40, checkpoint="s3://bucket/checkpoint")}  # it already trained 20 more
     assert plan_grid(spec, done).skipped == {key: "plan-1"}
+
+
+def test_a_larger_budget_reopens_a_grokked_trial_whose_further_event_is_still_to_come(tmp_path):
+    poly = {**GRID, "name": "plan-poly", "task": "polynomial", "grid": {"seed": [0, 1, 2]}, "methods": {"baseline": {}}}
+    spec = build_sweep(str(sweep(tmp_path, poly).path), {"max_epochs": 300})
+    keys = [trial_key(cfg) for cfg in spec.trials()]
+    checkpoint = tmp_path / "checkpoint_000010"
+    checkpoint.mkdir()
+    held = {keys[0]: stored("grokked", 100, 40, str(checkpoint)),  # grok_strict not reached by its budget: goes on
+            keys[1]: stored("grokked", 70, 40, str(checkpoint), event_epochs={"grok_strict": 70}),  # settled at 70
+            keys[2]: stored("grokked", 100, 40, str(checkpoint), event_epochs={"grok_strict": 100})}  # at the end
+    grid_plan = plan_grid(spec, held)
+    assert set(grid_plan.continued) == {keys[0]} and grid_plan.continued[keys[0]]["from_epoch"] == 100
+    assert grid_plan.skipped == {keys[1]: "plan-1", keys[2]: "plan-1"}
+    xor = build_sweep(str(sweep(tmp_path, GRID).path), {"max_epochs": 300})  # no further events: settled at grokking
+    assert plan_grid(xor, {trial_key(xor.trials()[0]): stored("grokked", 100, 40, str(checkpoint))}).continued == {}
 
 
 def test_a_search_is_never_skipped_and_runs_every_sample(tmp_path):

@@ -145,6 +145,20 @@ def test_searches_read_every_page_and_only_trials(tmp_path, migrated_store, monk
     assert len(store.run_rows([experiment_id])) == 5
 
 
+def test_a_stored_trial_knows_which_further_events_its_run_reached(tmp_path, migrated_store):
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = store.prepare_experiment("grokbench/events")
+    for key, strict in (("strict", 70), ("loose", None)):
+        run_id = store.create_run(experiment_id, key, {SWEEP_TAG: "s-1", KEY_TAG: key, "status": "grokked"})
+        figures = {"epochs": 100, "epochs_to_memorise": 20, "epochs_to_grok": 40, "grok_phase_time_s": 1.5}
+        figures.update({"epochs_to_grok_strict": strict} if strict else {})
+        store.log_batch(run_id, [(name, value, 0, 100) for name, value in figures.items()])
+    held = store.stored_trials("grokbench/events")
+    assert held["strict"].event_epochs == {"grok_strict": 70} and held["loose"].event_epochs == {}
+    assert (held["strict"].epochs, held["strict"].epochs_to_grok) == (100, 40)
+
+
 def test_runs_say_who_made_them_from_which_source_and_commit():
     tags = context_tags()
     assert tags["mlflow.user"] and tags["mlflow.source.name"] and tags["mlflow.source.type"] == "LOCAL"

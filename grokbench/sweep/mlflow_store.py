@@ -300,7 +300,8 @@ class TrackingStore:
             status=run.data.tags.get("status", "running"), epochs=int(_figure(run, "epochs") or 0),
             epochs_to_grok=_whole(run.data.metrics.get("epochs_to_grok")),
             checkpoint=run.data.tags.get(CHECKPOINT_TAG),
-            prior_status=run.data.tags.get(PRIOR_STATUS_TAG)) for key, run in best.items()}
+            prior_status=run.data.tags.get(PRIOR_STATUS_TAG), event_epochs=_event_epochs(run))
+            for key, run in best.items()}
 
     def find_trial_run(self, experiment_id: str, sweep_id: str, key: str) -> tuple[str, int] | None:
         """(run id, last logged step) of a trial's run in this sweep, if it has one (found by its recomputed key, so
@@ -463,6 +464,13 @@ def _figure(run, name: str) -> float | None:
     """A summary figure: the metric (a continued trial's latest), else the param it started with."""
     value = run.data.metrics.get(name, run.data.params.get(name))
     return None if value in (None, "None") else float(value)
+
+
+def _event_epochs(run) -> dict[str, int]:
+    """The epoch of each event a run's summary reports beyond memorising and grokking (a task's further events;
+    one that never happened is not logged)."""
+    return {name.removeprefix("epochs_to_"): int(value) for name, value in run.data.metrics.items()
+            if name.startswith("epochs_to_") and name not in ("epochs_to_memorise", "epochs_to_grok")}
 
 
 def _whole(value: float | None) -> int | None:

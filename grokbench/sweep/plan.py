@@ -6,10 +6,12 @@ few epochs of each method on this machine for the estimate.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from grokbench.config import TrialConfig
 from grokbench.progress import duration
 from grokbench.sweep.keys import FINAL_STATUSES, trial_key
 from grokbench.sweep.spec import SweepSpec, fixed_settings
+from grokbench.tasks import TASKS
 
 # measured on a 2-core CPU (grokbench bench-sweep / bench-nodes): Ray, Tune and the MLflow store before the first
 # trial; a trial's worker process and data before its first epoch
@@ -55,6 +58,7 @@ class StoredTrial:
     epochs_to_grok: int | None
     checkpoint: str | None  # its latest checkpoint (its final one once it ended), where a sweep saved one
     prior_status: str | None = None  # the outcome it had when a sweep raised its budget
+    event_epochs: Mapping[str, int] = field(default_factory=dict)  # its task's further events that happened
 
     def interrupted_continuation(self) -> bool:
         """A run whose larger budget a sweep began but did not finish (stopped, or failed past its retries): its
@@ -67,8 +71,16 @@ class StoredTrial:
         if self.status == "censored":
             return cfg.max_epochs > self.epochs
         if self.status == "grokked":
-            return min(cfg.max_epochs, self.epochs_to_grok + cfg.epochs_after_grok) > self.epochs
+            return min(cfg.max_epochs, self.settled_epoch(cfg) + cfg.epochs_after_grok) > self.epochs
         return False
+
+    def settled_epoch(self, cfg: TrialConfig) -> float:
+        """Where the trial stops training when not asked to go further: at grokking and every further event of
+        its task (polynomial's `grok_strict`); one still to come asks for the whole budget."""
+        further = TASKS[cfg.task].criterion(cfg).further_events()
+        if any(name not in self.event_epochs for name in further):
+            return math.inf
+        return max([self.epochs_to_grok, *(self.event_epochs[name] for name in further)])
 
     def can_continue(self) -> bool:
         """A final checkpoint to continue from (one on shared storage is trusted; a local one must exist)."""
