@@ -328,7 +328,7 @@ def test_tune_paste_confirm_and_table_on_a_real_sweep(tmp_path, migrated_store, 
     tune = tmp_path / "tune.yaml"
     tune.write_text(yaml.safe_dump({**common, "name": "tune", "base": {"eval_every": 10, "seed": 7},
                                     "methods": {"baseline": {}, "grokalign": {}},
-                                    "search": {"num_samples": 3, "seed": 0, "space": {
+                                    "search": {"num_samples": 2, "seed": 0, "space": {
                                         "baseline": {"weight_decay": {"low": 0.01, "high": 1.0}},
                                         "grokalign": {"weight_decay": {"low": 0.01, "high": 1.0},
                                                       "lam": {"low": 1e-4, "high": 1e-1}}}}}))
