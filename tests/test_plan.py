@@ -104,6 +104,14 @@ def test_a_larger_budget_reopens_a_grokked_trial_whose_further_event_is_still_to
     grid_plan = plan_grid(spec, held)
     assert set(grid_plan.continued) == {keys[0]} and grid_plan.continued[keys[0]]["from_epoch"] == 100
     assert grid_plan.skipped == {keys[1]: "plan-1", keys[2]: "plan-1"}
+    same_budget = plan_grid(sweep(tmp_path, poly), {keys[0]: stored("grokked", 100, 40, str(checkpoint))})
+    assert same_budget.continued == {} and same_budget.skipped == {keys[0]: "plan-1"}  # it ran its whole budget
+    after = build_sweep(str(sweep(tmp_path, {**poly, "base": {"epochs_after_grok": 50}}).path), {"max_epochs": 300})
+    assert [trial_key(cfg) for cfg in after.trials()] == keys  # a budget, no part of the key
+    asked = plan_grid(after, {keys[1]: stored("grokked", 70, 40, str(checkpoint), event_epochs={"grok_strict": 70})})
+    assert set(asked.continued) == {keys[1]}  # 50 epochs past the later event, epoch 70: to 120
+    trained = {keys[1]: stored("grokked", 120, 40, str(checkpoint), event_epochs={"grok_strict": 70})}
+    assert plan_grid(after, trained).skipped == {keys[1]: "plan-1"}
     xor = build_sweep(str(sweep(tmp_path, GRID).path), {"max_epochs": 300})  # no further events: settled at grokking
     assert plan_grid(xor, {trial_key(xor.trials()[0]): stored("grokked", 100, 40, str(checkpoint))}).continued == {}
 
