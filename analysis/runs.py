@@ -240,9 +240,9 @@ def variant_and_condition(params: dict[str, str]) -> tuple[str, str]:
         default = resolve(TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params}))
     except (ConfigError, KeyError, ValueError, TypeError):
         return "", ""
-    own, defaults = cfg.method_settings.as_dict(), default.method_settings.as_dict()
     prefix = f"{params['method']}_"
-    method_part = [f"{name.removeprefix(prefix)}={value}" for name, value in own.items() if value != defaults[name]]
+    method_part = [f"{name.removeprefix(prefix)}={value}"
+                   for name, value in cfg.method_settings.changed(default.method_settings).items()]
     shown = TASKS[cfg.task].presentation
 
     def off_default(names: tuple[str, ...]) -> list[str]:

@@ -58,6 +58,11 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def changed(self, reference: Settings | None = None) -> dict[str, Any]:
+        """The settings whose value differs from `reference`'s (by default, from the dataclass's defaults)."""
+        usual = (reference or type(self)()).as_dict()
+        return {name: value for name, value in self.as_dict().items() if value != usual[name]}
+
 
 @dataclasses.dataclass(frozen=True)
 class NoSettings(Settings):

@@ -65,8 +65,7 @@ def tuned_setting(cfg: TrialConfig, searched: Iterable[str]) -> dict[str, Any]:
     settings where the tuning ran them off their defaults."""
     flat = cfg.to_dict()
     values = {name: float(f"{flat[name]:.{TUNED_DIGITS}g}") for name in sorted(searched)}
-    own, defaults = cfg.method_settings.as_dict(), type(cfg.method_settings)().as_dict()
-    return {**values, **{k: v for k, v in own.items() if v != defaults[k] and k not in values}}
+    return {**values, **{k: v for k, v in cfg.method_settings.changed().items() if k not in values}}
 
 
 def methods_block(tuned: dict[str, dict[str, Any]], source: str) -> str:
