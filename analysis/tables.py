@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import pandas as pd
 
+from analysis.cells import cell_text, fmt, per_seed_text, sample_text, speed_columns, speed_notes, speed_text
+from analysis.output import Table, log_analysis_run, run_command, show_and_write
 from analysis.runs import (
     DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, event_columns, further_events, grokking_at, load_runs,
     presentation, progress_note, setting_name, setting_text, shown, varied_task_settings,
 )
-from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Cell, Sample, SpeedUp, cell, speed_up
-from grokbench.sweep.errors import SweepError
+from analysis.stats import Sample, SpeedUp, cell, speed_up
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
-from grokbench.sweep.mlflow_store import TrackingStore, store_errors, tracking_uri
+from grokbench.sweep.mlflow_store import TrackingStore, tracking_uri
 
 METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
                 "adversarial": "Adversarial Training"}
@@ -34,7 +34,6 @@ FIGURES = {  # column → (title, value when grokked, value at the budget when c
     "time": ("Absolute Time (s)", "time_to_grok_s", "train_time_s"),
     "phase": ("Grokking Phase Time (s)", "grok_phase_time_s", "phase_at_budget"),
 }
-FORMATS = ("md", "tex", "csv")
 
 
 def method_rank(method: str) -> tuple[int, str]:
@@ -42,18 +41,7 @@ def method_rank(method: str) -> tuple[int, str]:
     return (list(METHOD_NAMES).index(method) if method in METHOD_NAMES else len(METHOD_NAMES), method)
 
 
-@dataclass
-class Table:
-    name: str
-    title: str
-    headers: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    stats: list[dict] = field(default_factory=list)  # per row, machine-readable columns added to the CSV
-    printed: bool = True  # long tables are only written to --out
-
-
-# ---- samples and cells -------------------------------------------------------------------------------------------
+# ---- samples ----------------------------------------------------------------------------------------------------
 
 def with_budget_columns(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.copy()
@@ -69,79 +57,6 @@ def samples(group: pd.DataFrame, figure: str) -> Sample:
     observed = (done["status"] == "grokked").tolist()
     values = [float(r[at_grok] if o else r[at_budget]) for o, (_, r) in zip(observed, done.iterrows())]
     return Sample(values, observed, done["seed"].tolist())
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
-
-
-def cell_text(c: Cell) -> str:
-    if c.n == 0:
-        return "—"
-    if not c.median_is_km:
-        return f"{fmt(c.mean)} ± {fmt(c.std, 2)} (med {fmt(c.median)})"
-    if c.exceeds is not None:
-        return f"> {fmt(c.exceeds)} ({c.n - c.grokked} of {c.n} censored)"
-    return f"KM med {fmt(c.median)} ({c.n - c.grokked} censored)"
-
-
-def sample_text(sample: Sample) -> str:
-    return cell_text(cell(sample.values, sample.observed))
-
-
-AFT_MARK = "†"  # marks a speed-up estimated under censoring (AFT ratio, log-rank p)
-
-
-def speed_text(s: SpeedUp | None) -> str:
-    """ratio [95% CI] p, with ≥ / ≤ for a bound and † for an AFT ratio (see speed_notes)."""
-    if s is None or s.ratio is None:
-        return "—"
-    text = f"{s.bound + ' ' if s.bound else ''}×{s.ratio:.2f}"
-    if s.ci_low is not None and s.ci_high is not None:
-        text += f" [{s.ci_low:.2f}, {s.ci_high:.2f}]"
-    if s.p_value is not None:
-        text += f" p={s.p_value:.2g}"
-    return text + (f" {AFT_MARK}" if s.estimand == AFT else "")
-
-
-def per_seed_text(s: SpeedUp | None) -> str:
-    if s is None or s.per_seed_mean is None:
-        return "—"
-    return f"{s.per_seed_mean:.2f}" + (f" ± {s.per_seed_std:.2f}" if s.per_seed_std is not None else "")
-
-
-SPEED_FIELDS = ("ratio", "bound", "ci_low", "ci_high", "p_value", "estimand", "test", "median_ratio",
-                "per_seed_mean", "per_seed_std", "pairs", "note")
-
-
-def speed_columns(figure: str, s: SpeedUp | None) -> dict:
-    """The CSV's machine-readable columns for one speed-up (empty for the baseline row)."""
-    return {f"{figure}_{name}": (getattr(s, name) if s is not None else None) for name in SPEED_FIELDS}
-
-
-def speed_notes(speeds: list[SpeedUp]) -> list[str]:
-    """The footnote: how each kind of speed-up in the table was estimated and tested."""
-    kinds = {(s.estimand, bool(s.bound)) for s in speeds if s.ratio is not None}
-    notes = ["speed-up = baseline ÷ method (> 1: faster), shown as ratio [95% interval] p"]
-    if (GEOMETRIC, False) in kinds:
-        notes.append(f"where every trial of both rows grokked: the {GEOMETRIC}, with the 95% interval and p of one "
-                     f"{WELCH} (scipy), the interval exponentiated; none where a row has a single trial")
-    if (AFT, False) in kinds:
-        notes.append(f"{AFT_MARK} a row with a censored trial: the {AFT} (lifelines; a baseline indicator, exp(coef)) "
-                     f"with its 95% Wald interval, p from a {LOGRANK}; under that model it is the ratio of geometric "
-                     "means and of medians")
-    if (MEDIANS, True) in kinds or (MEDIANS, False) in kinds:
-        notes.append(f"where a row has fewer than 2 grokked trials (or the fit failed: the CSV's note says which) "
-                     f"there is no fit and no interval: the {MEDIANS}, p from a {LOGRANK}; ≥ / ≤: a bound, as that "
-                     "row's median is only known to exceed its last time followed")
-    if any(s.per_seed_mean is not None for s in speeds):
-        notes.append("per-seed: the paper's form, mean ± std of baseline ÷ method per seed, the seeds paired by "
-                     "seed number over those both rows ran; only where every trial of both rows grokked")
-    return notes if len(notes) > 1 else []
 
 
 def row_label(method: str, lam: float, shared: bool, variant: str = "") -> str:
@@ -456,58 +371,6 @@ def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
     return table if table.rows else None
 
 
-# ---- output ---------------------------------------------------------------------------------------------------------
-
-def to_markdown(t: Table) -> str:
-    lines = [f"### {t.title}", "", "| " + " | ".join(t.headers) + " |", "|" + "---|" * len(t.headers)]
-    lines += ["| " + " | ".join(r) + " |" for r in t.rows]
-    lines += [""] + [f"*{n}*" for n in t.notes]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _tex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
-                 ("±", r"$\pm$"), ("×", r"$\times$"), ("÷", r"$\div$"), ("≥", r"$\geq$"), ("≤", r"$\leq$"),
-                 ("λ", r"$\lambda$"), (">", r"$>$"), ("α", r"$\alpha$"), ("†", r"$^\dagger$"), ("—", "--"),
-                 ("–", "--")):
-        text = text.replace(a, b)
-    return text
-
-
-def to_latex(t: Table) -> str:
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(t.title)}}}",
-             r"\begin{tabular}{" + "l" * len(t.headers) + "}", r"\toprule",
-             " & ".join(_tex_escape(h) for h in t.headers) + r" \\", r"\midrule"]
-    lines += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in t.rows]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [r"\par\smallskip{\footnotesize " + _tex_escape(n) + "}" for n in t.notes]
-    lines += [r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def to_frame(t: Table) -> pd.DataFrame:
-    """The table as shown, then its statistics as columns of their own (ratio, interval, p, test, estimand …)."""
-    shown = pd.DataFrame(t.rows, columns=t.headers)
-    # convert_dtypes: counts stay whole numbers beside the blank cells of the baseline row
-    return pd.concat([shown, pd.DataFrame(t.stats).convert_dtypes()], axis=1) if t.stats else shown
-
-
-def write(tables: list[Table], out: Path, formats: Sequence[str]) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for t in tables:
-        for f in formats:
-            path = out / f"{t.name}.{f}"
-            if f == "md":
-                path.write_text(to_markdown(t))
-            elif f == "tex":
-                path.write_text(to_latex(t))
-            else:
-                to_frame(t).to_csv(path, index=False, float_format="%.6g")  # an AFT fit's last digits vary run to run
-            written.append(path)
-    return written
-
-
 # ---- command line ----------------------------------------------------------------------------------------------------
 
 def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epochs: int | None = None) -> list[Table]:
@@ -572,66 +435,31 @@ def default_out(experiments: list[str], sweep: str | None) -> Path:
     return RESULTS / "+".join(name.removeprefix(EXPERIMENT_PREFIX) for name in experiments)
 
 
-def log_analysis_run(uri: str, experiments: list[str], sweep: str | None, files: list[Path]) -> None:
-    """The tables and figures as artifacts of one MLflow run in the first experiment read, where a user of the UI
-    finds them; a store that refuses it gets a warning (the files are written already)."""
-    store = TrackingStore(uri)
-    tags = {"grokbench.analysis.experiments": ",".join(experiments)}
-    if sweep:
-        tags["grokbench.analysis.sweep"] = sweep
-    try:
-        run_id = store.log_analysis(store.experiment_id(experiments[0]), files, tags)
-    except store_errors() as err:
-        print(f"analysis.tables: warning: the tables are written, but {uri} refused the analysis run "
-              f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); --no-log skips it",
-              file=sys.stderr)
-        return
-    print(f"logged them to MLflow as run {run_id} of {experiments[0]} (--no-log skips this)")
-
-
-def output_formats(text: str, prog: str) -> list[str] | None:
-    """The formats a `--format` list names, or None after saying on stderr what is wrong with it."""
-    formats = [f.strip() for f in text.split(",") if f.strip()]
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        print(f"{prog}: error: --format: {', '.join(bad) or 'nothing'} not among {', '.join(FORMATS)}",
-              file=sys.stderr)
-        return None
-    return formats
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    formats = output_formats(args.format, "analysis.tables")
-    if formats is None:
-        return 2
+    return run_command("analysis.tables", args.format, lambda formats: analyse(args, formats))
+
+
+def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
     experiments = [e.strip() for e in args.experiment.split(",")] if args.experiment else None
-    try:
-        uri = tracking_uri(args.tracking_uri)
-        runs, read = load_runs(uri, experiments, args.sweep)
-    except (AnalysisError, SweepError) as err:  # a TrackingError is a SweepError
-        print(f"analysis.tables: error: {err}", file=sys.stderr)
-        return 2
+    uri = tracking_uri(args.tracking_uri)
+    runs, read = load_runs(uri, experiments, args.sweep)
     note = progress_note(runs)
     if note:
         print(f"note: {note}")
     tables = build_tables(uri, runs, read, args.max_epochs)
     if not tables:
-        print("analysis.tables: error: no trial has finished yet; wait for the sweep (or check --sweep)",
-              file=sys.stderr)
-        return 2
+        raise AnalysisError("no trial has finished yet; wait for the sweep (or check --sweep)")
     out = Path(args.out) if args.out else default_out(read, args.sweep)
-    for t in tables:
-        print(to_markdown(t) if t.printed else f"### {t.title}: {len(t.rows)} rows in {out / t.name}.*\n")
-    written = write(tables, out, formats)
+    written = show_and_write(tables, out, formats)
     if args.figures:
         from analysis.figures import write_figures
 
         written += write_figures(uri, runs, out)
     print(f"wrote {len(written)} files to {out.resolve()}")
     if not args.no_log:
-        log_analysis_run(uri, read, args.sweep, written)
-    return 0
+        log_analysis_run("analysis.tables", uri, read, args.sweep, written)
+    return written
 
 
 if __name__ == "__main__":

@@ -18,12 +18,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.output import Table, log_analysis_run, run_command, show_and_write
 from analysis.runs import AnalysisError, budget_note, load_runs
-from analysis.tables import (
-    LOSS_NAMES, METHOD_NAMES, Table, log_analysis_run, method_rank, output_formats, search_table, table1, to_markdown,
-    write,
-)
-from grokbench.sweep.errors import SweepError
+from analysis.tables import LOSS_NAMES, METHOD_NAMES, method_rank, search_table, table1
 from grokbench.sweep.keys import experiment_name
 from grokbench.sweep.mlflow_store import TrackingStore, tracking_uri
 
@@ -256,27 +253,17 @@ def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
     else:
         tables = tuned_tables(confirmed, hist, args.tuning, sweep) + tables
     out = Path(args.out)
-    for t in tables:
-        print(to_markdown(t) if t.printed else f"### {t.title}: {len(t.rows)} rows in {out / t.name}.*\n")
-    written = write(tables, out, formats) + history_figure(hist, out)
+    written = show_and_write(tables, out, formats) + history_figure(hist, out)
     print(f"wrote {len(written)} files to {out.resolve()}")
     if not args.no_log:
         read = [args.confirm] if confirmed is not None else [args.tuning]
-        log_analysis_run(uri, [experiment_name(n) for n in read], None, written)
+        log_analysis_run("analysis.tuning", uri, [experiment_name(n) for n in read], None, written)
     return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    formats = output_formats(args.format, "analysis.tuning")
-    if formats is None:
-        return 2
-    try:
-        analyse(args, formats)
-    except (AnalysisError, SweepError) as err:  # a TrackingError is a SweepError
-        print(f"analysis.tuning: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("analysis.tuning", args.format, lambda formats: analyse(args, formats))
 
 
 if __name__ == "__main__":
