@@ -34,7 +34,7 @@ AFT_MARK = "†"  # marks a speed-up estimated under censoring (AFT ratio, log-r
 def speed_text(s: SpeedUp | None) -> str:
     """ratio [95% CI] p, with ≥ / ≤ for a bound and † for an AFT ratio (see speed_notes)."""
     if s is None or s.ratio is None:
-        return "—"
+        return f"— p={s.p_value:.2g}" if s is not None and s.p_value is not None else "—"
     text = f"{s.bound + ' ' if s.bound else ''}×{s.ratio:.2f}"
     if s.ci_low is not None and s.ci_high is not None:
         text += f" [{s.ci_low:.2f}, {s.ci_high:.2f}]"
@@ -58,7 +58,7 @@ def speed_columns(figure: str, s: SpeedUp | None) -> dict:
     return {f"{figure}_{name}": (getattr(s, name) if s is not None else None) for name in SPEED_FIELDS}
 
 
-def speed_notes(speeds: list[SpeedUp]) -> list[str]:
+def speed_notes(speeds: list[SpeedUp], per_seed_shown: bool = True) -> list[str]:
     """The footnote: how each kind of speed-up in the table was estimated and tested."""
     kinds = {(s.estimand, bool(s.bound)) for s in speeds if s.ratio is not None}
     notes = ["speed-up = baseline ÷ method (> 1: faster), shown as ratio [95% interval] p"]
@@ -73,7 +73,10 @@ def speed_notes(speeds: list[SpeedUp]) -> list[str]:
         notes.append(f"where a row has fewer than 2 grokked trials (or the fit failed: the CSV's note says which) "
                      f"there is no fit and no interval: the {MEDIANS}, p from a {LOGRANK}; ≥ / ≤: a bound, as that "
                      "row's median is only known to exceed its last time followed")
-    if any(s.per_seed_mean is not None for s in speeds):
+    if any(s.ratio is None and s.p_value is not None for s in speeds):
+        notes.append(f"— p: both rows' medians are censored (the KM curves never fall to 1/2), so there is no ratio; "
+                     f"p from a {LOGRANK} of the two rows' times")
+    if per_seed_shown and any(s.per_seed_mean is not None for s in speeds):
         notes.append("per-seed: the paper's form, mean ± std of baseline ÷ method per seed, the seeds paired by "
                      "seed number over those both rows ran; only where every trial of both rows grokked")
     return notes if len(notes) > 1 else []

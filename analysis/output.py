@@ -3,6 +3,7 @@ MLflow as an analysis run; and the commands' shared handling of `--format` and o
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,10 @@ def log_analysis_run(prog: str, uri: str, experiments: list[str], sweep: str | N
               file=sys.stderr)
         return
     print(f"logged them to MLflow as run {run_id} of {experiments[0]} (--no-log skips this)")
+
+
+def add_format_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", default=",".join(FORMATS), help=f"comma-separated: {', '.join(FORMATS)}")
 
 
 def output_formats(text: str, prog: str) -> list[str] | None:

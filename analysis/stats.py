@@ -116,7 +116,7 @@ def speed_up(base: Sample, method: Sample) -> SpeedUp:
     else:
         note = "a row has fewer than 2 grokked trials: no AFT fit, no interval"
     if b_bound and m_bound:
-        return SpeedUp(None, note="both medians are censored: no ratio")
+        return SpeedUp(None, test=LOGRANK, p_value=p, note="both medians are censored: no ratio, a log-rank test")
     bound = "≥" if b_bound else "≤" if m_bound else ""
     return SpeedUp(b_med / m_med, MEDIANS, LOGRANK, p_value=p, bound=bound, median_ratio=medians, note=note)
 
@@ -137,6 +137,9 @@ def geometric_mean_ratio(base: Sample, method: Sample) -> SpeedUp:
 
 
 def logrank_p(base: Sample, method: Sample) -> float | None:
+    """None where neither row has an event: lifelines would give p = 1, a test of nothing."""
+    if not (any(base.observed) or any(method.observed)):
+        return None
     result = logrank_test(base.values, method.values, event_observed_A=base.observed,
                           event_observed_B=method.observed)
     return finite(result.p_value)

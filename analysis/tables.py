@@ -17,7 +17,7 @@ from typing import NamedTuple, Sequence
 import pandas as pd
 
 from analysis.cells import cell_text, fmt, per_seed_text, sample_text, speed_columns, speed_notes, speed_text
-from analysis.output import Table, log_analysis_run, run_command, show_and_write
+from analysis.output import Table, add_format_argument, log_analysis_run, run_command, show_and_write
 from analysis.runs import (
     DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, event_columns, further_events, grokking_at, load_runs,
     presentation, progress_note, setting_name, setting_text, shown, varied_task_settings,
@@ -128,7 +128,7 @@ def table1(runs: pd.DataFrame, event: str = "grok") -> list[Table]:
             table.notes.append(CONDITION_NOTE)
         if table.rows:
             table.notes += [f"n per row (trials that grokked or were censored; diverged and failed ones are counted "
-                            f"apart): {', '.join(sizes)}", CELL_NOTE, *speed_notes(speeds)]
+                            f"apart): {', '.join(sizes)}", f"{CELL_NOTE}; {UPDATE_COST_NOTE}", *speed_notes(speeds)]
             if event != "grok":
                 table.notes.append(event_note(event))
             tables.append(table)
@@ -187,7 +187,8 @@ def seeds_text(runs: pd.DataFrame) -> str:
 
 CELL_NOTE = ("each cell: mean ± std over seeds (median) when every seed grokked, else the Kaplan–Meier median, or "
              "> t where it never fell to 1/2 (t: the last time followed); steps are optimiser updates, times are "
-             "training seconds; ms/update: the median over the row's trials of training time ÷ updates run")
+             "training seconds")
+UPDATE_COST_NOTE = "ms/update: the median over the row's trials of training time ÷ updates run"
 
 
 def _table1_row(setting: Setting, baseline: pd.DataFrame) -> tuple[list[str], dict, list[SpeedUp]]:
@@ -281,7 +282,7 @@ def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | N
                                seeds_text(done), sample_text(steps), sample_text(time), speed_text(speed)])
             table.stats.append({"n": len(time.values), **speed_columns("time", speed)})
     table.notes += ["n per row: the N of grokked k/N (trials that grokked or were censored)", CELL_NOTE,
-                    *speed_notes(speeds)]
+                    *speed_notes(speeds, per_seed_shown=False)]
     return table
 
 
@@ -406,7 +407,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="directory for the tables (default results/ for mnist, whose "
                                                     "tables are committed there; results/<experiment> for another "
                                                     "experiment, results/<sweep id> with --sweep)")
-    parser.add_argument("--format", default="md,tex,csv", help="comma-separated: md, tex, csv")
+    add_format_argument(parser)
     parser.add_argument("--figures", action="store_true", help="also write the figures (PNG and PDF)")
     parser.add_argument("--max-epochs", type=_positive_int, default=None,
                         help="apply this budget: a trial that grokked or ran past it counts as censored at it "

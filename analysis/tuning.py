@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.output import Table, log_analysis_run, run_command, show_and_write
+from analysis.output import Table, add_format_argument, log_analysis_run, run_command, show_and_write
 from analysis.runs import AnalysisError, budget_note, load_runs
 from analysis.tables import LOSS_NAMES, METHOD_NAMES, method_rank, search_table, table1
 from grokbench.sweep.keys import experiment_name
@@ -221,7 +221,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                                  "mnist_tuned)")
     parser.add_argument("--out", default="results/mnist_tune", help="directory for the tables and the figure "
                                                                     "(default results/mnist_tune)")
-    parser.add_argument("--format", default="md,tex,csv", help="comma-separated: md, tex, csv")
+    add_format_argument(parser)
     parser.add_argument("--no-log", action="store_true", help="do not log the files to MLflow as an analysis run")
     return parser.parse_args(argv)
 

@@ -2,6 +2,7 @@
 
 import re
 import sys
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -235,10 +236,12 @@ def test_the_modular_arithmetic_sweeps_hold_the_published_settings():
         (lam, frozen) for lam in (1e-4, 1e-3, 1e-2, 1e-1) for frozen in (False, True)}
 
 
-def test_the_polynomial_strength_scan_runs_on_a_seed_of_its_own_at_the_methods_sweeps_setting():
+def test_the_polynomial_strength_scan_runs_on_a_draw_of_its_own_at_the_methods_sweeps_setting():
     methods, scan = load_sweep("polynomial_methods"), load_sweep("polynomial_strength_scan")
-    assert {c.seed for c in scan.trials()} == {100} and not {c.seed for c in methods.trials()} & {100}
-    assert {(c.task_settings, c.max_epochs) for c in scan.trials()} == {
+    assert {(c.seed, c.task_settings.data_seed) for c in scan.trials()} == {(100, 100)}
+    assert not {c.seed for c in methods.trials()} & {100}
+    assert {c.task_settings.data_seed for c in methods.trials()} == {0}
+    assert {(replace(c.task_settings, data_seed=0), c.max_epochs) for c in scan.trials()} == {
         (c.task_settings, c.max_epochs) for c in methods.trials()}
     arms = {(c.method, c.lam, c.method_settings.as_dict().get("grokfast_alpha")) for c in scan.trials()}
     assert arms == {("baseline", 0.0, None)} | {("grokalign", lam, None) for lam in (1e-5, 1e-4, 1e-3, 1e-2)} | {

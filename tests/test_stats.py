@@ -179,6 +179,14 @@ def test_a_row_with_fewer_than_two_grokked_trials_gets_a_bound_and_a_log_rank_te
     medians = speed_up(([40.0, 90.0], [True, False]), ([10.0, 90.0], [True, False]))
     assert (medians.ratio, medians.bound, medians.estimand, medians.ci_low) == (4.0, "", MEDIANS, None)
     assert speed_up(([100.0] * 2, [False] * 2), ([90.0] * 2, [False] * 2)).ratio is None  # both only bounds
+    # both medians censored, but the method's row has an event the baseline's has not: no ratio, still a test
+    # (the 100 000-update MSE adversarial row: 1 of 3 grokked, the baseline 0 of 3)
+    untested = speed_up(([100.0] * 3, [False] * 3), ([60.0, 100.0, 100.0], [True, False, False]))
+    expected = stats.logrank(censored_data([100.0] * 3, [False] * 3),
+                             censored_data([60.0, 100.0, 100.0], [True, False, False]))
+    assert untested.ratio is None and untested.test == LOGRANK
+    assert untested.p_value == pytest.approx(expected.pvalue)
+    assert speed_up(([100.0] * 2, [False] * 2), ([90.0] * 2, [False] * 2)).p_value is None  # no event: no test
 
 
 def test_a_censored_trial_switches_to_the_aft_ratio_and_the_log_rank_test():
