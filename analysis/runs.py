@@ -228,25 +228,32 @@ def variant_and_condition(params: dict[str, str]) -> tuple[str, str]:
     """(variant, condition) of a trial, from its stored settings. The variant names the method's own settings
     where they differ from its defaults (e.g. "subset=32, every=4" for GrokAlign's penalty on 32 points of every
     4th update) and the settings its task presents (`Presentation.conditions`, then `.variants`) where they differ
-    from the task's or its preset's defaults (e.g. "freeze_embeddings=True"); the condition names the conditions
-    alone. "" for the method as its authors ran it on the task's defaults (or settings unreadable)."""
-    from grokbench.config import ConfigError, TrialConfig, resolve
+    from the task's or its preset's defaults (e.g. "freeze_embeddings=True"); a shared setting is compared with the
+    task's default for the trial's own task settings (a polynomial trial's learning rate with N/α² at its α). The
+    condition names the conditions alone. "" for the method as its authors ran it on the task's defaults (or
+    settings unreadable)."""
+    from grokbench.config import SHARED, ConfigError, TrialConfig, resolve
     from grokbench.tasks import TASKS
 
     cfg = _config(params)
     if cfg is None:
         return "", ""
     try:
-        default = resolve(TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params}))
+        named = TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params})
+        default = resolve(named)
     except (ConfigError, KeyError, ValueError, TypeError):
         return "", ""
     prefix = f"{params['method']}_"
     method_part = [f"{name.removeprefix(prefix)}={value}"
                    for name, value in cfg.method_settings.changed(default.method_settings).items()]
-    shown = TASKS[cfg.task].presentation
+    task = TASKS[cfg.task]
+    shared_here = {**task.shared_defaults(cfg.task_settings),  # what the trial's own task settings imply
+                   **{name: getattr(named, name) for name in SHARED if getattr(named, name) is not None}}
+    shown = task.presentation
 
     def off_default(names: tuple[str, ...]) -> list[str]:
-        values = [(name, _setting(cfg, name), _setting(default, name)) for name in names]
+        values = [(name, _setting(cfg, name), shared_here.get(name) if name in SHARED else _setting(default, name))
+                  for name in names]
         return [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
                 for name, value, usual in values if value != usual]
 

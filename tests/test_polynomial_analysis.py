@@ -32,10 +32,11 @@ SWEEPS = {
 grid: {seed: [0, 1], alpha: [0.25, 1.0, 4.0]}
 methods: {baseline: {}}
 """,
-    # Grokfast at λ = 1 groks about twice as fast; GrokAlign at λ = 0.1 holds the test loss up: never grokked
+    # Grokfast at λ = 1 groks about twice as fast; GrokAlign at λ = 0.1 holds the test loss up: never grokked; the
+    # baseline's second arm takes Grokfast's effective step, (1 + λ)·η = 2·N/α² = 40
     "polynomial_methods": TINY + """
 grid: {seed: [0, 1]}
-methods: {baseline: {}, grokalign: {lam: 0.1}, grokfast: {lam: 1.0, grokfast_alpha: 0.8}}
+methods: {baseline: {arms: [{}, {lr: 40.0}]}, grokalign: {lam: 0.1}, grokfast: {lam: 1.0, grokfast_alpha: 0.8}}
 """,
 }
 
@@ -141,8 +142,9 @@ def test_the_methods_table_gives_speed_ups_and_bounds_where_censored(uri, tmp_pa
     runs = summaries(uri, "polynomial_methods")
     out = tables(uri, tmp_path, "polynomial_methods")
     table = read(out, "table1_mse").set_index("Method")
-    assert list(table.index) == ["Baseline", "GrokAlign", "Grokfast"] and "alpha" not in table
-    base, fast = runs[runs["method"] == "baseline"], runs[runs["method"] == "grokfast"]
+    assert list(table.index) == ["Baseline", "Baseline (lr=40)", "GrokAlign", "Grokfast"] and "alpha" not in table
+    base, fast = runs.query("method == 'baseline' and lr == '20.0'"), runs[runs["method"] == "grokfast"]
+    assert len(base) == 2
     # every trial of both rows grokked: the ratio of geometric means, its interval and p from one Welch test
     ratio = np.exp(np.log(base["time_to_grok_s"]).mean() - np.log(fast["time_to_grok_s"]).mean())
     welch = stats.ttest_ind(np.log(base["time_to_grok_s"]), np.log(fast["time_to_grok_s"]), equal_var=False)
@@ -159,6 +161,16 @@ def test_the_methods_table_gives_speed_ups_and_bounds_where_censored(uri, tmp_pa
     assert strict.loc["Grokfast", "speed-up (steps)"].startswith(f"≥ ×{strict_bound:.2f} p=")
     events = read(out, "events").set_index("Method")
     assert events.loc["Grokfast", "grok_strict"] == "2/2" and events.loc["Baseline", "grok_strict"] == "0/2"
+
+
+def test_a_baseline_at_another_learning_rate_is_a_row_of_its_own_against_the_plain_baseline(uri, tmp_path):
+    runs = summaries(uri, "polynomial_methods").query("method == 'baseline'")
+    base, faster = (runs[runs["lr"] == lr]["steps_to_grok"] for lr in ("20.0", "40.0"))
+    table = read(tables(uri, tmp_path, "polynomial_methods"), "table1_mse").set_index("Method")
+    assert table.loc["Baseline", "grokked"] == "2/2" and table.loc["Baseline (lr=40)", "grokked"] == "2/2"
+    ratio = np.exp(np.log(base).mean() - np.log(faster).mean())
+    assert ratio > 1.5  # twice the step, about half the epochs: the control Grokfast's gain is read against
+    assert table.loc["Baseline (lr=40)", "speed-up (steps)"].startswith(f"×{ratio:.2f}")  # against the plain one
 
 
 def test_a_smaller_budget_censors_the_strict_event_too(uri, tmp_path):

@@ -153,12 +153,13 @@ class Polynomial(Task):
                      "kernel_regression_test_loss_rel")
     progress_figures = (("train", "train_loss_rel", ".3g"), ("test", "test_loss_rel", ".3g"),
                         ("ntk distance", "ntk_distance", ".3g"))
-    # its relative losses on log axes beside the kernel-regression line, and the kernel diagnostics
+    # its relative losses on log axes beside the kernel-regression line, and the kernel diagnostics; a learning rate
+    # off N/α² names a row of its own (a baseline at Grokfast's effective step, the control of its gain)
     presentation = Presentation(
         train="train_loss_rel", test="test_loss_rel", label="loss / its initial value", log=True,
         reference="kernel_regression_test_loss_rel", title="Kernel diagnostics",
         curves=("ntk_distance", "kernel_alignment", "weight_change"),
-        plotted=("ntk_distance", "kernel_alignment", "weight_change"))
+        plotted=("ntk_distance", "kernel_alignment", "weight_change"), variants=("lr",))
 
     def shared_defaults(self, settings: PolynomialSettings) -> dict[str, Any]:
         # full-batch gradient descent at the paper's η = N/α²
