@@ -244,5 +244,5 @@ def test_the_polynomial_strength_scan_runs_on_a_draw_of_its_own_at_the_methods_s
     assert {(replace(c.task_settings, data_seed=0), c.max_epochs) for c in scan.trials()} == {
         (c.task_settings, c.max_epochs) for c in methods.trials()}
     arms = {(c.method, c.lam, c.method_settings.as_dict().get("grokfast_alpha")) for c in scan.trials()}
-    assert arms == {("baseline", 0.0, None)} | {("grokalign", lam, None) for lam in (1e-5, 1e-4, 1e-3, 1e-2)} | {
-        ("grokfast", lam, alpha) for lam in (0.1, 1.0, 5.0) for alpha in (0.8, 0.98)}
+    assert arms == {("baseline", 0.0, None)} | {("grokalign", lam, None) for lam in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)} | {
+        ("grokfast", lam, alpha) for lam in (0.1, 1.0, 5.0) for alpha in (0.8, 0.98)} | {("grokfast", 25.0, 0.8)}
