@@ -238,17 +238,18 @@ def variant_and_condition(params: dict[str, str]) -> tuple[str, str]:
     cfg = _config(params)
     if cfg is None:
         return "", ""
+    task = TASKS[cfg.task]
     try:
         named = TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params})
         default = resolve(named)
+        # not resolve() at the trial's task settings: a preset's own settings (its batch size) may not fit them
+        shared_here = {**task.shared_defaults(cfg.task_settings),
+                       **{name: getattr(named, name) for name in SHARED if getattr(named, name) is not None}}
     except (ConfigError, KeyError, ValueError, TypeError):
         return "", ""
     prefix = f"{params['method']}_"
     method_part = [f"{name.removeprefix(prefix)}={value}"
                    for name, value in cfg.method_settings.changed(default.method_settings).items()]
-    task = TASKS[cfg.task]
-    shared_here = {**task.shared_defaults(cfg.task_settings),  # what the trial's own task settings imply
-                   **{name: getattr(named, name) for name in SHARED if getattr(named, name) is not None}}
     shown = task.presentation
 
     def off_default(names: tuple[str, ...]) -> list[str]:

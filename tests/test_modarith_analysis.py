@@ -87,6 +87,10 @@ def test_a_trial_is_named_by_the_settings_its_task_presents_where_they_leave_the
                   weight_decay=0.01) == ("variant=ma, weight_decay=0.01", "")
     # tasks that present nothing keep their method's own settings alone
     assert labels(task="mnist", method="grokalign", grokalign_subset=32, weight_decay=0.1) == ("subset=32", "")
+    # polynomial's learning rate is read against N/α² at the trial's own α and width
+    assert labels(task="polynomial", alpha=4.0) == labels(task="polynomial", width=50, alpha=0.5) == ("", "")
+    assert labels(task="polynomial", lr=13000.0) == ("lr=13000", "")
+    assert labels(task="polynomial", alpha=2.0, lr=500.0) == ("lr=500", "")  # N/α² would be 125
 
 
 def test_frozen_and_trained_embeddings_are_rows_of_their_own_each_against_its_own_baseline(tmp_path, migrated_store):
