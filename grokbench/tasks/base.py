@@ -60,7 +60,8 @@ class Presentation:
     plotted: tuple[str, ...] = ("centroid_alignment", "jacobian_norm")
     log_steps: bool = False  # steps (and seconds) on a log axis: grokking that comes decades of updates apart
     # settings (shared or the task's) whose value, off the task's (or its preset's) default, is named in a trial's
-    # row and line (a shared setting's default taken at the trial's own task settings: polynomial's lr at its α): `conditions` are separate experiments, whose methods are compared with the baseline of the same
+    # row and line (a shared setting's default taken at the trial's own task settings: polynomial's lr at its α):
+    # `conditions` are separate experiments, whose methods are compared with the baseline of the same
     # condition; `variants` belong to a method's arm, compared with the baseline at the default. Any other task
     # setting a sweep varies (polynomial's α) is a condition too, shown in a column of its own
     conditions: tuple[str, ...] = ()
