@@ -94,7 +94,7 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
     for name in NUMERIC_PARAMS:
         runs[name] = pd.to_numeric(column(f"params.{name}"), errors="coerce")
     finals = [name.removeprefix("metrics.") for name in raw if name.startswith("metrics.final_")]
-    further = [name for event in _further_events(raw, configs) for name in event_columns(event)]
+    further = [name for event in _declared_and_logged_events(raw, configs) for name in event_columns(event)]
     for name in dict.fromkeys([*SUMMARY_METRICS, *finals, *further]):
         metric = pd.to_numeric(column(f"metrics.{name}"), errors="coerce")
         runs[name] = metric.fillna(runs[name]) if name in runs else metric  # a run that predates the metric
@@ -116,7 +116,7 @@ def further_events(runs: pd.DataFrame) -> list[str]:
             and c not in ("steps_to_memorise", "steps_to_grok")]
 
 
-def _further_events(raw: pd.DataFrame, configs: list) -> list[str]:
+def _declared_and_logged_events(raw: pd.DataFrame, configs: list) -> list[str]:
     """Each run's criterion's further events (so an event no run reached still gets its censored columns), and
     any a run logged."""
     from grokbench.tasks import TASKS
@@ -134,8 +134,8 @@ def task_settings(cfg) -> dict[str, object]:
 def varied_task_settings(runs: pd.DataFrame) -> list[str]:
     """The task settings that take two or more values among one task's runs: a sweep's task axes (α), conditions
     shown in a column of their own; not those the task's `Presentation` names in a row's label."""
-    shown = presentation(runs)
-    named = {TASK_SETTING + name for name in (*shown.conditions, *shown.variants)}
+    presented = presentation(runs)
+    named = {TASK_SETTING + name for name in (*presented.conditions, *presented.variants)}
     columns = [c for c in runs if c.startswith(TASK_SETTING) and c not in named]
     return [c for c in columns if (runs.groupby("task", dropna=False)[c].nunique() > 1).any()]
 
@@ -228,38 +228,44 @@ def variant_and_condition(params: dict[str, str]) -> tuple[str, str]:
     """(variant, condition) of a trial, from its stored settings. The variant names the method's own settings
     where they differ from its defaults (e.g. "subset=32, every=4" for GrokAlign's penalty on 32 points of every
     4th update) and the settings its task presents (`Presentation.conditions`, then `.variants`) where they differ
-    from the task's or its preset's defaults (e.g. "freeze_embeddings=True"); a shared setting is compared with the
-    task's default for the trial's own task settings (a polynomial trial's learning rate with N/α² at its α). The
-    condition names the conditions alone. "" for the method as its authors ran it on the task's defaults (or
-    settings unreadable)."""
-    from grokbench.config import SHARED, ConfigError, TrialConfig, resolve
+    from the task's or its preset's defaults (e.g. "freeze_embeddings=True"). The condition names the conditions
+    alone. "" for the method as its authors ran it on the task's defaults (or settings unreadable)."""
     from grokbench.tasks import TASKS
 
     cfg = _config(params)
-    if cfg is None:
-        return "", ""
-    task = TASKS[cfg.task]
-    try:
-        named = TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params})
-        default = resolve(named)
-        # not resolve() at the trial's task settings: a preset's own settings (its batch size) may not fit them
-        shared_here = {**task.shared_defaults(cfg.task_settings),
-                       **{name: getattr(named, name) for name in SHARED if getattr(named, name) is not None}}
-    except (ConfigError, KeyError, ValueError, TypeError):
+    usual = None if cfg is None else _usual_settings(cfg, params)
+    if usual is None:
         return "", ""
     prefix = f"{params['method']}_"
     method_part = [f"{name.removeprefix(prefix)}={value}"
-                   for name, value in cfg.method_settings.changed(default.method_settings).items()]
-    shown = task.presentation
+                   for name, value in cfg.method_settings.changed(usual.method_settings).items()]
+    presented = TASKS[cfg.task].presentation
+    conditions = _off_default(presented.conditions, cfg, usual)
+    return ", ".join(method_part + conditions + _off_default(presented.variants, cfg, usual)), ", ".join(conditions)
 
-    def off_default(names: tuple[str, ...]) -> list[str]:
-        values = [(name, _setting(cfg, name), shared_here.get(name) if name in SHARED else _setting(default, name))
-                  for name in names]
-        return [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
-                for name, value, usual in values if value != usual]
 
-    conditions = off_default(shown.conditions)
-    return ", ".join(method_part + conditions + off_default(shown.variants)), ", ".join(conditions)
+def _usual_settings(cfg, params: dict[str, str]):
+    """The trial's task, method and preset resolved at their defaults, with the shared settings the task gives
+    the trial's own task settings (a polynomial trial's learning rate is compared with N/α² at its α); None where
+    the stored settings no longer resolve."""
+    from grokbench.config import SHARED, ConfigError, TrialConfig, resolve
+    from grokbench.tasks import TASKS
+
+    try:
+        named = TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params})
+        usual = resolve(named)
+        # not resolve() at the trial's task settings: a preset's own settings (its batch size) may not fit them
+        shared_here = {**TASKS[cfg.task].shared_defaults(cfg.task_settings),
+                       **{name: getattr(named, name) for name in SHARED if getattr(named, name) is not None}}
+    except (ConfigError, KeyError, ValueError, TypeError):
+        return None
+    return usual.replace(**{name: shared_here[name] for name in SHARED if name in shared_here})
+
+
+def _off_default(names: tuple[str, ...], cfg, usual) -> list[str]:
+    """`name=value` for each of the named settings where the trial's differs from the usual one."""
+    return [f"{name}={shown(_setting(cfg, name))}" for name in names
+            if _setting(cfg, name) != _setting(usual, name)]
 
 
 def _setting(cfg, name: str):

@@ -185,6 +185,9 @@ def _validate(cfg: TrialConfig, task: Any) -> None:
     if cfg.threads is not None:
         positive("threads", cfg.threads)
     positive("probe_size", cfg.probe_size)
+    if cfg.probe_size < task.min_probe_size:
+        raise ConfigError("probe_size", f"must be at least {task.min_probe_size} on task {cfg.task} (its geometry "
+                                        f"metrics need that many points), got {cfg.probe_size}")
 
 
 def identity(cfg: TrialConfig) -> dict[str, Any]:

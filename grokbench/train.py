@@ -192,6 +192,7 @@ class Trial:
             "method": cfg.method,
             "loss": cfg.loss,
             "lam": cfg.lam,
+            "lr": cfg.lr,  # as resolved (a task may derive it, as polynomial's N/α²)
             "init_scale": cfg.init_scale,
             "seed": cfg.seed,
             "status": self.status,

@@ -46,6 +46,7 @@ def test_closed_form_ntk_equals_the_jacobian_one():
 def test_lr_resolves_to_width_over_alpha_squared_and_is_stored():
     cfg = resolve(TrialConfig.of(task="polynomial", width=500, alpha=4.0))
     assert cfg.lr == 500 / 16 and cfg.to_dict()["lr"] == 500 / 16
+    assert Trial(cfg.replace(max_epochs=1)).run()["lr"] == 500 / 16
     assert cfg.batch_size == 550 and cfg.optimizer == "sgd" and cfg.weight_decay == 0.0 and cfg.dtype == "float64"
 
 
@@ -98,6 +99,7 @@ def test_a_run_stops_once_the_strict_threshold_is_reached_not_at_grokking():
     (["--width", "0"], "width: must be > 0, got 0"),
     (["--method", "adversarial"], "adversarial needs accuracy, which task polynomial does not offer"),
     (["--grok-strict-threshold", "0.2"], "grok_strict_threshold: must be at most grok_threshold (0.1)"),
+    (["--probe-size", "1"], "probe_size: must be at least 2 on task polynomial"),
 ])
 def test_bad_input_exits_2_with_a_clear_line(argv, message, capsys):
     assert main(["run", "polynomial", *argv]) == 2

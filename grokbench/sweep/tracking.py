@@ -23,7 +23,7 @@ from grokbench.sweep.mlflow_store import (
 
 T = TypeVar("T")
 
-NOT_SUMMARY_METRICS = ("seed", "train_time_s")  # a param, and a curve already logged at the final step
+NOT_SUMMARY_METRICS = ("seed", "lr", "train_time_s")  # params, and a curve already logged at the final step
 
 
 def checkpoint_uri(checkpoint: tune.Checkpoint) -> str:

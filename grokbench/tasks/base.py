@@ -101,6 +101,7 @@ class Task:
     progress_figures: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("train", "train_acc", ".3f"), ("test", "test_acc", ".3f"), ("loss", "train_loss", ".3g"))
     presentation: ClassVar[Presentation] = Presentation()
+    min_probe_size: ClassVar[int] = 1  # the fewest probe points its geometry metrics are defined on
 
     def shared_defaults(self, settings: Settings) -> dict[str, Any]:
         return {**LOOP_DEFAULTS, **self.defaults}

@@ -151,6 +151,7 @@ class Polynomial(Task):
     final_metrics = ("train_loss", "test_loss", "train_loss_rel", "test_loss_rel", "ntk_distance",
                      "kernel_alignment", "weight_change", "kernel_regression_test_loss",
                      "kernel_regression_test_loss_rel")
+    min_probe_size = 2  # the centred kernel alignment of a single point is 0/0
     progress_figures = (("train", "train_loss_rel", ".3g"), ("test", "test_loss_rel", ".3g"),
                         ("ntk distance", "ntk_distance", ".3g"))
     # its relative losses on log axes beside the kernel-regression line, and the kernel diagnostics; a learning rate
