@@ -17,6 +17,7 @@ from typing import NamedTuple, Sequence
 import pandas as pd
 
 from analysis.cells import cell_text, fmt, per_seed_text, sample_text, speed_columns, speed_notes, speed_text
+from analysis.gap import gap_table
 from analysis.output import Table, add_format_argument, log_analysis_run, run_command, show_and_write
 from analysis.runs import (
     DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, event_columns, further_events, grokking_at, load_runs,
@@ -299,8 +300,7 @@ def events_table(runs: pd.DataFrame) -> Table | None:
     headers = ["Method", "loss", *map(setting_name, varied)]
     headers += [h for e in events for h in (EVENT_NAMES.get(e, e), f"epochs to {e}")]
     table = Table("events", "Epochs to memorise, to grok and to each further event", headers)
-    finished = runs[runs["status"].isin(["grokked", "censored"])]
-    for setting in sorted(settings(finished, by=("loss", *varied)), key=lambda s: s.by):  # loss, setting, method
+    for setting in rows(runs, varied):
         row, columns = [setting.label, *map(shown, setting.by)], {"n": len(setting.runs)}
         for event in events:
             sample = event_sample(setting.runs, event)
@@ -317,6 +317,13 @@ def events_table(runs: pd.DataFrame) -> Table | None:
         "each cell otherwise: mean ± std over seeds (median), in epochs",
     ]
     return table if table.rows else None
+
+
+def rows(runs: pd.DataFrame, varied: list[str]) -> list[Setting]:
+    """A table's row groups: the runs that grokked or were censored, per loss, value of each varied task setting
+    and method (paper order)."""
+    finished = runs[runs["status"].isin(["grokked", "censored"])]
+    return sorted(settings(finished, by=("loss", *varied)), key=lambda s: s.by)
 
 
 def event_sample(group: pd.DataFrame, event: str) -> Sample:
@@ -354,8 +361,7 @@ def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
                + [f"{m} @{event}" for m in presented.curves for event in ("mem", "grok")])
     table = Table(presented.name,
                   f"{presented.title} at memorisation (@mem) and grokking (@grok), median over seeds", headers)
-    finished = runs[runs["status"].isin(["grokked", "censored"])]
-    for setting in sorted(settings(finished, by=("loss", *varied)), key=lambda s: s.by):  # loss first, then paper order
+    for setting in rows(runs, varied):
         values: dict[str, list[float]] = {}
         for _, run in setting.runs.iterrows():
             for metric in presented.curves:
@@ -387,7 +393,8 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
         table = sensitivity(runs, by, title, name)
         if table is not None:
             tables.append(table)
-    for extra in (search_table(uri, experiments), geometry_table(uri, runs)):
+    groups = rows(runs, varied_task_settings(runs))
+    for extra in (search_table(uri, experiments), geometry_table(uri, runs), gap_table(uri, runs, groups)):
         if extra is not None:
             tables.append(extra)
     return (tables + [trials_table(runs)]) if tables else []

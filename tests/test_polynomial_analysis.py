@@ -138,6 +138,31 @@ def test_the_geometry_table_holds_the_kernel_diagnostics_at_the_events(uri, tmp_
     assert geometry.loc["4", "ntk_distance @grok"] == "—"  # never grokked: no moment to read
 
 
+def test_the_authors_gap_is_read_off_the_loss_curves_at_their_absolute_threshold(uri, tmp_path):
+    gap = read(tables(uri, tmp_path, "polynomial_alpha"), "gap").set_index("alpha")
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name(experiment_name("polynomial_alpha")).experiment_id
+    for alpha in ("0.25", "4"):
+        crossings = []
+        for run in client.search_runs([experiment_id], f"params.alpha = '{float(alpha)}'"):
+            firsts = [min((m.step for m in client.get_metric_history(run.info.run_id, name) if m.value < 0.1),
+                          default=None) for name in ("train_loss", "test_loss")]  # full batch: a step an epoch
+            crossings.append(firsts)
+        trains, tests = zip(*crossings)
+        for column, firsts in (("train_loss < 0.1", trains), ("test_loss < 0.1", tests)):
+            reached = [f for f in firsts if f is not None]
+            assert gap.loc[alpha, column] == f"{len(reached)}/2"
+        gaps = [b - a for a, b in crossings if a is not None and b is not None]
+        if len(gaps) == 2:
+            assert gap.loc[alpha, "gap (epochs)"] == (f"{np.mean(gaps):.3g} ± {np.std(gaps, ddof=1):.2g} "
+                                                      f"(med {np.median(gaps):.3g}) over 2")
+        else:
+            assert gap.loc[alpha, "gap (epochs)"] == "—" and not gaps
+    # the quick α reaches both, and the test threshold later than the train one; the lazy α never the test one
+    assert gap.loc["0.25", "test_loss < 0.1"] == "2/2" and gap.loc["4", "test_loss < 0.1"] == "0/2"
+    assert gap.loc["4", "epochs to test_loss < 0.1"] == "> 700 (2 of 2 censored)"
+
+
 def test_the_methods_table_gives_speed_ups_and_bounds_where_censored(uri, tmp_path):
     runs = summaries(uri, "polynomial_methods")
     out = tables(uri, tmp_path, "polynomial_methods")

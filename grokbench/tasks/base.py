@@ -66,6 +66,9 @@ class Presentation:
     # setting a sweep varies (polynomial's α) is a condition too, shown in a column of its own
     conditions: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
+    # a published measure of grokking to table beside the criterion (analysis/gap.py): the epochs from the first
+    # figure's first fall below the value to the second's (train figure, test figure, absolute value)
+    gap: tuple[str, str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,8 @@ class Polynomial(Task):
         train="train_loss_rel", test="test_loss_rel", label="loss / its initial value", log=True,
         reference="kernel_regression_test_loss_rel", title="Kernel diagnostics",
         curves=("ntk_distance", "kernel_alignment", "weight_change"),
-        plotted=("ntk_distance", "kernel_alignment", "weight_change"), variants=("lr",))
+        plotted=("ntk_distance", "kernel_alignment", "weight_change"), variants=("lr",),
+        gap=("train_loss", "test_loss", 0.1))  # Kumar et al.'s Fig. 3e: train and test MSE below 0.1
 
     def shared_defaults(self, settings: PolynomialSettings) -> dict[str, Any]:
         # full-batch gradient descent at the paper's η = N/α²
