@@ -63,7 +63,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
     s = summary
     lines = [
-        f"{s['task']} · {s['method']} (λ={s['lam']:g}) · lr {s['lr']:g} · loss {s['loss']} · init ×{s['init_scale']:g} · seed {s['seed']}",
+        f"{s['task']} · {s['method']} (λ={s['lam']:g}) · lr {s['lr']:g} · loss {s['loss']} "
+        f"· init ×{s['init_scale']:g} · seed {s['seed']}",
         f"status          {s['status']}",
         f"memorised at    step {fmt(s['steps_to_memorise'])} (epoch {fmt(s['epochs_to_memorise'])}), "
         f"{fmt(s['time_to_memorise_s'], ' s')}",
