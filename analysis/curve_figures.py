@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.figures import _median_band, _save, coloured, histories
+from analysis.plotting import coloured, grid_over, histories, median_band, save, x_axis
 from analysis.runs import further_events, setting_name, setting_text, varied_task_settings
 from analysis.stats import median_or_bound
 from analysis.tables import Setting, by_task_settings, event_sample, settings
@@ -19,7 +19,6 @@ from grokbench.tasks import TASKS
 from grokbench.tasks.base import Presentation
 
 PANELS = 4  # learning-curve panels at most: a few values of the varied settings, spread over their range
-GRID = 300  # points of the log-spaced epoch grid the seeds' curves are interpolated onto
 EVENT_STYLES = {"memorise": ("s", ":"), "grok": ("o", "-")}  # marker, line; further events: FURTHER_STYLE
 FURTHER_STYLE = ("*", "--")
 
@@ -52,21 +51,6 @@ def spread(items: list, n: int) -> list:
     return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
 
 
-def log_grid(series: list[pd.Series]) -> np.ndarray:
-    """Log-spaced epochs from the first evaluation after initialisation to the last one of any run."""
-    epochs = np.concatenate([s.index.to_numpy(float) for s in series])
-    epochs = epochs[epochs > 0]
-    return np.geomspace(epochs.min(), epochs.max(), GRID) if len(epochs) else np.array([])
-
-
-def epochs_axis(ax) -> None:
-    """Epochs on a log axis, labelled at powers of ten only (minor labels crowd a span under two decades)."""
-    from matplotlib.ticker import NullFormatter
-
-    ax.set(xscale="log", xlabel="epochs")
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
 def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str],
                     out: Path, name: str) -> list[Path]:
     """A panel per value of the varied task settings (a few, spread over their range), a line per method."""
@@ -79,26 +63,24 @@ def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pr
             _learning_lines(ax, setting, hist, shown, colour)
         if shown.reference:
             _reference_line(ax, panel, hist, shown.reference)
-        epochs_axis(ax)
+        x_axis(ax, "epochs", log=True)
         ax.set(yscale="log" if shown.log else "linear", title=setting_text(varied, values))
     axes[0][0].set_ylabel(shown.label)
     axes[0][0].legend(fontsize=7)
     fig.suptitle("median over seeds; solid: test (band: min–max over seeds), dashed: train"
                  + (f", dotted: {shown.reference} (median over the panel's trials)" if shown.reference else ""),
                  fontsize=9)
-    paths = _save(fig, out, name)
-    plt.close(fig)
-    return paths
+    return save(fig, out, name)
 
 
 def _learning_lines(ax, setting: Setting, hist: dict[str, pd.DataFrame], shown: Presentation, colour) -> None:
     ids = list(setting.runs["run_id"])
     tests = [hist[r][shown.test].dropna() for r in ids]
-    grid = log_grid(tests)
-    med, lo, hi = _median_band(tests, grid)
+    grid = grid_over(tests, log=True)
+    med, lo, hi = median_band(tests, grid)
     line, = ax.plot(grid, med, "-", color=colour, label=f"{setting.label} test")
     ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
-    med, _, _ = _median_band([hist[r][shown.train].dropna() for r in ids], grid)
+    med, _, _ = median_band([hist[r][shown.train].dropna() for r in ids], grid)
     ax.plot(grid, med, "--", color=line.get_color(), label=f"{setting.label} train")
 
 
@@ -131,24 +113,22 @@ def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown:
         for setting, colour in lines:
             label = ", ".join(t for t in (setting.label, setting_text(varied, setting.by)) if t)
             spans.append(_diagnostic_line(ax, setting, hist, metric, colour, label))
-        epochs_axis(ax)
+        x_axis(ax, "epochs", log=True)
         ax.set_title(metric)
         low, high = min(s[0] for s in spans), max(s[1] for s in spans)
         if 0 < low and high > 100 * low:  # a curve over decades (the NTK's distance grows from ~0)
             ax.set_yscale("log")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle("median over seeds; ■ memorised, ★ grokked (median epoch of the seeds that did)", fontsize=9)
-    paths = _save(fig, out, name)
-    plt.close(fig)
-    return paths
+    return save(fig, out, name)
 
 
 def _diagnostic_line(ax, setting: Setting, hist: dict[str, pd.DataFrame], metric: str, colour,
                      label: str) -> tuple[float, float]:
     """The line with its events marked; returns the range of its positive values ((inf, 0) where none)."""
     series = [hist[r][metric].dropna() for r in setting.runs["run_id"]]
-    grid = log_grid(series)
-    med, _, _ = _median_band(series, grid)
+    grid = grid_over(series, log=True)
+    med, _, _ = median_band(series, grid)
     line, = ax.plot(grid, med, "-", color=colour, label=label)
     for event, marker in (("epochs_to_memorise", "s"), ("epochs_to_grok", "*")):
         moments = setting.runs[event].dropna()  # a trial that never got there has no moment to mark
@@ -185,9 +165,7 @@ def event_figure(runs: pd.DataFrame, column: str, out: Path) -> list[Path]:
     ax.set_title("median over seeds (Kaplan–Meier where censored); small marks: each seed; "
                  "△ censored: not reached by the epoch its run ended", fontsize=8)
     ax.legend(fontsize=7)
-    paths = _save(fig, out, f"epochs_to_grok_vs_{setting_name(column)}")
-    plt.close(fig)
-    return paths
+    return save(fig, out, f"epochs_to_grok_vs_{setting_name(column)}")
 
 
 def _event_line(ax, runs: pd.DataFrame, column: str, event: str, colour, label: str) -> None:

@@ -352,25 +352,25 @@ def search_table(uri: str, experiments: list[str]) -> Table | None:
 
 
 def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
-    """The task's curves (`Presentation.curves`; MNIST: geometry, as in the paper's Table 2; polynomial: the NTK's
+    """The task's curves (`Presentation.tabled`; MNIST: geometry, as in the paper's Table 2; polynomial: the NTK's
     diagnostics) at memorisation and at grokking, median over seeds; one row per λ where a method ran at several,
     per variant and per task setting a sweep varied."""
     store = TrackingStore(uri)
     presented, varied = presentation(runs), varied_task_settings(runs)
     headers = (["Method", "loss", *map(setting_name, varied)]
-               + [f"{m} @{event}" for m in presented.curves for event in ("mem", "grok")])
+               + [f"{m} @{event}" for m in presented.tabled for event in ("mem", "grok")])
     table = Table(presented.name,
                   f"{presented.title} at memorisation (@mem) and grokking (@grok), median over seeds", headers)
     for setting in rows(runs, varied):
         values: dict[str, list[float]] = {}
         for _, run in setting.runs.iterrows():
-            for metric in presented.curves:
+            for metric in presented.tabled:
                 history = store.curve(run["run_id"], metric)
                 for event, step in (("mem", run["steps_to_memorise"]), ("grok", run["steps_to_grok"])):
                     if pd.notna(step) and int(step) in history:
                         values.setdefault(f"{metric}@{event}", []).append(history[int(step)])
         row = [setting.label, *map(shown, setting.by)]
-        for metric in presented.curves:
+        for metric in presented.tabled:
             for event in ("mem", "grok"):
                 found = values.get(f"{metric}@{event}")
                 row.append(fmt(float(pd.Series(found).median())) if found else "—")

@@ -119,7 +119,7 @@ def history_figure(hist: pd.DataFrame, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analysis.figures import COLOURS
+    from analysis.plotting import COLOURS, save
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, trials in hist.groupby("method", sort=False):
@@ -136,11 +136,7 @@ def history_figure(hist: pd.DataFrame, out: Path) -> list[Path]:
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "tuning_history.png", out / "tuning_history.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return paths
+    return save(fig, out, "tuning_history")
 
 
 # ---- the confirmation ----------------------------------------------------------------------------------------------

@@ -364,7 +364,7 @@ def test_an_import_upgrades_a_failure_and_refuses_a_damaged_archive(tmp_path, mi
 def test_figure_lines_are_per_method_and_per_lambda_only_where_a_method_ran_at_several():
     import pandas as pd
 
-    from analysis.figures import COLOURS, coloured
+    from analysis.plotting import COLOURS, coloured
     from analysis.tables import settings
 
     # Table 1: GrokAlign at one λ per loss (1e-3 with ce, 1e-4 with mse) keeps its name and colour

@@ -175,7 +175,8 @@ def test_accuracy_and_gini_figures_of_real_trials_use_a_log_step_axis_a_panel_pe
     import matplotlib
 
     matplotlib.use("Agg")
-    from analysis.figures import accuracy_figure, curves_figure, histories
+    from analysis.figures import accuracy_figure, curves_figure
+    from analysis.plotting import histories
     from analysis.runs import load_runs, presentation
 
     uri = real_trials(tmp_path, migrated_store)

@@ -52,11 +52,11 @@ class Presentation:
     label: str = "accuracy"
     log: bool = False
     reference: str | None = None  # a test figure that stays constant (a baseline predictor's), drawn as a line
-    name: str = "geometry"  # of the table of `curves` (and, for a task with accuracy, the figure of `plotted`)
+    name: str = "geometry"  # of the table of `tabled` (and, for a task with accuracy, the figure of `plotted`)
     title: str = "Geometry"
     # evaluation curves tabled at the memorised and grokked moments (median over seeds), and those drawn against
     # steps (epochs, for a task without accuracy) with the moments marked
-    curves: tuple[str, ...] = ("centroid_alignment", "row_alignment_max", "row_alignment_min", "jacobian_norm")
+    tabled: tuple[str, ...] = ("centroid_alignment", "row_alignment_max", "row_alignment_min", "jacobian_norm")
     plotted: tuple[str, ...] = ("centroid_alignment", "jacobian_norm")
     log_steps: bool = False  # steps (and seconds) on a log axis: grokking that comes decades of updates apart
     # settings (shared or the task's) whose value, off the task's (or its preset's) default, is named in a trial's

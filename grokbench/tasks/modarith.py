@@ -139,7 +139,7 @@ class ModArith(Task):
     final_metrics = ("train_acc", "test_acc", "gini_embed", "gini_unembed")
     # Grokfast's authors plot accuracy against log steps; GrokAlign Figs. 8–9 the Gini coefficients, with trained and
     # with frozen embeddings (two conditions); the Grokfast arms change the weight decay with the filter
-    presentation = Presentation(name="gini", title="Gini coefficients", curves=("gini_embed", "gini_unembed"),
+    presentation = Presentation(name="gini", title="Gini coefficients", tabled=("gini_embed", "gini_unembed"),
                                 plotted=("gini_embed", "gini_unembed"), log_steps=True,
                                 conditions=("freeze_embeddings",), variants=("weight_decay",))
 

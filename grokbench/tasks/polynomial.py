@@ -141,7 +141,8 @@ class PolynomialEvaluation:
 
 class Polynomial(Task):
     name = "polynomial"
-    description = "y = (β·x)²/2 in D = 100 on a centred two-layer net of width 500, output scale α (Kumar et al.)"
+    description = ("y = (β·x)²/2 in D dimensions on a centred two-layer net, output scale α (Kumar et al.; defaults: "
+                   "D = 100, width 500)")
     Settings = PolynomialSettings
     defaults = dict(loss="mse", init_scale=1.0, optimizer="sgd", weight_decay=0.0, max_epochs=100_000,
                     eval_every=10, dtype="float64")
@@ -159,7 +160,7 @@ class Polynomial(Task):
     presentation = Presentation(
         train="train_loss_rel", test="test_loss_rel", label="loss / its initial value", log=True,
         reference="kernel_regression_test_loss_rel", title="Kernel diagnostics",
-        curves=("ntk_distance", "kernel_alignment", "weight_change"),
+        tabled=("ntk_distance", "kernel_alignment", "weight_change"),
         plotted=("ntk_distance", "kernel_alignment", "weight_change"), variants=("lr",),
         gap=("train_loss", "test_loss", 0.1))  # Kumar et al.'s Fig. 3e: train and test MSE below 0.1
 

@@ -1,0 +1,91 @@
+"""What every figure draws with: a run's curves read from MLflow, the median and band over seeds on a grid, a
+colour per line, a log step axis, and a figure saved as PNG and PDF."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.tables import METHOD_NAMES, Setting
+from grokbench.sweep.mlflow_store import TrackingStore
+
+CURVES = ("train_acc", "test_acc", "train_time_s")  # and what a figure asks for besides
+COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
+GRID = 400  # points the seeds' curves are interpolated onto
+
+
+def histories(uri: str, runs: pd.DataFrame, curves: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """Per run: a frame indexed by optimiser step with one column per curve."""
+    store = TrackingStore(uri)
+    out = {}
+    for run_id in runs["run_id"]:
+        columns = {name: pd.Series(store.curve(run_id, name), dtype=float) for name in (*CURVES, *curves)}
+        out[run_id] = pd.DataFrame(columns).sort_index()
+    return out
+
+
+def median_band(curves: list[pd.Series], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median and min–max band over runs, each interpolated onto the grid (NaN past a run's end)."""
+    rows = [np.interp(grid, c.index.to_numpy(float), c.to_numpy(float), right=np.nan) for c in curves if len(c)]
+    if not rows:
+        return (np.full_like(grid, np.nan),) * 3
+    stacked = np.vstack(rows)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # past every run's end a column is all NaN: so be it
+        return np.nanmedian(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
+
+
+def grid_over(curves: list[pd.Series], log: bool) -> np.ndarray:
+    """Where the median of the curves is drawn: evenly from 0 to their last x, or on a log axis evenly in log from
+    their first positive x."""
+    xs = [c.index.to_numpy(float) for c in curves if len(c)]
+    end = max((x.max() for x in xs), default=0.0)
+    first = min((x[x > 0].min() for x in xs if (x > 0).any()), default=0.0)
+    if log and 0 < first < end:
+        return np.geomspace(first, end, GRID)
+    return np.linspace(0, end, GRID)
+
+
+def x_axis(ax, label: str, log: bool) -> None:
+    """The x axis labelled; a log one labelled at powers of ten only (within a decade, minor labels overprint each
+    other)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xlabel(label)
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def save(fig, out: Path, name: str) -> list[Path]:
+    """The figure as `name.png` and `name.pdf` in out, closed."""
+    import matplotlib.pyplot as plt
+
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def coloured(groups: list[Setting]) -> list[tuple[Setting, Any]]:
+    """Each group with its line colour: a method run as its authors ran it, at one λ, keeps its own; a line per λ
+    or per variant (its own settings off their defaults) gets a colour of its own from a palette no method uses,
+    the same for the same label in every panel."""
+    import matplotlib
+
+    spare_palette = matplotlib.colormaps["tab20b"]
+    spare: dict[str, int] = {}
+    out = []
+    for setting in groups:
+        if setting.label != METHOD_NAMES.get(setting.method, setting.method):
+            i = spare.setdefault(setting.label, len(spare))
+            # tab20b comes in hue groups of four shades: step across the groups first, so neighbours differ in hue
+            out.append((setting, spare_palette((4 * i + i // 5) % 20)))
+        else:
+            out.append((setting, COLOURS.get(setting.method)))
+    return out
