@@ -226,11 +226,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from grokbench.tasks import TASKS
-
     parser = argparse.ArgumentParser(prog="grokbench", description="Benchmark grokking interventions.",
                                      allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add in (_add_run, _add_benches, _add_doctor, _add_sweep, _add_archives):
+        add(commands)
+    return parser
+
+
+def _add_run(commands) -> None:
+    from grokbench.tasks import TASKS
 
     run = commands.add_parser("run", help="train one trial and report when it memorised and grokked",
                               description="Train one trial; `grokbench run TASK --help` lists the task's settings.")
@@ -241,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
         names = _add_setting_flags(one, task)
         one.add_argument("--json", action="store_true", help="end stdout with the summary as one JSON line")
         one.set_defaults(handler=cmd_run, setting_names=names)
+
+
+def _add_benches(commands) -> None:
+    from grokbench.tasks import TASKS
 
     bench = commands.add_parser("bench", help="time one optimiser update of each method on a task (default mnist)")
     bench.add_argument("--task", default="mnist", choices=sorted(TASKS), help="the task (default mnist)")
@@ -267,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_argument("--json", action="store_true", help="end stdout with the figures as one JSON line")
     nodes.set_defaults(handler=cmd_bench_nodes)
 
+
+def _add_doctor(commands) -> None:
     doctor = commands.add_parser("doctor", help="check that every Ray node can run a sweep's trials")
     doctor.add_argument("sweep", nargs="?", default="mnist", help="the sweep whose trials to check (default mnist)")
     doctor.add_argument("--address", help="Ray cluster address (default as for sweep)")
@@ -276,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--gpus-per-trial", type=float)
     doctor.set_defaults(handler=cmd_doctor)
 
+
+def _add_sweep(commands) -> None:
     sweep = commands.add_parser("sweep", help="run a sweep file's trials on Ray Tune, one MLflow run per trial")
     sweep.add_argument("sweep", help="a sweep name in sweeps/ (mnist, mnist_lambda, mnist_init, mnist_tune, ...) or a path")
     sweep.add_argument("--seeds", type=_int_list, help="override the seeds, e.g. 0,1,2")
@@ -299,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--smoke", action="store_true", help="a small version of the sweep (fewer seeds, short budget)")
     sweep.set_defaults(handler=cmd_sweep)
 
+
+def _add_archives(commands) -> None:
+    """export and import: a sweep's runs as one portable file, and back into a store."""
     export = commands.add_parser("export", help="write an experiment's finished runs to one portable file")
     export.add_argument("experiment", help="the sweep's name, e.g. mnist (its MLflow experiment is grokbench/mnist)")
     export.add_argument("--tracking-uri", help="MLflow tracking URI (default as for sweep)")
@@ -309,7 +325,6 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("archive", help="a file written by grokbench export")
     import_.add_argument("--tracking-uri", help="MLflow tracking URI (default as for sweep)")
     import_.set_defaults(handler=cmd_import)
-    return parser
 
 
 class Parser(argparse.ArgumentParser):
