@@ -132,7 +132,7 @@ def _diagnostic_line(ax, setting: Setting, hist: dict[str, pd.DataFrame], metric
     line, = ax.plot(grid, med, "-", color=colour, label=label)
     for event, marker in (("epochs_to_memorise", "s"), ("epochs_to_grok", "*")):
         moments = setting.runs[event].dropna()  # a trial that never got there has no moment to mark
-        if len(moments) and len(grid):
+        if len(moments):
             epoch = moments.median()
             ax.plot([epoch], [np.interp(epoch, grid, med)], marker, color=line.get_color(), markersize=9)
     positive = med[np.isfinite(med) & (med > 0)]

@@ -41,8 +41,10 @@ def median_band(curves: list[pd.Series], grid: np.ndarray) -> tuple[np.ndarray, 
 
 def grid_over(curves: list[pd.Series], log: bool) -> np.ndarray:
     """Where the median of the curves is drawn: evenly from 0 to their last x, or on a log axis evenly in log from
-    their first positive x."""
-    xs = [c.index.to_numpy(float) for c in curves if len(c)]
+    their first positive x (evenly from 0 where they have fewer than two positive x). A run whose x is unknown (NaN:
+    no epoch count) adds nothing."""
+    xs = [x[np.isfinite(x)] for x in (c.index.to_numpy(float) for c in curves)]
+    xs = [x for x in xs if len(x)]
     end = max((x.max() for x in xs), default=0.0)
     first = min((x[x > 0].min() for x in xs if (x > 0).any()), default=0.0)
     if log and 0 < first < end:

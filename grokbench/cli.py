@@ -314,7 +314,6 @@ def _add_sweep(commands) -> None:
 
 
 def _add_archives(commands) -> None:
-    """export and import: a sweep's runs as one portable file, and back into a store."""
     export = commands.add_parser("export", help="write an experiment's finished runs to one portable file")
     export.add_argument("experiment", help="the sweep's name, e.g. mnist (its MLflow experiment is grokbench/mnist)")
     export.add_argument("--tracking-uri", help="MLflow tracking URI (default as for sweep)")

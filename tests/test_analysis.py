@@ -416,3 +416,16 @@ def test_a_methods_variants_get_rows_of_their_own(tmp_path, migrated_store):
     rows = [line.split(" | ")[0] for line in (tmp_path / "t" / "table1_ce.md").read_text().splitlines()
             if line.startswith("| ") and "2/2" in line]
     assert rows == ["| Baseline", "| GrokAlign", "| GrokAlign (subset=32, every=4)"]
+
+
+def test_the_figures_grid_spans_the_runs_known_x_and_ignores_a_run_without_one():
+    from analysis.plotting import grid_over
+
+    unknown = pd.Series([0.5, 0.6], index=[np.nan, np.nan])  # a run with no epoch count: its x is NaN
+    runs = [unknown, pd.Series([0.1, 0.2, 0.3], index=[0.0, 10.0, 50.0]), pd.Series([0.4], index=[100.0])]
+    log = grid_over(runs, log=True)
+    assert log[0] == pytest.approx(10.0) and log[-1] == pytest.approx(100.0)
+    assert np.allclose(np.diff(np.log(log)), np.log(10) / (len(log) - 1))  # evenly in log
+    linear = grid_over(runs, log=False)
+    assert linear[0] == 0.0 and linear[-1] == pytest.approx(100.0)
+    assert grid_over([unknown], log=True)[-1] == 0.0  # nothing known: a grid at 0, not NaN
