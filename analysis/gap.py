@@ -18,9 +18,10 @@ def gap_table(uri: str, runs: pd.DataFrame, groups: list) -> Table | None:
     """Per row group (`analysis.tables.rows`: method, loss, value of each varied task setting): the epochs at which
     the train and the test figure first fell below the value (a run that never did censored where it ended), and
     the gap between them over the runs that reached both."""
-    if presentation(runs).gap is None:
+    declared = presentation(runs).gap
+    if declared is None:
         return None
-    train, test, value = presentation(runs).gap
+    train, test, value = declared
     varied = varied_task_settings(runs)
     below = [f"{name} < {value:g}" for name in (train, test)]
     headers = ["Method", "loss", *map(setting_name, varied), *(h for b in below for h in (b, f"epochs to {b}")),

@@ -41,7 +41,7 @@ def median_band(curves: list[pd.Series], grid: np.ndarray) -> tuple[np.ndarray, 
 
 def grid_over(curves: list[pd.Series], log: bool) -> np.ndarray:
     """Where the median of the curves is drawn: evenly from 0 to their last x, or on a log axis evenly in log from
-    their first positive x (evenly from 0 where they have fewer than two positive x). A run whose x is unknown (NaN:
+    their first positive x (evenly from 0 where no two of their positive x differ). A run whose x is unknown (NaN:
     no epoch count) adds nothing."""
     xs = [x[np.isfinite(x)] for x in (c.index.to_numpy(float) for c in curves)]
     xs = [x for x in xs if len(x)]
