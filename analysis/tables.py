@@ -25,7 +25,7 @@ from analysis.runs import (
 )
 from analysis.stats import Sample, SpeedUp, cell, speed_up
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
-from grokbench.sweep.mlflow_store import TrackingStore, tracking_uri
+from grokbench.sweep.mlflow_store import BEST_PREFIX, TrackingStore, tracking_uri
 
 METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
                 "adversarial": "Adversarial Training"}
@@ -344,10 +344,9 @@ def search_table(uri: str, experiments: list[str]) -> Table | None:
     store = TrackingStore(uri)
     table = Table("search_best", "Optuna: best setting per method", ["sweep", "method", "setting", "value"])
     for name in experiments:
-        for key, value in sorted(store.experiment_tags(experiment_name(name)).items()):
-            if key.startswith("best."):
-                sweep, method, setting = key[len("best."):].rsplit(".", 2)
-                table.rows.append([sweep, method, setting, f"{float(value):.4g}"])
+        for key, value in sorted(store.best_settings(experiment_name(name)).items()):
+            sweep, method, setting = key[len(BEST_PREFIX):].rsplit(".", 2)
+            table.rows.append([sweep, method, setting, f"{float(value):.4g}"])
     return table if table.rows else None
 
 

@@ -1,5 +1,7 @@
 """analysis.tables on runs logged to a real SQLite MLflow store with known figures, checked by hand."""
 
+import gzip
+import json
 import shutil
 
 import mlflow
@@ -244,6 +246,8 @@ def test_export_then_import_recreates_the_runs_exactly_and_once(tmp_path, migrat
     source.create_run(experiment_id, tags={KEY_TAG: "still-running", "status": "running"})  # no outcome: left out
     first = source.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = 'baseline-ce-0'")[0]
     source.log_text(first.info.run_id, '{"lr": 0.001}', "config.json")
+    best = {f"best.{SWEEP}.grokalign.lam": "0.0042", f"best.{SWEEP}.grokalign.weight_decay": "1.5"}
+    TrackingStore(uris["source"]).set_experiment_tags(experiment_id, {**best, "unrelated": "stays behind"})
     # an earlier import into the copy that stopped part-way: replaced, not doubled
     copy = mlflow.MlflowClient(uris["copy"])
     copy_experiment = TrackingStore(uris["copy"]).prepare_experiment("grokbench/mnist")
@@ -274,6 +278,9 @@ def test_export_then_import_recreates_the_runs_exactly_and_once(tmp_path, migrat
             assert [(m.step, m.value) for m in copy.get_metric_history(again.info.run_id, metric)] == history
     config = copy.download_artifacts(copies["baseline-ce-0"].info.run_id, "config.json", str(tmp_path))
     assert open(config).read() == '{"lr": 0.001}'
+    # what the search found travels too (the Optuna table reads it), and nothing else of the experiment's
+    assert TrackingStore(uris["copy"]).best_settings("grokbench/mnist") == best
+    assert "unrelated" not in copy.get_experiment(copy_experiment).tags
     # what a sweep skips, and what the tables say, are the same on both stores
     held = [{key: (t.sweep_id, t.status) for key, t in TrackingStore(uris[name]).stored_trials("grokbench/mnist")
              .items() if t.status != "running"} for name in ("copy", "source")]  # a run in progress is not exported
@@ -296,6 +303,13 @@ def test_export_and_import_refuse_bad_input_clearly(tmp_path, migrated_store, ca
     (tmp_path / "notes.txt").write_text("hello")
     assert cli(["import", str(tmp_path / "notes.txt"), "--tracking-uri", uri]) == 2
     assert "is not a grokbench archive" in capsys.readouterr().err
+    bad_header = tmp_path / "bad.jsonl.gz"
+    with gzip.open(bad_header, "wt") as stream:
+        stream.write(json.dumps({"format": "grokbench-runs/1", "experiment": "grokbench/mnist", "runs": 0,
+                                 "best": ["lam", 0.1]}) + "\n")
+    assert cli(["import", str(bad_header), "--tracking-uri", uri]) == 2
+    assert "best settings are not a mapping" in capsys.readouterr().err
+    assert TrackingStore(uri).experiment_id("grokbench/mnist") is None  # nothing half-written
 
 
 def test_the_tables_keep_a_trials_newest_outcome_over_an_older_failure():

@@ -1,10 +1,11 @@
 """`grokbench export` / `grokbench import`: an experiment's finished runs as one portable file, and back.
 
 A tracking store lives on one machine; results that took CPU-hours should outlive it. The archive is gzip'd JSON
-lines: a header, then one finished run a line with its params, tags, text artifacts and every metric's whole
-history (step, value, timestamp; values exact, NaN written as JSON's common `NaN` extension). Importing recreates
-the runs in any store (new run ids, the same tags and dataset inputs), so the tables come out the same and
-`grokbench sweep` skips the trials the archive holds. Importing twice adds nothing.
+lines: a header (with the experiment's `best.*` tags: what its searches found), then one finished run a line with
+its params, tags, text artifacts and every metric's whole history (step, value, timestamp; values exact, NaN
+written as JSON's common `NaN` extension). Importing recreates the runs in any store (new run ids, the same tags
+and dataset inputs), so the tables come out the same and `grokbench sweep` skips the trials the archive holds: a
+sweep stopped on one machine goes on, trial by trial, on another. Importing twice adds nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def export_runs(uri: str, experiment: str, path: Path) -> int:
     partial = path.with_name(path.name + ".partial")
     try:
         with gzip.open(partial, "wt") as stream:
-            stream.write(json.dumps({"format": FORMAT, "experiment": name, "runs": len(runs)}) + "\n")
+            header = {"format": FORMAT, "experiment": name, "runs": len(runs), "best": store.best_settings(name)}
+            stream.write(json.dumps(header) + "\n")
             for run in sorted(runs, key=lambda r: r.info.start_time):
                 stream.write(json.dumps(_run_record(store, run)) + "\n")
         os.replace(partial, path)
@@ -82,6 +84,8 @@ def import_runs(path: Path, uri: str, progress: Callable[[str], None] = lambda _
     header = _checked(path)
     store = TrackingStore(uri)
     experiment_id = patiently(lambda: store.prepare_experiment(header["experiment"]), uri)
+    # what the experiment's searches found (archives written before they carried it have none)
+    patiently(lambda: store.set_experiment_tags(experiment_id, header.get("best", {})), uri)
     present: dict[tuple[str, str], int] = {}
     for run in patiently(lambda: store.runs_with_outcome(experiment_id, OUTCOMES), uri):
         identity = _identity(run.data.tags)
@@ -111,6 +115,9 @@ def _checked(path: Path) -> dict[str, Any]:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT or "experiment" not in header:
         raise ArchiveError(f"{path} is not a grokbench archive ({FORMAT}, written by `grokbench export`)")
+    best = header.get("best", {})
+    if not isinstance(best, dict) or not all(isinstance(v, str) for v in best.values()):
+        raise ArchiveError(damaged.format("its header's best settings are not a mapping of tags to text"))
     count = 0
     try:
         for record in _records(path):

@@ -12,7 +12,7 @@ from grokbench.config import TrialConfig
 from grokbench.progress import duration
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.live import summary_table
-from grokbench.sweep.mlflow_store import TrackingStore, patiently, runs_link
+from grokbench.sweep.mlflow_store import BEST_PREFIX, TrackingStore, patiently, runs_link
 from grokbench.sweep.spec import SweepSpec
 
 
@@ -48,7 +48,7 @@ def report_best(spec: SweepSpec, grids: list, store: TrackingStore, experiment_i
         text = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         outcome = best.metrics["summary"]["status"]
         print(f"  {method:<12} {text}  ({best.metrics[OBJECTIVE]:.1f} s, {outcome})", file=out)
-        tags = {f"best.{sweep_id}.{method}.{k}": str(v) for k, v in values.items()}
+        tags = {f"{BEST_PREFIX}{sweep_id}.{method}.{k}": str(v) for k, v in values.items()}
         patiently(lambda tags=tags, key=trial_key(config): store.mark_best(experiment_id, sweep_id, key, tags),
                   store.uri)
         tuned[method] = tuned_setting(TrialConfig.from_dict(config, stored=True), values)
