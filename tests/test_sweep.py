@@ -245,7 +245,7 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(ray_c
 
 
 @pytest.mark.slow
-def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir):
+def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir, migrated_store):
     path = write_sweep(workdir, name="grow", grid={"seed": [0]}, methods={"baseline": {}})
     where = {"tracking_uri": uri(workdir), "storage": str(workdir / "results")}
     assert run_sweep(load_sweep(str(path)), SweepOptions(**where, sweep_id="grow-1"), out=io.StringIO()) == 0
@@ -266,6 +266,18 @@ def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir)
     out = io.StringIO()  # a dry run says the same, and estimates only what is left
     three = build_sweep(str(path), {"seeds": [0, 1, 2]})
     assert run_sweep(three, SweepOptions(**where, dry_run=True), out=out) == 0
+    assert re.search(r"baseline-mse-init12-seed1-\w+ +150 +done \(sweep grow-2\)", out.getvalue()), out.getvalue()
+    assert "\n1 trials to run" in out.getvalue()
+
+    # on another machine, from the archive alone: the same trials are done there, only the new seed would run
+    archive, elsewhere = workdir / "grow.jsonl.gz", workdir / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(migrated_store, elsewhere / "mlflow.db")
+    assert main(["export", "grow", "--tracking-uri", uri(workdir), "--out", str(archive)]) == 0
+    assert main(["import", str(archive), "--tracking-uri", uri(elsewhere)]) == 0
+    out = io.StringIO()
+    there = SweepOptions(tracking_uri=uri(elsewhere), storage=str(elsewhere / "results"), dry_run=True)
+    assert run_sweep(three, there, out=out) == 0
     assert re.search(r"baseline-mse-init12-seed1-\w+ +150 +done \(sweep grow-2\)", out.getvalue()), out.getvalue()
     assert "\n1 trials to run" in out.getvalue()
 
