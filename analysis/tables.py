@@ -344,7 +344,7 @@ def search_table(uri: str, experiments: list[str]) -> Table | None:
     store = TrackingStore(uri)
     table = Table("search_best", "Optuna: best setting per method", ["sweep", "method", "setting", "value"])
     for name in experiments:
-        for key, value in sorted(store.best_settings(experiment_name(name)).items()):
+        for key, value in sorted(store.best_tags(experiment_name(name)).items()):
             sweep, method, setting = key[len(BEST_PREFIX):].rsplit(".", 2)
             table.rows.append([sweep, method, setting, f"{float(value):.4g}"])
     return table if table.rows else None

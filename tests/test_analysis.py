@@ -279,7 +279,7 @@ def test_export_then_import_recreates_the_runs_exactly_and_once(tmp_path, migrat
     config = copy.download_artifacts(copies["baseline-ce-0"].info.run_id, "config.json", str(tmp_path))
     assert open(config).read() == '{"lr": 0.001}'
     # what the search found travels too (the Optuna table reads it), and nothing else of the experiment's
-    assert TrackingStore(uris["copy"]).best_settings("grokbench/mnist") == best
+    assert TrackingStore(uris["copy"]).best_tags("grokbench/mnist") == best
     assert "unrelated" not in copy.get_experiment(copy_experiment).tags
     # what a sweep skips, and what the tables say, are the same on both stores
     held = [{key: (t.sweep_id, t.status) for key, t in TrackingStore(uris[name]).stored_trials("grokbench/mnist")
@@ -308,7 +308,13 @@ def test_export_and_import_refuse_bad_input_clearly(tmp_path, migrated_store, ca
         stream.write(json.dumps({"format": "grokbench-runs/1", "experiment": "grokbench/mnist", "runs": 0,
                                  "best": ["lam", 0.1]}) + "\n")
     assert cli(["import", str(bad_header), "--tracking-uri", uri]) == 2
-    assert "best settings are not a mapping" in capsys.readouterr().err
+    assert "best settings are not best.<sweep>.<method>.<setting> tags" in capsys.readouterr().err
+    for best in ({"mlflow.note.content": "1"}, {"best.s.lam": "0.1"}, {"best.s.grokalign.lam": "high"}):
+        with gzip.open(bad_header, "wt") as stream:
+            stream.write(json.dumps({"format": "grokbench-runs/1", "experiment": "grokbench/mnist", "runs": 0,
+                                     "best": best}) + "\n")
+        assert cli(["import", str(bad_header), "--tracking-uri", uri]) == 2
+        assert "best settings are not" in capsys.readouterr().err
     assert TrackingStore(uri).experiment_id("grokbench/mnist") is None  # nothing half-written
 
 

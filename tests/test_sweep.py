@@ -278,7 +278,8 @@ def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir,
     out = io.StringIO()
     there = SweepOptions(tracking_uri=uri(elsewhere), storage=str(elsewhere / "results"), dry_run=True)
     assert run_sweep(three, there, out=out) == 0
-    assert re.search(r"baseline-mse-init12-seed1-\w+ +150 +done \(sweep grow-2\)", out.getvalue()), out.getvalue()
+    for seed, sweep in ((0, "grow-1"), (1, "grow-2")):
+        assert re.search(rf"seed{seed}-\w+ +150 +done \(sweep {sweep}\)", out.getvalue()), out.getvalue()
     assert "\n1 trials to run" in out.getvalue()
 
     out = io.StringIO()  # --rerun runs a done trial again, in a run of its own

@@ -21,7 +21,7 @@ from typing import Any
 
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, experiment_name, outcome_rank
-from grokbench.sweep.mlflow_store import CHECKPOINT_TAG, TrackingStore, patiently
+from grokbench.sweep.mlflow_store import BEST_PREFIX, CHECKPOINT_TAG, TrackingStore, patiently
 
 FORMAT = "grokbench-runs/1"
 OUTCOMES = (*FINAL_STATUSES, "failed")  # a failed trial is a record too (the tables count it apart)
@@ -54,7 +54,7 @@ def export_runs(uri: str, experiment: str, path: Path) -> int:
     partial = path.with_name(path.name + ".partial")
     try:
         with gzip.open(partial, "wt") as stream:
-            header = {"format": FORMAT, "experiment": name, "runs": len(runs), "best": store.best_settings(name)}
+            header = {"format": FORMAT, "experiment": name, "runs": len(runs), "best": store.best_tags(name)}
             stream.write(json.dumps(header) + "\n")
             for run in sorted(runs, key=lambda r: r.info.start_time):
                 stream.write(json.dumps(_run_record(store, run)) + "\n")
@@ -115,9 +115,9 @@ def _checked(path: Path) -> dict[str, Any]:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT or "experiment" not in header:
         raise ArchiveError(f"{path} is not a grokbench archive ({FORMAT}, written by `grokbench export`)")
-    best = header.get("best", {})
-    if not isinstance(best, dict) or not all(isinstance(v, str) for v in best.values()):
-        raise ArchiveError(damaged.format("its header's best settings are not a mapping of tags to text"))
+    if not _valid_best_tags(header.get("best", {})):
+        raise ArchiveError(damaged.format(f"its header's best settings are not {BEST_PREFIX}<sweep>.<method>.<setting> "
+                                          "tags with numbers"))
     count = 0
     try:
         for record in _records(path):
@@ -129,6 +129,21 @@ def _checked(path: Path) -> dict[str, Any]:
         raise ArchiveError(f"{path} is incomplete ({count} of {header.get('runs')} runs); nothing was imported; "
                            "export it again")
     return header
+
+
+def _valid_best_tags(best: Any) -> bool:
+    """What an Optuna search found, as `search_best` reads it back: best.<sweep>.<method>.<setting> → a number."""
+    if not isinstance(best, dict):
+        return False
+    for key, value in best.items():
+        if not (isinstance(key, str) and key.startswith(BEST_PREFIX) and key.count(".") >= 3
+                and all(key[len(BEST_PREFIX):].rsplit(".", 2)) and isinstance(value, str)):
+            return False
+        try:
+            float(value)
+        except ValueError:
+            return False
+    return True
 
 
 def _check_record(record: Any, number: int) -> None:

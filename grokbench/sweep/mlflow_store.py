@@ -36,7 +36,7 @@ CHECKPOINT_TAG = "grokbench.checkpoint"  # where a trial's latest checkpoint is
 CONTINUED_TAG = "grokbench.continued_by"  # the sweep that continued a trial's run with a larger budget
 PRIOR_STATUS_TAG = "grokbench.prior_status"  # the outcome a continued run had before its budget was raised
 BEST_TAG = "grokbench.best"
-BEST_PREFIX = "best."  # an experiment tag per searched setting: best.<sweep id>.<method>.<setting>
+BEST_PREFIX = "best."  # experiment tags, one per searched setting: best.<sweep id>.<method>.<setting> = value
 PATIENCE_ENV = "GROKBENCH_TRACKING_PATIENCE_S"  # how long the driver waits out a tracking store that is down
 DEFAULT_PATIENCE_S = 300.0
 RETRYABLE_HTTP = (408, 429, 500, 502, 503, 504)  # timeouts, overload, a server restarting or down
@@ -267,11 +267,12 @@ class TrackingStore:
         experiment = self.client.get_experiment_by_name(name)
         return dict(experiment.tags) if experiment else {}
 
-    def best_settings(self, name: str) -> dict[str, str]:
+    def best_tags(self, name: str) -> dict[str, str]:
         """The experiment's `best.<sweep>.<method>.<setting>` tags: what its searches found."""
         return {k: v for k, v in self.experiment_tags(name).items() if k.startswith(BEST_PREFIX)}
 
     def set_experiment_tags(self, experiment_id: str, tags: dict[str, str]) -> None:
+        """Set each tag on the experiment (a tag already there takes the new value)."""
         for tag, value in tags.items():
             self.client.set_experiment_tag(experiment_id, tag, value)
 
