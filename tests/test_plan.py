@@ -234,6 +234,8 @@ def test_the_modular_arithmetic_sweeps_hold_the_published_settings():
     assert {c.seed for c in scan.trials()} == {100} and not {0, 1} & {c.seed for c in scan.trials()}
     assert {(c.lam, c.task_settings.freeze_embeddings) for c in scan.trials() if c.method == "grokalign"} == {
         (lam, frozen) for lam in (1e-4, 1e-3, 1e-2, 1e-1) for frozen in (False, True)}
+    # modadd's λ is the scan's choice (results/modadd_lambda_scan/), one of the values it tried
+    assert {c.lam for c in modadd.trials() if c.method == "grokalign"} == {1e-2}
 
 
 def test_the_polynomial_strength_scan_runs_on_a_draw_of_its_own_at_the_methods_sweeps_setting():
