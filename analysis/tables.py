@@ -226,8 +226,9 @@ def trials_table(runs: pd.DataFrame) -> Table:
     trial slowed by a busy machine shows here, not only in a wider interval)."""
     varied, events = varied_task_settings(runs), further_events(runs)
     final = f"final_{presentation(runs).test}"  # the test figure the task's criterion reads, at the trial's end
+    # the trial key last: rows a condition tells apart (frozen embeddings, say) keep one order in every store
     finished = runs[runs["status"] != "running"].sort_values(["experiment", "loss", "method", "lam", "init_scale",
-                                                              *varied, "seed"], key=_method_order)
+                                                              *varied, "seed", "trial_key"], key=_method_order)
     table = Table("trials", "Every trial", [
         "sweep", "method", "loss", "λ", "init", *map(setting_name, varied), "seed", "status", "steps to grok",
         *[f"steps to {e}" for e in events], "time to grok (s)", "phase time (s)", "updates run", "ms/update",
