@@ -25,7 +25,7 @@ from analysis.runs import (
 )
 from analysis.stats import Sample, SpeedUp, cell, speed_up
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
-from grokbench.sweep.mlflow_store import BEST_PREFIX, TrackingStore, tracking_uri
+from grokbench.sweep.mlflow_store import TrackingStore, tracking_uri
 
 METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
                 "adversarial": "Adversarial Training"}
@@ -346,7 +346,7 @@ def search_table(uri: str, experiments: list[str]) -> Table | None:
     table = Table("search_best", "Optuna: best setting per method", ["sweep", "method", "setting", "value"])
     for name in experiments:
         for key, value in sorted(store.best_tags(experiment_name(name)).items()):
-            sweep, method, setting = key[len(BEST_PREFIX):].rsplit(".", 2)
+            sweep, method, setting = TrackingStore.best_tag_parts(key)
             table.rows.append([sweep, method, setting, f"{float(value):.4g}"])
     return table if table.rows else None
 

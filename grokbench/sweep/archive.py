@@ -136,8 +136,7 @@ def _valid_best_tags(best: Any) -> bool:
     if not isinstance(best, dict):
         return False
     for key, value in best.items():
-        if not (isinstance(key, str) and key.startswith(BEST_PREFIX) and key.count(".") >= 3
-                and all(key[len(BEST_PREFIX):].rsplit(".", 2)) and isinstance(value, str)):
+        if not (isinstance(key, str) and TrackingStore.best_tag_parts(key) and isinstance(value, str)):
             return False
         try:
             float(value)

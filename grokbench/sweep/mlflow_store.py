@@ -271,6 +271,12 @@ class TrackingStore:
         """The experiment's `best.<sweep>.<method>.<setting>` tags: what its searches found."""
         return {k: v for k, v in self.experiment_tags(name).items() if k.startswith(BEST_PREFIX)}
 
+    @staticmethod
+    def best_tag_parts(key: str) -> tuple[str, str, str] | None:
+        """(sweep id, method, setting) of a `best.<sweep>.<method>.<setting>` tag; None for any other key."""
+        parts = tuple(key[len(BEST_PREFIX):].rsplit(".", 2)) if key.startswith(BEST_PREFIX) else ()
+        return parts if len(parts) == 3 and all(parts) else None
+
     def set_experiment_tags(self, experiment_id: str, tags: dict[str, str]) -> None:
         """Set each tag on the experiment (a tag already there takes the new value)."""
         for tag, value in tags.items():
