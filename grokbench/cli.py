@@ -117,8 +117,15 @@ def _name_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-SWEEP_OVERRIDES = ("smoke", "seeds", "max_epochs", "methods", "num_samples", "cpus_per_trial", "gpus_per_trial",
-                   "max_concurrent")
+def _setting_values(text: str) -> tuple[str, list[str]]:
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip() or not _name_list(values):
+        raise argparse.ArgumentTypeError(f"expected SETTING=VALUE[,VALUE...], e.g. freeze_embeddings=false; got {text!r}")
+    return name.strip(), _name_list(values)
+
+
+SWEEP_OVERRIDES = ("smoke", "seeds", "max_epochs", "methods", "num_samples", "only", "cpus_per_trial",
+                   "gpus_per_trial", "max_concurrent")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -126,6 +133,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from grokbench.sweep.spec import build_sweep
 
     given = {k: getattr(args, k) for k in SWEEP_OVERRIDES}
+    given["only"] = dict(args.only) if args.only else None  # repeated --only flags, one setting each
     overrides = {k: v for k, v in given.items() if v is not None and v is not False}  # 0 is a value, not "unset"
     changed = [f"--{k.replace('_', '-')}" for k in overrides if k != "smoke"]
     if args.resume and changed:
@@ -294,6 +302,9 @@ def _add_sweep(commands) -> None:
     sweep.add_argument("--seeds", type=_int_list, help="override the seeds, e.g. 0,1,2")
     sweep.add_argument("--max-epochs", type=int, help="override the budget (epochs per trial)")
     sweep.add_argument("--methods", type=_name_list, help="only these methods, e.g. baseline,grokalign")
+    sweep.add_argument("--only", type=_setting_values, action="append", metavar="SETTING=VALUES",
+                       help="only the trials with these values of a setting, e.g. freeze_embeddings=false (repeatable; "
+                            "part of a sweep run on its own, as in the whole sweep)")
     sweep.add_argument("--num-samples", type=int, help="Optuna trials per method (search sweeps)")
     sweep.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (= its torch threads)")
     sweep.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (fractions allowed); > 0 trains on CUDA")

@@ -238,6 +238,28 @@ def test_the_modular_arithmetic_sweeps_hold_the_published_settings():
     assert {c.lam for c in modadd.trials() if c.method == "grokalign"} == {1e-2}
 
 
+def test_only_picks_part_of_a_grid_as_the_whole_sweep_has_it_and_refuses_what_picks_nothing():
+    from grokbench.sweep.errors import SweepError
+
+    whole = {trial_key(c.to_dict()): c for c in load_sweep("modadd").trials()}
+    trained = build_sweep("modadd", {"methods": ["grokalign"], "only": {"freeze_embeddings": ["false"]}})
+    keys = [trial_key(c.to_dict()) for c in trained.trials()]
+    assert len(keys) == 2 and all(k in whole and not whole[k].task_settings.freeze_embeddings for k in keys)
+    assert all(whole[k].method == "grokalign" for k in keys)
+    # a number is read as a number however it is written; settings combine (all must match)
+    control = build_sweep("modmul_grokfast", {"only": {"weight_decay": ["1e-2"], "method": ["baseline"]}})
+    assert [(c.method, c.weight_decay, c.seed) for c in control.trials()] == [("baseline", 0.01, 0)]
+    for only, message in [({"freeze": ["false"]}, "--only freeze: not a setting of task modarith"),
+                          ({"freeze_embeddings": ["maybe"]},
+                           "--only freeze_embeddings=maybe: no trial of this sweep has it; its trials have "
+                           "freeze_embeddings = false, true"),
+                          ({"seed": ["1"], "lam": ["0.1"]}, "--only lam=0.1: no trial of this sweep has it")]:
+        with pytest.raises(SweepError, match=re.escape(message)):
+            build_sweep("modadd", {"only": only})
+    with pytest.raises(SweepError, match="no trial of this sweep has all of these"):
+        build_sweep("modmul_grokfast", {"only": {"weight_decay": ["0.01"], "grokfast_variant": ["ema"]}})
+
+
 def test_the_polynomial_strength_scan_runs_on_a_draw_of_its_own_at_the_methods_sweeps_setting():
     methods, scan = load_sweep("polynomial_methods"), load_sweep("polynomial_strength_scan")
     assert {(c.seed, c.task_settings.data_seed) for c in scan.trials()} == {(100, 100)}

@@ -322,6 +322,12 @@ def test_bad_flags_are_clear_errors(tmp_path, capsys):
     assert "--methods: adversarial not in this sweep; it has: baseline, grokalign" in capsys.readouterr().err
     assert main(["sweep", str(path), "--max-epochs", "0", "--dry-run"]) == 2
     assert "max_epochs (--max-epochs): must be a positive integer" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--only", "method=sam", "--dry-run"]) == 2
+    assert "--only method=sam: no trial of this sweep has it; its trials have method = baseline, grokalign" \
+        in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", str(path), "--only", "seed", "--dry-run"])
+    assert exit_.value.code == 2 and "expected SETTING=VALUE[,VALUE...]" in capsys.readouterr().err
 
 
 def test_unreachable_ray_and_tracking_server_fail_before_any_trial(tmp_path, capsys):

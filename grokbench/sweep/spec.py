@@ -80,6 +80,7 @@ class SweepSpec:
     max_failures: int = 3
     search: Search | None = None
     smoke: dict[str, Any] = field(default_factory=dict)
+    only: dict[str, list[str]] = field(default_factory=dict)  # --only: setting → the values (as typed) to keep
 
     def trials(self) -> list[TrialConfig]:
         """Every trial of a grid sweep, resolved (task and method defaults filled in) and validated; seed-major,
@@ -95,6 +96,7 @@ class SweepSpec:
                     values.update(fixed_settings(own, values.get("loss")))
                     values.update(task=self.task, method=method, max_epochs=self.max_epochs)
                     out.append(self._resolve(values, where))
+        out = [cfg for cfg in out if all(_matches(cfg.to_dict().get(k), vs) for k, vs in self.only.items())]
         return sorted(out, key=lambda cfg: cfg.seed)  # stable: methods keep the file's order within a seed
 
     def _resolve(self, values: dict[str, Any], where: str) -> TrialConfig:
@@ -105,7 +107,7 @@ class SweepSpec:
 
     def with_overrides(self, seeds: list[int] | None = None, max_epochs: int | None = None,
                        methods: list[str] | None = None, num_samples: int | None = None,
-                       **resources: float | None) -> SweepSpec:
+                       only: dict[str, list[str]] | None = None, **resources: float | None) -> SweepSpec:
         """Flags override the file (and `resources`: cpus_per_trial, gpus_per_trial, max_concurrent); the result
         is checked like the file was."""
         changes: dict[str, Any] = {}
@@ -136,8 +138,30 @@ class SweepSpec:
         if num_samples is not None and self.search:
             changes["search"] = dataclasses.replace(changes.get("search", self.search), num_samples=num_samples)
         spec = dataclasses.replace(self, **changes)
+        if only:
+            spec = spec._picking(only)
         spec.check()
         return spec
+
+    def _picking(self, only: dict[str, list[str]]) -> SweepSpec:
+        """The trials whose settings take the given values (`--only freeze_embeddings=false`): part of a grid run
+        on its own, its trials the same (same keys) as in the whole sweep."""
+        if self.search:
+            raise SweepError(f"{self.path}: --only picks trials of a grid; a search has none to pick")
+        known = trial_fields(self.task)
+        trials = self.trials()
+        for name, values in only.items():
+            if name not in known:
+                raise SweepError(f"{self.path}: --only {name}: not a setting of task {self.task} or its methods")
+            taken = sorted({yaml.safe_dump(cfg.to_dict().get(name)).split("\n")[0] for cfg in trials})
+            missing = [v for v in values if not any(_matches(cfg.to_dict().get(name), [v]) for cfg in trials)]
+            if missing:
+                raise SweepError(f"{self.path}: --only {name}={','.join(missing)}: no trial of this sweep has it; "
+                                 f"its trials have {name} = {', '.join(taken)}")
+        picked = dataclasses.replace(self, only={**self.only, **only})
+        if not picked.trials():
+            raise SweepError(f"{self.path}: --only {_describe(only)}: no trial of this sweep has all of these")
+        return picked
 
     def smoke_version(self) -> SweepSpec:
         """The same sweep, small: the file's `smoke` section (fewer seeds, a short budget)."""
@@ -164,6 +188,30 @@ class SweepSpec:
                                      "settings; give one value, or search it in search.space")
                 values = {**self.base, **fixed_settings(self.methods[method], self.base.get("loss"))}
                 self._resolve({**values, "task": self.task, "method": method}, f"search.space.{method}")
+
+
+def _matches(value: Any, wanted: list[str]) -> bool:
+    """Whether a trial's setting equals one of the values typed on the command line, read as the setting's type
+    (`false`, `1e-2` and `0.01` as a YAML file would mean them)."""
+    return any(_typed_like(value, text) == value for text in wanted)
+
+
+def _typed_like(value: Any, text: str) -> Any:
+    text = text.strip()
+    if isinstance(value, bool):
+        return {"true": True, "false": False}.get(text.lower(), text)
+    if isinstance(value, (int, float)):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if value is None:
+        return None if text.lower() in ("none", "null") else text
+    return text
+
+
+def _describe(only: dict[str, list[str]]) -> str:
+    return " ".join(f"{name}={','.join(values)}" for name, values in only.items())
 
 
 def fixed_settings(settings: dict[str, Any], loss: str | None) -> dict[str, Any]:
