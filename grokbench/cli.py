@@ -124,6 +124,14 @@ def _setting_values(text: str) -> tuple[str, list[str]]:
     return name.strip(), _name_list(values)
 
 
+def _merged(pairs: list[tuple[str, list[str]]] | None) -> dict[str, list[str]] | None:
+    """Repeated --only flags: a setting named twice keeps the values of both (`--only seed=0 --only seed=1`)."""
+    merged: dict[str, list[str]] = {}
+    for name, values in pairs or ():
+        merged.setdefault(name, []).extend(values)
+    return merged or None
+
+
 SWEEP_OVERRIDES = ("smoke", "seeds", "max_epochs", "methods", "num_samples", "only", "cpus_per_trial",
                    "gpus_per_trial", "max_concurrent")
 
@@ -133,7 +141,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from grokbench.sweep.spec import build_sweep
 
     given = {k: getattr(args, k) for k in SWEEP_OVERRIDES}
-    given["only"] = dict(args.only) if args.only else None  # repeated --only flags, one setting each
+    given["only"] = _merged(args.only)
     overrides = {k: v for k, v in given.items() if v is not None and v is not False}  # 0 is a value, not "unset"
     changed = [f"--{k.replace('_', '-')}" for k in overrides if k != "smoke"]
     if args.resume and changed:

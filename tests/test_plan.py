@@ -1,5 +1,6 @@
 """A sweep's planning, without Ray or a tracking store: which trials run, which are skipped, and the estimate."""
 
+import json
 import re
 import sys
 from dataclasses import replace
@@ -258,6 +259,19 @@ def test_only_picks_part_of_a_grid_as_the_whole_sweep_has_it_and_refuses_what_pi
             build_sweep("modadd", {"only": only})
     with pytest.raises(SweepError, match="no trial of this sweep has all of these"):
         build_sweep("modmul_grokfast", {"only": {"weight_decay": ["0.01"], "grokfast_variant": ["ema"]}})
+    # a setting only some methods have picks among theirs; one no method here has is refused, not read as null
+    ema = build_sweep("modmul_grokfast", {"only": {"grokfast_variant": ["ema"], "seed": ["0", "2"]}})
+    assert [(c.method, c.method_settings.grokfast_variant, c.seed) for c in ema.trials()] == [
+        ("grokfast", "ema", 0), ("grokfast", "ema", 2)]
+    with pytest.raises(SweepError, match=r"--only grokfast_window: no trial of this sweep has this setting"):
+        build_sweep("modadd", {"only": {"grokfast_window": ["100"]}})
+    # bools as YAML reads them; the plan keeps --only as JSON, and the spec rebuilt from it picks the same trials
+    frozen = build_sweep("modadd", {"only": {"freeze_embeddings": ["True"]}})
+    assert {c.task_settings.freeze_embeddings for c in frozen.trials()} == {True} and len(frozen.trials()) == 4
+    again = build_sweep("modadd", json.loads(json.dumps({"only": {"freeze_embeddings": ["yes"]}})))
+    assert [trial_key(c.to_dict()) for c in again.trials()] == [trial_key(c.to_dict()) for c in frozen.trials()]
+    with pytest.raises(SweepError, match="a search has none to pick"):
+        build_sweep("mnist_tune", {"only": {"seed": ["0"]}})
 
 
 def test_the_polynomial_strength_scan_runs_on_a_draw_of_its_own_at_the_methods_sweeps_setting():

@@ -328,6 +328,11 @@ def test_bad_flags_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["sweep", str(path), "--only", "seed", "--dry-run"])
     assert exit_.value.code == 2 and "expected SETTING=VALUE[,VALUE...]" in capsys.readouterr().err
+    # a setting named twice keeps both flags' values: the two seeds of grokalign, not the last flag's one
+    assert main(["sweep", str(path), "--only", "seed=0", "--only", "seed=1", "--only", "method=grokalign",
+                 "--dry-run", "--tracking-uri", uri(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "\n2 trials to run" in out and out.count("grokalign-") == 2 and "baseline-" not in out
 
 
 def test_unreachable_ray_and_tracking_server_fail_before_any_trial(tmp_path, capsys):

@@ -96,7 +96,7 @@ class SweepSpec:
                     values.update(fixed_settings(own, values.get("loss")))
                     values.update(task=self.task, method=method, max_epochs=self.max_epochs)
                     out.append(self._resolve(values, where))
-        out = [cfg for cfg in out if all(_matches(cfg.to_dict().get(k), vs) for k, vs in self.only.items())]
+        out = [cfg for cfg in out if all(_matches(cfg.to_dict(), k, vs) for k, vs in self.only.items())]
         return sorted(out, key=lambda cfg: cfg.seed)  # stable: methods keep the file's order within a seed
 
     def _resolve(self, values: dict[str, Any], where: str) -> TrialConfig:
@@ -149,15 +149,19 @@ class SweepSpec:
         if self.search:
             raise SweepError(f"{self.path}: --only picks trials of a grid; a search has none to pick")
         known = trial_fields(self.task)
-        trials = self.trials()
+        settings = [cfg.to_dict() for cfg in self.trials()]
         for name, values in only.items():
             if name not in known:
                 raise SweepError(f"{self.path}: --only {name}: not a setting of task {self.task} or its methods")
-            taken = sorted({yaml.safe_dump(cfg.to_dict().get(name)).split("\n")[0] for cfg in trials})
-            missing = [v for v in values if not any(_matches(cfg.to_dict().get(name), [v]) for cfg in trials)]
+            taken = {s[name] for s in settings if name in s}
+            if not taken:
+                raise SweepError(f"{self.path}: --only {name}: no trial of this sweep has this setting (its methods: "
+                                 f"{', '.join(self.methods)})")
+            missing = [v for v in values if not any(_matches(s, name, [v]) for s in settings)]
             if missing:
+                shown = sorted(taken, key=lambda v: (v is None, str(type(v)), v))
                 raise SweepError(f"{self.path}: --only {name}={','.join(missing)}: no trial of this sweep has it; "
-                                 f"its trials have {name} = {', '.join(taken)}")
+                                 f"its trials have {name} = {', '.join(_yaml_scalar(v) for v in shown)}")
         picked = dataclasses.replace(self, only={**self.only, **only})
         if not picked.trials():
             raise SweepError(f"{self.path}: --only {_describe(only)}: no trial of this sweep has all of these")
@@ -190,24 +194,35 @@ class SweepSpec:
                 self._resolve({**values, "task": self.task, "method": method}, f"search.space.{method}")
 
 
-def _matches(value: Any, wanted: list[str]) -> bool:
-    """Whether a trial's setting equals one of the values typed on the command line, read as the setting's type
-    (`false`, `1e-2` and `0.01` as a YAML file would mean them)."""
-    return any(_typed_like(value, text) == value for text in wanted)
+def _matches(settings: dict[str, Any], name: str, wanted: list[str]) -> bool:
+    """Whether a trial has the setting and it equals one of the values typed on the command line, each read as
+    the setting's type (`1e-2` and `0.01` are one float; `false`/`no` a bool, as YAML reads them)."""
+    return name in settings and any(_typed_like(settings[name], text) == settings[name] for text in wanted)
 
 
 def _typed_like(value: Any, text: str) -> Any:
     text = text.strip()
-    if isinstance(value, bool):
-        return {"true": True, "false": False}.get(text.lower(), text)
-    if isinstance(value, (int, float)):
-        try:
-            return float(text)
-        except ValueError:
-            return text
+    for kind, read in ((bool, yaml.safe_load), (int, int), (float, float)):
+        if isinstance(value, kind):
+            try:
+                return read(text)
+            except (ValueError, yaml.YAMLError):
+                return float(text) if kind is int and _is_number(text) else text
     if value is None:
         return None if text.lower() in ("none", "null") else text
     return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value).split("\n")[0]
 
 
 def _describe(only: dict[str, list[str]]) -> str:
