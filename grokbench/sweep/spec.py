@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from grokbench.config import SHARED, ConfigError, TrialConfig, resolve
+from grokbench.settings import coerce
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import trial_key
 
@@ -195,30 +196,18 @@ class SweepSpec:
 
 
 def _matches(settings: dict[str, Any], name: str, wanted: list[str]) -> bool:
-    """Whether a trial has the setting and it equals one of the values typed on the command line, each read as
-    the setting's type (`1e-2` and `0.01` are one float; `false`/`no` a bool, as YAML reads them)."""
-    return name in settings and any(_typed_like(settings[name], text) == settings[name] for text in wanted)
+    """Whether a trial has the setting and it is one of the values typed on the command line, each read as the
+    setting's type the way every command-line setting is (`1e-2` and `0.01` are one float; `no` a bool)."""
+    return name in settings and any(_reads_as(settings[name], name, text.strip()) for text in wanted)
 
 
-def _typed_like(value: Any, text: str) -> Any:
-    text = text.strip()
-    for kind, read in ((bool, yaml.safe_load), (int, int), (float, float)):
-        if isinstance(value, kind):
-            try:
-                return read(text)
-            except (ValueError, yaml.YAMLError):
-                return float(text) if kind is int and _is_number(text) else text
+def _reads_as(value: Any, name: str, text: str) -> bool:
     if value is None:
-        return None if text.lower() in ("none", "null") else text
-    return text
-
-
-def _is_number(text: str) -> bool:
+        return text.lower() in ("none", "null")
     try:
-        float(text)
-    except ValueError:
+        return coerce(name, text, type(value)) == value
+    except ConfigError:
         return False
-    return True
 
 
 def _yaml_scalar(value: Any) -> str:
