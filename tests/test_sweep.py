@@ -267,7 +267,7 @@ def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir,
     three = build_sweep(str(path), {"seeds": [0, 1, 2]})
     assert run_sweep(three, SweepOptions(**where, dry_run=True), out=out) == 0
     assert re.search(r"baseline-mse-init12-seed1-\w+ +150 +done \(sweep grow-2\)", out.getvalue()), out.getvalue()
-    assert "\n1 trials to run" in out.getvalue()
+    assert "\n1 trial to run" in out.getvalue()
 
     # on another machine, from the archive alone: the same trials are done there, only the new seed would run
     archive, elsewhere = workdir / "grow.jsonl.gz", workdir / "elsewhere"
@@ -280,7 +280,7 @@ def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir,
     assert run_sweep(three, there, out=out) == 0
     for seed, sweep in ((0, "grow-1"), (1, "grow-2")):
         assert re.search(rf"seed{seed}-\w+ +150 +done \(sweep {sweep}\)", out.getvalue()), out.getvalue()
-    assert "\n1 trials to run" in out.getvalue()
+    assert "\n1 trial to run" in out.getvalue()
 
     out = io.StringIO()  # --rerun runs a done trial again, in a run of its own
     assert run_sweep(load_sweep(str(path)), SweepOptions(**where, sweep_id="grow-4", rerun=True), out=out) == 0

@@ -213,12 +213,13 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
     if continued:
         print(f"{len(continued)} continue from their final checkpoints, in their own runs", file=out)
     trials = to_run(spec, skipped)
-    if not planned_count(spec, trials):
+    count = planned_count(spec, trials)
+    if not count:
         print("nothing to run", file=out)
         return 0
     concurrency = local_concurrency(spec)
     resources = spec.resources
-    print(f"{planned_count(spec, trials)} trials to run, {resources.cpus_per_trial:g} CPU(s) and "
+    print(f"{count} trial{'s' if count != 1 else ''} to run, {resources.cpus_per_trial:g} CPU(s) and "
           f"{resources.gpus_per_trial:g} GPU(s) each; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)",
           file=out)
     print("measuring seconds per epoch on this machine ...", file=out, flush=True)
