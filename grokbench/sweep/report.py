@@ -89,5 +89,6 @@ def report_unfinished(unfinished: int, spec: SweepSpec, sweep_id: str, smoke: bo
     which names the sweep)."""
     smoke_flag = " --smoke" if smoke else ""
     storage_flag = f" --storage {storage}" if storage else ""
-    print(f"{unfinished} trial{'s' if unfinished != 1 else ''} unfinished; continue with: grokbench sweep {spec.path}{smoke_flag} --resume "
-          f"--sweep-id {sweep_id}{storage_flag}  (the sweep's other flags are restored from its plan)", file=out)
+    print(f"{unfinished} trial{'s' if unfinished != 1 else ''} unfinished; continue with: grokbench sweep "
+          f"{spec.path}{smoke_flag} --resume --sweep-id {sweep_id}{storage_flag}  (the sweep's other flags are "
+          "restored from its plan)", file=out)
