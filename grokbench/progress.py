@@ -18,6 +18,11 @@ def duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 trial', '2 trials': a count and its noun, for the lines a sweep prints."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 class Progress:
     """A trial callback: epoch, accuracies, loss, rate and an ETA to the end of the budget."""
 

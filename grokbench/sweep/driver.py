@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from grokbench.progress import counted
 from grokbench.sweep.cluster import check_data_here, connect_ray, on_this_machine, preflight
 from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
 from grokbench.sweep.execution import experiments, fit
@@ -88,7 +89,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=None) -> int:
                 "experiment_id": experiment_id, "trials": planned, "skipped": skipped, "continued": continued,
                 "overrides": options.overrides}
         storage.write_json(plan, spec.name, sweep_id, PLAN_FILE)
-    print(f"sweep {sweep_id}: {planned} trials → MLflow experiment {experiment_name(spec.name)} at {uri}",
+    print(f"sweep {sweep_id}: {counted(planned, 'trial')} → MLflow experiment {experiment_name(spec.name)} at {uri}",
           file=out, flush=True)
     return _execute(spec, options, storage, store, experiment_id, sweep_id, trials, grid_plan, out)
 

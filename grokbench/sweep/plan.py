@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grokbench.config import TrialConfig
-from grokbench.progress import duration
+from grokbench.progress import counted, duration
 from grokbench.sweep.keys import FINAL_STATUSES, trial_key
 from grokbench.sweep.spec import SweepSpec, fixed_settings
 from grokbench.tasks import TASKS
@@ -219,7 +219,7 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
         return 0
     concurrency = local_concurrency(spec)
     resources = spec.resources
-    print(f"{count} trial{'s' if count != 1 else ''} to run, {resources.cpus_per_trial:g} CPU(s) and "
+    print(f"{counted(count, 'trial')} to run, {resources.cpus_per_trial:g} CPU(s) and "
           f"{resources.gpus_per_trial:g} GPU(s) each; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)",
           file=out)
     print("measuring seconds per epoch on this machine ...", file=out, flush=True)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from grokbench.config import TrialConfig
-from grokbench.progress import duration
+from grokbench.progress import counted, duration
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.live import summary_table
 from grokbench.sweep.mlflow_store import BEST_PREFIX, TrackingStore, patiently, runs_link
@@ -25,7 +25,7 @@ def report_sweep(spec: SweepSpec, summaries: list[dict[str, Any]], grids: list |
         print(summary_table(summaries), file=out)
     if spec.search and grids:
         report_best(spec, grids, store, experiment_id, sweep_id, out)
-    print(f"\n{len(summaries) - errors} trials finished, {errors} failed, in {duration(seconds)}.", file=out)
+    print(f"\n{counted(len(summaries) - errors, 'trial')} finished, {errors} failed, in {duration(seconds)}.", file=out)
     report_where_to_look(store.uri, experiment_id, tables_selection, out)
     return errors
 
@@ -89,6 +89,6 @@ def report_unfinished(unfinished: int, spec: SweepSpec, sweep_id: str, smoke: bo
     which names the sweep)."""
     smoke_flag = " --smoke" if smoke else ""
     storage_flag = f" --storage {storage}" if storage else ""
-    print(f"{unfinished} trial{'s' if unfinished != 1 else ''} unfinished; continue with: grokbench sweep "
+    print(f"{counted(unfinished, 'trial')} unfinished; continue with: grokbench sweep "
           f"{spec.path}{smoke_flag} --resume --sweep-id {sweep_id}{storage_flag}  (the sweep's other flags are "
           "restored from its plan)", file=out)
