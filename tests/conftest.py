@@ -24,6 +24,18 @@ def migrated_store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray of 2 CPUs for every test that runs sweeps in this process (starting one takes seconds); yields
+    its address, for sweeps run as subprocesses. "local": a new Ray of our own, even where another test or a user
+    left a cluster (or its address file)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def mnist_available() -> None:
     root = Path(os.environ.get("GROKBENCH_DATA", "")) / "MNIST" / "raw"
     if not root.is_dir():

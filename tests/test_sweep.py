@@ -1,6 +1,6 @@
 """Sweeps on a real local Ray, logging to a real SQLite MLflow store, searched by real Optuna.
 
-One Ray for the whole module; each test copies a pre-migrated store and uses its own results directory.
+One local Ray for the whole test session (`local_ray` in conftest.py); each test copies a pre-migrated store and uses its own results directory.
 """
 
 import io
@@ -38,14 +38,6 @@ TINY = {
     "checkpoint_every": 40,
     "max_failures": 2,
 }
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    # "local": a new Ray of our own, even where another test or a user left a cluster (or its address file)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 @pytest.fixture
@@ -90,7 +82,7 @@ def assert_each_trial_logged_once(workdir: Path, experiment: str, expected_trial
 
 
 @pytest.mark.slow
-def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(ray_cluster, workdir):
+def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(local_ray, workdir):
     spec = load_sweep(str(write_sweep(workdir)))
     code = run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results")))
     assert code == 0
@@ -116,7 +108,7 @@ def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(ray_cl
 
 
 @pytest.mark.slow
-def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(ray_cluster, workdir, monkeypatch):
+def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(local_ray, workdir, monkeypatch):
     assert main(["sweep", "xor_tiny", "--smoke", "--tracking-uri", uri(workdir),
                  "--storage", str(workdir / "results")]) == 0
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri(workdir))
@@ -143,7 +135,7 @@ def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(ra
 
 
 @pytest.mark.slow
-def test_a_sweep_keeping_one_checkpoint_a_trial_keeps_the_latest_and_retries_a_killed_worker_from_it(ray_cluster,
+def test_a_sweep_keeping_one_checkpoint_a_trial_keeps_the_latest_and_retries_a_killed_worker_from_it(local_ray,
                                                                                                      workdir):
     spec = load_sweep(str(write_sweep(workdir, grid={"seed": [0]}, methods={"baseline": {}}, name="keep-one",
                                       keep_checkpoints=1, checkpoint_every=20)))
@@ -177,7 +169,7 @@ def test_a_checkpoint_deleted_under_a_stale_experiment_state_gives_way_to_the_ne
 
 
 @pytest.mark.slow
-def test_diverging_trial_is_recorded_as_diverged_not_retried(ray_cluster, workdir):
+def test_diverging_trial_is_recorded_as_diverged_not_retried(local_ray, workdir):
     spec = load_sweep(str(write_sweep(workdir, name="diverge", grid={"seed": [0]}, methods={"baseline": {}},
                                       base={"lr": 50.0, "eval_every": 10})))
     assert run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results"))) == 0
@@ -187,7 +179,7 @@ def test_diverging_trial_is_recorded_as_diverged_not_retried(ray_cluster, workdi
 
 
 @pytest.mark.slow
-def test_optuna_search_finds_and_logs_a_best_value_per_method(ray_cluster, workdir):
+def test_optuna_search_finds_and_logs_a_best_value_per_method(local_ray, workdir):
     path = write_sweep(workdir, name="search", grid={}, base={"eval_every": 10, "seed": 0},
                        methods={"grokalign": {}, "grokfast": {}},
                        search={"num_samples": 2, "seed": 3, "space": {
@@ -212,10 +204,10 @@ def test_optuna_search_finds_and_logs_a_best_value_per_method(ray_cluster, workd
 
 
 @pytest.mark.slow
-def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(ray_cluster, workdir):
+def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(local_ray, workdir):
     path = write_sweep(workdir, name="killed", grid={"seed": [0]}, budget={"max_epochs": 200},
                        base={"eval_every": 10, "epochs_after_grok": 60}, methods={"baseline": {}})
-    command = [sys.executable, "-m", "grokbench.cli", "sweep", str(path), "--address", ray_cluster,
+    command = [sys.executable, "-m", "grokbench.cli", "sweep", str(path), "--address", local_ray,
                "--tracking-uri", uri(workdir), "--storage", str(workdir / "results"), "--sweep-id", "killed-1"]
     seeds = ["--seeds", "0,1,2"]  # an override the resume must restore from the sweep's plan
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -245,7 +237,7 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(ray_c
 
 
 @pytest.mark.slow
-def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(ray_cluster, workdir, migrated_store):
+def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(local_ray, workdir, migrated_store):
     path = write_sweep(workdir, name="grow", grid={"seed": [0]}, methods={"baseline": {}})
     where = {"tracking_uri": uri(workdir), "storage": str(workdir / "results")}
     assert run_sweep(load_sweep(str(path)), SweepOptions(**where, sweep_id="grow-1"), out=io.StringIO()) == 0
@@ -570,7 +562,7 @@ def test_trials_a_fresh_sweep_never_started_before_ctrl_c_are_not_done_before_a_
 
 
 @pytest.mark.slow
-def test_a_smoke_sweep_rerun_with_a_larger_budget_continues_its_censored_trials_in_their_runs(ray_cluster, workdir):
+def test_a_smoke_sweep_rerun_with_a_larger_budget_continues_its_censored_trials_in_their_runs(local_ray, workdir):
     flags = ["--tracking-uri", uri(workdir), "--storage", str(workdir / "results")]
     assert main(["sweep", "xor_tiny", "--smoke", *flags]) == 0  # 40 epochs: censored before grokking (epoch 112)
     client, first = runs_of(workdir, "grokbench/xor_tiny-smoke")
@@ -591,7 +583,7 @@ def test_a_smoke_sweep_rerun_with_a_larger_budget_continues_its_censored_trials_
 
 
 @pytest.mark.slow
-def test_the_polynomial_alpha_smoke_sweep_reads_back_as_tables_and_figures_per_alpha(ray_cluster, workdir):
+def test_the_polynomial_alpha_smoke_sweep_reads_back_as_tables_and_figures_per_alpha(local_ray, workdir):
     import pandas as pd
 
     flags = ["--tracking-uri", uri(workdir), "--storage", str(workdir / "results")]

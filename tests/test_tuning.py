@@ -316,9 +316,7 @@ def test_ray_optuna_search_proposes_every_searched_setting_jointly_within_its_ra
 # ---- the whole path, on a real local Ray and SQLite store (slow) ---------------------------------------------------
 
 @pytest.mark.slow
-def test_tune_paste_confirm_and_table_on_a_real_sweep(tmp_path, migrated_store, capsys):
-    import ray
-
+def test_tune_paste_confirm_and_table_on_a_real_sweep(local_ray, tmp_path, migrated_store, capsys):
     from grokbench.sweep.driver import SweepOptions, run_sweep
 
     shutil.copy(migrated_store, tmp_path / "mlflow.db")
@@ -332,16 +330,12 @@ def test_tune_paste_confirm_and_table_on_a_real_sweep(tmp_path, migrated_store, 
                                         "baseline": {"weight_decay": {"low": 0.01, "high": 1.0}},
                                         "grokalign": {"weight_decay": {"low": 0.01, "high": 1.0},
                                                       "lam": {"low": 1e-4, "high": 1e-1}}}}}))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        out = io.StringIO()
-        assert run_sweep(load_sweep(str(tune)), SweepOptions(tracking_uri=uri, storage=storage), out=out) == 0
-        block = out.getvalue()[out.getvalue().index("# tuned by sweep"):].split("\n\n")[0]
-        confirm = tmp_path / "confirm.yaml"
-        confirm.write_text(yaml.safe_dump({**common, "name": "confirm", "grid": {"seed": [0, 1]}}) + block + "\n")
-        assert run_sweep(load_sweep(str(confirm)), SweepOptions(tracking_uri=uri, storage=storage)) == 0
-    finally:
-        ray.shutdown()
+    out = io.StringIO()
+    assert run_sweep(load_sweep(str(tune)), SweepOptions(tracking_uri=uri, storage=storage), out=out) == 0
+    block = out.getvalue()[out.getvalue().index("# tuned by sweep"):].split("\n\n")[0]
+    confirm = tmp_path / "confirm.yaml"
+    confirm.write_text(yaml.safe_dump({**common, "name": "confirm", "grid": {"seed": [0, 1]}}) + block + "\n")
+    assert run_sweep(load_sweep(str(confirm)), SweepOptions(tracking_uri=uri, storage=storage)) == 0
     capsys.readouterr()
     out_dir = tmp_path / "tables"
     assert tuning_main(["--tracking-uri", uri, "--tuning", "tune", "--confirm", "confirm", "--out", str(out_dir),

@@ -35,12 +35,15 @@ def _tuner(spec: SweepSpec, name: str, storage: str, param_space: dict, callback
 
     from grokbench.sweep.trainable import OBJECTIVE
 
+    # reuse_actors: a finished trial's worker process runs the next trial of the same resources, sparing it the
+    # seconds of importing torch and Ray (most of a short trial); each trial seeds its generators and sets its
+    # threads itself, and grokbench keeps no state between trials in a process
     return tune.Tuner(
         _trainable(spec),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             max_concurrent_trials=spec.resources.max_concurrent or None,
-            search_alg=search_alg, num_samples=num_samples, reuse_actors=False,
+            search_alg=search_alg, num_samples=num_samples, reuse_actors=True,
             metric=OBJECTIVE if search_alg else None, mode="min" if search_alg else None,
         ),
         run_config=tune.RunConfig(
