@@ -1,6 +1,7 @@
 """Sweeps on a real local Ray, logging to a real SQLite MLflow store, searched by real Optuna.
 
-One local Ray for the whole test session (`local_ray` in conftest.py); each test copies a pre-migrated store and uses its own results directory.
+One local Ray for the whole test session (`local_ray` in conftest.py); each test copies a pre-migrated store and
+uses its own results directory.
 """
 
 import io
