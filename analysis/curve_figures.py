@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.plotting import coloured, grid_over, histories, median_band, save, x_axis
+from analysis.plotting import (EVENTS_NOTE, MEDIAN_NOTE, coloured, grid_over, histories, mark_events,
+                               median_while_all_run, save, seed_lines, x_axis)
 from analysis.runs import further_events, setting_name, setting_text, varied_task_settings
 from analysis.stats import median_or_bound
 from analysis.tables import Setting, by_task_settings, event_sample, settings
@@ -67,7 +68,7 @@ def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pr
         ax.set(yscale="log" if shown.log else "linear", title=setting_text(varied, values))
     axes[0][0].set_ylabel(shown.label)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("median over seeds; solid: test (band: min–max over seeds), dashed: train"
+    fig.suptitle(MEDIAN_NOTE + "; solid: test (thin: each seed), dashed: train"
                  + (f", dotted: {shown.reference} (median over the panel's trials)" if shown.reference else ""),
                  fontsize=9)
     return save(fig, out, name)
@@ -77,11 +78,10 @@ def _learning_lines(ax, setting: Setting, hist: dict[str, pd.DataFrame], shown: 
     ids = list(setting.runs["run_id"])
     tests = [hist[r][shown.test].dropna() for r in ids]
     grid = grid_over(tests, log=True)
-    med, lo, hi = median_band(tests, grid)
-    line, = ax.plot(grid, med, "-", color=colour, label=f"{setting.label} test")
-    ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
-    med, _, _ = median_band([hist[r][shown.train].dropna() for r in ids], grid)
-    ax.plot(grid, med, "--", color=line.get_color(), label=f"{setting.label} train")
+    line, = ax.plot(grid, median_while_all_run(tests, grid), "-", color=colour, label=f"{setting.label} test")
+    seed_lines(ax, tests, line.get_color())
+    ax.plot(grid, median_while_all_run([hist[r][shown.train].dropna() for r in ids], grid), "--",
+            color=line.get_color(), label=f"{setting.label} train")
 
 
 def _reference_line(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], reference: str) -> None:
@@ -119,23 +119,21 @@ def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown:
         if 0 < low and high > 100 * low:  # a curve over decades (the NTK's distance grows from ~0)
             ax.set_yscale("log")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle("median over seeds; ■ memorised, ★ grokked (median epoch of the seeds that did)", fontsize=9)
+    fig.suptitle(f"{MEDIAN_NOTE}; {EVENTS_NOTE}", fontsize=9)
     return save(fig, out, name)
 
 
 def _diagnostic_line(ax, setting: Setting, hist: dict[str, pd.DataFrame], metric: str, colour,
                      label: str) -> tuple[float, float]:
-    """The line with its events marked; returns the range of its positive values ((inf, 0) where none)."""
-    series = [hist[r][metric].dropna() for r in setting.runs["run_id"]]
-    grid = grid_over(series, log=True)
-    med, _, _ = median_band(series, grid)
-    line, = ax.plot(grid, med, "-", color=colour, label=label)
-    for event, marker in (("epochs_to_memorise", "s"), ("epochs_to_grok", "*")):
-        moments = setting.runs[event].dropna()  # a trial that never got there has no moment to mark
-        if len(moments):
-            epoch = moments.median()
-            ax.plot([epoch], [np.interp(epoch, grid, med)], marker, color=line.get_color(), markersize=9)
-    positive = med[np.isfinite(med) & (med > 0)]
+    """The line, each seed's own and its events marked on it; returns the range of the seeds' positive values
+    ((inf, 0) where none)."""
+    series = {r: hist[r][metric].dropna() for r in setting.runs["run_id"]}
+    grid = grid_over(list(series.values()), log=True)
+    line, = ax.plot(grid, median_while_all_run(list(series.values()), grid), "-", color=colour, label=label)
+    seed_lines(ax, list(series.values()), line.get_color())
+    mark_events(ax, setting.runs, series, (("epochs_to_memorise", "s"), ("epochs_to_grok", "*")), line.get_color())
+    values = np.concatenate([s.to_numpy(float) for s in series.values()] or [np.empty(0)])
+    positive = values[np.isfinite(values) & (values > 0)]
     return (positive.min(), positive.max()) if len(positive) else (np.inf, 0.0)
 
 

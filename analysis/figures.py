@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis.curve_figures import curve_figures, event_figures
-from analysis.plotting import coloured, grid_over, histories, median_band, save, x_axis
+from analysis.plotting import (EVENTS_NOTE, MEDIAN_NOTE, coloured, grid_over, histories, mark_events,
+                               median_while_all_run, save, seed_lines, x_axis)
 from analysis.runs import presentation
 from analysis.tables import METHOD_NAMES, method_rank, settings, varied_groups, with_conditions
 from grokbench.tasks import TASKS
@@ -21,8 +21,8 @@ X_AXES = {"step": ("optimiser steps", "accuracy_vs_steps"), "train_time_s": ("tr
 
 
 def accuracy_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], against: str, shown: Presentation):
-    """Train (dashed) and test (solid) accuracy against steps or seconds, median over seeds with the min–max band
-    of test accuracy; a panel per loss and condition."""
+    """Train (dashed) and test (solid) accuracy against steps or seconds, median over seeds, beside each seed's
+    test accuracy; a panel per loss and condition."""
     import matplotlib.pyplot as plt
 
     runs = with_conditions(runs)
@@ -34,14 +34,15 @@ def accuracy_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], against: 
             curves = {metric: [_against(hist[run_id], metric, against) for run_id in setting.runs["run_id"]]
                       for metric in ("train_acc", "test_acc")}
             grid = grid_over(curves["test_acc"], shown.log_steps)
-            med, lo, hi = median_band(curves["test_acc"], grid)
-            line, = ax.plot(grid, med, "-", color=colour, label=f"{setting.label} test (band: min–max over seeds)")
-            ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
-            med, _, _ = median_band(curves["train_acc"], grid)
-            ax.plot(grid, med, "--", color=line.get_color(), label=f"{setting.label} train")
+            line, = ax.plot(grid, median_while_all_run(curves["test_acc"], grid), "-", color=colour,
+                            label=f"{setting.label} test")
+            seed_lines(ax, curves["test_acc"], line.get_color())
+            ax.plot(grid, median_while_all_run(curves["train_acc"], grid), "--", color=line.get_color(),
+                    label=f"{setting.label} train")
         ax.set(title=f"loss {loss}" + (f", {condition}" if condition else ""), ylabel="accuracy", ylim=(0, 1.02))
         x_axis(ax, X_AXES[against][0], shown.log_steps)
         ax.legend(fontsize=7)
+    fig.suptitle(MEDIAN_NOTE + "; thin: each seed's test accuracy", fontsize=9)
     return fig
 
 
@@ -71,28 +72,28 @@ def sensitivity_figure(runs: pd.DataFrame, by: str, out: Path) -> list[Path]:
 
 
 def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation):
-    """The task's plotted curves against steps, median over seeds, a line per method, λ and variant (and loss),
-    with the median memorised (■) and grokked (★) steps marked."""
+    """The task's plotted curves against steps, median over seeds beside each seed's own, a line per method, λ and
+    variant (and loss), with each seed's memorised (■) and grokked (★) steps marked on its curve."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(shown.plotted), figsize=(6 * len(shown.plotted), 4), squeeze=False)
+    losses = set(runs["loss"])
     for ax, metric in zip(axes[0], shown.plotted):
         by_loss = sorted(settings(runs, by=("loss",)), key=lambda s: (method_rank(s.method), s.by))  # ce beside mse
         for setting, colour in coloured(by_loss):
             (loss,), group = setting.by, setting.runs
-            series = [hist[r][metric].dropna() for r in group["run_id"]]
-            grid = grid_over(series, shown.log_steps)
-            med, _, _ = median_band(series, grid)
-            line, = ax.plot(grid, med, LOSS_STYLES.get(loss, "-"), color=colour, label=f"{setting.label} ({loss})")
-            for event, marker in (("steps_to_memorise", "s"), ("steps_to_grok", "*")):
-                moments = group[event].dropna()  # censored runs never grokked: no moment to mark
-                if len(moments):
-                    step = moments.median()
-                    ax.plot([step], [np.interp(step, grid, med)], marker, color=line.get_color(), markersize=9)
+            series = {r: hist[r][metric].dropna() for r in group["run_id"]}
+            grid = grid_over(list(series.values()), shown.log_steps)
+            label = setting.label + (f" ({loss})" if len(losses) > 1 else "")
+            line, = ax.plot(grid, median_while_all_run(list(series.values()), grid), LOSS_STYLES.get(loss, "-"),
+                            color=colour, label=label)
+            seed_lines(ax, list(series.values()), line.get_color())
+            mark_events(ax, group, series, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), line.get_color())
         ax.set_title(metric)
         x_axis(ax, "optimiser steps", shown.log_steps)
         ax.legend(fontsize=7)
-    fig.suptitle("median over seeds; ■ memorised, ★ grokked (solid: cross-entropy, dashed: MSE)", fontsize=10)
+    styles = " (solid: cross-entropy, dashed: MSE)" if len(losses) > 1 else ""
+    fig.suptitle(f"{MEDIAN_NOTE}; {EVENTS_NOTE}{styles}", fontsize=9)
     return fig
 
 

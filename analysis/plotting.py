@@ -1,9 +1,9 @@
-"""What every figure draws with: a run's curves read from MLflow, the median and band over seeds on a grid, a
-colour per line, a log step axis, and a figure saved as PNG and PDF."""
+"""What every figure draws with: a run's curves read from MLflow, the median over seeds on a grid beside each
+seed's own curve, each seed's events on its curve, a colour per line, a log step axis, and a figure saved as PNG and
+PDF."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,9 @@ from grokbench.sweep.mlflow_store import TrackingStore
 CURVES = ("train_acc", "test_acc", "train_time_s")  # and what a figure asks for besides
 COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
 GRID = 400  # points the seeds' curves are interpolated onto
+# the figures' titles say how to read them
+MEDIAN_NOTE = "median over seeds, drawn while every seed runs"
+EVENTS_NOTE = "thin: each seed; ■ memorised, ★ grokked, each seed's on its own curve"
 
 
 def histories(uri: str, runs: pd.DataFrame, curves: tuple[str, ...]) -> dict[str, pd.DataFrame]:
@@ -28,15 +31,32 @@ def histories(uri: str, runs: pd.DataFrame, curves: tuple[str, ...]) -> dict[str
     return out
 
 
-def median_band(curves: list[pd.Series], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median and min–max band over runs, each interpolated onto the grid (NaN past a run's end)."""
+def median_while_all_run(curves: list[pd.Series], grid: np.ndarray) -> np.ndarray:
+    """The median over runs, each interpolated onto the grid, up to the first run's end (NaN after it): a run stops
+    when it groks, so a median over the runs still going would jump wherever one ends."""
     rows = [np.interp(grid, c.index.to_numpy(float), c.to_numpy(float), right=np.nan) for c in curves if len(c)]
     if not rows:
-        return (np.full_like(grid, np.nan),) * 3
-    stacked = np.vstack(rows)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # past every run's end a column is all NaN: so be it
-        return np.nanmedian(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
+        return np.full_like(grid, np.nan)
+    return np.median(np.vstack(rows), 0)
+
+
+def seed_lines(ax, curves: list[pd.Series], colour) -> None:
+    """Each run's own curve, thin and faint: where the median stops, the runs that went on still show."""
+    for curve in curves:
+        ax.plot(curve.index.to_numpy(float), curve.to_numpy(float), "-", color=colour, lw=0.7, alpha=0.4)
+
+
+def mark_events(ax, runs: pd.DataFrame, curves: dict[str, pd.Series], events: tuple[tuple[str, str], ...],
+                colour) -> None:
+    """Each run's events (a column of `runs` and its marker) on the run's own curve; a run that never got there
+    has no moment to mark."""
+    for event, marker in events:
+        for run_id, moment in zip(runs["run_id"], runs[event]):
+            curve = curves[run_id]
+            if pd.notna(moment) and len(curve):
+                value = np.interp(moment, curve.index.to_numpy(float), curve.to_numpy(float))
+                ax.plot([moment], [value], marker, color=colour, markersize=10, markeredgecolor="white",
+                        markeredgewidth=0.6)
 
 
 def grid_over(curves: list[pd.Series], log: bool) -> np.ndarray:

@@ -449,3 +449,28 @@ def test_the_figures_grid_spans_the_runs_known_x_and_ignores_a_run_without_one()
     linear = grid_over(runs, log=False)
     assert linear[0] == 0.0 and linear[-1] == pytest.approx(100.0)
     assert grid_over([unknown], log=True)[-1] == 0.0  # nothing known: a grid at 0, not NaN
+
+
+def test_the_median_stops_where_the_first_seed_ends_and_each_seed_is_marked_on_its_own_curve():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.plotting import mark_events, median_while_all_run, seed_lines
+
+    # seed a grokked at step 20 and stopped there; seed b went on to its budget
+    a = pd.Series([0.0, 1.0, 2.0], index=[0.0, 10.0, 20.0])
+    b = pd.Series([0.0, 3.0, 6.0, 9.0], index=[0.0, 10.0, 20.0, 30.0])
+    grid = np.array([0.0, 10.0, 20.0, 25.0, 30.0])
+    median = median_while_all_run([a, b], grid)
+    assert list(median[:3]) == [0.0, 2.0, 4.0] and np.isnan(median[3:]).all()  # no jump to b alone past 20
+    _, ax = plt.subplots()
+    seed_lines(ax, [a, b], "C0")
+    assert [list(line.get_xdata()) for line in ax.get_lines()] == [[0, 10, 20], [0, 10, 20, 30]]
+    runs = pd.DataFrame({"run_id": ["a", "b"], "steps_to_memorise": [5.0, 15.0], "steps_to_grok": [20.0, np.nan]})
+    mark_events(ax, runs, {"a": a, "b": b}, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), "C0")
+    marks = {(line.get_marker(), float(line.get_xdata()[0]), float(line.get_ydata()[0]))
+             for line in ax.get_lines() if line.get_marker() in ("s", "*")}
+    assert marks == {("s", 5.0, 0.5), ("s", 15.0, 4.5), ("*", 20.0, 2.0)}  # b never grokked: no ★
+    plt.close("all")

@@ -190,7 +190,7 @@ def test_accuracy_and_gini_figures_of_real_trials_use_a_log_step_axis_a_panel_pe
     for ax, suffix in zip(accuracy.axes, ("", " (freeze_embeddings=True)")):
         lines = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
         assert lines[f"Baseline{suffix} train"] == lines[f"GrokAlign{suffix} train"] == "--"
-        assert lines[f"GrokAlign{suffix} test (band: min–max over seeds)"] == "-"
+        assert lines[f"GrokAlign{suffix} test"] == "-"
     gini = curves_figure(runs, hist, shown)
     assert [ax.get_title() for ax in gini.axes] == ["gini_embed", "gini_unembed"]
     for ax in gini.axes:
