@@ -79,7 +79,7 @@ def _learning_lines(ax, setting: Setting, hist: dict[str, pd.DataFrame], shown: 
     tests = [hist[r][shown.test].dropna() for r in ids]
     grid = grid_over(tests, log=True)
     line, = ax.plot(grid, median_while_all_run(tests, grid), "-", color=colour, label=f"{setting.label} test")
-    seed_lines(ax, tests, line.get_color())
+    seed_lines(ax, tests, grid, line.get_color())
     ax.plot(grid, median_while_all_run([hist[r][shown.train].dropna() for r in ids], grid), "--",
             color=line.get_color(), label=f"{setting.label} train")
 
@@ -130,7 +130,7 @@ def _diagnostic_line(ax, setting: Setting, hist: dict[str, pd.DataFrame], metric
     series = {r: hist[r][metric].dropna() for r in setting.runs["run_id"]}
     grid = grid_over(list(series.values()), log=True)
     line, = ax.plot(grid, median_while_all_run(list(series.values()), grid), "-", color=colour, label=label)
-    seed_lines(ax, list(series.values()), line.get_color())
+    seed_lines(ax, list(series.values()), grid, line.get_color())
     mark_events(ax, setting.runs, series, (("epochs_to_memorise", "s"), ("epochs_to_grok", "*")), line.get_color())
     values = np.concatenate([s.to_numpy(float) for s in series.values()] or [np.empty(0)])
     positive = values[np.isfinite(values) & (values > 0)]

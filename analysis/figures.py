@@ -36,7 +36,7 @@ def accuracy_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], against: 
             grid = grid_over(curves["test_acc"], shown.log_steps)
             line, = ax.plot(grid, median_while_all_run(curves["test_acc"], grid), "-", color=colour,
                             label=f"{setting.label} test")
-            seed_lines(ax, curves["test_acc"], line.get_color())
+            seed_lines(ax, curves["test_acc"], grid, line.get_color())
             ax.plot(grid, median_while_all_run(curves["train_acc"], grid), "--", color=line.get_color(),
                     label=f"{setting.label} train")
         ax.set(title=f"loss {loss}" + (f", {condition}" if condition else ""), ylabel="accuracy", ylim=(0, 1.02))
@@ -87,7 +87,7 @@ def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pres
             label = setting.label + (f" ({loss})" if len(losses) > 1 else "")
             line, = ax.plot(grid, median_while_all_run(list(series.values()), grid), LOSS_STYLES.get(loss, "-"),
                             color=colour, label=label)
-            seed_lines(ax, list(series.values()), line.get_color())
+            seed_lines(ax, list(series.values()), grid, line.get_color())
             mark_events(ax, group, series, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), line.get_color())
         ax.set_title(metric)
         x_axis(ax, "optimiser steps", shown.log_steps)

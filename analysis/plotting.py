@@ -40,10 +40,13 @@ def median_while_all_run(curves: list[pd.Series], grid: np.ndarray) -> np.ndarra
     return np.median(np.vstack(rows), 0)
 
 
-def seed_lines(ax, curves: list[pd.Series], colour) -> None:
-    """Each run's own curve, thin and faint: where the median stops, the runs that went on still show."""
+def seed_lines(ax, curves: list[pd.Series], grid: np.ndarray, colour) -> None:
+    """Each run's own curve, thin and faint, over the median's span (a log axis's from the first positive x: a value
+    at step 0 would stretch the y axis with a point it cannot show): where the median stops, the runs that went on
+    still show."""
     for curve in curves:
-        ax.plot(curve.index.to_numpy(float), curve.to_numpy(float), "-", color=colour, lw=0.7, alpha=0.4)
+        shown = curve[curve.index.to_numpy(float) >= grid[0]]
+        ax.plot(shown.index.to_numpy(float), shown.to_numpy(float), "-", color=colour, lw=0.7, alpha=0.4)
 
 
 def mark_events(ax, runs: pd.DataFrame, curves: dict[str, pd.Series], events: tuple[tuple[str, str], ...],

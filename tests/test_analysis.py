@@ -466,8 +466,11 @@ def test_the_median_stops_where_the_first_seed_ends_and_each_seed_is_marked_on_i
     median = median_while_all_run([a, b], grid)
     assert list(median[:3]) == [0.0, 2.0, 4.0] and np.isnan(median[3:]).all()  # no jump to b alone past 20
     _, ax = plt.subplots()
-    seed_lines(ax, [a, b], "C0")
+    seed_lines(ax, [a, b], grid, "C0")
     assert [list(line.get_xdata()) for line in ax.get_lines()] == [[0, 10, 20], [0, 10, 20, 30]]
+    _, log_ax = plt.subplots()
+    seed_lines(log_ax, [a, b], grid[1:], "C0")  # a log axis's grid starts at the first positive step
+    assert [list(line.get_xdata()) for line in log_ax.get_lines()] == [[10, 20], [10, 20, 30]]
     runs = pd.DataFrame({"run_id": ["a", "b"], "steps_to_memorise": [5.0, 15.0], "steps_to_grok": [20.0, np.nan]})
     mark_events(ax, runs, {"a": a, "b": b}, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), "C0")
     marks = {(line.get_marker(), float(line.get_xdata()[0]), float(line.get_ydata()[0]))
