@@ -49,8 +49,20 @@ def per_seed_text(s: SpeedUp | None) -> str:
     return f"{s.per_seed_mean:.2f}" + (f" ± {s.per_seed_std:.2f}" if s.per_seed_std is not None else "")
 
 
-SPEED_FIELDS = ("ratio", "bound", "ci_low", "ci_high", "p_value", "estimand", "test", "median_ratio",
-                "per_seed_mean", "per_seed_std", "pairs", "note")
+SPEED_FIELDS = (
+    "ratio",
+    "bound",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "estimand",
+    "test",
+    "median_ratio",
+    "per_seed_mean",
+    "per_seed_std",
+    "pairs",
+    "note",
+)
 
 
 def speed_columns(figure: str, s: SpeedUp | None) -> dict:
@@ -63,20 +75,30 @@ def speed_notes(speeds: list[SpeedUp], per_seed_shown: bool = True) -> list[str]
     kinds = {(s.estimand, bool(s.bound)) for s in speeds if s.ratio is not None}
     notes = ["speed-up = baseline ÷ method (> 1: faster), shown as ratio [95% interval] p"]
     if (GEOMETRIC, False) in kinds:
-        notes.append(f"where every trial of both rows grokked: the {GEOMETRIC}, with the 95% interval and p of one "
-                     f"{WELCH} (scipy), the interval exponentiated; none where a row has a single trial")
+        notes.append(
+            f"where every trial of both rows grokked: the {GEOMETRIC}, with the 95% interval and p of one "
+            f"{WELCH} (scipy), the interval exponentiated; none where a row has a single trial"
+        )
     if (AFT, False) in kinds:
-        notes.append(f"{AFT_MARK} a row with a censored trial: the {AFT} (lifelines; a baseline indicator, exp(coef)) "
-                     f"with its 95% Wald interval, p from a {LOGRANK}; under that model it is the ratio of geometric "
-                     "means and of medians")
+        notes.append(
+            f"{AFT_MARK} a row with a censored trial: the {AFT} (lifelines; a baseline indicator, exp(coef)) "
+            f"with its 95% Wald interval, p from a {LOGRANK}; under that model it is the ratio of geometric "
+            "means and of medians"
+        )
     if (MEDIANS, True) in kinds or (MEDIANS, False) in kinds:
-        notes.append(f"where a row has fewer than 2 grokked trials (or the fit failed: the CSV's note says which) "
-                     f"there is no fit and no interval: the {MEDIANS}, p from a {LOGRANK}; ≥ / ≤: a bound, as that "
-                     "row's median is only known to exceed its last time followed")
+        notes.append(
+            f"where a row has fewer than 2 grokked trials (or the fit failed: the CSV's note says which) "
+            f"there is no fit and no interval: the {MEDIANS}, p from a {LOGRANK}; ≥ / ≤: a bound, as that "
+            "row's median is only known to exceed its last time followed"
+        )
     if any(s.ratio is None and s.p_value is not None for s in speeds):
-        notes.append(f"— p: both rows' medians are censored (the KM curves never fall to 1/2), so there is no ratio; "
-                     f"p from a {LOGRANK} of the two rows' times")
+        notes.append(
+            f"— p: both rows' medians are censored (the KM curves never fall to 1/2), so there is no ratio; "
+            f"p from a {LOGRANK} of the two rows' times"
+        )
     if per_seed_shown and any(s.per_seed_mean is not None for s in speeds):
-        notes.append("per-seed: the paper's form, mean ± std of baseline ÷ method per seed, the seeds paired by "
-                     "seed number over those both rows ran; only where every trial of both rows grokked")
+        notes.append(
+            "per-seed: the paper's form, mean ± std of baseline ÷ method per seed, the seeds paired by "
+            "seed number over those both rows ran; only where every trial of both rows grokked"
+        )
     return notes if len(notes) > 1 else []

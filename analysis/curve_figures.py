@@ -1,6 +1,6 @@
-"""Figures drawn from what a task declares (`Task.presentation`), for a task without accuracy: its train and test figures
-against epochs on log axes beside its reference line, for a few values of each task setting a sweep varied, and its
-diagnostics against epochs with memorisation and grokking marked; and, for any task, epochs to each event against
+"""Figures drawn from what a task declares (`Task.presentation`), for a task without accuracy: its train and test
+figures against epochs on log axes beside its reference line, for a few values of each task setting a sweep varied, and
+its diagnostics against epochs with memorisation and grokking marked; and, for any task, epochs to each event against
 each task setting a sweep varied, with the trials that did not reach it marked where they ended."""
 
 from __future__ import annotations
@@ -11,8 +11,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.plotting import (EVENTS_NOTE, MEDIAN_NOTE, coloured, grid_over, histories, mark_events,
-                               median_while_all_run, save, seed_lines, x_axis)
+from analysis.plotting import (
+    EVENTS_NOTE,
+    MEDIAN_NOTE,
+    coloured,
+    grid_over,
+    histories,
+    mark_events,
+    median_while_all_run,
+    save,
+    seed_lines,
+    x_axis,
+)
 from analysis.runs import further_events, setting_name, setting_text, varied_task_settings
 from analysis.stats import median_or_bound
 from analysis.tables import Setting, by_task_settings, event_sample, settings
@@ -40,9 +50,12 @@ def curve_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
 
 def epoch_histories(uri: str, runs: pd.DataFrame, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     """Per run: its curves indexed by epoch (its steps ÷ its updates per epoch)."""
-    updates_per_epoch = dict(zip(runs["run_id"], runs["steps"] / runs["epochs"].where(runs["epochs"] > 0)))
-    return {run_id: h.set_axis(h.index / updates_per_epoch[run_id]) for run_id, h in
-            histories(uri, runs, names).items()}
+    updates_per_epoch = dict(
+        zip(runs["run_id"], runs["steps"] / runs["epochs"].where(runs["epochs"] > 0), strict=False)
+    )
+    return {
+        run_id: h.set_axis(h.index / updates_per_epoch[run_id]) for run_id, h in histories(uri, runs, names).items()
+    }
 
 
 def spread(items: list, n: int) -> list:
@@ -52,14 +65,15 @@ def spread(items: list, n: int) -> list:
     return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
 
 
-def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str],
-                    out: Path, name: str) -> list[Path]:
+def learning_figure(
+    runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str], out: Path, name: str
+) -> list[Path]:
     """A panel per value of the varied task settings (a few, spread over their range), a line per method."""
     import matplotlib.pyplot as plt
 
     panels = spread(by_task_settings(runs, varied), PANELS)
     fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5 * len(panels), 7), 4), squeeze=False, sharey=True)
-    for ax, (values, panel) in zip(axes[0], panels):
+    for ax, (values, panel) in zip(axes[0], panels, strict=False):
         for setting, colour in coloured(settings(panel)):
             _learning_lines(ax, setting, hist, shown, colour)
         if shown.reference:
@@ -68,9 +82,12 @@ def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pr
         ax.set(yscale="log" if shown.log else "linear", title=setting_text(varied, values))
     axes[0][0].set_ylabel(shown.label)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(MEDIAN_NOTE + "; solid: test (thin: each seed), dashed: train"
-                 + (f", dotted: {shown.reference} (median over the panel's trials)" if shown.reference else ""),
-                 fontsize=9)
+    fig.suptitle(
+        MEDIAN_NOTE
+        + "; solid: test (thin: each seed), dashed: train"
+        + (f", dotted: {shown.reference} (median over the panel's trials)" if shown.reference else ""),
+        fontsize=9,
+    )
     return save(fig, out, name)
 
 
@@ -78,10 +95,15 @@ def _learning_lines(ax, setting: Setting, hist: dict[str, pd.DataFrame], shown: 
     ids = list(setting.runs["run_id"])
     tests = [hist[r][shown.test].dropna() for r in ids]
     grid = grid_over(tests, log=True)
-    line, = ax.plot(grid, median_while_all_run(tests, grid), "-", color=colour, label=f"{setting.label} test")
+    (line,) = ax.plot(grid, median_while_all_run(tests, grid), "-", color=colour, label=f"{setting.label} test")
     seed_lines(ax, tests, grid, line.get_color())
-    ax.plot(grid, median_while_all_run([hist[r][shown.train].dropna() for r in ids], grid), "--",
-            color=line.get_color(), label=f"{setting.label} train")
+    ax.plot(
+        grid,
+        median_while_all_run([hist[r][shown.train].dropna() for r in ids], grid),
+        "--",
+        color=line.get_color(),
+        label=f"{setting.label} train",
+    )
 
 
 def _reference_line(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], reference: str) -> None:
@@ -93,8 +115,9 @@ def _reference_line(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], refer
         ax.axhline(np.median(levels), ls=":", color="0.3", label=reference)
 
 
-def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str],
-                       out: Path, name: str) -> list[Path]:
+def diagnostics_figure(
+    runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str], out: Path, name: str
+) -> list[Path]:
     """A panel per diagnostic, a line per method and value of the varied task settings (coloured along them)."""
     import matplotlib
     import matplotlib.pyplot as plt
@@ -106,9 +129,8 @@ def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown:
         lines = [(s, ramp(values.index(s.by) / max(len(values) - 1, 1))) for s in groups]
     else:
         lines = coloured(groups)
-    fig, axes = plt.subplots(1, len(shown.plotted), figsize=(5 * len(shown.plotted), 3.8),
-                             squeeze=False)
-    for ax, metric in zip(axes[0], shown.plotted):
+    fig, axes = plt.subplots(1, len(shown.plotted), figsize=(5 * len(shown.plotted), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], shown.plotted, strict=False):
         spans = []
         for setting, colour in lines:
             label = ", ".join(t for t in (setting.label, setting_text(varied, setting.by)) if t)
@@ -123,13 +145,14 @@ def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown:
     return save(fig, out, name)
 
 
-def _diagnostic_line(ax, setting: Setting, hist: dict[str, pd.DataFrame], metric: str, colour,
-                     label: str) -> tuple[float, float]:
+def _diagnostic_line(
+    ax, setting: Setting, hist: dict[str, pd.DataFrame], metric: str, colour, label: str
+) -> tuple[float, float]:
     """The line, each seed's own and its events marked on it; returns the range of the seeds' positive values
     ((inf, 0) where none)."""
     series = {r: hist[r][metric].dropna() for r in setting.runs["run_id"]}
     grid = grid_over(list(series.values()), log=True)
-    line, = ax.plot(grid, median_while_all_run(list(series.values()), grid), "-", color=colour, label=label)
+    (line,) = ax.plot(grid, median_while_all_run(list(series.values()), grid), "-", color=colour, label=label)
     seed_lines(ax, list(series.values()), grid, line.get_color())
     mark_events(ax, setting.runs, series, (("epochs_to_memorise", "s"), ("epochs_to_grok", "*")), line.get_color())
     values = np.concatenate([s.to_numpy(float) for s in series.values()] or [np.empty(0)])
@@ -160,8 +183,11 @@ def event_figure(runs: pd.DataFrame, column: str, out: Path) -> list[Path]:
     if values.min() > 0 and values.max() >= 10 * values.min():
         ax.set_xscale("log", base=2)
     ax.set(yscale="log", xlabel=setting_name(column), ylabel="epochs")
-    ax.set_title("median over seeds (Kaplan–Meier where censored); small marks: each seed; "
-                 "△ censored: not reached by the epoch its run ended", fontsize=8)
+    ax.set_title(
+        "median over seeds (Kaplan–Meier where censored); small marks: each seed; "
+        "△ censored: not reached by the epoch its run ended",
+        fontsize=8,
+    )
     ax.legend(fontsize=7)
     return save(fig, out, f"epochs_to_grok_vs_{setting_name(column)}")
 
@@ -173,8 +199,8 @@ def _event_line(ax, runs: pd.DataFrame, column: str, event: str, colour, label: 
     xs, medians = [], []
     for value, sub in runs.groupby(column, sort=True):
         sample = event_sample(sub, event)
-        reached = [v for v, seen in zip(sample.values, sample.observed) if seen]
-        censored = [v for v, seen in zip(sample.values, sample.observed) if not seen]
+        reached = [v for v, seen in zip(sample.values, sample.observed, strict=False) if seen]
+        censored = [v for v, seen in zip(sample.values, sample.observed, strict=False) if not seen]
         ax.scatter([value] * len(reached), reached, marker=marker, s=14, color=colour, alpha=0.4)
         ax.scatter([value] * len(censored), censored, marker="^", s=40, facecolors="none", edgecolors=colour)
         median, is_bound = median_or_bound(sample.values, sample.observed)

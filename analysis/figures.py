@@ -9,8 +9,18 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.curve_figures import curve_figures, event_figures
-from analysis.plotting import (EVENTS_NOTE, MEDIAN_NOTE, coloured, grid_over, histories, mark_events,
-                               median_while_all_run, save, seed_lines, x_axis)
+from analysis.plotting import (
+    EVENTS_NOTE,
+    MEDIAN_NOTE,
+    coloured,
+    grid_over,
+    histories,
+    mark_events,
+    median_while_all_run,
+    save,
+    seed_lines,
+    x_axis,
+)
 from analysis.runs import presentation
 from analysis.tables import METHOD_NAMES, method_rank, settings, varied_groups, with_conditions
 from grokbench.tasks import TASKS
@@ -26,19 +36,27 @@ def accuracy_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], against: 
     import matplotlib.pyplot as plt
 
     runs = with_conditions(runs)
-    panels = sorted(set(zip(runs["loss"], runs["condition"])))
+    panels = sorted(set(zip(runs["loss"], runs["condition"], strict=False)))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, (loss, condition) in zip(axes[0], panels):
+    for ax, (loss, condition) in zip(axes[0], panels, strict=False):
         panel = runs[(runs["loss"] == loss) & (runs["condition"] == condition)]
         for setting, colour in coloured(settings(panel)):
-            curves = {metric: [_against(hist[run_id], metric, against) for run_id in setting.runs["run_id"]]
-                      for metric in ("train_acc", "test_acc")}
+            curves = {
+                metric: [_against(hist[run_id], metric, against) for run_id in setting.runs["run_id"]]
+                for metric in ("train_acc", "test_acc")
+            }
             grid = grid_over(curves["test_acc"], shown.log_steps)
-            line, = ax.plot(grid, median_while_all_run(curves["test_acc"], grid), "-", color=colour,
-                            label=f"{setting.label} test")
+            (line,) = ax.plot(
+                grid, median_while_all_run(curves["test_acc"], grid), "-", color=colour, label=f"{setting.label} test"
+            )
             seed_lines(ax, curves["test_acc"], grid, line.get_color())
-            ax.plot(grid, median_while_all_run(curves["train_acc"], grid), "--", color=line.get_color(),
-                    label=f"{setting.label} train")
+            ax.plot(
+                grid,
+                median_while_all_run(curves["train_acc"], grid),
+                "--",
+                color=line.get_color(),
+                label=f"{setting.label} train",
+            )
         ax.set(title=f"loss {loss}" + (f", {condition}" if condition else ""), ylabel="accuracy", ylim=(0, 1.02))
         x_axis(ax, X_AXES[against][0], shown.log_steps)
         ax.legend(fontsize=7)
@@ -63,8 +81,11 @@ def sensitivity_figure(runs: pd.DataFrame, by: str, out: Path) -> list[Path]:
     for (method, loss, condition), group in varied:
         grokked = group[group["status"] == "grokked"]
         censored = group[group["status"] == "censored"]
-        line, = ax.plot(grokked.groupby(by)["time_to_grok_s"].median(), "o-",
-                        label=f"{METHOD_NAMES.get(method, method)} ({', '.join(filter(None, (loss, condition)))})")
+        (line,) = ax.plot(
+            grokked.groupby(by)["time_to_grok_s"].median(),
+            "o-",
+            label=f"{METHOD_NAMES.get(method, method)} ({', '.join(filter(None, (loss, condition)))})",
+        )
         ax.scatter(censored[by], censored["train_time_s"], marker="^", color=line.get_color(), alpha=0.6)
     ax.set(xscale="log", yscale="log", xlabel=by, ylabel="seconds to grok (▲ censored at budget)")
     ax.legend(fontsize=7)
@@ -78,15 +99,20 @@ def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pres
 
     fig, axes = plt.subplots(1, len(shown.plotted), figsize=(6 * len(shown.plotted), 4), squeeze=False)
     losses = set(runs["loss"])
-    for ax, metric in zip(axes[0], shown.plotted):
+    for ax, metric in zip(axes[0], shown.plotted, strict=False):
         by_loss = sorted(settings(runs, by=("loss",)), key=lambda s: (method_rank(s.method), s.by))  # ce beside mse
         for setting, colour in coloured(by_loss):
             (loss,), group = setting.by, setting.runs
             series = {r: hist[r][metric].dropna() for r in group["run_id"]}
             grid = grid_over(list(series.values()), shown.log_steps)
             label = setting.label + (f" ({loss})" if len(losses) > 1 else "")
-            line, = ax.plot(grid, median_while_all_run(list(series.values()), grid), LOSS_STYLES.get(loss, "-"),
-                            color=colour, label=label)
+            (line,) = ax.plot(
+                grid,
+                median_while_all_run(list(series.values()), grid),
+                LOSS_STYLES.get(loss, "-"),
+                color=colour,
+                label=label,
+            )
             seed_lines(ax, list(series.values()), grid, line.get_color())
             mark_events(ax, group, series, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), line.get_color())
         ax.set_title(metric)

@@ -24,18 +24,27 @@ def gap_table(uri: str, runs: pd.DataFrame, groups: list) -> Table | None:
     train, test, value = declared
     varied = varied_task_settings(runs)
     below = [f"{name} < {value:g}" for name in (train, test)]
-    headers = ["Method", "loss", *map(setting_name, varied), *(h for b in below for h in (b, f"epochs to {b}")),
-               "gap (epochs)"]
+    headers = [
+        "Method",
+        "loss",
+        *map(setting_name, varied),
+        *(h for b in below for h in (b, f"epochs to {b}")),
+        "gap (epochs)",
+    ]
     table = Table("gap", f"The authors' measure: epochs to {train} and to {test} below {value:g}", headers)
     store = TrackingStore(uri)
     for setting in groups:
-        crossings = [(first_below(store, run, train, value), first_below(store, run, test, value))
-                     for _, run in setting.runs.iterrows()]
+        crossings = [
+            (first_below(store, run, train, value), first_below(store, run, test, value))
+            for _, run in setting.runs.iterrows()
+        ]
         ended = setting.runs["epochs"].astype(float).tolist()
         row = [setting.label, *map(shown, setting.by)]
         for side in (0, 1):
             reached = [c[side] for c in crossings]
-            c = cell([e if r is None else r for r, e in zip(reached, ended)], [r is not None for r in reached])
+            c = cell(
+                [e if r is None else r for r, e in zip(reached, ended, strict=False)], [r is not None for r in reached]
+            )
             row += [f"{c.grokked}/{c.n}", cell_text(c)]
         gaps = [b - a for a, b in crossings if a is not None and b is not None]
         row.append(f"{cell_text(cell(gaps, [True] * len(gaps)))} over {len(gaps)}" if gaps else "—")
@@ -52,6 +61,9 @@ def gap_table(uri: str, runs: pd.DataFrame, groups: list) -> Table | None:
 def first_below(store: TrackingStore, run: pd.Series, curve: str, value: float) -> float | None:
     """The epoch of the run's first evaluation with `curve` below `value` within the steps it counts (all it ran, or
     those within a smaller budget the tables apply); None where it never was."""
-    steps = [step for step, figure in sorted(store.curve(run["run_id"], curve).items())
-             if figure < value and step <= run["steps"]]
+    steps = [
+        step
+        for step, figure in sorted(store.curve(run["run_id"], curve).items())
+        if figure < value and step <= run["steps"]
+    ]
     return steps[0] * run["epochs"] / run["steps"] if steps else None

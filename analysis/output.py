@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -37,18 +37,38 @@ def to_markdown(t: Table) -> str:
 
 
 def _tex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
-                 ("±", r"$\pm$"), ("×", r"$\times$"), ("÷", r"$\div$"), ("≥", r"$\geq$"), ("≤", r"$\leq$"),
-                 ("λ", r"$\lambda$"), (">", r"$>$"), ("α", r"$\alpha$"), ("†", r"$^\dagger$"), ("—", "--"),
-                 ("–", "--")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("#", r"\#"),
+        ("_", r"\_"),
+        ("±", r"$\pm$"),
+        ("×", r"$\times$"),
+        ("÷", r"$\div$"),
+        ("≥", r"$\geq$"),
+        ("≤", r"$\leq$"),
+        ("λ", r"$\lambda$"),
+        (">", r"$>$"),
+        ("α", r"$\alpha$"),
+        ("†", r"$^\dagger$"),
+        ("—", "--"),
+        ("–", "--"),
+    ):
         text = text.replace(a, b)
     return text
 
 
 def to_latex(t: Table) -> str:
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(t.title)}}}",
-             r"\begin{tabular}{" + "l" * len(t.headers) + "}", r"\toprule",
-             " & ".join(_tex_escape(h) for h in t.headers) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_tex_escape(t.title)}}}",
+        r"\begin{tabular}{" + "l" * len(t.headers) + "}",
+        r"\toprule",
+        " & ".join(_tex_escape(h) for h in t.headers) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in t.rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [r"\par\smallskip{\footnotesize " + _tex_escape(n) + "}" for n in t.notes]
@@ -86,8 +106,7 @@ def show_and_write(tables: list[Table], out: Path, formats: Sequence[str]) -> li
     return write(tables, out, formats)
 
 
-def log_analysis_run(prog: str, uri: str, experiments: list[str], sweep: str | None,
-                     files: list[Path]) -> None:
+def log_analysis_run(prog: str, uri: str, experiments: list[str], sweep: str | None, files: list[Path]) -> None:
     """The tables and figures as artifacts of one MLflow run in the first experiment read, where a user of the UI
     finds them; a store that refuses it gets a warning (the files are written already)."""
     store = TrackingStore(uri)
@@ -97,9 +116,11 @@ def log_analysis_run(prog: str, uri: str, experiments: list[str], sweep: str | N
     try:
         run_id = store.log_analysis(store.experiment_id(experiments[0]), files, tags)
     except store_errors() as err:
-        print(f"{prog}: warning: the tables are written, but {uri} refused the analysis run "
-              f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); --no-log skips it",
-              file=sys.stderr)
+        print(
+            f"{prog}: warning: the tables are written, but {uri} refused the analysis run "
+            f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); --no-log skips it",
+            file=sys.stderr,
+        )
         return
     print(f"logged them to MLflow as run {run_id} of {experiments[0]} (--no-log skips this)")
 
@@ -113,8 +134,7 @@ def output_formats(text: str, prog: str) -> list[str] | None:
     formats = [f.strip() for f in text.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        print(f"{prog}: error: --format: {', '.join(bad) or 'nothing'} not among {', '.join(FORMATS)}",
-              file=sys.stderr)
+        print(f"{prog}: error: --format: {', '.join(bad) or 'nothing'} not among {', '.join(FORMATS)}", file=sys.stderr)
         return None
     return formats
 

@@ -49,17 +49,19 @@ def seed_lines(ax, curves: list[pd.Series], grid: np.ndarray, colour) -> None:
         ax.plot(shown.index.to_numpy(float), shown.to_numpy(float), "-", color=colour, lw=0.7, alpha=0.4)
 
 
-def mark_events(ax, runs: pd.DataFrame, curves: dict[str, pd.Series], events: tuple[tuple[str, str], ...],
-                colour) -> None:
+def mark_events(
+    ax, runs: pd.DataFrame, curves: dict[str, pd.Series], events: tuple[tuple[str, str], ...], colour
+) -> None:
     """Each run's events (a column of `runs` and its marker) on the run's own curve; a run that never got there
     has no moment to mark."""
     for event, marker in events:
-        for run_id, moment in zip(runs["run_id"], runs[event]):
+        for run_id, moment in zip(runs["run_id"], runs[event], strict=False):
             curve = curves[run_id]
             if pd.notna(moment) and len(curve):
                 value = np.interp(moment, curve.index.to_numpy(float), curve.to_numpy(float))
-                ax.plot([moment], [value], marker, color=colour, markersize=10, markeredgecolor="white",
-                        markeredgewidth=0.6)
+                ax.plot(
+                    [moment], [value], marker, color=colour, markersize=10, markeredgecolor="white", markeredgewidth=0.6
+                )
 
 
 def grid_over(curves: list[pd.Series], log: bool) -> np.ndarray:

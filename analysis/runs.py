@@ -13,8 +13,19 @@ from grokbench.sweep.mlflow_store import TrackingStore, check_readable, store_er
 NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "eval_every", "weight_decay", "lr")
 SUMMARY_METRICS = (  # a trial's summary figures; max_epochs among them: a continued trial's last budget
     "max_epochs",
-    "steps", "epochs", "train_time_s", "wall_s", "steps_to_memorise", "epochs_to_memorise", "time_to_memorise_s",
-    "steps_to_grok", "epochs_to_grok", "time_to_grok_s", "grok_phase_time_s", "final_train_acc", "final_test_acc",
+    "steps",
+    "epochs",
+    "train_time_s",
+    "wall_s",
+    "steps_to_memorise",
+    "epochs_to_memorise",
+    "time_to_memorise_s",
+    "steps_to_grok",
+    "epochs_to_grok",
+    "time_to_grok_s",
+    "grok_phase_time_s",
+    "final_train_acc",
+    "final_test_acc",
 )
 
 
@@ -38,8 +49,10 @@ def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None 
     names = [experiment_name(e) for e in experiments] if experiments else _default_experiments(uri, known, sweep)
     missing = [n for n in names if n not in known]
     if missing:
-        raise AnalysisError(f"no experiment {', '.join(missing)} in {uri}; grokbench experiments there: "
-                            f"{', '.join(sorted(known)) or 'none (run grokbench sweep first)'}")
+        raise AnalysisError(
+            f"no experiment {', '.join(missing)} in {uri}; grokbench experiments there: "
+            f"{', '.join(sorted(known)) or 'none (run grokbench sweep first)'}"
+        )
     raw = pd.DataFrame(store.run_rows([known[n] for n in names], sweep))
     if raw.empty:
         what = f"sweep {sweep}" if sweep else ", ".join(names)
@@ -58,8 +71,10 @@ def _default_experiments(uri: str, known: dict[str, str], sweep: str | None) -> 
     if len(known) == 1:
         return list(known)
     names = ", ".join(n.removeprefix(EXPERIMENT_PREFIX) for n in sorted(known))
-    raise AnalysisError(f"{uri} holds several grokbench experiments and none is the default mnist; pick one or "
-                        f"more with --experiment (there: {names})")
+    raise AnalysisError(
+        f"{uri} holds several grokbench experiments and none is the default mnist; pick one or "
+        f"more with --experiment (there: {names})"
+    )
 
 
 def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
@@ -75,17 +90,19 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
     def column(name: str, default=np.nan) -> pd.Series:
         return raw[name] if name in raw else pd.Series(default, index=raw.index)
 
-    runs = pd.DataFrame({
-        "run_id": raw["run_id"],
-        "experiment": raw["experiment_id"].map(experiment_names).str.removeprefix(EXPERIMENT_PREFIX),
-        "start_time": raw["start_time"],
-        "sweep_id": column(f"tags.{SWEEP_TAG}", None),
-        "trial_key": raw["trial_key"],  # recomputed from each run's settings: one trial across grokbench versions
-        "status": column("tags.status", "running").fillna("running"),
-        "method": column("params.method", None),
-        "loss": column("params.loss", None),
-        "task": column("params.task", None),
-    })
+    runs = pd.DataFrame(
+        {
+            "run_id": raw["run_id"],
+            "experiment": raw["experiment_id"].map(experiment_names).str.removeprefix(EXPERIMENT_PREFIX),
+            "start_time": raw["start_time"],
+            "sweep_id": column(f"tags.{SWEEP_TAG}", None),
+            "trial_key": raw["trial_key"],  # recomputed from each run's settings: one trial across grokbench versions
+            "status": column("tags.status", "running").fillna("running"),
+            "method": column("params.method", None),
+            "loss": column("params.loss", None),
+            "task": column("params.task", None),
+        }
+    )
     params = [_params(raw, index) for index in raw.index]
     configs = [_config(p) for p in params]
     labels = [variant_and_condition(p) for p in params]
@@ -112,8 +129,11 @@ def event_columns(event: str) -> tuple[str, str, str]:
 
 def further_events(runs: pd.DataFrame) -> list[str]:
     """The events a task's criterion reports beside memorised and grokked (polynomial: grok_strict)."""
-    return [c.removeprefix("steps_to_") for c in runs if c.startswith("steps_to_")
-            and c not in ("steps_to_memorise", "steps_to_grok")]
+    return [
+        c.removeprefix("steps_to_")
+        for c in runs
+        if c.startswith("steps_to_") and c not in ("steps_to_memorise", "steps_to_grok")
+    ]
 
 
 def _declared_and_logged_events(raw: pd.DataFrame, configs: list) -> list[str]:
@@ -121,8 +141,7 @@ def _declared_and_logged_events(raw: pd.DataFrame, configs: list) -> list[str]:
     any a run logged."""
     from grokbench.tasks import TASKS
 
-    declared = [name for cfg in configs if cfg is not None
-                for name in TASKS[cfg.task].criterion(cfg).further_events()]
+    declared = [name for cfg in configs if cfg is not None for name in TASKS[cfg.task].criterion(cfg).further_events()]
     logged = [c.removeprefix("metrics.steps_to_") for c in raw if c.startswith("metrics.steps_to_")]
     return [e for e in dict.fromkeys([*declared, *logged]) if e not in ("memorise", "grok")]
 
@@ -151,7 +170,7 @@ def shown(value) -> str:
 
 def setting_text(columns: list[str], values: tuple) -> str:
     """`alpha=0.5`: task settings and their values, as a figure's legend names them."""
-    return ", ".join(f"{setting_name(c)}={shown(v)}" for c, v in zip(columns, values))
+    return ", ".join(f"{setting_name(c)}={shown(v)}" for c, v in zip(columns, values, strict=False))
 
 
 def at_budget(uri: str, runs: pd.DataFrame, max_epochs: int) -> pd.DataFrame:
@@ -164,8 +183,11 @@ def at_budget(uri: str, runs: pd.DataFrame, max_epochs: int) -> pd.DataFrame:
     for index in runs.index[past]:
         run = runs.loc[index]
         updates_per_epoch = run["steps"] / run["epochs"]
-        clock = {step: t for step, t in store.curve(run["run_id"], "train_time_s").items()
-                 if step <= max_epochs * updates_per_epoch}
+        clock = {
+            step: t
+            for step, t in store.curve(run["run_id"], "train_time_s").items()
+            if step <= max_epochs * updates_per_epoch
+        }
         step = max(clock, default=0)
         runs.loc[index, ["steps", "epochs", "train_time_s"]] = [step, step / updates_per_epoch, clock.get(step, 0.0)]
         if not run["epochs_to_grok"] <= max_epochs:  # diverged later, or grokked later: still going at the budget
@@ -196,8 +218,10 @@ def grokking_at(runs: pd.DataFrame, event: str) -> pd.DataFrame:
 def budget_note(runs: pd.DataFrame, max_epochs: int | None) -> str:
     """What budget a table applies, in epochs and updates."""
     if max_epochs is not None:
-        return (f"budget: {max_epochs:,} epochs (--max-epochs); a trial that grokked or ran past it counts as "
-                "censored at it")
+        return (
+            f"budget: {max_epochs:,} epochs (--max-epochs); a trial that grokked or ran past it counts as "
+            "censored at it"
+        )
     budgets = runs["max_epochs"].dropna()
     if budgets.empty:
         return "budget: unknown"
@@ -208,8 +232,11 @@ def budget_note(runs: pd.DataFrame, max_epochs: int | None) -> str:
 
 def _params(raw: pd.DataFrame, index) -> dict[str, str]:
     row = raw.loc[index]
-    return {name[len("params."):]: value for name, value in row.items()
-            if name.startswith("params.") and isinstance(value, str)}
+    return {
+        name[len("params.") :]: value
+        for name, value in row.items()
+        if name.startswith("params.") and isinstance(value, str)
+    }
 
 
 def _config(params: dict[str, str]):
@@ -237,8 +264,10 @@ def variant_and_condition(params: dict[str, str]) -> tuple[str, str]:
     if usual is None:
         return "", ""
     prefix = f"{params['method']}_"
-    method_part = [f"{name.removeprefix(prefix)}={value}"
-                   for name, value in cfg.method_settings.changed(usual.method_settings).items()]
+    method_part = [
+        f"{name.removeprefix(prefix)}={value}"
+        for name, value in cfg.method_settings.changed(usual.method_settings).items()
+    ]
     presented = TASKS[cfg.task].presentation
     conditions = _off_default(presented.conditions, cfg, usual)
     return ", ".join(method_part + conditions + _off_default(presented.variants, cfg, usual)), ", ".join(conditions)
@@ -255,8 +284,10 @@ def _usual_settings(cfg, params: dict[str, str]):
         named = TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params})
         usual = resolve(named)
         # not resolve() at the trial's task settings: a preset's own settings (its batch size) may not fit them
-        shared_here = {**TASKS[cfg.task].shared_defaults(cfg.task_settings),
-                       **{name: getattr(named, name) for name in SHARED if getattr(named, name) is not None}}
+        shared_here = {
+            **TASKS[cfg.task].shared_defaults(cfg.task_settings),
+            **{name: getattr(named, name) for name in SHARED if getattr(named, name) is not None},
+        }
     except (ConfigError, KeyError, ValueError, TypeError):
         return None
     return usual.replace(**{name: shared_here[name] for name in SHARED if name in shared_here})
@@ -264,8 +295,7 @@ def _usual_settings(cfg, params: dict[str, str]):
 
 def _off_default(names: tuple[str, ...], cfg, usual) -> list[str]:
     """`name=value` for each of the named settings where the trial's differs from the usual one."""
-    return [f"{name}={shown(_setting(cfg, name))}" for name in names
-            if _setting(cfg, name) != _setting(usual, name)]
+    return [f"{name}={shown(_setting(cfg, name))}" for name in names if _setting(cfg, name) != _setting(usual, name)]
 
 
 def _setting(cfg, name: str):
@@ -289,5 +319,7 @@ def progress_note(runs: pd.DataFrame) -> str | None:
     running = int((runs["status"] == "running").sum())
     if not running:
         return None
-    return (f"{len(runs) - running} of {len(runs)} trials started so far are done ({running} still running or "
-            "interrupted); the tables use the finished ones")
+    return (
+        f"{len(runs) - running} of {len(runs)} trials started so far are done ({running} still running or "
+        "interrupted); the tables use the finished ones"
+    )

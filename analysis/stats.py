@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -132,24 +133,29 @@ def geometric_mean_ratio(base: Sample, method: Sample) -> SpeedUp:
         return SpeedUp(ratio, GEOMETRIC, note="every trial of each row took the same: no interval, no test")
     result = stats.ttest_ind(*logs, equal_var=False)
     interval = result.confidence_interval(0.95)
-    return SpeedUp(ratio, GEOMETRIC, WELCH, finite(np.exp(interval.low)), finite(np.exp(interval.high)),
-                   finite(result.pvalue))
+    return SpeedUp(
+        ratio, GEOMETRIC, WELCH, finite(np.exp(interval.low)), finite(np.exp(interval.high)), finite(result.pvalue)
+    )
 
 
 def logrank_p(base: Sample, method: Sample) -> float | None:
     """None where neither row has an event: lifelines would give p = 1, a test of nothing."""
     if not (any(base.observed) or any(method.observed)):
         return None
-    result = logrank_test(base.values, method.values, event_observed_A=base.observed,
-                          event_observed_B=method.observed)
+    result = logrank_test(base.values, method.values, event_observed_A=base.observed, event_observed_B=method.observed)
     return finite(result.p_value)
 
 
 def aft_time_ratio(base: Sample, method: Sample) -> tuple[float, float, float] | None:
     """(ratio, low, high) from a log-normal accelerated-failure-time fit with a baseline indicator: exp(coef) is
     the baseline's time over the method's, and (log-normal) the ratio of their medians and geometric means."""
-    data = pd.DataFrame({"time": [*base.values, *method.values], "grokked": [*base.observed, *method.observed],
-                         "baseline": [1] * len(base.values) + [0] * len(method.values)})
+    data = pd.DataFrame(
+        {
+            "time": [*base.values, *method.values],
+            "grokked": [*base.observed, *method.observed],
+            "baseline": [1] * len(base.values) + [0] * len(method.values),
+        }
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lifelines' advice on small samples; a failed fit raises instead
@@ -166,7 +172,7 @@ def per_seed(base: Sample, method: Sample) -> dict:
     nothing where a row repeats a seed, as then the pairing is ambiguous."""
     if len(set(base.seeds)) < len(base.seeds) or len(set(method.seeds)) < len(method.seeds):
         return {}
-    b, m = dict(zip(base.seeds, base.values)), dict(zip(method.seeds, method.values))
+    b, m = dict(zip(base.seeds, base.values, strict=False)), dict(zip(method.seeds, method.values, strict=False))
     ratios = [b[s] / m[s] for s in sorted(b.keys() & m.keys())]
     if not ratios:
         return {}

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -20,15 +21,31 @@ from analysis.cells import cell_text, fmt, per_seed_text, sample_text, speed_col
 from analysis.gap import gap_table
 from analysis.output import Table, add_format_argument, log_analysis_run, run_command, show_and_write
 from analysis.runs import (
-    DEFAULT_EXPERIMENT, AnalysisError, at_budget, budget_note, event_columns, further_events, grokking_at, load_runs,
-    presentation, progress_note, setting_name, setting_text, shown, varied_task_settings,
+    DEFAULT_EXPERIMENT,
+    AnalysisError,
+    at_budget,
+    budget_note,
+    event_columns,
+    further_events,
+    grokking_at,
+    load_runs,
+    presentation,
+    progress_note,
+    setting_name,
+    setting_text,
+    shown,
+    varied_task_settings,
 )
 from analysis.stats import Sample, SpeedUp, cell, speed_up
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
 from grokbench.sweep.mlflow_store import TrackingStore, tracking_uri
 
-METHOD_NAMES = {"baseline": "Baseline", "grokalign": "GrokAlign", "grokfast": "Grokfast",
-                "adversarial": "Adversarial Training"}
+METHOD_NAMES = {
+    "baseline": "Baseline",
+    "grokalign": "GrokAlign",
+    "grokfast": "Grokfast",
+    "adversarial": "Adversarial Training",
+}
 LOSS_NAMES = {"mse": "MSE", "ce": "Cross-entropy"}
 FIGURES = {  # column → (title, value when grokked, value at the budget when censored)
     "steps": ("Number of Steps", "steps_to_grok", "steps"),
@@ -44,6 +61,7 @@ def method_rank(method: str) -> tuple[int, str]:
 
 # ---- samples ----------------------------------------------------------------------------------------------------
 
+
 def with_budget_columns(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.copy()
     # a censored run's grokking phase lasted from memorising to the budget; one that never memorised has not begun it
@@ -56,7 +74,7 @@ def samples(group: pd.DataFrame, figure: str) -> Sample:
     _, at_grok, at_budget = FIGURES[figure]
     done = group[group["status"].isin(["grokked", "censored"])]
     observed = (done["status"] == "grokked").tolist()
-    values = [float(r[at_grok] if o else r[at_budget]) for o, (_, r) in zip(observed, done.iterrows())]
+    values = [float(r[at_grok] if o else r[at_budget]) for o, (_, r) in zip(observed, done.iterrows(), strict=False)]
     return Sample(values, observed, done["seed"].tolist())
 
 
@@ -95,23 +113,38 @@ def settings(runs: pd.DataFrame, by: tuple[str, ...] = ()) -> list[Setting]:
 
 # ---- Table 1 ------------------------------------------------------------------------------------------------------
 
+
 def table1(runs: pd.DataFrame, event: str = "grok") -> list[Table]:
     """Table 1 per loss; with a criterion's further `event` (grok_strict), the same with grokking read as it."""
     runs = with_budget_columns(runs[runs["status"] != "running"])  # unfinished trials: see progress_note
     if event != "grok":
         runs = grokking_at(runs, event)
     tables = []
-    for loss in [l for l in ("ce", "mse") if l in set(runs["loss"])]:  # the paper's order
+    for loss in [loss for loss in ("ce", "mse") if loss in set(runs["loss"])]:  # the paper's order
         part = runs[runs["loss"] == loss]
         varied = varied_task_settings(part)
         name, title = f"table1_{loss}", f"Table 1 — {LOSS_NAMES[loss]}"
         if event != "grok":
             name, title = f"{name}_{event}", f"{title}, grokked at {event}"
-        table = Table(name, title, [
-            "Method", *map(setting_name, varied), "grokked", "seeds", FIGURES["steps"][0], "speed-up (steps)",
-            FIGURES["time"][0], "speed-up (time)", FIGURES["phase"][0], "speed-up (phase)",
-            "per-seed speed-up (steps / time / phase)", "ms/update", "diverged/failed",
-        ])
+        table = Table(
+            name,
+            title,
+            [
+                "Method",
+                *map(setting_name, varied),
+                "grokked",
+                "seeds",
+                FIGURES["steps"][0],
+                "speed-up (steps)",
+                FIGURES["time"][0],
+                "speed-up (time)",
+                FIGURES["phase"][0],
+                "speed-up (phase)",
+                "per-seed speed-up (steps / time / phase)",
+                "ms/update",
+                "diverged/failed",
+            ],
+        )
         speeds, sizes = [], []
         for init in sorted(part["init_scale"].dropna().unique()):
             for values, block in condition_blocks(part[part["init_scale"] == init], varied):
@@ -128,8 +161,12 @@ def table1(runs: pd.DataFrame, event: str = "grok") -> list[Table]:
         if several_references(with_conditions(part)):
             table.notes.append(CONDITION_NOTE)
         if table.rows:
-            table.notes += [f"n per row (trials that grokked or were censored; diverged and failed ones are counted "
-                            f"apart): {', '.join(sizes)}", f"{CELL_NOTE}; {UPDATE_COST_NOTE}", *speed_notes(speeds)]
+            table.notes += [
+                f"n per row (trials that grokked or were censored; diverged and failed ones are counted "
+                f"apart): {', '.join(sizes)}",
+                f"{CELL_NOTE}; {UPDATE_COST_NOTE}",
+                *speed_notes(speeds),
+            ]
             if event != "grok":
                 table.notes.append(event_note(event))
             tables.append(table)
@@ -144,14 +181,19 @@ def by_task_settings(runs: pd.DataFrame, varied: list[str]) -> list[tuple[tuple,
 def condition_blocks(runs: pd.DataFrame, varied: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
     """The runs per condition, each compared with its own baseline: per value of the task settings the sweep
     varied (α), then per condition the task names (frozen embeddings)."""
-    return [(values, part) for values, block in by_task_settings(runs, varied)
-            for _, part in with_conditions(block).groupby("condition", sort=True)]
+    return [
+        (values, part)
+        for values, block in by_task_settings(runs, varied)
+        for _, part in with_conditions(block).groupby("condition", sort=True)
+    ]
 
 
 def event_note(event: str) -> str:
     steps, _, _ = event_columns(event)
-    return (f"grokked here means the criterion's further event {event} ({steps}: a stricter threshold); a run "
-            "that did not reach it is censored where it ended, at its budget")
+    return (
+        f"grokked here means the criterion's further event {event} ({steps}: a stricter threshold); a run "
+        "that did not reach it is censored where it ended, at its budget"
+    )
 
 
 def with_conditions(runs: pd.DataFrame) -> pd.DataFrame:
@@ -177,18 +219,22 @@ def several_references(runs: pd.DataFrame) -> bool:
     return runs["condition"].nunique() > 1 or variants
 
 
-CONDITION_NOTE = ("each speed-up is against the baseline of the row's own condition (a setting named in the rows, "
-                  "such as frozen embeddings) that changes nothing else; a baseline variant (such as a weight-decay "
-                  "control) gets a speed-up against it too")
+CONDITION_NOTE = (
+    "each speed-up is against the baseline of the row's own condition (a setting named in the rows, "
+    "such as frozen embeddings) that changes nothing else; a baseline variant (such as a weight-decay "
+    "control) gets a speed-up against it too"
+)
 
 
 def seeds_text(runs: pd.DataFrame) -> str:
     return ", ".join(f"{seed:g}" for seed in sorted(runs["seed"].dropna().unique())) or "—"
 
 
-CELL_NOTE = ("each cell: mean ± std over seeds (median) when every seed grokked, else the Kaplan–Meier median, or "
-             "> t where it never fell to 1/2 (t: the last time followed); steps are optimiser updates, times are "
-             "training seconds")
+CELL_NOTE = (
+    "each cell: mean ± std over seeds (median) when every seed grokked, else the Kaplan–Meier median, or "
+    "> t where it never fell to 1/2 (t: the last time followed); steps are optimiser updates, times are "
+    "training seconds"
+)
 UPDATE_COST_NOTE = "ms/update: the median over the row's trials of training time ÷ updates run"
 
 
@@ -227,23 +273,55 @@ def trials_table(runs: pd.DataFrame) -> Table:
     varied, events = varied_task_settings(runs), further_events(runs)
     final = f"final_{presentation(runs).test}"  # the test figure the task's criterion reads, at the trial's end
     # the trial key last: rows a condition tells apart (frozen embeddings, say) keep one order in every store
-    finished = runs[runs["status"] != "running"].sort_values(["experiment", "loss", "method", "lam", "init_scale",
-                                                              *varied, "seed", "trial_key"], key=_method_order)
-    table = Table("trials", "Every trial", [
-        "sweep", "method", "loss", "λ", "init", *map(setting_name, varied), "seed", "status", "steps to grok",
-        *[f"steps to {e}" for e in events], "time to grok (s)", "phase time (s)", "updates run", "ms/update",
-        final.replace("_", " ")], printed=False)
+    finished = runs[runs["status"] != "running"].sort_values(
+        ["experiment", "loss", "method", "lam", "init_scale", *varied, "seed", "trial_key"], key=_method_order
+    )
+    table = Table(
+        "trials",
+        "Every trial",
+        [
+            "sweep",
+            "method",
+            "loss",
+            "λ",
+            "init",
+            *map(setting_name, varied),
+            "seed",
+            "status",
+            "steps to grok",
+            *[f"steps to {e}" for e in events],
+            "time to grok (s)",
+            "phase time (s)",
+            "updates run",
+            "ms/update",
+            final.replace("_", " "),
+        ],
+        printed=False,
+    )
     for _, r in finished.iterrows():
-        table.rows.append([
-            str(r["sweep_id"]), row_label(r["method"], r["lam"], shared=True, variant=r["variant"]), r["loss"],
-            f"{r['lam']:g}", f"{r['init_scale']:g}", *[shown(r[c]) for c in varied], f"{r['seed']:g}", r["status"],
-            _whole(r["steps_to_grok"]), *[_whole(r[event_columns(e)[0]]) for e in events],
-            _number(r["time_to_grok_s"]), _number(r["grok_phase_time_s"]), _whole(r["steps"]),
-            _number(1e3 * r["train_time_s"] / r["steps"] if r["steps"] else None),
-            "—" if pd.isna(r.get(final)) else f"{r[final]:.4f}",
-        ])
-    table.notes.append("steps are optimiser updates; times are training seconds; a censored trial has no time to "
-                       "grok, and ran its whole budget (updates run)")
+        table.rows.append(
+            [
+                str(r["sweep_id"]),
+                row_label(r["method"], r["lam"], shared=True, variant=r["variant"]),
+                r["loss"],
+                f"{r['lam']:g}",
+                f"{r['init_scale']:g}",
+                *[shown(r[c]) for c in varied],
+                f"{r['seed']:g}",
+                r["status"],
+                _whole(r["steps_to_grok"]),
+                *[_whole(r[event_columns(e)[0]]) for e in events],
+                _number(r["time_to_grok_s"]),
+                _number(r["grok_phase_time_s"]),
+                _whole(r["steps"]),
+                _number(1e3 * r["train_time_s"] / r["steps"] if r["steps"] else None),
+                "—" if pd.isna(r.get(final)) else f"{r[final]:.4f}",
+            ]
+        )
+    table.notes.append(
+        "steps are optimiser updates; times are training seconds; a censored trial has no time to "
+        "grok, and ran its whole budget (updates run)"
+    )
     return table
 
 
@@ -261,6 +339,7 @@ def _number(value) -> str:
 
 # ---- sensitivity, search and geometry tables -------------------------------------------------------------------------
 
+
 def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | None:
     """Median time and steps to grok against one setting (λ or init scale), per method and loss."""
     runs = with_budget_columns(runs[runs["status"] != "running"])
@@ -273,18 +352,32 @@ def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | N
     for (method, loss, condition), group in varied:
         for value, sub in group.groupby(by, sort=True):
             block = runs[(runs["loss"] == loss) & (runs["condition"] == condition)]
-            baseline = reference_baseline(block[block["init_scale"] == (
-                value if by == "init_scale" else sub["init_scale"].iloc[0])])
+            baseline = reference_baseline(
+                block[block["init_scale"] == (value if by == "init_scale" else sub["init_scale"].iloc[0])]
+            )
             steps, time = samples(sub, "steps"), samples(sub, "time")
             speed = speed_up(samples(baseline, "time"), time) if method != "baseline" and not baseline.empty else None
             speeds += [speed] if speed else []
             name = METHOD_NAMES.get(method, method) + (f" ({condition})" if condition else "")
             done = sub[sub["status"].isin(["grokked", "censored"])]
-            table.rows.append([name, loss, f"{value:g}", f"{sum(steps.observed)}/{len(steps.values)}",
-                               seeds_text(done), sample_text(steps), sample_text(time), speed_text(speed)])
+            table.rows.append(
+                [
+                    name,
+                    loss,
+                    f"{value:g}",
+                    f"{sum(steps.observed)}/{len(steps.values)}",
+                    seeds_text(done),
+                    sample_text(steps),
+                    sample_text(time),
+                    speed_text(speed),
+                ]
+            )
             table.stats.append({"n": len(time.values), **speed_columns("time", speed)})
-    table.notes += ["n per row: the N of grokked k/N (trials that grokked or were censored)", CELL_NOTE,
-                    *speed_notes(speeds, per_seed_shown=False)]
+    table.notes += [
+        "n per row: the N of grokked k/N (trials that grokked or were censored)",
+        CELL_NOTE,
+        *speed_notes(speeds, per_seed_shown=False),
+    ]
     return table
 
 
@@ -307,8 +400,13 @@ def events_table(runs: pd.DataFrame) -> Table | None:
             sample = event_sample(setting.runs, event)
             c = cell(sample.values, sample.observed)
             row += [f"{c.grokked}/{c.n}", cell_text(c)]
-            columns.update({f"{event}_reached": c.grokked, f"epochs_to_{event}_median": c.median,
-                            f"epochs_to_{event}_exceeds": c.exceeds})
+            columns.update(
+                {
+                    f"{event}_reached": c.grokked,
+                    f"epochs_to_{event}_median": c.median,
+                    f"epochs_to_{event}_exceeds": c.exceeds,
+                }
+            )
         table.rows.append(row)
         table.stats.append(columns)
     table.notes += [
@@ -331,14 +429,18 @@ def event_sample(group: pd.DataFrame, event: str) -> Sample:
     """Epochs to `event` where a run reached it, else the epochs it ran (censored there)."""
     _, epochs, _ = event_columns(event)
     observed = group[epochs].notna()
-    return Sample(group[epochs].where(observed, group["epochs"]).astype(float).tolist(), observed.tolist(),
-                  group["seed"].tolist())
+    return Sample(
+        group[epochs].where(observed, group["epochs"]).astype(float).tolist(), observed.tolist(), group["seed"].tolist()
+    )
 
 
 def varied_groups(runs: pd.DataFrame, by: str) -> list:
     """(method, loss, condition) groups that ran at two or more values of `by`."""
-    return [(k, g) for k, g in with_conditions(runs).groupby(["method", "loss", "condition"], sort=True)
-            if g[by].nunique() >= 2]
+    return [
+        (k, g)
+        for k, g in with_conditions(runs).groupby(["method", "loss", "condition"], sort=True)
+        if g[by].nunique() >= 2
+    ]
 
 
 def search_table(uri: str, experiments: list[str]) -> Table | None:
@@ -357,10 +459,12 @@ def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
     per variant and per task setting a sweep varied."""
     store = TrackingStore(uri)
     presented, varied = presentation(runs), varied_task_settings(runs)
-    headers = (["Method", "loss", *map(setting_name, varied)]
-               + [f"{m} @{event}" for m in presented.tabled for event in ("mem", "grok")])
-    table = Table(presented.name,
-                  f"{presented.title} at memorisation (@mem) and grokking (@grok), median over seeds", headers)
+    headers = ["Method", "loss", *map(setting_name, varied)] + [
+        f"{m} @{event}" for m in presented.tabled for event in ("mem", "grok")
+    ]
+    table = Table(
+        presented.name, f"{presented.title} at memorisation (@mem) and grokking (@grok), median over seeds", headers
+    )
     for setting in rows(runs, varied):
         values: dict[str, list[float]] = {}
         for _, run in setting.runs.iterrows():
@@ -380,6 +484,7 @@ def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
 
 # ---- command line ----------------------------------------------------------------------------------------------------
 
+
 def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epochs: int | None = None) -> list[Table]:
     if max_epochs is not None:
         runs = at_budget(uri, runs, max_epochs)
@@ -388,8 +493,10 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
     tables += [events] if events is not None else []
     for table in tables:
         table.notes.append(budget_note(runs, max_epochs))
-    for by, title, name in (("lam", "Sensitivity to λ (the method's strength)", "lambda"),
-                            ("init_scale", "Sensitivity to the initialisation scale α", "init_scale")):
+    for by, title, name in (
+        ("lam", "Sensitivity to λ (the method's strength)", "lambda"),
+        ("init_scale", "Sensitivity to the initialisation scale α", "init_scale"),
+    ):
         table = sensitivity(runs, by, title, name)
         if table is not None:
             tables.append(table)
@@ -405,22 +512,39 @@ RESULTS = Path("results")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store, or the path of a SQLite one (default "
-                                                             "MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
-    parser.add_argument("--experiment", default=None,
-                        help="sweep file name(s), comma-separated (default mnist, else the store's only grokbench "
-                             "experiment; e.g. mnist,mnist_lambda)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store, or the path of a SQLite one (default MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="sweep file name(s), comma-separated (default mnist, else the store's only grokbench "
+        "experiment; e.g. mnist,mnist_lambda)",
+    )
     parser.add_argument("--sweep", default=None, help="only this sweep id (printed when a sweep starts)")
-    parser.add_argument("--out", default=None, help="directory for the tables (default results/ for mnist, whose "
-                                                    "tables are committed there; results/<experiment> for another "
-                                                    "experiment, results/<sweep id> with --sweep)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="directory for the tables (default results/ for mnist, whose "
+        "tables are committed there; results/<experiment> for another "
+        "experiment, results/<sweep id> with --sweep)",
+    )
     add_format_argument(parser)
     parser.add_argument("--figures", action="store_true", help="also write the figures (PNG and PDF)")
-    parser.add_argument("--max-epochs", type=_positive_int, default=None,
-                        help="apply this budget: a trial that grokked or ran past it counts as censored at it "
-                             "(default: each trial's own)")
-    parser.add_argument("--no-log", action="store_true", help="do not log the tables and figures to MLflow as an "
-                                                              "analysis run of the first experiment read")
+    parser.add_argument(
+        "--max-epochs",
+        type=_positive_int,
+        default=None,
+        help="apply this budget: a trial that grokked or ran past it counts as censored at it "
+        "(default: each trial's own)",
+    )
+    parser.add_argument(
+        "--no-log",
+        action="store_true",
+        help="do not log the tables and figures to MLflow as an analysis run of the first experiment read",
+    )
     return parser.parse_args(argv)
 
 

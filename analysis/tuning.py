@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,11 +27,22 @@ from grokbench.sweep.mlflow_store import TrackingStore, tracking_uri
 
 TUNABLE = {"weight_decay": "wd", "lam": "λ", "lr": "lr", "init_scale": "α"}  # searchable settings the runs hold
 MATCH_RTOL = 1e-3  # a pasted value is rounded to 4 significant figures (report.TUNED_DIGITS)
-HISTORY_COLUMNS = ["method", "trial", "run_id", "status", "seed", "max_epochs", *TUNABLE, "variant", "objective",
-                   "best"]
+HISTORY_COLUMNS = [
+    "method",
+    "trial",
+    "run_id",
+    "status",
+    "seed",
+    "max_epochs",
+    *TUNABLE,
+    "variant",
+    "objective",
+    "best",
+]
 
 
 # ---- the tuning ------------------------------------------------------------------------------------------------------
+
 
 def objective(runs: pd.DataFrame) -> pd.Series:
     """What the search minimised (grokbench.sweep.trainable.objective), recomputed from each run's summary: seconds
@@ -62,8 +74,10 @@ def history(runs: pd.DataFrame) -> pd.DataFrame:
 
 def searched(hist: pd.DataFrame) -> dict[str, list[str]]:
     """Per method, the settings its trials ran at more than one value of: what the search tuned."""
-    return {method: [name for name in TUNABLE if group[name].nunique() > 1]
-            for method, group in hist.groupby("method", sort=False)}
+    return {
+        method: [name for name in TUNABLE if group[name].nunique() > 1]
+        for method, group in hist.groupby("method", sort=False)
+    }
 
 
 def best_trials(hist: pd.DataFrame) -> pd.DataFrame:
@@ -87,16 +101,29 @@ def tuned_settings(uri: str, hist: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 def trials_table(hist: pd.DataFrame) -> Table:
-    table = Table("tuning_trials", "Tuning: every trial, with the best objective so far",
-                  ["method", "trial", "setting", "status", "objective (s)", "best so far (s)"], printed=False)
+    table = Table(
+        "tuning_trials",
+        "Tuning: every trial, with the best objective so far",
+        ["method", "trial", "setting", "status", "objective (s)", "best so far (s)"],
+        printed=False,
+    )
     names = searched(hist)
     for _, r in hist.iterrows():
-        table.rows.append([METHOD_NAMES.get(r["method"], r["method"]), str(r["trial"]),
-                           setting_label(r, names[r["method"]]), r["status"], _seconds(r["objective"]),
-                           _seconds(r["best"])])
-    table.notes.append("objective: seconds to grok; a trial that did not grok counts at its budget's seconds (its "
-                       "training seconds extrapolated to the budget where it diverged); trials numbered in the order "
-                       "they started")
+        table.rows.append(
+            [
+                METHOD_NAMES.get(r["method"], r["method"]),
+                str(r["trial"]),
+                setting_label(r, names[r["method"]]),
+                r["status"],
+                _seconds(r["objective"]),
+                _seconds(r["best"]),
+            ]
+        )
+    table.notes.append(
+        "objective: seconds to grok; a trial that did not grok counts at its budget's seconds (its "
+        "training seconds extrapolated to the budget where it diverged); trials numbered in the order "
+        "they started"
+    )
     return table
 
 
@@ -124,15 +151,26 @@ def history_figure(hist: pd.DataFrame, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, trials in hist.groupby("method", sort=False):
         colour = COLOURS.get(method)
-        ax.step(trials["trial"], trials["best"], where="post", color=colour,
-                label=f"{METHOD_NAMES.get(method, method)}: best so far")
-        for status, style in (("grokked", {"marker": "o", "color": colour}),
-                              ("censored", {"marker": "^", "facecolors": "none", "edgecolors": colour}),
-                              ("diverged", {"marker": "x", "color": colour})):
+        ax.step(
+            trials["trial"],
+            trials["best"],
+            where="post",
+            color=colour,
+            label=f"{METHOD_NAMES.get(method, method)}: best so far",
+        )
+        for status, style in (
+            ("grokked", {"marker": "o", "color": colour}),
+            ("censored", {"marker": "^", "facecolors": "none", "edgecolors": colour}),
+            ("diverged", {"marker": "x", "color": colour}),
+        ):
             shown = trials[trials["status"] == status]
             ax.scatter(shown["trial"], shown["objective"], alpha=0.7, s=28, **style)
-    ax.set(yscale="log", xlabel="trial (in the order started)", ylabel="seconds to grok",
-           title="Tuning history: ● grokked, ▲ not grokked (at its budget's seconds), × diverged")
+    ax.set(
+        yscale="log",
+        xlabel="trial (in the order started)",
+        ylabel="seconds to grok",
+        title="Tuning history: ● grokked, ▲ not grokked (at its budget's seconds), × diverged",
+    )
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,6 +178,7 @@ def history_figure(hist: pd.DataFrame, out: Path) -> list[Path]:
 
 
 # ---- the confirmation ----------------------------------------------------------------------------------------------
+
 
 def matches(runs: pd.DataFrame, tuned: pd.Series | dict) -> pd.Series:
     """Which runs ran at a tuned trial's setting: each of the settings a search may tune within MATCH_RTOL of the
@@ -165,13 +204,17 @@ def select_tuned(runs: pd.DataFrame, hist: pd.DataFrame) -> tuple[pd.DataFrame, 
             continue
         if hit.empty:
             ran = "; ".join(sorted({setting_label(r, list(TUNABLE)) for _, r in own.iterrows()}))
-            raise AnalysisError(f"the confirmation ran {method} at {ran}, not at its tuned setting "
-                                f"{setting_label(best, list(TUNABLE))}: paste the tuned settings (printed by "
-                                "python -m analysis.tuning) into the confirmation sweep file and run it")
+            raise AnalysisError(
+                f"the confirmation ran {method} at {ran}, not at its tuned setting "
+                f"{setting_label(best, list(TUNABLE))}: paste the tuned settings (printed by "
+                "python -m analysis.tuning) into the confirmation sweep file and run it"
+            )
         fresh = hit[~hit["seed"].isin(tuning_seeds)]
         if len(fresh) < len(hit):
-            notes.append(f"{METHOD_NAMES.get(method, method)}: {len(hit) - len(fresh)} run(s) at the tuning seed "
-                         f"({', '.join(f'{s:g}' for s in sorted(tuning_seeds))}) left out")
+            notes.append(
+                f"{METHOD_NAMES.get(method, method)}: {len(hit) - len(fresh)} run(s) at the tuning seed "
+                f"({', '.join(f'{s:g}' for s in sorted(tuning_seeds))}) left out"
+            )
         if len(hit) < len(own):
             notes.append(f"{METHOD_NAMES.get(method, method)}: {len(own) - len(hit)} run(s) at other settings left out")
         kept.append(fresh.assign(variant=setting_label(best, names[method])))
@@ -201,22 +244,30 @@ def tuned_tables(runs: pd.DataFrame, hist: pd.DataFrame, tuning: str, sweep: str
             f"budget {int(hist['max_epochs'].max()):,} epochs; objective: seconds "
             "to grok, a trial that did not grok at its budget's seconds); the baseline row is the tuned baseline, "
             f"at its own weight decay; confirmed on seeds {seeds}",
-            budget_note(selected, None), *left_out]
+            budget_note(selected, None),
+            *left_out,
+        ]
     return tables
 
 
 # ---- command line ----------------------------------------------------------------------------------------------------
 
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m analysis.tuning", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store, or the path of a SQLite one (default "
-                                                             "MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store, or the path of a SQLite one (default MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
     parser.add_argument("--tuning", default="mnist_tune", help="the tuning sweep's name (default mnist_tune)")
     parser.add_argument("--sweep", default=None, help="the tuning sweep id (default: the newest in --tuning)")
-    parser.add_argument("--confirm", default="mnist_tuned", help="the confirmation sweep's name (default "
-                                                                 "mnist_tuned)")
-    parser.add_argument("--out", default="results/mnist_tune", help="directory for the tables and the figure "
-                                                                    "(default results/mnist_tune)")
+    parser.add_argument("--confirm", default="mnist_tuned", help="the confirmation sweep's name (default mnist_tuned)")
+    parser.add_argument(
+        "--out",
+        default="results/mnist_tune",
+        help="directory for the tables and the figure (default results/mnist_tune)",
+    )
     add_format_argument(parser)
     parser.add_argument("--no-log", action="store_true", help="do not log the files to MLflow as an analysis run")
     return parser.parse_args(argv)
@@ -244,8 +295,10 @@ def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
     tables += [t for t in [search_table(uri, [args.tuning])] if t is not None]
     confirmed = confirmation_runs(uri, args.confirm)
     if confirmed is None:
-        print(f"no confirmation runs yet (no experiment {experiment_name(args.confirm)}): paste the block above "
-              f"into sweeps/{args.confirm}.yaml, run grokbench sweep {args.confirm}, then this again\n")
+        print(
+            f"no confirmation runs yet (no experiment {experiment_name(args.confirm)}): paste the block above "
+            f"into sweeps/{args.confirm}.yaml, run grokbench sweep {args.confirm}, then this again\n"
+        )
     else:
         tables = tuned_tables(confirmed, hist, args.tuning, sweep) + tables
     out = Path(args.out)

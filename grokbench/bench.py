@@ -15,8 +15,8 @@ import math
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -93,8 +93,14 @@ def default_variants(task: str) -> dict[str, dict]:
 
 
 def run_bench(
-    threads: int | None = None, rounds: int = 20, warmup: int = 2, device: str = "auto", data_dir: str | None = None,
-    task: str = "mnist", preset: str | None = None, variants: dict[str, dict] | None = None,
+    threads: int | None = None,
+    rounds: int = 20,
+    warmup: int = 2,
+    device: str = "auto",
+    data_dir: str | None = None,
+    task: str = "mnist",
+    preset: str | None = None,
+    variants: dict[str, dict] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict:
     base = dict(task=task, preset=preset, threads=threads, device=device, data_dir=data_dir)
@@ -124,12 +130,18 @@ def run_bench(
         progress(f"round {r + 1}/{warmup + rounds}")
 
     def timing(name: str) -> Timing:
-        ratios = [s / b for s, b in zip(seconds[name], seconds["baseline"])]
+        ratios = [s / b for s, b in zip(seconds[name], seconds["baseline"], strict=False)]
         q25, _, q75 = statistics.quantiles(ratios, n=4)
         varies = name != "floor" and trials[name].method.cost_period > 1
         average = statistics.mean if varies else statistics.median
-        return Timing(1e3 * average(seconds[name]), average(ratios), q25, q75, epochs[name] * steps_per_epoch,
-                      "mean" if varies else "median")
+        return Timing(
+            1e3 * average(seconds[name]),
+            average(ratios),
+            q25,
+            q75,
+            epochs[name] * steps_per_epoch,
+            "mean" if varies else "median",
+        )
 
     cfg = reference.cfg
     return {
@@ -153,15 +165,21 @@ def format_bench(report: dict) -> str:
             line += f"   (mean over rounds of {t.updates_per_round} updates: its cost varies by update)"
         lines.append(line)
     if "floor" in report["timings"]:
-        lines.append(f"(floor = the 11 bare matrix products of one baseline update; baseline = "
-                     f"{1 / report['timings']['floor'].ratio_to_baseline:.2f}× floor)")
+        lines.append(
+            f"(floor = the 11 bare matrix products of one baseline update; baseline = "
+            f"{1 / report['timings']['floor'].ratio_to_baseline:.2f}× floor)"
+        )
     return "\n".join(lines)
 
 
 def bench_json(report: dict) -> dict:
     out: dict = {
-        name: {"ms_per_update": t.ms_per_update, "ratio_to_baseline": t.ratio_to_baseline, "statistic": t.statistic,
-               "updates_per_round": t.updates_per_round}
+        name: {
+            "ms_per_update": t.ms_per_update,
+            "ratio_to_baseline": t.ratio_to_baseline,
+            "statistic": t.statistic,
+            "updates_per_round": t.updates_per_round,
+        }
         for name, t in report["timings"].items()
         if name != "floor"
     }

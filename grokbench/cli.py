@@ -6,8 +6,9 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, Sequence
+from typing import Any
 
 from grokbench.config import SHARED, ConfigError, TrialConfig, foreign_setting
 from grokbench.settings import help_of
@@ -34,8 +35,9 @@ def _add_setting_flags(parser: argparse.ArgumentParser, task) -> list[str]:
             help_text = help_of(f) + (default if f.name in task.Settings.names() else "")
             if f.name == "preset" and task.presets:
                 help_text += f": {', '.join(task.presets)}"
-            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
-                               metavar=f.name.upper(), help=help_text)
+            group.add_argument(
+                "--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=f.name.upper(), help=help_text
+            )
     return names
 
 
@@ -96,8 +98,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ConfigError("threads", f"must be >= 1, got {args.threads}")
     report = run_bench(
-        threads=args.threads, rounds=args.rounds, device=args.device, data_dir=args.data_dir, task=args.task,
-        preset=args.preset, progress=_progress_line,
+        threads=args.threads,
+        rounds=args.rounds,
+        device=args.device,
+        data_dir=args.data_dir,
+        task=args.task,
+        preset=args.preset,
+        progress=_progress_line,
     )
     _end_progress_line()
     print(format_bench(report))
@@ -120,7 +127,9 @@ def _name_list(text: str) -> list[str]:
 def _setting_values(text: str) -> tuple[str, list[str]]:
     name, sep, values = text.partition("=")
     if not sep or not name.strip() or not _name_list(values):
-        raise argparse.ArgumentTypeError(f"expected SETTING=VALUE[,VALUE...], e.g. freeze_embeddings=false; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected SETTING=VALUE[,VALUE...], e.g. freeze_embeddings=false; got {text!r}"
+        )
     return name.strip(), _name_list(values)
 
 
@@ -132,8 +141,17 @@ def _merged(pairs: list[tuple[str, list[str]]] | None) -> dict[str, list[str]] |
     return merged or None
 
 
-SWEEP_OVERRIDES = ("smoke", "seeds", "max_epochs", "methods", "num_samples", "only", "cpus_per_trial",
-                   "gpus_per_trial", "max_concurrent")
+SWEEP_OVERRIDES = (
+    "smoke",
+    "seeds",
+    "max_epochs",
+    "methods",
+    "num_samples",
+    "only",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "max_concurrent",
+)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -145,27 +163,43 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in given.items() if v is not None and v is not False}  # 0 is a value, not "unset"
     changed = [f"--{k.replace('_', '-')}" for k in overrides if k != "smoke"]
     if args.resume and changed:
-        raise SweepError(f"--resume continues a sweep with the flags it was started with (from its plan), so "
-                         f"{', '.join(changed)} would be ignored; drop it, or start a new sweep without --resume "
-                         "(a larger --max-epochs continues the censored trials of the old one)")
+        raise SweepError(
+            f"--resume continues a sweep with the flags it was started with (from its plan), so "
+            f"{', '.join(changed)} would be ignored; drop it, or start a new sweep without --resume "
+            "(a larger --max-epochs continues the censored trials of the old one)"
+        )
     spec = build_sweep(args.sweep, overrides)
-    options = SweepOptions(address=args.address, tracking_uri=args.tracking_uri, storage=args.storage,
-                           resume=args.resume, sweep_id=args.sweep_id, dry_run=args.dry_run, rerun=args.rerun,
-                           overrides=overrides)
+    options = SweepOptions(
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        resume=args.resume,
+        sweep_id=args.sweep_id,
+        dry_run=args.dry_run,
+        rerun=args.rerun,
+        overrides=overrides,
+    )
     return run_sweep(spec, options)
 
 
 def cmd_bench_sweep(args: argparse.Namespace) -> int:
     from grokbench.sweep.overhead import measure_overhead
 
-    config = {"task": args.task, "method": args.method, "loss": args.loss, "max_epochs": args.max_epochs,
-              "threads": args.threads}
+    config = {
+        "task": args.task,
+        "method": args.method,
+        "loss": args.loss,
+        "max_epochs": args.max_epochs,
+        "threads": args.threads,
+    }
     TrialConfig.from_dict(config)  # bad values fail here, before Ray starts
     report = measure_overhead(config, rounds=args.rounds, progress=lambda m: print(m, file=sys.stderr))
-    print(f"trial wall clock, median of {report['rounds']} alternating rounds: grokbench run "
-          f"{report['standalone_wall_s']:.1f} s, inside a sweep {report['in_sweep_wall_s']:.1f} s "
-          f"({100 * (report['overhead_ratio'] - 1):+.1f}%); sweep start-up and teardown "
-          f"{report['sweep_startup_s']:.1f} s")
+    print(
+        f"trial wall clock, median of {report['rounds']} alternating rounds: grokbench run "
+        f"{report['standalone_wall_s']:.1f} s, inside a sweep {report['in_sweep_wall_s']:.1f} s "
+        f"({100 * (report['overhead_ratio'] - 1):+.1f}%); sweep start-up and teardown "
+        f"{report['sweep_startup_s']:.1f} s"
+    )
     if args.json:
         _print_json(report)
     return 0
@@ -176,8 +210,10 @@ def cmd_bench_nodes(args: argparse.Namespace) -> int:
 
     report = measure_distribution(trials=args.trials, progress=lambda m: print(m, file=sys.stderr))
     for layout, r in report.items():
-        print(f"{layout:<10} sweep wall {r['sweep_wall_s']:.1f} s on {r['nodes_used']} node(s); "
-              f"per-trial scheduling and logging ≈{r['per_trial_overhead_s']:.1f} s")
+        print(
+            f"{layout:<10} sweep wall {r['sweep_wall_s']:.1f} s on {r['nodes_used']} node(s); "
+            f"per-trial scheduling and logging ≈{r['per_trial_overhead_s']:.1f} s"
+        )
     if args.json:
         _print_json(report)
     return 0
@@ -222,8 +258,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     name = experiment_name(args.experiment)
     out = Path(args.out or f"{name.removeprefix(EXPERIMENT_PREFIX)}-runs.jsonl.gz")
     count = export_runs(uri, name, out)
-    print(f"wrote {count} runs of {name} to {out} "
-          f"({out.stat().st_size / 1e6:.1f} MB); load them anywhere with: grokbench import {out}")
+    print(
+        f"wrote {count} runs of {name} to {out} "
+        f"({out.stat().st_size / 1e6:.1f} MB); load them anywhere with: grokbench import {out}"
+    )
     return 0
 
 
@@ -242,8 +280,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grokbench", description="Benchmark grokking interventions.",
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="grokbench", description="Benchmark grokking interventions.", allow_abbrev=False
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in (_add_run, _add_benches, _add_doctor, _add_sweep, _add_archives):
         add(commands)
@@ -253,10 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run(commands) -> None:
     from grokbench.tasks import TASKS
 
-    run = commands.add_parser("run", help="train one trial and report when it memorised and grokked",
-                              description="Train one trial; `grokbench run TASK --help` lists the task's settings.")
-    tasks = run.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser,
-                               help=", ".join(sorted(TASKS)))
+    run = commands.add_parser(
+        "run",
+        help="train one trial and report when it memorised and grokked",
+        description="Train one trial; `grokbench run TASK --help` lists the task's settings.",
+    )
+    tasks = run.add_subparsers(
+        dest="task", required=True, metavar="TASK", parser_class=Parser, help=", ".join(sorted(TASKS))
+    )
     for name, task in sorted(TASKS.items()):
         one = tasks.add_parser(name, help=task.description, description=task.description)
         names = _add_setting_flags(one, task)
@@ -306,28 +349,45 @@ def _add_doctor(commands) -> None:
 
 def _add_sweep(commands) -> None:
     sweep = commands.add_parser("sweep", help="run a sweep file's trials on Ray Tune, one MLflow run per trial")
-    sweep.add_argument("sweep", help="a sweep name in sweeps/ (mnist, mnist_lambda, mnist_init, mnist_tune, ...) or a path")
+    sweep.add_argument(
+        "sweep", help="a sweep name in sweeps/ (mnist, mnist_lambda, mnist_init, mnist_tune, ...) or a path"
+    )
     sweep.add_argument("--seeds", type=_int_list, help="override the seeds, e.g. 0,1,2")
     sweep.add_argument("--max-epochs", type=int, help="override the budget (epochs per trial)")
     sweep.add_argument("--methods", type=_name_list, help="only these methods, e.g. baseline,grokalign")
-    sweep.add_argument("--only", type=_setting_values, action="append", metavar="SETTING=VALUES",
-                       help="only the trials with these values of a setting, e.g. freeze_embeddings=false (repeatable; "
-                            "part of a sweep run on its own, as in the whole sweep)")
+    sweep.add_argument(
+        "--only",
+        type=_setting_values,
+        action="append",
+        metavar="SETTING=VALUES",
+        help="only the trials with these values of a setting, e.g. freeze_embeddings=false (repeatable; "
+        "part of a sweep run on its own, as in the whole sweep)",
+    )
     sweep.add_argument("--num-samples", type=int, help="Optuna trials per method (search sweeps)")
     sweep.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (= its torch threads)")
     sweep.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (fractions allowed); > 0 trains on CUDA")
     sweep.add_argument("--max-concurrent", type=int, help="at most this many trials at once (0: as resources allow)")
-    sweep.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a running local cluster, "
-                                         "else a new local Ray)")
-    sweep.add_argument("--tracking-uri", help="MLflow tracking URI, or the path of a SQLite store (default: "
-                                              "MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
-    sweep.add_argument("--storage", help="where Tune keeps checkpoints and sweep state (default ./grokbench_results; "
-                                         "shared storage such as s3://... on a multi-node cluster)")
+    sweep.add_argument(
+        "--address", help="Ray cluster address (default: RAY_ADDRESS, a running local cluster, else a new local Ray)"
+    )
+    sweep.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI, or the path of a SQLite store (default: "
+        "MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    sweep.add_argument(
+        "--storage",
+        help="where Tune keeps checkpoints and sweep state (default ./grokbench_results; "
+        "shared storage such as s3://... on a multi-node cluster)",
+    )
     sweep.add_argument("--resume", action="store_true", help="continue the latest sweep of this file (or --sweep-id)")
     sweep.add_argument("--sweep-id", help="name a new sweep, or pick the sweep to --resume")
     sweep.add_argument("--dry-run", action="store_true", help="list the trials and an estimated cost, then exit")
-    sweep.add_argument("--rerun", action="store_true", help="also run the trials that already have an outcome in "
-                                                            "the tracking store (by default they are skipped)")
+    sweep.add_argument(
+        "--rerun",
+        action="store_true",
+        help="also run the trials that already have an outcome in the tracking store (by default they are skipped)",
+    )
     sweep.add_argument("--smoke", action="store_true", help="a small version of the sweep (fewer seeds, short budget)")
     sweep.set_defaults(handler=cmd_sweep)
 

@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from grokbench.settings import (
-    NO_NEUTRAL, ConfigError, Settings, at_most, coerce, neutral_of, non_negative, one_of, positive, setting,
+    NO_NEUTRAL,
+    ConfigError,
+    Settings,
+    at_most,
+    coerce,
+    neutral_of,
+    non_negative,
+    one_of,
+    positive,
+    setting,
 )
 
 __all__ = ["ConfigError", "TrialConfig", "resolve", "identity"]
@@ -39,27 +49,34 @@ class TrialConfig:
     preset: str | None = setting(None, "a named set of the task's settings; flags given beside it win")
     seed: int = setting(0, "initialisation, data order and the method's random draws")
     loss: str | None = setting(None, "ce | mse (task default)")
-    lam: float | None = setting(None, "the method's strength: grokalign penalty weight, grokfast λ_gf, adversarial "
-                                      "σ multiplier (method default)")
+    lam: float | None = setting(
+        None,
+        "the method's strength: grokalign penalty weight, grokfast λ_gf, adversarial σ multiplier (method default)",
+    )
     init_scale: float | None = setting(None, "multiply the initial weights by this (task default)")
     optimizer: str | None = setting(None, "adamw | adam (L2 weight decay) | sgd (task default)")
     lr: float | None = setting(None, "learning rate (task default)")
     weight_decay: float | None = setting(None, "weight decay (task default)")
     beta1: float | None = setting(None, "Adam's β₁ (task default; torch's 0.9)", neutral=ADAM_BETAS[0])
     beta2: float | None = setting(None, "Adam's β₂ (task default; torch's 0.999)", neutral=ADAM_BETAS[1])
-    warmup_steps: int | None = setting(None, "linear learning-rate warm-up over this many updates: lr·min(t/W, 1) "
-                                             "at update t (task default; 0: none)", neutral=0)
+    warmup_steps: int | None = setting(
+        None,
+        "linear learning-rate warm-up over this many updates: lr·min(t/W, 1) at update t (task default; 0: none)",
+        neutral=0,
+    )
     batch_size: int | None = setting(None, "points per update (task default)")
-    batch_order: str | None = setting(None, "fixed | shuffle (reshuffled each epoch from the seed; task default)",
-                                      neutral="fixed")
+    batch_order: str | None = setting(
+        None, "fixed | shuffle (reshuffled each epoch from the seed; task default)", neutral="fixed"
+    )
     max_epochs: int | None = setting(None, "epoch budget; a run that has not grokked by then is censored")
     eval_every: int | None = setting(None, "evaluate every this many epochs (task default)")
     epochs_after_grok: int = setting(0, "keep training this many epochs after grokking (0: stop at grokking)")
     device: str = setting("auto", "auto | cpu | cuda")
     dtype: str | None = setting(None, "float64 | float32 (task default)")
     threads: int | None = setting(None, "torch threads (default: torch's choice)")
-    data_dir: str | None = setting(None, "directory holding the task's data, e.g. MNIST/raw/ (default "
-                                         "$GROKBENCH_DATA, else a per-user cache)")
+    data_dir: str | None = setting(
+        None, "directory holding the task's data, e.g. MNIST/raw/ (default $GROKBENCH_DATA, else a per-user cache)"
+    )
     probe_size: int = setting(256, "training points the geometry metrics are computed on")
     task_settings: Any = None  # the task's Settings instance (its defaults when None)
     method_settings: Any = None  # the method's Settings instance (its defaults when None)
@@ -89,7 +106,9 @@ class TrialConfig:
                 method_values[name] = value
             elif not stored:
                 raise foreign_setting(name, task.name, method.name)
-        return cls(**shared, task_settings=task.Settings.build(own), method_settings=method.Settings.build(method_values))
+        return cls(
+            **shared, task_settings=task.Settings.build(own), method_settings=method.Settings.build(method_values)
+        )
 
     @classmethod
     def of(cls, **values: Any) -> TrialConfig:
@@ -128,8 +147,10 @@ def foreign_setting(name: str, task: str, method: str) -> ConfigError:
 
     for other in METHODS.values():
         if name in other.Settings.names():
-            return ConfigError(name, f"a setting of method {other.name}; it needs --method {other.name} "
-                                     f"(this trial's method is {method})")
+            return ConfigError(
+                name,
+                f"a setting of method {other.name}; it needs --method {other.name} (this trial's method is {method})",
+            )
     for other in TASKS.values():
         if name in other.Settings.names():
             return ConfigError(name, f"a setting of task {other.name}, not of {task}")
@@ -152,7 +173,9 @@ def resolve(cfg: TrialConfig) -> TrialConfig:
     defaults = task.shared_defaults(own)
     filled = {name: defaults[name] for name in SHARED if getattr(cfg, name) is None and name in defaults}
     if filled.get("optimizer", cfg.optimizer) == "sgd":  # a task's Adam betas do not apply; a user's are refused
-        filled.update({name: value for name, value in zip(("beta1", "beta2"), ADAM_BETAS) if name in filled})
+        filled.update(
+            {name: value for name, value in zip(("beta1", "beta2"), ADAM_BETAS, strict=False) if name in filled}
+        )
     cfg = cfg.replace(**filled, task_settings=own, method_settings=method_settings)
     one_of("loss", cfg.loss, task.losses)
     if cfg.lam is None:
@@ -186,8 +209,11 @@ def _validate(cfg: TrialConfig, task: Any) -> None:
         positive("threads", cfg.threads)
     positive("probe_size", cfg.probe_size)
     if cfg.probe_size < task.min_probe_size:
-        raise ConfigError("probe_size", f"must be at least {task.min_probe_size} on task {cfg.task} (its geometry "
-                                        f"metrics need that many points), got {cfg.probe_size}")
+        raise ConfigError(
+            "probe_size",
+            f"must be at least {task.min_probe_size} on task {cfg.task} (its geometry "
+            f"metrics need that many points), got {cfg.probe_size}",
+        )
 
 
 def identity(cfg: TrialConfig) -> dict[str, Any]:

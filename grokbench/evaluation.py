@@ -19,8 +19,9 @@ class Evaluator(Protocol):
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]: ...
 
 
-def train_test_figures(train_out: torch.Tensor, test_out: torch.Tensor, y_train: torch.Tensor, y_test: torch.Tensor,
-                       loss_fn: LossFn) -> dict[str, torch.Tensor]:
+def train_test_figures(
+    train_out: torch.Tensor, test_out: torch.Tensor, y_train: torch.Tensor, y_test: torch.Tensor, loss_fn: LossFn
+) -> dict[str, torch.Tensor]:
     return {
         "train_acc": accuracy(train_out, y_train),
         "test_acc": accuracy(test_out, y_test),

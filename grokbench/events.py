@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 MEMORISED_TRAIN_ACCURACY = 0.99
 
@@ -110,8 +111,11 @@ class GrokEvents:
             **_milestone_figures("grok", self.grokked),
             "grok_phase_time_s": self.grok_phase_time_s,
             "grokked_before_memorised": self.grokked_before_memorised,
-            **{key: value for name in self.criterion.further_events()
-               for key, value in _milestone_figures(name, self.further.get(name)).items()},
+            **{
+                key: value
+                for name in self.criterion.further_events()
+                for key, value in _milestone_figures(name, self.further.get(name)).items()
+            },
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -135,5 +139,8 @@ def _milestone_figures(event: str, milestone: Milestone | None) -> dict[str, Any
     def value(name: str) -> Any:
         return None if milestone is None else getattr(milestone, name)
 
-    return {f"steps_to_{event}": value("step"), f"epochs_to_{event}": value("epoch"),
-            f"time_to_{event}_s": value("time_s")}
+    return {
+        f"steps_to_{event}": value("step"),
+        f"epochs_to_{event}": value("epoch"),
+        f"time_to_{event}_s": value("time_s"),
+    }

@@ -8,7 +8,7 @@ pass for the loss instead of running a second one.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.autograd import forward_ad

@@ -24,8 +24,9 @@ def kernel_alignment(k: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return y_c @ k_c @ y_c / (k_c.norm() * y_c.dot(y_c))
 
 
-def kernel_regression_test_loss(k_train: torch.Tensor, k_test_train: torch.Tensor, y_train: torch.Tensor,
-                                y_test: torch.Tensor) -> torch.Tensor:
+def kernel_regression_test_loss(
+    k_train: torch.Tensor, k_test_train: torch.Tensor, y_train: torch.Tensor, y_test: torch.Tensor
+) -> torch.Tensor:
     """Test MSE of kernel regression: solve (K + r·I) a = y on the training set (r a tiny ridge, RIDGE × the mean
     diagonal, for stability) and predict K_test,train · a."""
     ridge = RIDGE * k_train.diagonal().mean()

@@ -5,7 +5,7 @@ Targets are class indices (C outputs) or ±1 scalars (one output, predicted clas
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

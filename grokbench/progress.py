@@ -73,7 +73,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"status          {s['status']}",
         f"memorised at    step {fmt(s['steps_to_memorise'])} (epoch {fmt(s['epochs_to_memorise'])}), "
         f"{fmt(s['time_to_memorise_s'], ' s')}",
-        f"grokked at      step {fmt(s['steps_to_grok'])} (epoch {fmt(s['epochs_to_grok'])}), {fmt(s['time_to_grok_s'], ' s')}",
+        f"grokked at      step {fmt(s['steps_to_grok'])} (epoch {fmt(s['epochs_to_grok'])}), "
+        f"{fmt(s['time_to_grok_s'], ' s')}",
         f"trained         {s['steps']} steps ({s['epochs']} epochs), {s['train_time_s']:.1f} s of updates",
     ]
     finals = [f"{name} {fmt(s[f'final_{name}'], digits=4)}" for name in TASKS[s["task"]].final_metrics]

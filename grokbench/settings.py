@@ -13,7 +13,8 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 NO_NEUTRAL = object()  # the setting always counts in a trial's identity
 

@@ -12,8 +12,9 @@ import copy
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -149,7 +150,7 @@ class Trial:
         self._loss_sum.zero_()
         self._loss_count = 0
         values = torch.stack([v.to(torch.float64) for v in figures.values()]).tolist()
-        return dict(zip(figures, values))
+        return dict(zip(figures, values, strict=False))
 
     def _record(self, callback: Callback | None) -> None:
         metrics = self.evaluate()
@@ -214,8 +215,11 @@ class Trial:
     # ---- save and restore -----------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state(),
-               "order": self.order_generator.get_state()}
+        rng = {
+            "torch": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+            "order": self.order_generator.get_state(),
+        }
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
@@ -270,7 +274,8 @@ class Trial:
         warnings.warn(
             f"this trial's checkpoint was written on another kind of device than {self.device.type}: any random "
             f"draws continue from a new stream seeded by (seed, step {step}), so it may not match a run that "
-            "stayed on one device", stacklevel=3,
+            "stayed on one device",
+            stacklevel=3,
         )
 
 

@@ -30,18 +30,30 @@ def test_from_dict_coerces_strings_and_rejects_unknown_fields():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "mnist", "--method", "sam"], "method: 'sam' is not one of: baseline, grokalign, grokfast, adversarial"),
+        (
+            ["run", "mnist", "--method", "sam"],
+            "method: 'sam' is not one of: baseline, grokalign, grokfast, adversarial",
+        ),
         (["run", "mnist", "--method", "grokalign", "--lam", "-1"], "lam: must be >= 0, got -1.0"),
         (["run", "mnist", "--init-scale", "0"], "init_scale: must be > 0, got 0.0"),
-        (["run", "mnist", "--batch-size", "2048"], "batch_size: must be at most 1024 (the training points of mnist), got 2048"),
+        (
+            ["run", "mnist", "--batch-size", "2048"],
+            "batch_size: must be at most 1024 (the training points of mnist), got 2048",
+        ),
         (["run", "xor", "--loss", "ce"], "loss: 'ce' is not one of: mse"),
         (["run", "mnist", "--lam", "0.5"], "lam: baseline has no strength to set"),
         (["run", "mnist", "--threads", "two"], "threads: must be an integer, got 'two'"),
-        (["run", "mnist", "--method", "grokalign", "--grokalign-estimator", "magic"], "grokalign_estimator: 'magic' is not one of"),
+        (
+            ["run", "mnist", "--method", "grokalign", "--grokalign-estimator", "magic"],
+            "grokalign_estimator: 'magic' is not one of",
+        ),
         (["run", "mnist", "--method", "grokalign", "--lam", "nan"], "lam: must be a finite number, got 'nan'"),
-        (["run", "mnist", "--method", "grokalign", "--grokalign-subset", "300"],
-         "grokalign_subset: must be at most 255 (below the batch size of 256; 0 puts the penalty on the whole batch), "
-         "got 300"),
+        (
+            ["run", "mnist", "--method", "grokalign", "--grokalign-subset", "300"],
+            "grokalign_subset: must be at most 255 (below the batch size of 256; "
+            "0 puts the penalty on the whole batch), "
+            "got 300",
+        ),
         (["run", "mnist", "--method", "grokalign", "--grokalign-every", "0"], "grokalign_every: must be > 0, got 0"),
     ],
 )
@@ -84,8 +96,16 @@ def test_every_setting_of_the_task_and_the_methods_is_a_flag_in_help(capsys):
         main(["run", "xor", "--help"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    for flag in ("--p", "--hidden", "--train-size", "--seed", "--warmup-steps", "--batch-order", "--grokfast-window",
-                 "--grokalign-estimator"):
+    for flag in (
+        "--p",
+        "--hidden",
+        "--train-size",
+        "--seed",
+        "--warmup-steps",
+        "--batch-order",
+        "--grokfast-window",
+        "--grokalign-estimator",
+    ):
         assert f"{flag} " in help_text
 
 
@@ -101,8 +121,15 @@ def test_a_stored_config_of_any_version_is_read_leniently():
     """Configs stored by earlier versions carried every method's settings; they belong to no other trial."""
     from grokbench.config import stored_config
 
-    old = {"task": "xor", "method": "baseline", "loss": "mse", "lam": "0.0", "grokfast_window": "100",
-           "grokalign_estimator": "projection", "seed": "1"}
+    old = {
+        "task": "xor",
+        "method": "baseline",
+        "loss": "mse",
+        "lam": "0.0",
+        "grokfast_window": "100",
+        "grokalign_estimator": "projection",
+        "seed": "1",
+    }
     cfg = stored_config(old)
     assert cfg.seed == 1 and cfg.task_settings.p == 1000 and cfg.method_settings.as_dict() == {}
 
@@ -121,13 +148,28 @@ def test_run_json_last_line_is_the_summary():
     """The real console entry point, in its own process."""
     proc = subprocess.run(
         [sys.executable, "-m", "grokbench.cli", "run", "xor", "--seed", "1", "--json"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     required = {
-        "task", "method", "loss", "lam", "init_scale", "seed", "status", "steps_to_memorise", "steps_to_grok",
-        "epochs_to_grok", "time_to_memorise_s", "time_to_grok_s", "train_time_s", "final_train_acc", "final_test_acc",
+        "task",
+        "method",
+        "loss",
+        "lam",
+        "init_scale",
+        "seed",
+        "status",
+        "steps_to_memorise",
+        "steps_to_grok",
+        "epochs_to_grok",
+        "time_to_memorise_s",
+        "time_to_grok_s",
+        "train_time_s",
+        "final_train_acc",
+        "final_test_acc",
     }
     assert required <= set(summary)
     assert (summary["task"], summary["seed"], summary["status"]) == ("xor", 1, "grokked")
@@ -144,7 +186,9 @@ def test_diverged_run_still_prints_its_summary_and_json(capsys):
 def test_bad_input_in_a_real_process_exits_2_without_traceback():
     proc = subprocess.run(
         [sys.executable, "-m", "grokbench.cli", "run", "mnist", "--init-scale", "0"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "grokbench: error: init_scale: must be > 0, got 0.0"

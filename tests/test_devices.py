@@ -7,13 +7,18 @@ Skipped where torch sees no CUDA device (CI has none); run them on a GPU machine
 
 import pytest
 import torch
+from helpers import (
+    CHEAPER_GROKALIGN,
+    METHOD_SETTINGS,
+    flat_tensors,
+    parameters,
+    run_collecting,
+    saved_and_reloaded,
+    straight_and_resumed,
+)
 
 from grokbench.config import TrialConfig
 from grokbench.train import Trial
-from helpers import (
-    CHEAPER_GROKALIGN, METHOD_SETTINGS, flat_tensors, parameters, run_collecting, saved_and_reloaded,
-    straight_and_resumed,
-)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -36,7 +41,7 @@ EVERY_METHOD = {
 def assert_close_runs(seen, reference):
     """Same evaluation steps; every metric equal up to float64 rounding differences between devices."""
     assert [s for s, _ in seen] == [s for s, _ in reference]
-    for (_, metrics), (_, expected) in zip(seen, reference):
+    for (_, metrics), (_, expected) in zip(seen, reference, strict=False):
         assert metrics.keys() == expected.keys()
         for key in expected:
             assert metrics[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-9), key

@@ -58,7 +58,7 @@ def test_squared_estimates_are_unbiased(model_and_points, name, n_proj):
     draws = torch.stack(draws)
     standard_error = draws.std(dim=0) / len(draws) ** 0.5
     error = (draws.mean(dim=0) - exact).abs()
-    assert (error < 4 * standard_error).all(), (error / standard_error)
+    assert (error < 4 * standard_error).all(), error / standard_error
     assert (error / exact).max() < 0.1
 
 
@@ -82,7 +82,9 @@ def test_geometry_matches_explicit_computation(model_and_points):
     rows = jacrev_rows(model, x)  # (B, C, D)
     g = geometry(model, x)
     centroid = rows.sum(dim=1)
-    row_cos = torch.stack([torch.stack([F.cosine_similarity(r, xi, dim=0) for r in J]) for J, xi in zip(rows, x)])
+    row_cos = torch.stack(
+        [torch.stack([F.cosine_similarity(r, xi, dim=0) for r in J]) for J, xi in zip(rows, x, strict=False)]
+    )
     pc1 = []
     for J in rows:
         centred = J - J.mean(dim=0)

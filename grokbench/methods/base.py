@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, NamedTuple
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -60,8 +61,11 @@ class Method:
         """Reject a task this method cannot apply to, or settings it cannot use (called by `config.resolve`)."""
         missing = sorted(cls.requires - task.capabilities)
         if missing:
-            raise ConfigError("method", f"{cls.name} needs {' and '.join(m.replace('_', ' ') for m in missing)}, "
-                                        f"which task {task.name} does not offer")
+            raise ConfigError(
+                "method",
+                f"{cls.name} needs {' and '.join(m.replace('_', ' ') for m in missing)}, "
+                f"which task {task.name} does not offer",
+            )
 
     @property
     def cost_period(self) -> int:

@@ -34,14 +34,19 @@ COIN_SEED_OFFSET = 0x5851F42D  # the stream that picks penalised updates differs
 
 @dataclass(frozen=True)
 class GrokAlignSettings(Settings):
-    grokalign_estimator: str = setting("projection", "projection (the authors') | exact | hutchinson | "
-                                                     "hutchinson_shared")
+    grokalign_estimator: str = setting(
+        "projection", "projection (the authors') | exact | hutchinson | hutchinson_shared"
+    )
     grokalign_projections: int = setting(1, "random projections per point (projection estimator)")
-    grokalign_subset: int = setting(0, "the penalty on this many random points of each batch, the loss on all "
-                                       "(0: the whole batch)", neutral=0)
-    grokalign_every: int = setting(1, "the penalty on a random 1/K of the updates (each with probability 1/K), "
-                                      "weighted by K so its expected gradient is unchanged (1: every update)",
-                                   neutral=1)
+    grokalign_subset: int = setting(
+        0, "the penalty on this many random points of each batch, the loss on all (0: the whole batch)", neutral=0
+    )
+    grokalign_every: int = setting(
+        1,
+        "the penalty on a random 1/K of the updates (each with probability 1/K), "
+        "weighted by K so its expected gradient is unchanged (1: every update)",
+        neutral=1,
+    )
 
     def check(self) -> None:
         one_of("grokalign_estimator", self.grokalign_estimator, ESTIMATORS)
@@ -69,8 +74,12 @@ class GrokAlign(Method):
     @classmethod
     def check(cls, cfg: TrialConfig, task: Task) -> None:
         super().check(cfg, task)
-        at_most("grokalign_subset", cfg.method_settings.grokalign_subset, cfg.batch_size - 1,
-                f"below the batch size of {cfg.batch_size}; 0 puts the penalty on the whole batch")
+        at_most(
+            "grokalign_subset",
+            cfg.method_settings.grokalign_subset,
+            cfg.batch_size - 1,
+            f"below the batch size of {cfg.batch_size}; 0 puts the penalty on the whole batch",
+        )
 
     @property
     def cost_period(self) -> int:

@@ -46,8 +46,10 @@ def export_runs(uri: str, experiment: str, path: Path) -> int:
     finished = store.runs_with_outcome(experiment_id, OUTCOMES)
     runs = [r for r in finished if _identity(r.data.tags)]
     if len(runs) < len(finished):  # not made by a sweep: nothing would say which trial it is
-        print(f"left out {len(finished) - len(runs)} finished runs without the {SWEEP_TAG} and {KEY_TAG} tags",
-              file=sys.stderr)
+        print(
+            f"left out {len(finished) - len(runs)} finished runs without the {SWEEP_TAG} and {KEY_TAG} tags",
+            file=sys.stderr,
+        )
     if not runs:
         raise ArchiveError(f"{name} in {uri} has no finished run of a grokbench sweep; nothing to export")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,9 +74,17 @@ def _identity(tags: dict[str, str]) -> tuple[str, str] | None:
 def _run_record(store: TrackingStore, run) -> dict[str, Any]:
     run_id = run.info.run_id
     metrics = {key: [list(point) for point in store.metric_history(run_id, key)] for key in sorted(run.data.metrics)}
-    return {"run_name": run.info.run_name, "start_time": run.info.start_time, "end_time": run.info.end_time,
-            "status": run.info.status, "params": run.data.params, "tags": run.data.tags, "metrics": metrics,
-            "artifacts": store.text_artifacts(run_id, TEXT_ARTIFACTS), "datasets": store.datasets(run)}
+    return {
+        "run_name": run.info.run_name,
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "status": run.info.status,
+        "params": run.data.params,
+        "tags": run.data.tags,
+        "metrics": metrics,
+        "artifacts": store.text_artifacts(run_id, TEXT_ARTIFACTS),
+        "datasets": store.datasets(run),
+    }
 
 
 def import_runs(path: Path, uri: str, progress: Callable[[str], None] = lambda _: None) -> tuple[int, int]:
@@ -116,8 +126,11 @@ def _checked(path: Path) -> dict[str, Any]:
     if not isinstance(header, dict) or header.get("format") != FORMAT or "experiment" not in header:
         raise ArchiveError(f"{path} is not a grokbench archive ({FORMAT}, written by `grokbench export`)")
     if not _valid_best_tags(header.get("best", {})):
-        raise ArchiveError(damaged.format(f"its header's best settings are not {BEST_PREFIX}<sweep>.<method>.<setting> "
-                                          "tags with numbers"))
+        raise ArchiveError(
+            damaged.format(
+                f"its header's best settings are not {BEST_PREFIX}<sweep>.<method>.<setting> tags with numbers"
+            )
+        )
     count = 0
     try:
         for record in _records(path):
@@ -126,8 +139,9 @@ def _checked(path: Path) -> dict[str, Any]:
     except (OSError, EOFError, ValueError, TypeError, zlib.error) as err:
         raise ArchiveError(damaged.format(err)) from None
     if count != header.get("runs"):
-        raise ArchiveError(f"{path} is incomplete ({count} of {header.get('runs')} runs); nothing was imported; "
-                           "export it again")
+        raise ArchiveError(
+            f"{path} is incomplete ({count} of {header.get('runs')} runs); nothing was imported; export it again"
+        )
     return header
 
 
@@ -148,8 +162,11 @@ def _valid_best_tags(best: Any) -> bool:
 def _check_record(record: Any, number: int) -> None:
     if not isinstance(record, dict) or any(k not in record for k in RECORD_KEYS):
         raise ValueError(f"run {number} is not a run record")
-    if not isinstance(record["tags"], dict) or not _identity(record["tags"]) or \
-            record["tags"].get("status") not in OUTCOMES:
+    if (
+        not isinstance(record["tags"], dict)
+        or not _identity(record["tags"])
+        or record["tags"].get("status") not in OUTCOMES
+    ):
         raise ValueError(f"run {number} lacks its sweep id, trial key or outcome")
     if not isinstance(record.get("datasets", []), list):
         raise ValueError(f"run {number} has datasets that are not a list")
@@ -179,10 +196,14 @@ def _import_run(store: TrackingStore, experiment_id: str, record: dict[str, Any]
             return
         if "status" not in earlier.data.tags:
             store.delete_run(earlier.info.run_id)
-    run_id = store.create_run(experiment_id, record["run_name"], {**tags, IMPORTED_TAG: source},
-                              start_time=record["start_time"])
-    points = [(key, value, timestamp, step)
-              for key, history in record["metrics"].items() for step, value, timestamp in history]
+    run_id = store.create_run(
+        experiment_id, record["run_name"], {**tags, IMPORTED_TAG: source}, start_time=record["start_time"]
+    )
+    points = [
+        (key, value, timestamp, step)
+        for key, history in record["metrics"].items()
+        for step, value, timestamp in history
+    ]
     store.log_batch(run_id, metrics=points, params=record["params"])
     for dataset in record.get("datasets", []):
         store.log_dataset(run_id, dataset)

@@ -44,21 +44,26 @@ def connect_ray(address: str | None, spec: SweepSpec) -> None:
     if address and address not in ("auto", "local") and not address.startswith("ray://"):
         error = unreachable(address)
         if error:
-            raise SweepError(f"cannot reach the Ray cluster at {address} ({error}); start it (ray start --head, or "
-                             "ray up cluster.yaml), or leave out --address to run on a local Ray")
+            raise SweepError(
+                f"cannot reach the Ray cluster at {address} ({error}); start it (ray start --head, or "
+                "ray up cluster.yaml), or leave out --address to run on a local Ray"
+            )
     if not ray.is_initialized():
         data = os.environ.get("GROKBENCH_DATA")
         env = {"GROKBENCH_DATA": str(Path(data).expanduser().resolve())} if data else {}
         # no address: the cluster running on this machine, else a new local Ray. Ray's own "auto" would also
         # follow the address file of a cluster that died and retry it for minutes
-        ray.init(address=address or running_local_cluster() or "local", runtime_env={"env_vars": env},
-                 log_to_driver=False)
+        ray.init(
+            address=address or running_local_cluster() or "local", runtime_env={"env_vars": env}, log_to_driver=False
+        )
     cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
     if nodes_fitting(cpus, gpus):
         return
     if not autoscaling():
-        raise SweepError(f"no node of the Ray cluster has the {cpus:g} CPU(s) and {gpus:g} GPU(s) one trial asks "
-                         "for; lower --cpus-per-trial / --gpus-per-trial, or add nodes")
+        raise SweepError(
+            f"no node of the Ray cluster has the {cpus:g} CPU(s) and {gpus:g} GPU(s) one trial asks "
+            "for; lower --cpus-per-trial / --gpus-per-trial, or add nodes"
+        )
     _wait_for_autoscaler(cpus, gpus)
 
 
@@ -70,8 +75,10 @@ def _wait_for_autoscaler(cpus: float, gpus: float) -> None:
     deadline = time.monotonic() + AUTOSCALE_WAIT_S
     while not nodes_fitting(cpus, gpus):
         if time.monotonic() > deadline:
-            raise SweepError(f"the autoscaler added no node with {cpus:g} CPU(s) and {gpus:g} GPU(s) in "
-                             f"{AUTOSCALE_WAIT_S / 60:.0f} minutes; see `ray status` and the autoscaler's log")
+            raise SweepError(
+                f"the autoscaler added no node with {cpus:g} CPU(s) and {gpus:g} GPU(s) in "
+                f"{AUTOSCALE_WAIT_S / 60:.0f} minutes; see `ray status` and the autoscaler's log"
+            )
         time.sleep(10)
     request_resources(bundles=[])  # from here on the trials themselves ask for nodes
 
@@ -99,8 +106,11 @@ def running_local_cluster() -> str | None:
 def nodes_fitting(cpus: float, gpus: float) -> list[dict]:
     import ray
 
-    return [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= cpus
-            and n["Resources"].get("GPU", 0) >= gpus]
+    return [
+        n
+        for n in ray.nodes()
+        if n["Alive"] and n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus
+    ]
 
 
 def autoscaling() -> bool:

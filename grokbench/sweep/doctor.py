@@ -35,8 +35,10 @@ def _probe_storage(storage: str) -> None:
     filesystem.delete_file(probe)
 
 
-DATA_FIX = ("put the data on this node (cluster.yaml's setup_commands download MNIST) or set GROKBENCH_DATA in the "
-            "node's environment before `ray start`")
+DATA_FIX = (
+    "put the data on this node (cluster.yaml's setup_commands download MNIST) or set GROKBENCH_DATA in the "
+    "node's environment before `ray start`"
+)
 
 
 def check_data(trial: dict[str, Any]) -> tuple:
@@ -60,29 +62,55 @@ def check_this_node(tracking_uri: str, storage: str, trial: dict[str, Any], need
 
         results.append(("grokbench", True, code_version(), ""))
     except Exception as err:  # an import failure is exactly what this check is for
-        return [("grokbench", False, f"cannot import grokbench: {err}", "install this project on the node "
-                 "(pip install -e .) before `ray start`, as cluster.yaml's setup_commands do")]
+        return [
+            (
+                "grokbench",
+                False,
+                f"cannot import grokbench: {err}",
+                "install this project on the node "
+                "(pip install -e .) before `ray start`, as cluster.yaml's setup_commands do",
+            )
+        ]
     if tracking_uri.startswith("http"):
         try:
             check_reachable(tracking_uri)
             results.append(("tracking", True, tracking_uri, ""))
         except Exception as err:
-            results.append(("tracking", False, str(err), "start the MLflow server on an address the nodes can "
-                            "reach (cluster.yaml binds it to the head's private IP) and allow it in the firewall"))
+            results.append(
+                (
+                    "tracking",
+                    False,
+                    str(err),
+                    "start the MLflow server on an address the nodes can "
+                    "reach (cluster.yaml binds it to the head's private IP) and allow it in the firewall",
+                )
+            )
     try:
         _probe_storage(storage)
         results.append(("storage", True, storage, ""))
     except Exception as err:
-        results.append(("storage", False, f"cannot write to {storage}: {err}",
-                        "use storage every node can write (--storage s3://bucket/path on a cluster) and give the "
-                        "nodes credentials for it (an instance profile)"))
+        results.append(
+            (
+                "storage",
+                False,
+                f"cannot write to {storage}: {err}",
+                "use storage every node can write (--storage s3://bucket/path on a cluster) and give the "
+                "nodes credentials for it (an instance profile)",
+            )
+        )
     results.append(check_data(trial))
     if needs_gpu:
         import torch
 
         ok = torch.cuda.is_available()
-        results.append(("gpu", ok, torch.cuda.get_device_name(0) if ok else "torch sees no CUDA device",
-                        "" if ok else "use a GPU image with the NVIDIA driver, or run with --gpus-per-trial 0"))
+        results.append(
+            (
+                "gpu",
+                ok,
+                torch.cuda.get_device_name(0) if ok else "torch sees no CUDA device",
+                "" if ok else "use a GPU image with the NVIDIA driver, or run with --gpus-per-trial 0",
+            )
+        )
     return results
 
 
@@ -101,15 +129,20 @@ def check_cluster(tracking_uri: str, storage: str, trial: dict[str, Any], cpus: 
     detail = f"{len(fits)} of {len(nodes)} nodes fit a trial of {cpus:g} CPU(s) and {gpus:g} GPU(s)"
     if not fits and autoscaling():
         detail += " (the autoscaler adds one when a sweep asks; nodes added later are checked by the sweep)"
-    findings.append(Finding(
-        "cluster", "resources", bool(fits) or autoscaling(), detail,
-        "" if fits else "lower --cpus-per-trial / --gpus-per-trial, or add nodes with those resources",
-    ))
+    findings.append(
+        Finding(
+            "cluster",
+            "resources",
+            bool(fits) or autoscaling(),
+            detail,
+            "" if fits else "lower --cpus-per-trial / --gpus-per-trial, or add nodes with those resources",
+        )
+    )
     remote = ray.remote(num_cpus=0)(check_this_node)
     pending = {
-        n["NodeID"]: remote.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(tracking_uri, storage, trial, gpus > 0 and n["Resources"].get("GPU", 0) > 0)
+        n["NodeID"]: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+            tracking_uri, storage, trial, gpus > 0 and n["Resources"].get("GPU", 0) > 0
+        )
         for n in nodes
     }
     names = {n["NodeID"]: f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})" for n in nodes}
@@ -117,8 +150,15 @@ def check_cluster(tracking_uri: str, storage: str, trial: dict[str, Any], cpus: 
         try:
             results = ray.get(ref, timeout=300)
         except Exception as err:
-            findings.append(Finding(names[node_id], "reachable", False, f"the check did not run: {err}",
-                                    "see `ray status` and the node's logs (/tmp/ray/session_latest/logs)"))
+            findings.append(
+                Finding(
+                    names[node_id],
+                    "reachable",
+                    False,
+                    f"the check did not run: {err}",
+                    "see `ray status` and the node's logs (/tmp/ray/session_latest/logs)",
+                )
+            )
             continue
         for check, ok, detail, fix in results:
             if check == "grokbench" and ok and detail != expected:

@@ -22,8 +22,15 @@ from grokbench.sweep.execution import experiments, fit
 from grokbench.sweep.keys import experiment_name
 from grokbench.sweep.live import LiveView
 from grokbench.sweep.mlflow_store import (
-    TrackingStore, check_reachable, check_readable, patiently, retry_only_patiently, sqlite_path, store_errors,
-    tracking_patience_s, tracking_uri,
+    TrackingStore,
+    check_reachable,
+    check_readable,
+    patiently,
+    retry_only_patiently,
+    sqlite_path,
+    store_errors,
+    tracking_patience_s,
+    tracking_uri,
 )
 from grokbench.sweep.plan import GridPlan, dry_run, plan_grid, planned_count, to_run, total_trials
 from grokbench.sweep.report import report_sweep, report_unfinished
@@ -72,30 +79,60 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=None) -> int:
     planned = planned_count(spec, trials)
     if skipped:
         sweeps = ", ".join(sorted(set(skipped.values())))
-        print(f"{len(skipped)} of {total_trials(spec)} trials already have an outcome in {uri} (sweep {sweeps}); "
-              "they are not run again (--rerun runs them anyway)", file=out, flush=True)
+        print(
+            f"{len(skipped)} of {total_trials(spec)} trials already have an outcome in {uri} (sweep {sweeps}); "
+            "they are not run again (--rerun runs them anyway)",
+            file=out,
+            flush=True,
+        )
     if continued:
-        print(f"{len(continued)} of them continue from their final checkpoints, in their own runs (the sweep's "
-              "budget asks for more than they ran)", file=out, flush=True)
+        print(
+            f"{len(continued)} of them continue from their final checkpoints, in their own runs (the sweep's "
+            "budget asks for more than they ran)",
+            file=out,
+            flush=True,
+        )
     if not planned:
-        print(f"nothing to run.\ntables:  python -m analysis.tables --tracking-uri {uri} --experiment {spec.name}",
-              file=out)
+        print(
+            f"nothing to run.\ntables:  python -m analysis.tables --tracking-uri {uri} --experiment {spec.name}",
+            file=out,
+        )
         return 0
     connect_ray(options.address, spec)
     preflight(uri, storage.root, spec, checked_here)
     experiment_id = store.prepare_experiment(experiment_name(spec.name))
     if not plan:
-        plan = {"sweep_id": sweep_id, "sweep_file": str(spec.path), "name": spec.name, "tracking_uri": uri,
-                "experiment_id": experiment_id, "trials": planned, "skipped": skipped, "continued": continued,
-                "overrides": options.overrides}
+        plan = {
+            "sweep_id": sweep_id,
+            "sweep_file": str(spec.path),
+            "name": spec.name,
+            "tracking_uri": uri,
+            "experiment_id": experiment_id,
+            "trials": planned,
+            "skipped": skipped,
+            "continued": continued,
+            "overrides": options.overrides,
+        }
         storage.write_json(plan, spec.name, sweep_id, PLAN_FILE)
-    print(f"sweep {sweep_id}: {counted(planned, 'trial')} → MLflow experiment {experiment_name(spec.name)} at {uri}",
-          file=out, flush=True)
+    print(
+        f"sweep {sweep_id}: {counted(planned, 'trial')} → MLflow experiment {experiment_name(spec.name)} at {uri}",
+        file=out,
+        flush=True,
+    )
     return _execute(spec, options, storage, store, experiment_id, sweep_id, trials, grid_plan, out)
 
 
-def _execute(spec: SweepSpec, options: SweepOptions, storage: SweepStorage, store: TrackingStore,
-             experiment_id: str, sweep_id: str, trials: list, grid_plan: GridPlan, out) -> int:
+def _execute(
+    spec: SweepSpec,
+    options: SweepOptions,
+    storage: SweepStorage,
+    store: TrackingStore,
+    experiment_id: str,
+    sweep_id: str,
+    trials: list,
+    grid_plan: GridPlan,
+    out,
+) -> int:
     """Run the trials (until done or Ctrl-C), then report; the exit code says whether all of them finished."""
     planned = planned_count(spec, trials)
     sweep_dir = storage.uri(spec.name, sweep_id)
@@ -110,8 +147,9 @@ def _execute(spec: SweepSpec, options: SweepOptions, storage: SweepStorage, stor
     # the tables of the whole experiment when some trials were skipped: their runs belong to other sweeps
     elsewhere = grid_plan.skipped or grid_plan.continued
     selection = f"--experiment {spec.name}" if elsewhere else f"--sweep {sweep_id}"
-    errors = report_sweep(spec, summaries, grids, store, experiment_id, sweep_id, time.monotonic() - started,
-                          selection, out)
+    errors = report_sweep(
+        spec, summaries, grids, store, experiment_id, sweep_id, time.monotonic() - started, selection, out
+    )
     unfinished = planned - len(summaries)
     if grids is None or unfinished > 0:
         report_unfinished(unfinished, spec, sweep_id, bool(options.overrides.get("smoke")), options.storage, out)
@@ -179,7 +217,8 @@ def known_outcomes(spec: SweepSpec, given_uri: str | None, out) -> GridPlan:
         check_readable(uri)
         stored = TrackingStore(uri).stored_trials(experiment_name(spec.name))
     except store_errors() as err:  # a dry run says what it could not check, goes on
-        print(f"could not read the tracking store {uri} ({str(err).splitlines()[0]}); no trial is marked done",
-              file=out)
+        print(
+            f"could not read the tracking store {uri} ({str(err).splitlines()[0]}); no trial is marked done", file=out
+        )
         return GridPlan({}, {})
     return plan_grid(spec, stored)

@@ -28,8 +28,9 @@ def _trainable(spec: SweepSpec):
     return tune.with_resources(run_trial, {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial})
 
 
-def _tuner(spec: SweepSpec, name: str, storage: str, param_space: dict, callbacks: list, search_alg=None,
-           num_samples: int = 1):
+def _tuner(
+    spec: SweepSpec, name: str, storage: str, param_space: dict, callbacks: list, search_alg=None, num_samples: int = 1
+):
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig
 
@@ -43,11 +44,17 @@ def _tuner(spec: SweepSpec, name: str, storage: str, param_space: dict, callback
         param_space=param_space,
         tune_config=tune.TuneConfig(
             max_concurrent_trials=spec.resources.max_concurrent or None,
-            search_alg=search_alg, num_samples=num_samples, reuse_actors=True,
-            metric=OBJECTIVE if search_alg else None, mode="min" if search_alg else None,
+            search_alg=search_alg,
+            num_samples=num_samples,
+            reuse_actors=True,
+            metric=OBJECTIVE if search_alg else None,
+            mode="min" if search_alg else None,
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0, callbacks=callbacks,
+            name=name,
+            storage_path=storage,
+            verbose=0,
+            callbacks=callbacks,
             failure_config=FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=spec.keep_checkpoints),
         ),
@@ -77,8 +84,14 @@ def optuna_search(seed: int):
     return OptunaSearch(sampler=sampler)
 
 
-def experiments(spec: SweepSpec, trials: list[TrialConfig], sweep_dir: str, callbacks: list,
-                fault: dict | None, continued: dict[str, dict] | None = None) -> list[tuple[str, Callable[[], Any]]]:
+def experiments(
+    spec: SweepSpec,
+    trials: list[TrialConfig],
+    sweep_dir: str,
+    callbacks: list,
+    fault: dict | None,
+    continued: dict[str, dict] | None = None,
+) -> list[tuple[str, Callable[[], Any]]]:
     """(name, make a new Tuner) of each Tune experiment of the sweep; `continued` trials go on from a stored
     trial's final checkpoint."""
     from ray import tune
@@ -88,8 +101,15 @@ def experiments(spec: SweepSpec, trials: list[TrialConfig], sweep_dir: str, call
         return [(GRID, lambda: _tuner(spec, GRID, sweep_dir, space, callbacks))]
 
     def searched(method: str):
-        return _tuner(spec, method, sweep_dir, search_space(spec, method, fault), callbacks,
-                      search_alg=optuna_search(spec.search.seed), num_samples=spec.search.num_samples)
+        return _tuner(
+            spec,
+            method,
+            sweep_dir,
+            search_space(spec, method, fault),
+            callbacks,
+            search_alg=optuna_search(spec.search.seed),
+            num_samples=spec.search.num_samples,
+        )
 
     return [(method, lambda m=method: searched(m)) for method in spec.search.space]
 

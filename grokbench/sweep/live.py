@@ -96,7 +96,8 @@ class LiveView(tune.Callback):
         # finished before a --resume: already so when first seen, and never started by this driver (a trial that
         # Tune ends unstarted after Ctrl-C was not)
         previously_done = sum(
-            1 for trial_id, status in self.states.items()
+            1
+            for trial_id, status in self.states.items()
             if status in DONE and self.first_seen[trial_id] in DONE and trial_id not in self.trial_started
         )
         outcomes = Counter(self.outcome.values())

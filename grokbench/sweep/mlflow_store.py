@@ -44,6 +44,7 @@ RETRYABLE_HTTP = (408, 429, 500, 502, 503, 504)  # timeouts, overload, a server 
 
 # ---- URIs ------------------------------------------------------------------------------------------------------------
 
+
 def tracking_uri(given: str | None = None) -> str:
     """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; absolute, so that trials and driver agree."""
     return absolute_uri(given or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
@@ -53,17 +54,18 @@ def absolute_uri(uri: str) -> str:
     """Relative SQLite paths made absolute (each trial runs in its own directory). A plain path is taken as the
     SQLite file it names: MLflow would read it as a file store, which MLflow 3 refuses."""
     if uri.startswith("file:"):
-        raise TrackingError(f"tracking URI {uri!r}: MLflow 3 refuses file stores; use sqlite:///path/to/mlflow.db "
-                            "or http://host:port")
+        raise TrackingError(
+            f"tracking URI {uri!r}: MLflow 3 refuses file stores; use sqlite:///path/to/mlflow.db or http://host:port"
+        )
     if "://" not in uri:
         return f"sqlite:///{Path(uri).expanduser().resolve()}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+        return f"sqlite:///{Path(uri[len('sqlite:///') :]).resolve()}"
     return uri
 
 
 def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
@@ -73,8 +75,9 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         if not path.parent.is_dir():
             raise TrackingError(f"the directory of the SQLite tracking store {path.parent} does not exist")
         if path.is_dir():
-            raise TrackingError(f"the SQLite tracking store {path} is a directory; name a file, e.g. "
-                                f"sqlite:///{path / 'mlflow.db'}")
+            raise TrackingError(
+                f"the SQLite tracking store {path} is a directory; name a file, e.g. sqlite:///{path / 'mlflow.db'}"
+            )
         return
     if uri.startswith(("http://", "https://")):
         try:
@@ -96,8 +99,10 @@ def check_readable(uri: str) -> None:
     elif not path.is_file():
         raise TrackingError(f"no MLflow store at {uri}; pass --tracking-uri (a sweep prints it when it ends)")
     elif not _is_mlflow_database(path):
-        raise TrackingError(f"{path} is not an MLflow store (an empty file, or not one a sweep wrote); pass the "
-                            "--tracking-uri a sweep printed")
+        raise TrackingError(
+            f"{path} is not an MLflow store (an empty file, or not one a sweep wrote); pass the "
+            "--tracking-uri a sweep printed"
+        )
 
 
 def _is_mlflow_database(path: Path) -> bool:
@@ -122,6 +127,7 @@ def runs_link(uri: str, experiment_id: str) -> str:
 
 
 # ---- waiting out a store that is down -----------------------------------------------------------------------------
+
 
 def is_transient(err: Exception) -> bool:
     """A server restart, a dropped connection or a locked database (worth waiting out), not a rejected request."""
@@ -178,13 +184,17 @@ def patiently(call: Callable[[], T], uri: str, patience_s: float | None = None) 
                     f"the MLflow tracking store {uri} has not answered for {patience_s:.0f} s ({err}); "
                     "bring it back and continue the sweep with --resume"
                 ) from err
-            print(f"tracking store {uri} unreachable ({type(err).__name__}); retrying in {min(wait, remaining):.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"tracking store {uri} unreachable ({type(err).__name__}); retrying in {min(wait, remaining):.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             time.sleep(min(wait, remaining))
             wait = min(wait * 2, 30.0)
 
 
 # ---- where a run came from ----------------------------------------------------------------------------------------
+
 
 def _git(*args: str) -> str:
     root = Path(grokbench.__file__).resolve().parent.parent
@@ -214,9 +224,14 @@ def context_tags() -> dict[str, str]:
 
 def dataset_input(name: str, digest: str, module: str, profile: dict[str, Any]) -> dict[str, Any]:
     """A dataset made by code (`module`) that a run trained on, as `TrackingStore.log_dataset` takes it."""
-    return {"name": name, "digest": digest, "source_type": "code",
-            "source": json.dumps({"tags": {"mlflow.source.name": module}}), "profile": json.dumps(profile),
-            "tags": {"mlflow.data.context": "training"}}
+    return {
+        "name": name,
+        "digest": digest,
+        "source_type": "code",
+        "source": json.dumps({"tags": {"mlflow.source.name": module}}),
+        "profile": json.dumps(profile),
+        "tags": {"mlflow.data.context": "training"},
+    }
 
 
 def trial_filter(sweep_id: str | None = None, key: str | None = None) -> str:
@@ -274,7 +289,7 @@ class TrackingStore:
     @staticmethod
     def best_tag_parts(key: str) -> tuple[str, str, str] | None:
         """(sweep id, method, setting) of a `best.<sweep>.<method>.<setting>` tag; None for any other key."""
-        parts = tuple(key[len(BEST_PREFIX):].rsplit(".", 2)) if key.startswith(BEST_PREFIX) else ()
+        parts = tuple(key[len(BEST_PREFIX) :].rsplit(".", 2)) if key.startswith(BEST_PREFIX) else ()
         return parts if len(parts) == 3 and all(parts) else None
 
     def set_experiment_tags(self, experiment_id: str, tags: dict[str, str]) -> None:
@@ -293,8 +308,11 @@ class TrackingStore:
     def trial_runs(self, experiment_ids: list[str], sweep_id: str | None = None, key: str | None = None) -> list:
         """The runs of trials in these experiments (of one sweep, of one trial), every page."""
         where = trial_filter(sweep_id, key)
-        pages = _paged(lambda token: self.client.search_runs(experiment_ids, filter_string=where, max_results=PAGE,
-                                                             page_token=token))
+        pages = _paged(
+            lambda token: self.client.search_runs(
+                experiment_ids, filter_string=where, max_results=PAGE, page_token=token
+            )
+        )
         return [run for run in pages if KEY_TAG in run.data.tags]
 
     def runs_with_outcome(self, experiment_id: str, outcomes: tuple[str, ...] = FINAL_STATUSES) -> list:
@@ -310,13 +328,19 @@ class TrackingStore:
         best: dict[str, Any] = {}
         for run in sorted(runs, key=lambda r: (outcome_rank(r.data.tags.get("status")), r.info.start_time or 0)):
             best[run_key(run)] = run
-        return {key: StoredTrial(
-            sweep_id=run.data.tags.get(SWEEP_TAG, "?"), run_id=run.info.run_id,
-            status=run.data.tags.get("status", "running"), epochs=int(_figure(run, "epochs") or 0),
-            epochs_to_grok=_whole(run.data.metrics.get("epochs_to_grok")),
-            checkpoint=run.data.tags.get(CHECKPOINT_TAG),
-            prior_status=run.data.tags.get(PRIOR_STATUS_TAG), event_epochs=_event_epochs(run))
-            for key, run in best.items()}
+        return {
+            key: StoredTrial(
+                sweep_id=run.data.tags.get(SWEEP_TAG, "?"),
+                run_id=run.info.run_id,
+                status=run.data.tags.get("status", "running"),
+                epochs=int(_figure(run, "epochs") or 0),
+                epochs_to_grok=_whole(run.data.metrics.get("epochs_to_grok")),
+                checkpoint=run.data.tags.get(CHECKPOINT_TAG),
+                prior_status=run.data.tags.get(PRIOR_STATUS_TAG),
+                event_epochs=_event_epochs(run),
+            )
+            for key, run in best.items()
+        }
 
     def find_trial_run(self, experiment_id: str, sweep_id: str, key: str) -> tuple[str, int] | None:
         """(run id, last logged step) of a trial's run in this sweep, if it has one (found by its recomputed key, so
@@ -341,20 +365,32 @@ class TrackingStore:
     def sweep_summaries(self, experiment_id: str, sweep_id: str) -> list[dict[str, Any]]:
         """The summary of every finished trial of a sweep, read back from MLflow (the sweep's record of truth): its
         own runs and those of other sweeps it continued."""
-        continued = _paged(lambda token: self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{CONTINUED_TAG}` = '{sweep_id}'", max_results=PAGE,
-            page_token=token))
+        continued = _paged(
+            lambda token: self.client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.`{CONTINUED_TAG}` = '{sweep_id}'",
+                max_results=PAGE,
+                page_token=token,
+            )
+        )
         summaries = []
         for run in [*self.trial_runs([experiment_id], sweep_id), *continued]:
             status = run.data.tags.get("status")
             if status in (None, "running"):
                 continue
             params, metrics = run.data.params, run.data.metrics
-            summaries.append({
-                "method": params["method"], "loss": params["loss"], "lam": float(params["lam"]),
-                "init_scale": float(params["init_scale"]), "seed": int(params["seed"]), "status": status,
-                "steps_to_grok": metrics.get("steps_to_grok"), "time_to_grok_s": metrics.get("time_to_grok_s"),
-            })
+            summaries.append(
+                {
+                    "method": params["method"],
+                    "loss": params["loss"],
+                    "lam": float(params["lam"]),
+                    "init_scale": float(params["init_scale"]),
+                    "seed": int(params["seed"]),
+                    "status": status,
+                    "steps_to_grok": metrics.get("steps_to_grok"),
+                    "time_to_grok_s": metrics.get("time_to_grok_s"),
+                }
+            )
         return summaries
 
     # ---- writing runs ----------------------------------------------------------------------------------------------
@@ -365,18 +401,27 @@ class TrackingStore:
     def get_run(self, run_id: str):
         return self.client.get_run(run_id)
 
-    def log_batch(self, run_id: str, metrics: Iterable[tuple[str, float, int, int]] = (),
-                  params: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> None:
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Iterable[tuple[str, float, int, int]] = (),
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
         """Metrics as (name, value, timestamp, step), in batches MLflow takes; the params and tags go with the last
         batch, so that a tag marking the metrics as logged is never written before them."""
         from mlflow.entities import Metric, Param, RunTag
 
         points = [Metric(name, value, timestamp, step) for name, value, timestamp, step in metrics]
-        chunks = [points[i:i + MAX_METRICS_PER_BATCH] for i in range(0, len(points), MAX_METRICS_PER_BATCH)] or [[]]
+        chunks = [points[i : i + MAX_METRICS_PER_BATCH] for i in range(0, len(points), MAX_METRICS_PER_BATCH)] or [[]]
         for chunk in chunks[:-1]:
             self.client.log_batch(run_id, metrics=chunk)
-        self.client.log_batch(run_id, metrics=chunks[-1], params=[Param(k, v) for k, v in (params or {}).items()],
-                              tags=[RunTag(k, v) for k, v in (tags or {}).items()])
+        self.client.log_batch(
+            run_id,
+            metrics=chunks[-1],
+            params=[Param(k, v) for k, v in (params or {}).items()],
+            tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+        )
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, key, value)
@@ -388,8 +433,9 @@ class TrackingStore:
         """A dataset input (a record of `dataset_input`'s form); logging the same dataset twice adds nothing."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        dataset = Dataset(record["name"], record["digest"], record["source_type"], record["source"],
-                          profile=record.get("profile"))
+        dataset = Dataset(
+            record["name"], record["digest"], record["source_type"], record["source"], profile=record.get("profile")
+        )
         tags = [InputTag(k, v) for k, v in record.get("tags", {}).items()]
         self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
 
@@ -425,16 +471,28 @@ class TrackingStore:
     @staticmethod
     def datasets(run) -> list[dict[str, Any]]:
         """A run's dataset inputs, in `log_dataset`'s form."""
-        return [{"name": i.dataset.name, "digest": i.dataset.digest, "source_type": i.dataset.source_type,
-                 "source": i.dataset.source, "profile": i.dataset.profile,
-                 "tags": {t.key: t.value for t in i.tags}} for i in run.inputs.dataset_inputs]
+        return [
+            {
+                "name": i.dataset.name,
+                "digest": i.dataset.digest,
+                "source_type": i.dataset.source_type,
+                "source": i.dataset.source,
+                "profile": i.dataset.profile,
+                "tags": {t.key: t.value for t in i.tags},
+            }
+            for i in run.inputs.dataset_inputs
+        ]
 
     def run_rows(self, experiment_ids: list[str], sweep_id: str | None = None) -> list[dict[str, Any]]:
         """Every trial run as one flat dict (run_id, experiment_id, start_time, params.x, metrics.x, tags.x)."""
         rows = []
         for run in self.trial_runs(experiment_ids, sweep_id):
-            row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                   "start_time": run.info.start_time, "trial_key": run_key(run)}
+            row = {
+                "run_id": run.info.run_id,
+                "experiment_id": run.info.experiment_id,
+                "start_time": run.info.start_time,
+                "trial_key": run_key(run),
+            }
             row.update({f"params.{k}": v for k, v in run.data.params.items()})
             row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
             row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
@@ -446,8 +504,11 @@ class TrackingStore:
     def log_analysis(self, experiment_id: str, files: list[Path], tags: dict[str, str]) -> str:
         """One run holding an analysis's files as artifacts: no trial key, no params, no status, so that no reader
         of trials counts it. A run left part-way by a store that refused a write is deleted."""
-        run_id = self.create_run(experiment_id, "analysis", {**context_tags(), **tags, KIND_TAG: "analysis",
-                                                             "grokbench.version": code_version()})
+        run_id = self.create_run(
+            experiment_id,
+            "analysis",
+            {**context_tags(), **tags, KIND_TAG: "analysis", "grokbench.version": code_version()},
+        )
         try:
             for path in files:
                 self.client.log_artifact(run_id, str(path))
@@ -484,8 +545,11 @@ def _figure(run, name: str) -> float | None:
 def _event_epochs(run) -> dict[str, int]:
     """The epoch of each event a run's summary reports beyond memorising and grokking (a task's further events;
     one that never happened is not logged)."""
-    return {name.removeprefix("epochs_to_"): int(value) for name, value in run.data.metrics.items()
-            if name.startswith("epochs_to_") and name not in ("epochs_to_memorise", "epochs_to_grok")}
+    return {
+        name.removeprefix("epochs_to_"): int(value)
+        for name, value in run.data.metrics.items()
+        if name.startswith("epochs_to_") and name not in ("epochs_to_memorise", "epochs_to_grok")
+    }
 
 
 def _whole(value: float | None) -> int | None:

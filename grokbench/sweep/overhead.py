@@ -15,8 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -39,14 +40,23 @@ def _sweep_wall_s(config: dict[str, Any], workdir: Path, index: int) -> tuple[fl
     settings = {k: v for k, v in config.items() if k not in ("task", "method", "max_epochs", "threads")}
     name = f"overhead{index}"
     path = workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": name, "task": config["task"], "budget": {"max_epochs": config["max_epochs"]}, "base": settings,
-        "methods": {config["method"]: {}}, "resources": {"cpus_per_trial": config["threads"]},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "task": config["task"],
+                "budget": {"max_epochs": config["max_epochs"]},
+                "base": settings,
+                "methods": {config["method"]: {}},
+                "resources": {"cpus_per_trial": config["threads"]},
+            }
+        )
+    )
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     started = time.perf_counter()
-    code = run_sweep(load_sweep(str(path)), SweepOptions(tracking_uri=uri, storage=str(workdir / "results")),
-                     out=io.StringIO())
+    code = run_sweep(
+        load_sweep(str(path)), SweepOptions(tracking_uri=uri, storage=str(workdir / "results")), out=io.StringIO()
+    )
     total = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"the overhead sweep failed (exit {code})")
@@ -71,8 +81,10 @@ def measure_overhead(config: dict[str, Any], rounds: int = 2, progress: Callable
                 standalone = _standalone_wall_s(config)
                 in_sweep, startup = _sweep_wall_s(config, Path(tmp), r)
                 pairs.append((standalone, in_sweep, startup))
-                progress(f"round {r + 1}/{rounds}: run {standalone:.1f} s, in sweep {in_sweep:.1f} s "
-                         f"(+{100 * (in_sweep / standalone - 1):.1f}%), sweep start-up and teardown {startup:.1f} s")
+                progress(
+                    f"round {r + 1}/{rounds}: run {standalone:.1f} s, in sweep {in_sweep:.1f} s "
+                    f"(+{100 * (in_sweep / standalone - 1):.1f}%), sweep start-up and teardown {startup:.1f} s"
+                )
     finally:
         ray.shutdown()
     return {
@@ -88,8 +100,9 @@ def measure_overhead(config: dict[str, Any], rounds: int = 2, progress: Callable
 def _ray(*args: str, env: dict, block: bool = False) -> subprocess.Popen | None:
     command = [str(Path(sys.executable).parent / "ray"), *args]
     if block:  # its own process group, so that stopping it stops only this node
-        return subprocess.Popen(command + ["--block"], env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            command + ["--block"], env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
     subprocess.run(command, env=env, check=True, capture_output=True)
     return None
 
@@ -106,26 +119,69 @@ def measure_distribution(trials: int = 8, progress: Callable[[str], None] = prin
     with tempfile.TemporaryDirectory(prefix="grokbench-nodes-") as tmp:
         workdir = Path(tmp)
         path = workdir / "nodes.yaml"
-        path.write_text(yaml.safe_dump({
-            "name": "nodes", "task": "xor", "budget": {"max_epochs": 200}, "base": {"eval_every": 10},
-            "grid": {"seed": list(range(trials))}, "methods": {"baseline": {}}, "resources": {"cpus_per_trial": 1},
-        }))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "nodes",
+                    "task": "xor",
+                    "budget": {"max_epochs": 200},
+                    "base": {"eval_every": 10},
+                    "grid": {"seed": list(range(trials))},
+                    "methods": {"baseline": {}},
+                    "resources": {"cpus_per_trial": 1},
+                }
+            )
+        )
         for layout, cpus in (("one node", [2]), ("two nodes", [1, 1])):
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
             address = f"127.0.0.1:{port}"
-            nodes = [_ray("start", "--head", f"--port={port}", f"--num-cpus={cpus[0]}", "--include-dashboard=false",
-                          "--node-ip-address=127.0.0.1", env=env, block=True)]
-            nodes += [_ray("start", f"--address={address}", f"--num-cpus={c}", "--node-ip-address=127.0.0.1",
-                           env=env, block=True) for c in cpus[1:]]
+            nodes = [
+                _ray(
+                    "start",
+                    "--head",
+                    f"--port={port}",
+                    f"--num-cpus={cpus[0]}",
+                    "--include-dashboard=false",
+                    "--node-ip-address=127.0.0.1",
+                    env=env,
+                    block=True,
+                )
+            ]
+            nodes += [
+                _ray(
+                    "start",
+                    f"--address={address}",
+                    f"--num-cpus={c}",
+                    "--node-ip-address=127.0.0.1",
+                    env=env,
+                    block=True,
+                )
+                for c in cpus[1:]
+            ]
             try:
                 time.sleep(15)  # the nodes register
                 uri = f"sqlite:///{workdir / (layout.replace(' ', '_') + '.db')}"
                 started = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "grokbench.cli", "sweep", str(path), "--address", address,
-                                "--tracking-uri", uri, "--storage", str(workdir / "results")], env=env, check=True,
-                               capture_output=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "grokbench.cli",
+                        "sweep",
+                        str(path),
+                        "--address",
+                        address,
+                        "--tracking-uri",
+                        uri,
+                        "--storage",
+                        str(workdir / "results"),
+                    ],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
                 wall = time.perf_counter() - started
             finally:
                 for node in nodes:
@@ -136,8 +192,14 @@ def measure_distribution(trials: int = 8, progress: Callable[[str], None] = prin
             nodes_used = len({r.data.tags["node_id"] for r in runs})
             # per trial, what the sweep spent beyond the trials' own wall clocks (2 trials run at a time)
             overhead = wall * 2 / trials - trial_wall
-            results[layout] = {"sweep_wall_s": wall, "trial_wall_s": trial_wall, "nodes_used": nodes_used,
-                               "per_trial_overhead_s": overhead}
-            progress(f"{layout}: sweep {wall:.1f} s, {trials} trials on {nodes_used} node(s), mean trial "
-                     f"{trial_wall:.1f} s, scheduling and logging ≈{overhead:.1f} s a trial")
+            results[layout] = {
+                "sweep_wall_s": wall,
+                "trial_wall_s": trial_wall,
+                "nodes_used": nodes_used,
+                "per_trial_overhead_s": overhead,
+            }
+            progress(
+                f"{layout}: sweep {wall:.1f} s, {trials} trials on {nodes_used} node(s), mean trial "
+                f"{trial_wall:.1f} s, scheduling and logging ≈{overhead:.1f} s a trial"
+            )
     return results

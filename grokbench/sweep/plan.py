@@ -36,13 +36,18 @@ def placed(cfg: TrialConfig, spec: SweepSpec) -> TrialConfig:
     return cfg.replace(threads=threads, device=device, data_dir=data_dir)
 
 
-def grid_entries(spec: SweepSpec, trials: list[TrialConfig], fault: dict | None,
-                 continued: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
+def grid_entries(
+    spec: SweepSpec, trials: list[TrialConfig], fault: dict | None, continued: dict[str, dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
     """Tune's config of each trial; one that continues a stored trial carries its run and final checkpoint."""
     continued = continued or {}
     return [
-        {"config": placed(cfg, spec).to_dict(), "checkpoint_every": spec.checkpoint_every, "fault": fault,
-         "continue": continued.get(trial_key(cfg))}
+        {
+            "config": placed(cfg, spec).to_dict(),
+            "checkpoint_every": spec.checkpoint_every,
+            "fault": fault,
+            "continue": continued.get(trial_key(cfg)),
+        }
         for cfg in trials
     ]
 
@@ -113,8 +118,12 @@ def plan_grid(spec: SweepSpec, stored: dict[str, StoredTrial]) -> GridPlan:
         if found.status in FINAL_STATUSES and not found.wants_more(cfg):
             skipped[key] = found.sweep_id
         elif found.can_continue():
-            continued[key] = {"run_id": found.run_id, "checkpoint": found.checkpoint, "sweep_id": found.sweep_id,
-                              "from_epoch": found.epochs}
+            continued[key] = {
+                "run_id": found.run_id,
+                "checkpoint": found.checkpoint,
+                "sweep_id": found.sweep_id,
+                "from_epoch": found.epochs,
+            }
     return GridPlan(skipped, continued)
 
 
@@ -137,8 +146,14 @@ def search_example(spec: SweepSpec, method: str) -> TrialConfig:
     from grokbench.config import resolve
 
     seed = spec.grid["seed"][0] if "seed" in spec.grid else spec.base.get("seed", 0)
-    values = {**spec.base, **fixed_settings(spec.methods[method], spec.base.get("loss")), "seed": seed,
-              "task": spec.task, "method": method, "max_epochs": spec.max_epochs}
+    values = {
+        **spec.base,
+        **fixed_settings(spec.methods[method], spec.base.get("loss")),
+        "seed": seed,
+        "task": spec.task,
+        "method": method,
+        "max_epochs": spec.max_epochs,
+    }
     return resolve(TrialConfig.from_dict(values))
 
 
@@ -153,6 +168,7 @@ def local_concurrency(spec: SweepSpec, cpus: int | None = None) -> int:
 
 
 # ---- the time estimate --------------------------------------------------------------------------------------------
+
 
 def representatives(spec: SweepSpec, trials: list[TrialConfig]) -> dict[str, TrialConfig]:
     """One placed trial per method, to time."""
@@ -179,16 +195,23 @@ def seconds_per_epoch(configs: dict[str, TrialConfig]) -> dict[str, float]:
     return per_epoch
 
 
-def estimate_seconds(spec: SweepSpec, trials: list[TrialConfig], concurrency: int,
-                     per_epoch: dict[str, float], continued: dict[str, dict] | None = None) -> float:
+def estimate_seconds(
+    spec: SweepSpec,
+    trials: list[TrialConfig],
+    concurrency: int,
+    per_epoch: dict[str, float],
+    continued: dict[str, dict] | None = None,
+) -> float:
     """Upper bound on wall time: every trial runs its whole budget (a continued one what is left of it) at
     `per_epoch` seconds an epoch, `concurrency` at a time, each after its start-up, all after the sweep's."""
     continued = continued or {}
     if spec.search:
         total = sum(per_epoch[m] * spec.max_epochs * spec.search.num_samples for m in spec.search.space)
     else:
-        total = sum(per_epoch[cfg.method] * (cfg.max_epochs - continued.get(trial_key(cfg), {}).get("from_epoch", 0))
-                    for cfg in trials)
+        total = sum(
+            per_epoch[cfg.method] * (cfg.max_epochs - continued.get(trial_key(cfg), {}).get("from_epoch", 0))
+            for cfg in trials
+        )
     count = planned_count(spec, trials)
     total += TRIAL_STARTUP_S * count
     return SWEEP_STARTUP_S + total / max(min(concurrency, count), 1)
@@ -208,8 +231,11 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
             print(f"  {key:<52}{cfg.max_epochs:>16}{_settled(grid_plan, key)}", file=out)
     skipped, continued = grid_plan.skipped, grid_plan.continued
     if skipped:
-        print(f"{len(skipped)} of them already have an outcome in the tracking store and will not run again "
-              "(--rerun runs them anyway)", file=out)
+        print(
+            f"{len(skipped)} of them already have an outcome in the tracking store and will not run again "
+            "(--rerun runs them anyway)",
+            file=out,
+        )
     if continued:
         print(f"{len(continued)} continue from their final checkpoints, in their own runs", file=out)
     trials = to_run(spec, skipped)
@@ -219,17 +245,22 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
         return 0
     concurrency = local_concurrency(spec)
     resources = spec.resources
-    print(f"{counted(count, 'trial')} to run, {resources.cpus_per_trial:g} CPU(s) and "
-          f"{resources.gpus_per_trial:g} GPU(s) each; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)",
-          file=out)
+    print(
+        f"{counted(count, 'trial')} to run, {resources.cpus_per_trial:g} CPU(s) and "
+        f"{resources.gpus_per_trial:g} GPU(s) each; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)",
+        file=out,
+    )
     print("measuring seconds per epoch on this machine ...", file=out, flush=True)
     per_epoch = seconds_per_epoch(representatives(spec, trials))
     seconds = estimate_seconds(spec, trials, concurrency, per_epoch, continued)
     rates = ", ".join(f"{m} {1e3 * s:.0f} ms" for m, s in per_epoch.items())
     print(f"per epoch (evaluation included): {rates}", file=out)
-    print(f"estimated wall time: at most {duration(seconds)} here (every trial running its full budget of "
-          f"{spec.max_epochs} epochs, plus ≈{SWEEP_STARTUP_S:.0f} s to start the sweep and ≈{TRIAL_STARTUP_S:.0f} s "
-          "to start each trial; trials stop when they grok, so usually less)", file=out)
+    print(
+        f"estimated wall time: at most {duration(seconds)} here (every trial running its full budget of "
+        f"{spec.max_epochs} epochs, plus ≈{SWEEP_STARTUP_S:.0f} s to start the sweep and ≈{TRIAL_STARTUP_S:.0f} s "
+        "to start each trial; trials stop when they grok, so usually less)",
+        file=out,
+    )
     return 0
 
 

@@ -16,8 +16,17 @@ from grokbench.sweep.mlflow_store import BEST_PREFIX, TrackingStore, patiently, 
 from grokbench.sweep.spec import SweepSpec
 
 
-def report_sweep(spec: SweepSpec, summaries: list[dict[str, Any]], grids: list | None, store: TrackingStore,
-                 experiment_id: str, sweep_id: str, seconds: float, tables_selection: str, out) -> int:
+def report_sweep(
+    spec: SweepSpec,
+    summaries: list[dict[str, Any]],
+    grids: list | None,
+    store: TrackingStore,
+    experiment_id: str,
+    sweep_id: str,
+    seconds: float,
+    tables_selection: str,
+    out,
+) -> int:
     """The outcome table, a search's best settings, the counts and where to look; returns how many failed."""
     errors = sum(1 for s in summaries if s["status"] == "failed")
     print(file=out)
@@ -34,10 +43,13 @@ def report_best(spec: SweepSpec, grids: list, store: TrackingStore, experiment_i
     """Each searched method's best setting, printed and tagged on the experiment and on its run."""
     from grokbench.sweep.trainable import OBJECTIVE
 
-    print("\nbest setting per method (objective: seconds to grok; a trial that did not grok counts at its "
-          "budget's seconds):", file=out)
+    print(
+        "\nbest setting per method (objective: seconds to grok; a trial that did not grok counts at its "
+        "budget's seconds):",
+        file=out,
+    )
     tuned = {}
-    for method, grid in zip(spec.search.space, grids):
+    for method, grid in zip(spec.search.space, grids, strict=False):
         finished = [r for r in grid if r.error is None and r.metrics and "summary" in r.metrics]
         if not finished:
             print(f"  {method:<12} no finished trial", file=out)
@@ -49,8 +61,8 @@ def report_best(spec: SweepSpec, grids: list, store: TrackingStore, experiment_i
         outcome = best.metrics["summary"]["status"]
         print(f"  {method:<12} {text}  ({best.metrics[OBJECTIVE]:.1f} s, {outcome})", file=out)
         tags = {f"{BEST_PREFIX}{sweep_id}.{method}.{k}": str(v) for k, v in values.items()}
-        patiently(lambda tags=tags, key=trial_key(config): store.mark_best(experiment_id, sweep_id, key, tags),
-                  store.uri)
+        key = trial_key(config)
+        patiently(lambda tags=tags, key=key: store.mark_best(experiment_id, sweep_id, key, tags), store.uri)
         tuned[method] = tuned_setting(TrialConfig.from_dict(config, stored=True), values)
     if tuned:
         print(f"\n{methods_block(tuned, f'tuned by sweep {sweep_id} ({spec.name})')}", file=out)
@@ -83,12 +95,14 @@ def report_where_to_look(uri: str, experiment_id: str, tables_selection: str, ou
     print(f"tables:  python -m analysis.tables --tracking-uri {uri} {tables_selection}", file=out)
 
 
-def report_unfinished(unfinished: int, spec: SweepSpec, sweep_id: str, smoke: bool, storage: str | None,
-                      out) -> None:
+def report_unfinished(unfinished: int, spec: SweepSpec, sweep_id: str, smoke: bool, storage: str | None, out) -> None:
     """The command that continues the sweep: the flags its plan cannot restore (where the plan is, and --smoke,
     which names the sweep)."""
     smoke_flag = " --smoke" if smoke else ""
     storage_flag = f" --storage {storage}" if storage else ""
-    print(f"{counted(unfinished, 'trial')} unfinished; continue with: grokbench sweep "
-          f"{spec.path}{smoke_flag} --resume --sweep-id {sweep_id}{storage_flag}  (the sweep's other flags are "
-          "restored from its plan)", file=out)
+    print(
+        f"{counted(unfinished, 'trial')} unfinished; continue with: grokbench sweep "
+        f"{spec.path}{smoke_flag} --resume --sweep-id {sweep_id}{storage_flag}  (the sweep's other flags are "
+        "restored from its plan)",
+        file=out,
+    )

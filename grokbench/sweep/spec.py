@@ -1,10 +1,10 @@
 """Sweep files: declarative YAML in `sweeps/`, checked completely before anything starts.
 
-A sweep is a set of trials. `base` fixes settings (shared, the task's, a method's) for every trial; `grid` lists values to cross
-(every combination, for every method); `methods` names the methods and, per method, fixed settings or lists to
-sweep, with `by_loss` for settings that depend on the loss and `arms` for sets of settings that go together (each
-arm its own trials, not crossed with the other arms). A `search` section replaces the grid with an Optuna
-search of each method's strength. Every check names the file and the key.
+A sweep is a set of trials. `base` fixes settings (shared, the task's, a method's) for every trial; `grid` lists
+values to cross (every combination, for every method); `methods` names the methods and, per method, fixed settings
+or lists to sweep, with `by_loss` for settings that depend on the loss and `arms` for sets of settings that go
+together (each arm its own trials, not crossed with the other arms). A `search` section replaces the grid with an
+Optuna search of each method's strength. Every check names the file and the key.
 """
 
 from __future__ import annotations
@@ -27,13 +27,26 @@ from grokbench.sweep.keys import trial_key
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
 TOP_LEVEL_KEYS = {
-    "name", "description", "task", "budget", "base", "grid", "methods", "search", "resources", "checkpoint_every",
-    "keep_checkpoints", "max_failures", "smoke",
+    "name",
+    "description",
+    "task",
+    "budget",
+    "base",
+    "grid",
+    "methods",
+    "search",
+    "resources",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "max_failures",
+    "smoke",
 }
 RESOURCE_KEYS = {"cpus_per_trial", "gpus_per_trial", "max_concurrent"}
 SEARCH_KEYS = {"num_samples", "space", "seed"}
 RANGE_KEYS = {"low", "high", "log"}
 SMOKE_KEYS = {"seeds", "max_epochs", "num_samples"}
+
+
 def trial_fields(task: str) -> set[str]:
     """The keys a sweep of this task may set: the shared settings, the task's and every method's (a method's
     settings given to another method are refused when the trials are resolved)."""
@@ -93,7 +106,7 @@ class SweepSpec:
                 own = {k: v for k, v in {**settings, **arm}.items() if k != "arms"}
                 axes = {**self.grid, **{k: v for k, v in own.items() if k != "by_loss" and isinstance(v, list)}}
                 for combo in itertools.product(*axes.values()):
-                    values = {**self.base, **dict(zip(axes, combo))}
+                    values = {**self.base, **dict(zip(axes, combo, strict=False))}
                     values.update(fixed_settings(own, values.get("loss")))
                     values.update(task=self.task, method=method, max_epochs=self.max_epochs)
                     out.append(self._resolve(values, where))
@@ -106,9 +119,15 @@ class SweepSpec:
         except ConfigError as err:
             raise SweepError(f"{self.path}: {where}: {err}") from None
 
-    def with_overrides(self, seeds: list[int] | None = None, max_epochs: int | None = None,
-                       methods: list[str] | None = None, num_samples: int | None = None,
-                       only: dict[str, list[str]] | None = None, **resources: float | None) -> SweepSpec:
+    def with_overrides(
+        self,
+        seeds: list[int] | None = None,
+        max_epochs: int | None = None,
+        methods: list[str] | None = None,
+        num_samples: int | None = None,
+        only: dict[str, list[str]] | None = None,
+        **resources: float | None,
+    ) -> SweepSpec:
         """Flags override the file (and `resources`: cpus_per_trial, gpus_per_trial, max_concurrent); the result
         is checked like the file was."""
         changes: dict[str, Any] = {}
@@ -156,13 +175,17 @@ class SweepSpec:
                 raise SweepError(f"{self.path}: --only {name}: not a setting of task {self.task} or its methods")
             taken = {s[name] for s in settings if name in s}
             if not taken:
-                raise SweepError(f"{self.path}: --only {name}: no trial of this sweep has this setting (its methods: "
-                                 f"{', '.join(self.methods)})")
+                raise SweepError(
+                    f"{self.path}: --only {name}: no trial of this sweep has this setting (its methods: "
+                    f"{', '.join(self.methods)})"
+                )
             missing = [v for v in values if not any(_matches(s, name, [v]) for s in settings)]
             if missing:
                 shown = sorted(taken, key=lambda v: (v is None, str(type(v)), v))
-                raise SweepError(f"{self.path}: --only {name}={','.join(missing)}: no trial of this sweep has it; "
-                                 f"its trials have {name} = {', '.join(_yaml_scalar(v) for v in shown)}")
+                raise SweepError(
+                    f"{self.path}: --only {name}={','.join(missing)}: no trial of this sweep has it; "
+                    f"its trials have {name} = {', '.join(_yaml_scalar(v) for v in shown)}"
+                )
         picked = dataclasses.replace(self, only={**self.only, **only})
         if not picked.trials():
             raise SweepError(f"{self.path}: --only {_describe(only)}: no trial of this sweep has all of these")
@@ -171,7 +194,8 @@ class SweepSpec:
     def smoke_version(self) -> SweepSpec:
         """The same sweep, small: the file's `smoke` section (fewer seeds, a short budget)."""
         spec = self.with_overrides(
-            seeds=self.smoke.get("seeds"), max_epochs=self.smoke.get("max_epochs"),
+            seeds=self.smoke.get("seeds"),
+            max_epochs=self.smoke.get("max_epochs"),
             num_samples=self.smoke.get("num_samples"),
         )
         return dataclasses.replace(spec, name=f"{self.name}-smoke")
@@ -183,14 +207,18 @@ class SweepSpec:
                 raise SweepError(f"{self.path}: grid: the sweep has no trials (an empty list?)")
             repeated = sorted(k for k, n in Counter(keys).items() if n > 1)
             if repeated:
-                raise SweepError(f"{self.path}: trial {repeated[0]} is listed more than once (a value repeated in "
-                                 "grid, methods or --seeds?)")
+                raise SweepError(
+                    f"{self.path}: trial {repeated[0]} is listed more than once (a value repeated in "
+                    "grid, methods or --seeds?)"
+                )
         else:
             for method in self.search.space:
                 listed = [k for k, v in self.methods[method].items() if isinstance(v, list)]
                 if listed:
-                    raise SweepError(f"{self.path}: methods.{method}.{listed[0]}: a search runs each method at fixed "
-                                     "settings; give one value, or search it in search.space")
+                    raise SweepError(
+                        f"{self.path}: methods.{method}.{listed[0]}: a search runs each method at fixed "
+                        "settings; give one value, or search it in search.space"
+                    )
                 values = {**self.base, **fixed_settings(self.methods[method], self.base.get("loss"))}
                 self._resolve({**values, "task": self.task, "method": method}, f"search.space.{method}")
 
@@ -242,12 +270,16 @@ def find_sweep_file(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
-            raise SweepError(f"sweep file {path} does not exist; sweeps shipped with grokbench: {', '.join(sweep_names())}")
+            raise SweepError(
+                f"sweep file {path} does not exist; sweeps shipped with grokbench: {', '.join(sweep_names())}"
+            )
         return path.resolve()
     candidate = SWEEPS_DIR / f"{name_or_path}.yaml"
     if not candidate.is_file():
-        raise SweepError(f"no sweep named {name_or_path!r}; sweeps shipped with grokbench: {', '.join(sweep_names())} "
-                         "(or give a path to a .yaml file)")
+        raise SweepError(
+            f"no sweep named {name_or_path!r}; sweeps shipped with grokbench: {', '.join(sweep_names())} "
+            "(or give a path to a .yaml file)"
+        )
     return candidate
 
 
@@ -349,8 +381,10 @@ def _parse_search(path: Path, raw: Any, methods: dict[str, Any], allowed: set[st
 def _arms(path: Path, where: str, raw: Any, allowed: set[str]) -> list[dict]:
     """A method's arms: a non-empty list of mappings of settings (fixed values or lists to cross within the arm)."""
     if not isinstance(raw, list) or not raw:
-        raise SweepError(f"{path}: {where}: must be a non-empty list of mappings (one per arm: settings that go "
-                         f"together), got {raw!r}")
+        raise SweepError(
+            f"{path}: {where}: must be a non-empty list of mappings (one per arm: settings that go "
+            f"together), got {raw!r}"
+        )
     arms = [_trial_fields(path, f"{where}[{i}]", arm or {}, allowed) for i, arm in enumerate(raw)]
     for i, arm in enumerate(arms):
         _no_empty_lists(path, f"{where}[{i}]", arm)

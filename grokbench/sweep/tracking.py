@@ -18,7 +18,13 @@ from ray import tune
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, trial_key
 from grokbench.sweep.mlflow_store import (
-    CHECKPOINT_TAG, CURVE_SENTINEL, MAX_METRICS_PER_BATCH, TrackingStore, code_version, context_tags, patiently,
+    CHECKPOINT_TAG,
+    CURVE_SENTINEL,
+    MAX_METRICS_PER_BATCH,
+    TrackingStore,
+    code_version,
+    context_tags,
+    patiently,
 )
 
 T = TypeVar("T")
@@ -78,15 +84,25 @@ class TrialRuns(tune.Callback):
         elif key not in self._runs:
             # find-or-create as one retried unit: a create whose answer was lost is found by its tags next time
             self._runs[key] = self._patiently(
-                lambda: self.store.find_trial_run(self.experiment_id, self.sweep_id, key)
-                or (self._create_run(key, config), -1))
+                lambda: (
+                    self.store.find_trial_run(self.experiment_id, self.sweep_id, key)
+                    or (self._create_run(key, config), -1)
+                )
+            )
             self._log_settings(self._runs[key][0], config)
         return (key, *self._runs[key])
 
     def _create_run(self, key: str, config: dict[str, Any]) -> str:
-        tags = {SWEEP_TAG: self.sweep_id, KEY_TAG: key, "method": config["method"], "loss": config["loss"],
-                "seed": str(config["seed"]), "task": config["task"], "status": "running",
-                "grokbench.version": self.version}
+        tags = {
+            SWEEP_TAG: self.sweep_id,
+            KEY_TAG: key,
+            "method": config["method"],
+            "loss": config["loss"],
+            "seed": str(config["seed"]),
+            "task": config["task"],
+            "status": "running",
+            "grokbench.version": self.version,
+        }
         return self.store.create_run(self.experiment_id, key, {**self.context, **tags})
 
     def _log_settings(self, run_id: str, config: dict[str, Any]) -> None:
@@ -134,8 +150,7 @@ class TrialRuns(tune.Callback):
         self._patiently(lambda: self.store.log_text(run_id, json.dumps(summary, indent=2), "summary.json"))
         self._patiently(lambda: self.store.log_batch(run_id, metrics=metrics, tags=tags))
 
-    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: tune.Checkpoint,
-                      **info: Any) -> None:
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: tune.Checkpoint, **info: Any) -> None:
         # Tune reports an error raised here with a traceback and goes on; a store that is gone ends the sweep from
         # on_step_begin instead (`_patiently` has recorded it), with one clear message
         try:

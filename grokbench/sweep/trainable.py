@@ -54,8 +54,11 @@ def present(checkpoint: tune.Checkpoint) -> tune.Checkpoint:
     if fs.get_file_info(f"{checkpoint.path}/{STATE_FILE}").type == FileType.File:
         return checkpoint
     parent = checkpoint.path.rstrip("/").rsplit("/", 1)[0]
-    beside = sorted(info.path for info in fs.get_file_info(FileSelector(parent, allow_not_found=True))
-                    if info.type == FileType.Directory and CHECKPOINT_DIR.fullmatch(info.base_name))
+    beside = sorted(
+        info.path
+        for info in fs.get_file_info(FileSelector(parent, allow_not_found=True))
+        if info.type == FileType.Directory and CHECKPOINT_DIR.fullmatch(info.base_name)
+    )
     usable = [path for path in beside if fs.get_file_info(f"{path}/{STATE_FILE}").type == FileType.File]
     return tune.Checkpoint(usable[-1], filesystem=fs) if usable else checkpoint
 
@@ -89,8 +92,12 @@ def dataset_record(trial: Trial) -> dict[str, Any]:
     digest = hashlib.sha256()
     for tensor in tensors:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    profile = {"train_rows": len(data.x_train), "test_rows": len(data.x_test),
-               "features": int(data.x_train[0].numel()), "dtype": str(data.x_train.dtype).removeprefix("torch.")}
+    profile = {
+        "train_rows": len(data.x_train),
+        "test_rows": len(data.x_test),
+        "features": int(data.x_train[0].numel()),
+        "dtype": str(data.x_train.dtype).removeprefix("torch."),
+    }
     return dataset_input(trial.cfg.task, digest.hexdigest()[:12], trial.task.load_data.__module__, profile)
 
 
@@ -125,8 +132,13 @@ class Reporter:
 
     def flush(self, trial: Trial, with_checkpoint: bool, **extra: Any) -> None:
         # a search sees the objective as it stands (a trial still running projected to its budget)
-        result = {"step": trial.step, "curve": self.curve, OBJECTIVE: objective(trial),
-                  "node_id": self.node_id, **extra}
+        result = {
+            "step": trial.step,
+            "curve": self.curve,
+            OBJECTIVE: objective(trial),
+            "node_id": self.node_id,
+            **extra,
+        }
         if self.dataset is not None:
             result["dataset"], self.dataset = self.dataset, None
         _report(result, trial if with_checkpoint else None)

@@ -102,7 +102,10 @@ class Task:
     final_metrics: ClassVar[tuple[str, ...]] = ("train_acc", "test_acc", "noisy_test_acc")
     # the figures of the live progress line: (label, evaluation figure, format)
     progress_figures: ClassVar[tuple[tuple[str, str, str], ...]] = (
-        ("train", "train_acc", ".3f"), ("test", "test_acc", ".3f"), ("loss", "train_loss", ".3g"))
+        ("train", "train_acc", ".3f"),
+        ("test", "test_acc", ".3f"),
+        ("loss", "train_loss", ".3g"),
+    )
     presentation: ClassVar[Presentation] = Presentation()
     min_probe_size: ClassVar[int] = 1  # the fewest probe points its geometry metrics are defined on
 
@@ -128,8 +131,9 @@ class Task:
     def evaluator(self, cfg: TrialConfig, data: TaskData, device: torch.device) -> Evaluator:
         """Accuracy and loss on train and test, accuracy under `perturb` of size `noise_std`, and input-space
         geometry on the first `probe_size` training points."""
-        noisy_test = self.perturb(data.x_test[: cfg.probe_size], cfg.task_settings.noise_std,
-                                  torch.Generator().manual_seed(ROBUSTNESS_SEED))
+        noisy_test = self.perturb(
+            data.x_test[: cfg.probe_size], cfg.task_settings.noise_std, torch.Generator().manual_seed(ROBUSTNESS_SEED)
+        )
         return Classification(data.to(device), self.loss_fn(cfg), noisy_test.to(device), cfg.probe_size)
 
     def criterion(self, cfg: TrialConfig) -> Criterion:
@@ -153,7 +157,7 @@ def scale_weights(model: nn.Module, init_scale: float) -> nn.Module:
 def mlp(widths: list[int], dtype: torch.dtype) -> nn.Sequential:
     """A bias-free ReLU MLP with the given layer widths, PyTorch's default initialisation, on the CPU."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=False)):
         if i:
             layers.append(nn.ReLU())
         layers.append(nn.Linear(n_in, n_out, bias=False, dtype=dtype))

@@ -101,8 +101,17 @@ class Mnist(Task):
     name = "mnist"
     description = "MNIST, 1024/1024 points, 784-196-196-196-10 bias-free ReLU MLP, init scale 8 (GrokAlign Table 1)"
     Settings = MnistSettings
-    defaults = dict(loss="ce", init_scale=8.0, optimizer="adamw", lr=1e-3, weight_decay=0.01, batch_size=256,
-                    max_epochs=100_000, eval_every=10, dtype="float64")
+    defaults = dict(
+        loss="ce",
+        init_scale=8.0,
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=0.01,
+        batch_size=256,
+        max_epochs=100_000,
+        eval_every=10,
+        dtype="float64",
+    )
     losses = ("ce", "mse")
     grok_threshold = 0.85
 

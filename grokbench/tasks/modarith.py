@@ -36,8 +36,11 @@ class ModArithSettings(Settings):
     p: int = setting(113, "the modulus, a prime ≥ 3")
     op: str = setting("add", "add | sub | mul | div: a+b, a−b, a·b, a·b⁻¹ (mod p); b ≠ 0 for mul and div")
     train_fraction: float = setting(0.3, "share of all equations trained on; the rest is the test set")
-    data_seed: int | None = setting(None, "seed of the train/test split (default: the trial's seed, as the Grokfast "
-                                          "authors; a number keeps one split across seeds)")
+    data_seed: int | None = setting(
+        None,
+        "seed of the train/test split (default: the trial's seed, as the Grokfast "
+        "authors; a number keeps one split across seeds)",
+    )
     op_token: bool = setting(False, "inputs `a ∘ b =` (vocabulary p + 2, Grokfast) instead of `a b =` (p + 1, Nanda)")
     n_layers: int = setting(1, "transformer layers")
     d_model: int = setting(128, "width of the residual stream")
@@ -46,10 +49,16 @@ class ModArithSettings(Settings):
     activation: str = setting("relu", "relu | gelu")
     layer_norm: bool = setting(False, "LayerNorm before attention and MLP and before the head (Grokfast's blocks)")
     attention_bias: bool = setting(False, "biases in the attention projections (nn.MultiheadAttention's)")
-    init: str = setting("nanda", "nanda (N(0, 1/d_model) matrices, Nanda et al.) | torch (PyTorch modules' defaults, "
-                                 "the Grokfast authors' model)")
-    float64_loss: bool = setting(True, "log-softmax of the loss in float64 (Nanda et al.: float32 cannot resolve "
-                                       "losses below ≈1e-7, which spikes the loss late in training)")
+    init: str = setting(
+        "nanda",
+        "nanda (N(0, 1/d_model) matrices, Nanda et al.) | torch (PyTorch modules' defaults, "
+        "the Grokfast authors' model)",
+    )
+    float64_loss: bool = setting(
+        True,
+        "log-softmax of the loss in float64 (Nanda et al.: float32 cannot resolve "
+        "losses below ≈1e-7, which spikes the loss late in training)",
+    )
     freeze_embeddings: bool = setting(False, "do not train the token embedding (GrokAlign Fig. 9)")
 
     def check(self) -> None:
@@ -59,8 +68,11 @@ class ModArithSettings(Settings):
         one_of("op", self.op, OPS)
         n = equation_count(self)
         if not 0 < self.train_fraction < 1 or int(self.train_fraction * n) in (0, n):
-            raise ConfigError("train_fraction", f"must be between 0 and 1, leaving at least one of the {n} "
-                                                f"equations on each side of the split, got {self.train_fraction}")
+            raise ConfigError(
+                "train_fraction",
+                f"must be between 0 and 1, leaving at least one of the {n} "
+                f"equations on each side of the split, got {self.train_fraction}",
+            )
         if self.data_seed is not None and self.data_seed < 0:
             raise ConfigError("data_seed", f"must be >= 0, got {self.data_seed}")
         for name in ("n_layers", "d_model", "n_heads", "d_mlp"):
@@ -116,14 +128,55 @@ class ModArithEvaluation:
         return figures
 
 
-NANDA = dict(p=113, op="add", train_fraction=0.3, op_token=False, n_layers=1, d_model=128, n_heads=4, d_mlp=512,
-             activation="relu", layer_norm=False, attention_bias=False, init="nanda", float64_loss=True,
-             optimizer="adamw", lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, warmup_steps=10,
-             batch_order="fixed", max_epochs=50_000, eval_every=50)
-GROKFAST = dict(p=97, op="mul", train_fraction=0.5, op_token=True, n_layers=2, d_model=128, n_heads=4, d_mlp=512,
-                activation="gelu", layer_norm=True, attention_bias=True, init="torch", float64_loss=False,
-                optimizer="adam", lr=1e-3, weight_decay=0.0, beta1=0.9, beta2=0.98, warmup_steps=10,
-                batch_size=512, batch_order="shuffle", max_epochs=30_000, eval_every=20)
+NANDA = dict(
+    p=113,
+    op="add",
+    train_fraction=0.3,
+    op_token=False,
+    n_layers=1,
+    d_model=128,
+    n_heads=4,
+    d_mlp=512,
+    activation="relu",
+    layer_norm=False,
+    attention_bias=False,
+    init="nanda",
+    float64_loss=True,
+    optimizer="adamw",
+    lr=1e-3,
+    weight_decay=1.0,
+    beta1=0.9,
+    beta2=0.98,
+    warmup_steps=10,
+    batch_order="fixed",
+    max_epochs=50_000,
+    eval_every=50,
+)
+GROKFAST = dict(
+    p=97,
+    op="mul",
+    train_fraction=0.5,
+    op_token=True,
+    n_layers=2,
+    d_model=128,
+    n_heads=4,
+    d_mlp=512,
+    activation="gelu",
+    layer_norm=True,
+    attention_bias=True,
+    init="torch",
+    float64_loss=False,
+    optimizer="adam",
+    lr=1e-3,
+    weight_decay=0.0,
+    beta1=0.9,
+    beta2=0.98,
+    warmup_steps=10,
+    batch_size=512,
+    batch_order="shuffle",
+    max_epochs=30_000,
+    eval_every=20,
+)
 
 
 class ModArith(Task):
@@ -131,17 +184,27 @@ class ModArith(Task):
     description = "a ∘ b = c (mod p) on a small transformer; presets nanda (default) and grokfast"
     Settings = ModArithSettings
     # the Nanda preset's shared settings; full batch is added in shared_defaults
-    defaults = dict(loss="ce", init_scale=1.0, dtype="float32",
-                    **{k: v for k, v in NANDA.items() if k not in ModArithSettings.names()})
+    defaults = dict(
+        loss="ce",
+        init_scale=1.0,
+        dtype="float32",
+        **{k: v for k, v in NANDA.items() if k not in ModArithSettings.names()},
+    )
     losses = ("ce",)
     presets = {"nanda": NANDA, "grokfast": GROKFAST}
     grok_threshold = 0.95
     final_metrics = ("train_acc", "test_acc", "gini_embed", "gini_unembed")
     # Grokfast's authors plot accuracy against log steps; GrokAlign Figs. 8–9 the Gini coefficients, with trained and
     # with frozen embeddings (two conditions); the Grokfast arms change the weight decay with the filter
-    presentation = Presentation(name="gini", title="Gini coefficients", tabled=("gini_embed", "gini_unembed"),
-                                plotted=("gini_embed", "gini_unembed"), log_steps=True,
-                                conditions=("freeze_embeddings",), variants=("weight_decay",))
+    presentation = Presentation(
+        name="gini",
+        title="Gini coefficients",
+        tabled=("gini_embed", "gini_unembed"),
+        plotted=("gini_embed", "gini_unembed"),
+        log_steps=True,
+        conditions=("freeze_embeddings",),
+        variants=("weight_decay",),
+    )
 
     def shared_defaults(self, settings: ModArithSettings) -> dict[str, Any]:
         return {**super().shared_defaults(settings), "batch_size": self._train_size(settings)}  # full batch
@@ -163,12 +226,23 @@ class ModArith(Task):
 
     def build_model(self, cfg: TrialConfig) -> nn.Module:
         s = cfg.task_settings
-        return Transformer(Architecture(
-            vocabulary=s.p + 2 if s.op_token else s.p + 1, sequence_length=4 if s.op_token else 3,
-            n_layers=s.n_layers, d_model=s.d_model, n_heads=s.n_heads, d_mlp=s.d_mlp, activation=s.activation,
-            layer_norm=s.layer_norm, attention_bias=s.attention_bias, init=s.init, init_scale=cfg.init_scale,
-            freeze_embeddings=s.freeze_embeddings, dtype=getattr(torch, cfg.dtype),
-        ))
+        return Transformer(
+            Architecture(
+                vocabulary=s.p + 2 if s.op_token else s.p + 1,
+                sequence_length=4 if s.op_token else 3,
+                n_layers=s.n_layers,
+                d_model=s.d_model,
+                n_heads=s.n_heads,
+                d_mlp=s.d_mlp,
+                activation=s.activation,
+                layer_norm=s.layer_norm,
+                attention_bias=s.attention_bias,
+                init=s.init,
+                init_scale=cfg.init_scale,
+                freeze_embeddings=s.freeze_embeddings,
+                dtype=getattr(torch, cfg.dtype),
+            )
+        )
 
     def loss_fn(self, cfg: TrialConfig) -> LossFn:
         return float64_cross_entropy if cfg.task_settings.float64_loss else LOSSES[cfg.loss]

@@ -47,11 +47,14 @@ class PolynomialSettings(Settings):
         non_negative("data_seed", self.data_seed)
         for name in ("memorise_threshold", "grok_threshold", "grok_strict_threshold"):
             if not 0 < getattr(self, name) < 1:
-                raise ConfigError(name, f"must be between 0 and 1 (a share of the initial loss), "
-                                        f"got {getattr(self, name)}")
+                raise ConfigError(
+                    name, f"must be between 0 and 1 (a share of the initial loss), got {getattr(self, name)}"
+                )
         if self.grok_strict_threshold > self.grok_threshold:
-            raise ConfigError("grok_strict_threshold", f"must be at most grok_threshold ({self.grok_threshold}), "
-                                                       f"got {self.grok_strict_threshold}")
+            raise ConfigError(
+                "grok_strict_threshold",
+                f"must be at most grok_threshold ({self.grok_threshold}), got {self.grok_strict_threshold}",
+            )
 
 
 class CentredTwoLayer(nn.Module):
@@ -89,8 +92,11 @@ class CentredTwoLayer(nn.Module):
         φ'(h) = 1 + εh, Σ_i φ'(w_i·x) φ'(w_i·x') = N + ε(x + x')·Σ_i w_i + ε² xᵀ(WᵀW)x', which costs O(ND² + B²D)
         instead of O(B²N) for the sum over units."""
         total, gram = weight.sum(dim=0), weight.T @ weight
-        slopes = (len(weight) + self.epsilon * ((x @ total)[:, None] + (x2 @ total)[None, :])
-                  + self.epsilon ** 2 * (x @ gram @ x2.T))
+        slopes = (
+            len(weight)
+            + self.epsilon * ((x @ total)[:, None] + (x2 @ total)[None, :])
+            + self.epsilon**2 * (x @ gram @ x2.T)
+        )
         return (self.alpha / len(weight)) ** 2 * slopes * (x @ x2.T)
 
 
@@ -135,47 +141,81 @@ class PolynomialEvaluation:
         self.initial_kernel = model.ntk(self.probe, self.probe, w0)
         self.initial_out = model.uncentred(self.inputs, w0)
         self.lazy_test_loss = kernel_regression_test_loss(
-            model.ntk(x_train, x_train, w0), model.ntk(self.data.x_test, x_train, w0), self.data.y_train,
-            self.data.y_test)
+            model.ntk(x_train, x_train, w0),
+            model.ntk(self.data.x_test, x_train, w0),
+            self.data.y_train,
+            self.data.y_test,
+        )
 
 
 class Polynomial(Task):
     name = "polynomial"
-    description = ("y = (β·x)²/2 in D dimensions on a centred two-layer net, output scale α (Kumar et al.; defaults: "
-                   "D = 100, width 500)")
+    description = (
+        "y = (β·x)²/2 in D dimensions on a centred two-layer net, output scale α (Kumar et al.; defaults: "
+        "D = 100, width 500)"
+    )
     Settings = PolynomialSettings
-    defaults = dict(loss="mse", init_scale=1.0, optimizer="sgd", weight_decay=0.0, max_epochs=100_000,
-                    eval_every=10, dtype="float64")
+    defaults = dict(
+        loss="mse",
+        init_scale=1.0,
+        optimizer="sgd",
+        weight_decay=0.0,
+        max_epochs=100_000,
+        eval_every=10,
+        dtype="float64",
+    )
     losses = ("mse",)
     # no accuracy: adversarial training's noise follows the train accuracy, undefined for a regression
     capabilities = frozenset({"input_noise", "input_jacobian"})
-    final_metrics = ("train_loss", "test_loss", "train_loss_rel", "test_loss_rel", "ntk_distance",
-                     "kernel_alignment", "weight_change", "kernel_regression_test_loss",
-                     "kernel_regression_test_loss_rel")
+    final_metrics = (
+        "train_loss",
+        "test_loss",
+        "train_loss_rel",
+        "test_loss_rel",
+        "ntk_distance",
+        "kernel_alignment",
+        "weight_change",
+        "kernel_regression_test_loss",
+        "kernel_regression_test_loss_rel",
+    )
     min_probe_size = 2  # the centred kernel alignment of a single point is 0/0
-    progress_figures = (("train", "train_loss_rel", ".3g"), ("test", "test_loss_rel", ".3g"),
-                        ("ntk distance", "ntk_distance", ".3g"))
+    progress_figures = (
+        ("train", "train_loss_rel", ".3g"),
+        ("test", "test_loss_rel", ".3g"),
+        ("ntk distance", "ntk_distance", ".3g"),
+    )
     # its relative losses on log axes beside the kernel-regression line, and the kernel diagnostics; a learning rate
     # off N/α² names a row of its own (a baseline at Grokfast's effective step, the control of its gain)
     presentation = Presentation(
-        train="train_loss_rel", test="test_loss_rel", label="loss / its initial value", log=True,
-        reference="kernel_regression_test_loss_rel", title="Kernel diagnostics",
+        train="train_loss_rel",
+        test="test_loss_rel",
+        label="loss / its initial value",
+        log=True,
+        reference="kernel_regression_test_loss_rel",
+        title="Kernel diagnostics",
         tabled=("ntk_distance", "kernel_alignment", "weight_change"),
-        plotted=("ntk_distance", "kernel_alignment", "weight_change"), variants=("lr",),
-        gap=("train_loss", "test_loss", 0.1))  # Kumar et al.'s Fig. 3e: train and test MSE below 0.1
+        plotted=("ntk_distance", "kernel_alignment", "weight_change"),
+        variants=("lr",),
+        gap=("train_loss", "test_loss", 0.1),
+    )  # Kumar et al.'s Fig. 3e: train and test MSE below 0.1
 
     def shared_defaults(self, settings: PolynomialSettings) -> dict[str, Any]:
         # full-batch gradient descent at the paper's η = N/α²
-        return {**super().shared_defaults(settings), "batch_size": settings.train_size,
-                "lr": settings.width / settings.alpha ** 2}
+        return {
+            **super().shared_defaults(settings),
+            "batch_size": settings.train_size,
+            "lr": settings.width / settings.alpha**2,
+        }
 
     def load_data(self, cfg: TrialConfig) -> TaskData:
         s = cfg.task_settings
         generator = torch.Generator().manual_seed(s.data_seed)
         dtype = getattr(torch, cfg.dtype)
         beta = torch.randn(s.dim, generator=generator, dtype=torch.float64)
-        x_train, x_test = (torch.randn(n, s.dim, generator=generator, dtype=torch.float64) / s.dim ** 0.5
-                           for n in (s.train_size, s.test_size))
+        x_train, x_test = (
+            torch.randn(n, s.dim, generator=generator, dtype=torch.float64) / s.dim**0.5
+            for n in (s.train_size, s.test_size)
+        )
         target = lambda x: (x @ beta).square() / 2  # noqa: E731
         return TaskData(*(t.to(dtype) for t in (x_train, target(x_train), x_test, target(x_test))))
 

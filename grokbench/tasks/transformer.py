@@ -83,8 +83,11 @@ class Initialiser:
         """Three d × d matrices, drawn as nn.MultiheadAttention draws its stacked (3d × d) in-projection
         (Xavier-uniform over the stack) for `torch`."""
         d, dtype = self.arch.d_model, self.arch.dtype
-        stacked = _normal((3 * d, d), 1.0 / d, dtype) if self.arch.init == "nanda" \
+        stacked = (
+            _normal((3 * d, d), 1.0 / d, dtype)
+            if self.arch.init == "nanda"
             else _uniform((3 * d, d), math.sqrt(6.0 / (4 * d)), dtype)
+        )
         return [self._scaled(part.clone()) for part in stacked.chunk(3)]
 
     def bias(self, n_out: int, fan_in: int) -> nn.Parameter:
@@ -116,8 +119,9 @@ class Block(nn.Module):
             self.norm1_weight, self.norm1_bias = init.norm()
             self.norm2_weight, self.norm2_bias = init.norm()
         self.q_weight, self.k_weight, self.v_weight = init.query_key_value()
-        self.q_bias, self.k_bias, self.v_bias = (init.zeros(d) for _ in range(3)) if arch.attention_bias \
-            else (None,) * 3
+        self.q_bias, self.k_bias, self.v_bias = (
+            (init.zeros(d) for _ in range(3)) if arch.attention_bias else (None,) * 3
+        )
         self.out_weight = init.weight(d, d)
         self.out_bias = init.zeros(d) if arch.attention_bias else None
         self.mlp_in_weight, self.mlp_in_bias = init.weight(arch.d_mlp, d), init.bias(arch.d_mlp, d)
@@ -149,8 +153,9 @@ class Block(nn.Module):
             scores = scores.masked_fill(future.unsqueeze(-1), float("-inf"))
         z = (softmax(scores, dim=2).unsqueeze(-1) * v.unsqueeze(1)).sum(2).flatten(2)  # (B, S_q, d)
         x = x + F.linear(z, self.out_weight, self.out_bias)
-        hidden = F.layer_norm(x, x.shape[-1:], self.norm2_weight, self.norm2_bias, LAYER_NORM_EPS) \
-            if self.layer_norm else x
+        hidden = (
+            F.layer_norm(x, x.shape[-1:], self.norm2_weight, self.norm2_bias, LAYER_NORM_EPS) if self.layer_norm else x
+        )
         hidden = F.linear(hidden, self.mlp_in_weight, self.mlp_in_bias)
         hidden = F.relu(hidden) if self.activation == "relu" else F.gelu(hidden)
         return x + F.linear(hidden, self.mlp_out_weight, self.mlp_out_bias)

@@ -51,8 +51,16 @@ class Xor(Task):
     name = "xor"
     description = "XOR clusters in R^p (ε = 0.05), 400 train points, 2-layer ReLU net of 512 units"
     Settings = XorSettings
-    defaults = dict(loss="mse", init_scale=12.0, optimizer="sgd", lr=0.04, weight_decay=0.1, max_epochs=1000,
-                    eval_every=2, dtype="float32")
+    defaults = dict(
+        loss="mse",
+        init_scale=12.0,
+        optimizer="sgd",
+        lr=0.04,
+        weight_decay=0.1,
+        max_epochs=1000,
+        eval_every=2,
+        dtype="float32",
+    )
     losses = ("mse",)
     grok_threshold = 0.95
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import parameters, run_collecting, straight_and_resumed
 from torch.func import jacrev
 
 from grokbench import jacobian
@@ -21,7 +22,6 @@ from grokbench.methods.grokalign import ESTIMATORS
 from grokbench.tasks import TASKS
 from grokbench.tasks.modarith import ModArithSettings, equations, float64_cross_entropy
 from grokbench.train import Trial
-from helpers import parameters, run_collecting, straight_and_resumed
 
 MODARITH = TASKS["modarith"]
 # one small layer on p = 11: a trial of a few epochs takes a fraction of a second
@@ -46,26 +46,49 @@ def every_position_then_last(model, tokens):
 
 # ---- presets and settings -----------------------------------------------------------------------------------
 
+
 def test_the_default_is_the_nanda_preset_with_full_batch():
     default, nanda = (resolve(TrialConfig.of(task="modarith", **extra)) for extra in ({}, {"preset": "nanda"}))
     assert default.to_dict() == {**nanda.to_dict(), "preset": None}
     s = default.task_settings
     assert (s.p, s.op, s.train_fraction, s.n_layers, s.d_model, s.n_heads, s.d_mlp) == (113, "add", 0.3, 1, 128, 4, 512)
     assert (s.activation, s.layer_norm, s.op_token, s.init, s.float64_loss) == ("relu", False, False, "nanda", True)
-    assert (default.optimizer, default.lr, default.weight_decay, default.beta1, default.beta2) == \
-        ("adamw", 1e-3, 1.0, 0.9, 0.98)
-    assert (default.warmup_steps, default.batch_size, default.batch_order, default.dtype) == \
-        (10, 3830, "fixed", "float32")  # 30 % of 113² equations, all in one batch
+    assert (default.optimizer, default.lr, default.weight_decay, default.beta1, default.beta2) == (
+        "adamw",
+        1e-3,
+        1.0,
+        0.9,
+        0.98,
+    )
+    assert (default.warmup_steps, default.batch_size, default.batch_order, default.dtype) == (
+        10,
+        3830,
+        "fixed",
+        "float32",
+    )  # 30 % of 113² equations, all in one batch
 
 
 def test_the_grokfast_preset():
     cfg = resolve(TrialConfig.of(task="modarith", preset="grokfast"))
     s = cfg.task_settings
-    assert (s.p, s.op, s.train_fraction, s.n_layers, s.activation, s.layer_norm, s.op_token) == \
-        (97, "mul", 0.5, 2, "gelu", True, True)
+    assert (s.p, s.op, s.train_fraction, s.n_layers, s.activation, s.layer_norm, s.op_token) == (
+        97,
+        "mul",
+        0.5,
+        2,
+        "gelu",
+        True,
+        True,
+    )
     assert (s.attention_bias, s.init, s.float64_loss) == (True, "torch", False)
-    assert (cfg.optimizer, cfg.weight_decay, cfg.beta2, cfg.warmup_steps, cfg.batch_size, cfg.batch_order) == \
-        ("adam", 0.0, 0.98, 10, 512, "shuffle")
+    assert (cfg.optimizer, cfg.weight_decay, cfg.beta2, cfg.warmup_steps, cfg.batch_size, cfg.batch_order) == (
+        "adam",
+        0.0,
+        0.98,
+        10,
+        512,
+        "shuffle",
+    )
     assert MODARITH.train_size(cfg) == 97 * 96 // 2  # ten batches an epoch, the last of 48
 
 
@@ -88,22 +111,35 @@ def test_bad_settings_give_one_clear_line_and_exit_code_2(flags, message, capsys
 
 
 def test_bad_settings_exit_2_in_a_real_process_from_another_directory(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "grokbench.cli", "run", "modarith", "--p", "21"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grokbench.cli", "run", "modarith", "--p", "21"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "grokbench: error: p: must be a prime ≥ 3, got 21 (divisible by 3)"
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op, apply", [("add", lambda a, b: a + b), ("sub", lambda a, b: a - b),
-                                       ("mul", lambda a, b: a * b), ("div", lambda a, b: a * pow(b, -1, 7))])
+
+@pytest.mark.parametrize(
+    "op, apply",
+    [
+        ("add", lambda a, b: a + b),
+        ("sub", lambda a, b: a - b),
+        ("mul", lambda a, b: a * b),
+        ("div", lambda a, b: a * pow(b, -1, 7)),
+    ],
+)
 def test_equations_are_every_pair_with_its_answer(op, apply):
     x, y = equations(ModArithSettings(p=7, op=op))
     pairs = sorted((int(a), int(b)) for a, b, _ in x)
     first_b = 1 if op in ("mul", "div") else 0
     assert pairs == [(a, b) for a in range(7) for b in range(first_b, 7)]
-    assert all(int(c) == apply(int(a), int(b)) % 7 for (a, b, _), c in zip(x, y))
+    assert all(int(c) == apply(int(a), int(b)) % 7 for (a, b, _), c in zip(x, y, strict=False))
     assert (x[:, 2] == 7).all()  # `=`
 
 
@@ -124,6 +160,7 @@ def test_the_split_follows_the_trial_seed_unless_a_data_seed_fixes_it():
 
 
 # ---- the model ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("settings", [{}, {"n_layers": 2}, TINY_GROKFAST], ids=["nanda", "two-layers", "grokfast"])
 def test_the_cheap_paths_compute_what_the_plain_computation_does(settings):
@@ -182,6 +219,7 @@ def test_loss_precision_is_a_setting():
 
 # ---- the methods at the input embedding -----------------------------------------------------------------------
 
+
 def test_grokalign_takes_the_jacobian_of_the_logits_at_the_embedded_sequence():
     model, tokens = model_and_tokens(**TINY_GROKFAST)
     embedded = model.embed(tokens)
@@ -190,8 +228,9 @@ def test_grokalign_takes_the_jacobian_of_the_logits_at_the_embedded_sequence():
     out, squared = jacobian.exact(model.from_embeddings, embedded, torch.Generator())
     assert torch.allclose(squared.sqrt(), reference.flatten(1).norm(dim=1), atol=1e-10, rtol=0)
 
-    trial = Trial(TrialConfig.of(**TINY_GROKFAST, method="grokalign", lam=0.3, grokalign_estimator="exact",
-                                 dtype="float64"))
+    trial = Trial(
+        TrialConfig.of(**TINY_GROKFAST, method="grokalign", lam=0.3, grokalign_estimator="exact", dtype="float64")
+    )
     x, y = trial.batches[0]
     objective = trial.method.objective(trial.model, x, y, trial.loss_fn)
     model = trial.model
@@ -242,8 +281,28 @@ def test_save_restore_continue_equals_an_uninterrupted_run():
 
 
 def test_run_json_ends_with_the_summary_and_its_gini_values(capsys):
-    assert main(["run", "modarith", "--p", "23", "--op", "add", "--train-fraction", "0.5", "--max-epochs", "3",
-                 "--d-model", "32", "--d-mlp", "64", "--json"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "modarith",
+                "--p",
+                "23",
+                "--op",
+                "add",
+                "--train-fraction",
+                "0.5",
+                "--max-epochs",
+                "3",
+                "--d-model",
+                "32",
+                "--d-mlp",
+                "64",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["task"] == "modarith" and summary["epochs"] == 3
@@ -252,6 +311,7 @@ def test_run_json_ends_with_the_summary_and_its_gini_values(capsys):
 
 
 # ---- Gini of Fourier-component norms --------------------------------------------------------------------------
+
 
 def hand_gini(values):
     """Σᵢⱼ |xᵢ − xⱼ| / (2 n Σ x), term by term."""
@@ -302,8 +362,9 @@ def test_gini_of_matrices_with_known_fourier_content():
 
     # multiplication: the Legendre symbol (a/p) = (−1)^(log a) is the alternating component of ℤ_(p−1) alone;
     # token 0 is left out. In token order (p ≡ 1 mod 4: an even sequence) it spreads evenly over the 6 cosines.
-    legendre = torch.tensor([0.0] + [1.0 if pow(int(t), (p - 1) // 2, p) == 1 else -1.0 for t in a[1:]],
-                            dtype=torch.float64)
+    legendre = torch.tensor(
+        [0.0] + [1.0 if pow(int(t), (p - 1) // 2, p) == 1 else -1.0 for t in a[1:]], dtype=torch.float64
+    )
     multiplicative = FourierGini(p, multiplicative=True, device=torch.device("cpu"))
     assert multiplicative(legendre.unsqueeze(1)).item() == pytest.approx((p - 2) / (p - 1))
     assert additive(legendre.unsqueeze(1)).item() == pytest.approx(hand_gini([0.0] * 7 + [1.0] * 6))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from test_analysis import log_trial
 
 from analysis.runs import load_runs
 from analysis.tables import default_out
@@ -17,11 +18,16 @@ from grokbench.sweep import mlflow_store
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
 from grokbench.sweep.mlflow_store import (
-    KIND_TAG, TrackingStore, absolute_uri, check_readable, context_tags, trial_filter, tracking_uri,
+    KIND_TAG,
+    TrackingStore,
+    absolute_uri,
+    check_readable,
+    context_tags,
+    tracking_uri,
+    trial_filter,
 )
-from test_analysis import log_trial
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -141,7 +147,8 @@ def test_searches_read_every_page_and_only_trials(tmp_path, migrated_store, monk
     assert sorted(r.data.tags[KEY_TAG] for r in store.trial_runs([experiment_id])) == [f"k{i}" for i in range(5)]
     assert [r.data.tags[KEY_TAG] for r in store.trial_runs([experiment_id], "s-1", "k3")] == ["k3"]
     assert {key: t.sweep_id for key, t in store.stored_trials("grokbench/paged").items()} == {
-        f"k{i}": "s-1" for i in range(5)}
+        f"k{i}": "s-1" for i in range(5)
+    }
     assert len(store.run_rows([experiment_id])) == 5
 
 
@@ -166,7 +173,9 @@ def test_runs_say_who_made_them_from_which_source_and_commit():
     assert tags["mlflow.source.git.commit"] == head.strip()
 
 
-def test_a_dataset_input_travels_through_export_and_import_and_the_checkpoint_stays_behind(tmp_path, migrated_store, capsys):
+def test_a_dataset_input_travels_through_export_and_import_and_the_checkpoint_stays_behind(
+    tmp_path, migrated_store, capsys
+):
     from ray import tune
 
     from grokbench.config import TrialConfig
@@ -181,8 +190,10 @@ def test_a_dataset_input_travels_through_export_and_import_and_the_checkpoint_st
     import pyarrow.fs
 
     s3 = pyarrow.fs.S3FileSystem(region="us-east-1", anonymous=True)
-    assert checkpoint_uri(tune.Checkpoint("bucket/sweep/checkpoint_000001", filesystem=s3)) == \
-        "s3://bucket/sweep/checkpoint_000001"
+    assert (
+        checkpoint_uri(tune.Checkpoint("bucket/sweep/checkpoint_000001", filesystem=s3))
+        == "s3://bucket/sweep/checkpoint_000001"
+    )
     assert checkpoint_uri(tune.Checkpoint(str(tmp_path))) == str(tmp_path)
 
     uris = {}
@@ -211,11 +222,10 @@ def test_a_dataset_input_travels_through_export_and_import_and_the_checkpoint_st
     assert "grokbench.checkpoint" in original.data.tags and "grokbench.checkpoint" not in imported.data.tags
 
 
-OLD_MAIN = Path(__file__).parent / "fixtures" / "old_main_xor_tiny"
+OLD_MAIN = Path(__file__).parents[1] / "fixtures" / "old_main_xor_tiny"
 
 
-def test_trials_stored_by_earlier_code_are_skipped_by_a_grid_sweep_and_counted_once(tmp_path, migrated_store,
-                                                                                      capsys):
+def test_trials_stored_by_earlier_code_are_skipped_by_a_grid_sweep_and_counted_once(tmp_path, migrated_store, capsys):
     """An archive of runs written by the code at 7ed46c0, whose trial keys hashed the budget and every method's
     settings: today's code recognises them by recomputing each run's identity from its stored settings."""
     shutil.copy(migrated_store, tmp_path / "mlflow.db")
@@ -227,8 +237,12 @@ def test_trials_stored_by_earlier_code_are_skipped_by_a_grid_sweep_and_counted_o
     assert not (tmp_path / "results").exists()  # no Ray, no sweep: nothing was started
 
     tables = tmp_path / "tables"
-    assert tables_main(["--tracking-uri", uri, "--experiment", "xor_tiny", "--out", str(tables), "--format", "md",
-                        "--no-log"]) == 0
+    assert (
+        tables_main(
+            ["--tracking-uri", uri, "--experiment", "xor_tiny", "--out", str(tables), "--format", "md", "--no-log"]
+        )
+        == 0
+    )
     for name in ("trials.md", "geometry.md"):  # what the code of then gave on these runs
         assert (tables / name).read_text() == (OLD_MAIN / name).read_text()
     assert (tables / "table1_mse.md").read_text().count("| 2/2 |") == 2

@@ -16,8 +16,18 @@ import yaml
 
 from analysis.runs import AnalysisError
 from analysis.tuning import (
-    best_trials, history, history_figure, main as tuning_main, objective, searched, select_tuned, setting_label,
-    trials_table, tuned_tables,
+    best_trials,
+    history,
+    history_figure,
+    objective,
+    searched,
+    select_tuned,
+    setting_label,
+    trials_table,
+    tuned_tables,
+)
+from analysis.tuning import (
+    main as tuning_main,
 )
 from grokbench.config import TrialConfig, resolve
 from grokbench.sweep.errors import SweepError
@@ -26,25 +36,57 @@ from grokbench.sweep.plan import search_example
 from grokbench.sweep.report import methods_block, tuned_setting
 from grokbench.sweep.spec import load_sweep
 
-SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 
 
-def run(method, seed, status="grokked", time_s=10.0, steps=400, wd=0.01, lam=0.0, start=0, max_epochs=1000,
-        sweep="tune-1", variant=""):
+def run(
+    method,
+    seed,
+    status="grokked",
+    time_s=10.0,
+    steps=400,
+    wd=0.01,
+    lam=0.0,
+    start=0,
+    max_epochs=1000,
+    sweep="tune-1",
+    variant="",
+):
     """One trial as analysis.runs reads it: grokked at `steps` / `time_s`; censored at its budget of `max_epochs`
     epochs (4 updates each) after `time_s` seconds; diverged at `steps` after `time_s`."""
     grokked = status == "grokked"
     steps_run = steps if status != "censored" else 4 * max_epochs
     return {
-        "run_id": f"{method}-{seed}-{start}", "experiment": "x", "start_time": start, "sweep_id": sweep,
-        "trial_key": f"{method}-{seed}-{wd}-{lam}-{start}", "status": status, "method": method, "loss": "ce",
-        "task": "mnist", "variant": variant, "lam": lam, "init_scale": 8.0, "seed": float(seed),
-        "max_epochs": float(max_epochs), "eval_every": 10.0, "weight_decay": wd, "lr": 1e-3,
-        "steps": float(steps_run), "epochs": steps_run / 4, "train_time_s": time_s, "wall_s": time_s,
-        "steps_to_memorise": 40.0, "epochs_to_memorise": 10.0, "time_to_memorise_s": 1.0,
-        "steps_to_grok": float(steps) if grokked else np.nan, "epochs_to_grok": steps / 4 if grokked else np.nan,
-        "time_to_grok_s": time_s if grokked else np.nan, "grok_phase_time_s": time_s - 1.0 if grokked else np.nan,
-        "final_train_acc": 1.0, "final_test_acc": 0.9 if grokked else 0.6,
+        "run_id": f"{method}-{seed}-{start}",
+        "experiment": "x",
+        "start_time": start,
+        "sweep_id": sweep,
+        "trial_key": f"{method}-{seed}-{wd}-{lam}-{start}",
+        "status": status,
+        "method": method,
+        "loss": "ce",
+        "task": "mnist",
+        "variant": variant,
+        "lam": lam,
+        "init_scale": 8.0,
+        "seed": float(seed),
+        "max_epochs": float(max_epochs),
+        "eval_every": 10.0,
+        "weight_decay": wd,
+        "lr": 1e-3,
+        "steps": float(steps_run),
+        "epochs": steps_run / 4,
+        "train_time_s": time_s,
+        "wall_s": time_s,
+        "steps_to_memorise": 40.0,
+        "epochs_to_memorise": 10.0,
+        "time_to_memorise_s": 1.0,
+        "steps_to_grok": float(steps) if grokked else np.nan,
+        "epochs_to_grok": steps / 4 if grokked else np.nan,
+        "time_to_grok_s": time_s if grokked else np.nan,
+        "grok_phase_time_s": time_s - 1.0 if grokked else np.nan,
+        "final_train_acc": 1.0,
+        "final_test_acc": 0.9 if grokked else 0.6,
     }
 
 
@@ -67,6 +109,7 @@ def tuning():
 
 
 # ---- the tuning's history and its best -----------------------------------------------------------------------------
+
 
 def test_the_objective_is_seconds_to_grok_else_the_budgets_seconds(tuning):
     values = objective(tuning).tolist()
@@ -108,15 +151,21 @@ def test_the_history_figure_is_written(tuning, tmp_path):
 
 # ---- the paste-able block --------------------------------------------------------------------------------------------
 
+
 def test_the_tuned_block_pasted_over_the_confirmation_sweep_gives_trials_at_the_tuned_values(tmp_path):
     tuned = {
-        "baseline": tuned_setting(resolve(TrialConfig.of(method="baseline", weight_decay=0.312345678)),
-                                  ["weight_decay"]),
-        "grokalign": tuned_setting(resolve(TrialConfig.of(method="grokalign", weight_decay=2.0e-3, lam=1.0e-5,
-                                                          grokalign_every=4)), ["weight_decay", "lam"]),
+        "baseline": tuned_setting(
+            resolve(TrialConfig.of(method="baseline", weight_decay=0.312345678)), ["weight_decay"]
+        ),
+        "grokalign": tuned_setting(
+            resolve(TrialConfig.of(method="grokalign", weight_decay=2.0e-3, lam=1.0e-5, grokalign_every=4)),
+            ["weight_decay", "lam"],
+        ),
     }
-    assert tuned == {"baseline": {"weight_decay": 0.3123},
-                     "grokalign": {"weight_decay": 0.002, "lam": 1e-05, "grokalign_every": 4}}
+    assert tuned == {
+        "baseline": {"weight_decay": 0.3123},
+        "grokalign": {"weight_decay": 0.002, "lam": 1e-05, "grokalign_every": 4},
+    }
     block = methods_block(tuned, "tuned by sweep mnist_tune-1 (mnist_tune)")
     assert block.startswith("# tuned by sweep mnist_tune-1 (mnist_tune)")
     text = (SWEEPS / "mnist_tuned.yaml").read_text()
@@ -125,7 +174,9 @@ def test_the_tuned_block_pasted_over_the_confirmation_sweep_gives_trials_at_the_
     pasted.write_text(text[:start] + block + text[end:])
     trials = load_sweep(str(pasted)).trials()
     assert {(c.method, c.weight_decay, c.lam, c.seed) for c in trials} == {
-        *(("baseline", 0.3123, 0.0, s) for s in range(5)), *(("grokalign", 0.002, 1e-05, s) for s in range(5))}
+        *(("baseline", 0.3123, 0.0, s) for s in range(5)),
+        *(("grokalign", 0.002, 1e-05, s) for s in range(5)),
+    }
     assert all(c.method_settings.grokalign_every == 4 for c in trials if c.method == "grokalign")
 
 
@@ -137,34 +188,46 @@ def test_a_searchs_report_ends_with_the_tuned_methods_section(tmp_path, migrated
 
     def result(method, seconds, **values):  # a finished Tune trial, as a search's ResultGrid holds it
         cfg = resolve(TrialConfig.of(method=method, loss="ce", seed=100, max_epochs=5000, **values)).to_dict()
-        return SimpleNamespace(error=None, metrics={"objective": seconds, "summary": {"status": "grokked"}},
-                               config={"trial": {"config": cfg}})
+        return SimpleNamespace(
+            error=None,
+            metrics={"objective": seconds, "summary": {"status": "grokked"}},
+            config={"trial": {"config": cfg}},
+        )
 
     shutil.copy(migrated_store, tmp_path / "mlflow.db")
     store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = store.prepare_experiment("grokbench/mnist_tune")
-    grids = [[result("baseline", 50.0, weight_decay=0.5), result("baseline", 40.0, weight_decay=0.123456)],
-             [result("grokalign", 9.0, weight_decay=2e-3, lam=1e-5)], [],
-             [SimpleNamespace(error=RuntimeError("died"), metrics={}, config={})]]
+    grids = [
+        [result("baseline", 50.0, weight_decay=0.5), result("baseline", 40.0, weight_decay=0.123456)],
+        [result("grokalign", 9.0, weight_decay=2e-3, lam=1e-5)],
+        [],
+        [SimpleNamespace(error=RuntimeError("died"), metrics={}, config={})],
+    ]
     out = io.StringIO()
     report_best(load_sweep("mnist_tune"), grids, store, experiment_id, "mnist_tune-1", out)
     text = out.getvalue()
     assert "grokfast     no finished trial" in text and "adversarial  no finished trial" in text
-    block = text[text.index("# tuned by sweep mnist_tune-1 (mnist_tune)"):]
-    assert yaml.safe_load(block) == {"methods": {"baseline": {"weight_decay": 0.1235},
-                                                 "grokalign": {"weight_decay": 0.002, "lam": 1e-05}}}
+    block = text[text.index("# tuned by sweep mnist_tune-1 (mnist_tune)") :]
+    assert yaml.safe_load(block) == {
+        "methods": {"baseline": {"weight_decay": 0.1235}, "grokalign": {"weight_decay": 0.002, "lam": 1e-05}}
+    }
     assert "lam: 1.0e-05" in block  # YAML reads it as a number (1e-05 it would read as a string)
     assert store.experiment_tags("grokbench/mnist_tune")["best.mnist_tune-1.baseline.weight_decay"] == "0.123456"
 
 
 # ---- the confirmation and Table 1, tuned ---------------------------------------------------------------------------
 
+
 def confirmation(wd_base=0.3123, wd_align=0.05234, lam_align=0.003123, seeds=(0, 1, 2)):
     """Confirmation runs at the tuning fixture's picks (as pasted: 4 significant figures): the baseline in
     40/60/80 s, GrokAlign in 10/20/30 s."""
-    return frame(*(run("baseline", s, time_s=t, wd=wd_base, sweep="c") for s, t in zip(seeds, (40.0, 60.0, 80.0))),
-                 *(run("grokalign", s, time_s=t, wd=wd_align, lam=lam_align, sweep="c")
-                   for s, t in zip(seeds, (10.0, 20.0, 30.0))))
+    return frame(
+        *(run("baseline", s, time_s=t, wd=wd_base, sweep="c") for s, t in zip(seeds, (40.0, 60.0, 80.0), strict=False)),
+        *(
+            run("grokalign", s, time_s=t, wd=wd_align, lam=lam_align, sweep="c")
+            for s, t in zip(seeds, (10.0, 20.0, 30.0), strict=False)
+        ),
+    )
 
 
 def test_the_tuned_table_compares_each_method_at_its_setting_with_the_tuned_baseline(tuning):
@@ -178,9 +241,16 @@ def test_the_tuned_table_compares_each_method_at_its_setting_with_the_tuned_base
 
 
 def test_runs_at_the_tuning_seed_or_other_settings_are_left_out_and_counted(tuning):
-    runs = pd.concat([confirmation(), frame(run("baseline", 100, time_s=5.0, wd=0.3123, sweep="c"),
-                                            run("baseline", 3, time_s=5.0, wd=0.01, sweep="c"),
-                                            run("grokfast", 0, time_s=5.0, wd=0.01, lam=0.1, sweep="c"))])
+    runs = pd.concat(
+        [
+            confirmation(),
+            frame(
+                run("baseline", 100, time_s=5.0, wd=0.3123, sweep="c"),
+                run("baseline", 3, time_s=5.0, wd=0.01, sweep="c"),
+                run("grokfast", 0, time_s=5.0, wd=0.01, lam=0.1, sweep="c"),
+            ),
+        ]
+    )
     selected, notes = select_tuned(runs, history(tuning))
     assert sorted(selected["seed"].unique()) == [0, 1, 2] and len(selected) == 6
     assert set(selected["variant"]) == {"wd=0.3123", "wd=0.05234, λ=0.003123"}
@@ -191,15 +261,29 @@ def test_runs_at_the_tuning_seed_or_other_settings_are_left_out_and_counted(tuni
 
 def test_a_confirmation_not_at_the_tuned_settings_is_refused_naming_them(tuning):
     placeholders = confirmation(wd_base=0.01, wd_align=0.01, lam_align=1e-3)
-    with pytest.raises(AnalysisError, match=r"ran baseline at wd=0\.01, λ=0, lr=0\.001, α=8, not at its tuned "
-                                            r"setting wd=0\.3123, .*paste the tuned settings"):
+    with pytest.raises(
+        AnalysisError,
+        match=r"ran baseline at wd=0\.01, λ=0, lr=0\.001, α=8, not at its tuned "
+        r"setting wd=0\.3123, .*paste the tuned settings",
+    ):
         select_tuned(placeholders, history(tuning))
 
 
 # ---- the command, on a real SQLite store (no Ray) --------------------------------------------------------------------
 
-SUMMARY = ("max_epochs", "steps", "epochs", "train_time_s", "steps_to_memorise", "epochs_to_memorise",
-           "time_to_memorise_s", "steps_to_grok", "epochs_to_grok", "time_to_grok_s", "grok_phase_time_s")
+SUMMARY = (
+    "max_epochs",
+    "steps",
+    "epochs",
+    "train_time_s",
+    "steps_to_memorise",
+    "epochs_to_memorise",
+    "time_to_memorise_s",
+    "steps_to_grok",
+    "epochs_to_grok",
+    "time_to_grok_s",
+    "grok_phase_time_s",
+)
 
 
 def log_runs(uri, experiment, runs):
@@ -214,16 +298,29 @@ def log_runs(uri, experiment, runs):
     for _, r in runs.iterrows():
         tags = {"grokbench.sweep_id": r["sweep_id"], "grokbench.trial_key": r["trial_key"], "status": r["status"]}
         created = client.create_run(experiment_id, start_time=int(r["start_time"]), tags=tags)
-        params = {"task": "mnist", "method": r["method"], "loss": "ce", "seed": int(r["seed"]), "lam": r["lam"],
-                  "weight_decay": r["weight_decay"], "init_scale": 8.0, "max_epochs": int(r["max_epochs"])}
+        params = {
+            "task": "mnist",
+            "method": r["method"],
+            "loss": "ce",
+            "seed": int(r["seed"]),
+            "lam": r["lam"],
+            "weight_decay": r["weight_decay"],
+            "init_scale": 8.0,
+            "max_epochs": int(r["max_epochs"]),
+        }
         metrics = [Metric(k, float(r[k]), 0, 0) for k in SUMMARY if pd.notna(r[k])]
-        client.log_batch(created.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()],
-                         tags=[RunTag("x", "y")])
+        client.log_batch(
+            created.info.run_id,
+            metrics=metrics,
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag("x", "y")],
+        )
         client.set_terminated(created.info.run_id)
 
 
 def test_the_command_prints_the_tuned_block_then_refuses_placeholders_then_writes_table_1_tuned(
-        tuning, tmp_path, migrated_store, capsys):
+    tuning, tmp_path, migrated_store, capsys
+):
     shutil.copy(migrated_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     log_runs(uri, "grokbench/mnist_tune", tuning)
@@ -231,13 +328,16 @@ def test_the_command_prints_the_tuned_block_then_refuses_placeholders_then_write
 
     assert tuning_main([*args, str(tmp_path / "first")]) == 0  # tuned, not yet confirmed
     printed = capsys.readouterr().out
-    block = printed[:printed.index("\n\n")]
-    assert yaml.safe_load(block) == {"methods": {"baseline": {"weight_decay": 0.3123},
-                                                 "grokalign": {"weight_decay": 0.05234, "lam": 0.003123}}}
+    block = printed[: printed.index("\n\n")]
+    assert yaml.safe_load(block) == {
+        "methods": {"baseline": {"weight_decay": 0.3123}, "grokalign": {"weight_decay": 0.05234, "lam": 0.003123}}
+    }
     assert block.startswith("# tuned by sweep tune-1 (mnist_tune)") and "no confirmation runs yet" in printed
     assert {p.name for p in (tmp_path / "first").iterdir()} == {
-        f"{name}.{ext}" for name, exts in (("tuning_trials", ("md", "tex", "csv")), ("tuning_history", ("png", "pdf")))
-        for ext in exts}
+        f"{name}.{ext}"
+        for name, exts in (("tuning_trials", ("md", "tex", "csv")), ("tuning_history", ("png", "pdf")))
+        for ext in exts
+    }
 
     log_runs(uri, "grokbench/mnist_tuned", confirmation(wd_base=0.01, wd_align=0.01, lam_align=1e-3))
     assert tuning_main([*args, str(tmp_path / "placeholders")]) == 2
@@ -254,6 +354,7 @@ def test_the_command_prints_the_tuned_block_then_refuses_placeholders_then_write
 
 
 # ---- the sweep files -------------------------------------------------------------------------------------------------
+
 
 def test_mnist_ce_runs_table_1s_cross_entropy_trials_at_ten_seeds_and_150000_updates():
     trials = load_sweep("mnist_ce").trials()
@@ -294,6 +395,7 @@ def test_a_search_runs_a_methods_fixed_settings_and_refuses_a_list_there(tmp_pat
 
 # ---- Optuna over several settings, through Ray's searcher (no cluster) ---------------------------------------------
 
+
 def test_ray_optuna_search_proposes_every_searched_setting_jointly_within_its_range():
     from grokbench.sweep.execution import optuna_search, search_space
 
@@ -305,8 +407,9 @@ def test_ray_optuna_search_proposes_every_searched_setting_jointly_within_its_ra
         config = searcher.suggest(str(i))["trial"]["config"]
         proposed.append((config["weight_decay"], config["lam"]))
         # a made-up objective with its best at weight decay 0.1, λ 1e-3
-        searcher.on_trial_complete(str(i), {"objective": (math.log10(config["weight_decay"]) + 1) ** 2
-                                            + (math.log10(config["lam"]) + 3) ** 2})
+        searcher.on_trial_complete(
+            str(i), {"objective": (math.log10(config["weight_decay"]) + 1) ** 2 + (math.log10(config["lam"]) + 3) ** 2}
+        )
     assert all(1e-3 <= wd <= 30 and 1e-5 <= lam <= 1 for wd, lam in proposed)
     assert len(set(proposed)) == 14
     sampler = searcher._ot_study.sampler
@@ -315,35 +418,61 @@ def test_ray_optuna_search_proposes_every_searched_setting_jointly_within_its_ra
 
 # ---- the whole path, on a real local Ray and SQLite store (slow) ---------------------------------------------------
 
+
 @pytest.mark.slow
 def test_tune_paste_confirm_and_table_on_a_real_sweep(local_ray, tmp_path, migrated_store, capsys):
     from grokbench.sweep.driver import SweepOptions, run_sweep
 
     shutil.copy(migrated_store, tmp_path / "mlflow.db")
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "results")
-    common = {"task": "xor", "budget": {"max_epochs": 150}, "base": {"eval_every": 10},
-              "resources": {"cpus_per_trial": 1}, "checkpoint_every": 40}
+    common = {
+        "task": "xor",
+        "budget": {"max_epochs": 150},
+        "base": {"eval_every": 10},
+        "resources": {"cpus_per_trial": 1},
+        "checkpoint_every": 40,
+    }
     tune = tmp_path / "tune.yaml"
-    tune.write_text(yaml.safe_dump({**common, "name": "tune", "base": {"eval_every": 10, "seed": 7},
-                                    "methods": {"baseline": {}, "grokalign": {}},
-                                    "search": {"num_samples": 2, "seed": 0, "space": {
-                                        "baseline": {"weight_decay": {"low": 0.01, "high": 1.0}},
-                                        "grokalign": {"weight_decay": {"low": 0.01, "high": 1.0},
-                                                      "lam": {"low": 1e-4, "high": 1e-1}}}}}))
+    tune.write_text(
+        yaml.safe_dump(
+            {
+                **common,
+                "name": "tune",
+                "base": {"eval_every": 10, "seed": 7},
+                "methods": {"baseline": {}, "grokalign": {}},
+                "search": {
+                    "num_samples": 2,
+                    "seed": 0,
+                    "space": {
+                        "baseline": {"weight_decay": {"low": 0.01, "high": 1.0}},
+                        "grokalign": {"weight_decay": {"low": 0.01, "high": 1.0}, "lam": {"low": 1e-4, "high": 1e-1}},
+                    },
+                },
+            }
+        )
+    )
     out = io.StringIO()
     assert run_sweep(load_sweep(str(tune)), SweepOptions(tracking_uri=uri, storage=storage), out=out) == 0
-    block = out.getvalue()[out.getvalue().index("# tuned by sweep"):].split("\n\n")[0]
+    block = out.getvalue()[out.getvalue().index("# tuned by sweep") :].split("\n\n")[0]
     confirm = tmp_path / "confirm.yaml"
     confirm.write_text(yaml.safe_dump({**common, "name": "confirm", "grid": {"seed": [0, 1]}}) + block + "\n")
     assert run_sweep(load_sweep(str(confirm)), SweepOptions(tracking_uri=uri, storage=storage)) == 0
     capsys.readouterr()
     out_dir = tmp_path / "tables"
-    assert tuning_main(["--tracking-uri", uri, "--tuning", "tune", "--confirm", "confirm", "--out", str(out_dir),
-                        "--no-log"]) == 0
+    assert (
+        tuning_main(
+            ["--tracking-uri", uri, "--tuning", "tune", "--confirm", "confirm", "--out", str(out_dir), "--no-log"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert block in printed  # the analysis prints from the store what the sweep printed at its end
     table = (out_dir / "table1_tuned.md").read_text()
     assert re.search(r"\| Baseline \(wd=[\d.e-]+\) \| \d/2 \|", table), table
     assert re.search(r"\| GrokAlign \(wd=[\d.e-]+, λ=[\d.e-]+\) \| \d/2 \|", table), table
-    assert {p.name for p in out_dir.iterdir()} >= {"table1_tuned.md", "tuning_trials.csv", "tuning_history.png",
-                                                  "search_best.md"}
+    assert {p.name for p in out_dir.iterdir()} >= {
+        "table1_tuned.md",
+        "tuning_trials.csv",
+        "tuning_history.png",
+        "search_best.md",
+    }

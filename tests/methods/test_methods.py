@@ -106,8 +106,19 @@ def test_grokalign_objective_is_loss_plus_lambda_times_mean_jacobian_norm():
 def small_grokalign(**settings):
     """A small XOR trial whose GrokAlign penalty is deterministic (the exact estimator): only the cheaper
     penalties' own draws vary."""
-    return Trial(TrialConfig.of(task="xor", method="grokalign", lam=1.0, grokalign_estimator="exact", dtype="float64",
-                                p=20, hidden=16, train_size=64, **settings))
+    return Trial(
+        TrialConfig.of(
+            task="xor",
+            method="grokalign",
+            lam=1.0,
+            grokalign_estimator="exact",
+            dtype="float64",
+            p=20,
+            hidden=16,
+            train_size=64,
+            **settings,
+        )
+    )
 
 
 def objective_and_slope(trial, direction):
@@ -118,14 +129,16 @@ def objective_and_slope(trial, direction):
     return torch.stack([objective.detach(), torch.cat([g.flatten() for g in grads]) @ direction])
 
 
-@pytest.mark.parametrize("settings", [{"grokalign_subset": 8}, {"grokalign_every": 4},
-                                      {"grokalign_subset": 8, "grokalign_every": 3}])
+@pytest.mark.parametrize(
+    "settings", [{"grokalign_subset": 8}, {"grokalign_every": 4}, {"grokalign_subset": 8, "grokalign_every": 3}]
+)
 def test_cheaper_penalties_are_unbiased_in_value_and_gradient(settings):
     """Over 2000 draws, the mean objective and the mean of its gradient along a fixed direction lie within 4
     standard errors of the whole-batch, every-update objective's (the same initial weights)."""
     full, cheap = small_grokalign(), small_grokalign(**settings)
-    direction = torch.randn(sum(p.numel() for p in full.params), generator=torch.Generator().manual_seed(0),
-                            dtype=torch.float64)
+    direction = torch.randn(
+        sum(p.numel() for p in full.params), generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     expected = objective_and_slope(full, direction)
     draws = torch.stack([objective_and_slope(cheap, direction) for _ in range(2000)])
     standard_error = draws.std(dim=0) / len(draws) ** 0.5
@@ -145,11 +158,14 @@ def test_updates_without_the_penalty_are_plain_forward_passes():
     assert all(torch.equal(o, expected) for o in plain)
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"grokalign_subset": 400}, "grokalign_subset: must be at most 399 (below the batch size of 400"),
-    ({"grokalign_every": 0}, "grokalign_every: must be > 0"),
-    ({"grokalign_subset": -1}, "grokalign_subset: must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"grokalign_subset": 400}, "grokalign_subset: must be at most 399 (below the batch size of 400"),
+        ({"grokalign_every": 0}, "grokalign_every: must be > 0"),
+        ({"grokalign_subset": -1}, "grokalign_subset: must be >= 0"),
+    ],
+)
 def test_cheaper_penalty_settings_out_of_range_are_refused(settings, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         resolve(TrialConfig.of(task="xor", method="grokalign", **settings))

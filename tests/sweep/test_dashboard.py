@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import ray
-
 from test_cluster import free_port
 
 pytestmark = pytest.mark.slow
@@ -29,10 +28,22 @@ def start_head(temp_dir: Path, port: int, dashboard_port: int, token: str, log) 
     its own temp dir (session files, and the address file `ray.init("auto")` would otherwise find), its own token
     (Ray 2.60 guards the dashboard with one, by default the user's ~/.ray/auth_token where it exists) and free ports
     (Ray's fixed defaults, such as the client server's 10001, may be taken by another Ray on the host)."""
-    command = [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-               "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-               f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
-               f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    command = [
+        RAY,
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
     env = {**os.environ, "RAY_TMPDIR": str(temp_dir), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     return subprocess.Popen(command, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
 
@@ -84,8 +95,10 @@ def test_a_head_started_as_cluster_yaml_does_serves_its_dashboard_on_127_0_0_1()
                 answer = version_answer(f"http://127.0.0.1:{dashboard_port}/api/version", token)
             if answer is None:
                 log.seek(0)
-                pytest.fail(f"the Ray dashboard did not answer on 127.0.0.1:{dashboard_port} ({INSTALL_HINT}); "
-                            f"`ray start` said:\n{log.read()[-3000:]}")
+                pytest.fail(
+                    f"the Ray dashboard did not answer on 127.0.0.1:{dashboard_port} ({INSTALL_HINT}); "
+                    f"`ray start` said:\n{log.read()[-3000:]}"
+                )
             session = (Path(temp) / "ray" / "session_latest").resolve().name
             assert answer["ray_version"] == ray.__version__
             assert answer["session_name"] == session  # our head answered, not another Ray's dashboard on the host

@@ -28,13 +28,15 @@ base: {dim: 8, train_size: 40, test_size: 60, width: 20, probe_size: 16, memoris
        eval_every: 20}
 """
 SWEEPS = {
-    "polynomial_alpha": TINY + """
+    "polynomial_alpha": TINY
+    + """
 grid: {seed: [0, 1], alpha: [0.25, 1.0, 4.0]}
 methods: {baseline: {}}
 """,
     # Grokfast at λ = 1 groks about twice as fast; GrokAlign at λ = 0.1 holds the test loss up: never grokked; the
     # baseline's second arm takes Grokfast's effective step, (1 + λ)·η = 2·N/α² = 40
-    "polynomial_methods": TINY + """
+    "polynomial_methods": TINY
+    + """
 grid: {seed: [0, 1]}
 methods: {baseline: {arms: [{}, {lr: 40.0}]}, grokalign: {lam: 0.1}, grokfast: {lam: 1.0, grokfast_alpha: 0.8}}
 """,
@@ -51,7 +53,7 @@ def log_sweep(uri, path):
         tune_trial = SimpleNamespace(config={"trial": {"config": cfg.to_dict()}})
         callback.on_trial_start(0, [], tune_trial)
         trial, curve = Trial(cfg), []
-        summary = trial.run(callback=lambda ev, _: curve.append(curve_point(ev)))
+        summary = trial.run(callback=lambda ev, _, curve=curve: curve.append(curve_point(ev)))
         callback.on_trial_result(0, [], tune_trial, {"step": trial.step, "curve": curve, "summary": summary})
         callback.on_trial_complete(0, [], tune_trial)
 
@@ -77,15 +79,16 @@ def summaries(uri, experiment):
     """Each run's logged figures, read with MLflow's own client: the hand computations' input."""
     client = mlflow.MlflowClient(uri)
     experiment_id = client.get_experiment_by_name(experiment_name(experiment)).experiment_id
-    rows = [{**run.data.metrics, **run.data.params, "status": run.data.tags["status"]}
-            for run in client.search_runs([experiment_id])]
+    rows = [
+        {**run.data.metrics, **run.data.params, "status": run.data.tags["status"]}
+        for run in client.search_runs([experiment_id])
+    ]
     return pd.DataFrame(rows).astype({"alpha": float, "seed": int})
 
 
 def tables(uri, tmp_path, experiment, *flags):
     out = tmp_path / experiment
-    assert tables_main(["--tracking-uri", uri, "--experiment", experiment, "--out", str(out), "--no-log",
-                        *flags]) == 0
+    assert tables_main(["--tracking-uri", uri, "--experiment", experiment, "--out", str(out), "--no-log", *flags]) == 0
     return out
 
 
@@ -122,7 +125,8 @@ def test_the_alpha_sweep_tables_each_event_per_alpha_with_the_strict_threshold_c
     finals = sorted(float(v) for v in trials["final test loss rel"])
     assert finals == pytest.approx(sorted(runs["final_test_loss_rel"]), abs=5e-5)
     assert sorted(trials["steps to grok_strict"]) == sorted(
-        "—" if np.isnan(v) else f"{int(v):,}" for v in runs["steps_to_grok_strict"])
+        "—" if np.isnan(v) else f"{int(v):,}" for v in runs["steps_to_grok_strict"]
+    )
 
 
 def test_the_geometry_table_holds_the_kernel_diagnostics_at_the_events(uri, tmp_path):
@@ -132,8 +136,10 @@ def test_the_geometry_table_holds_the_kernel_diagnostics_at_the_events(uri, tmp_
     client = mlflow.MlflowClient(uri)
     experiment_id = client.get_experiment_by_name(experiment_name("polynomial_alpha")).experiment_id
     quick = client.search_runs([experiment_id], "params.alpha = '0.25'")
-    at_grok = [TrackingStore(uri).curve(run.info.run_id, "ntk_distance")[int(run.data.metrics["steps_to_grok"])]
-               for run in quick]
+    at_grok = [
+        TrackingStore(uri).curve(run.info.run_id, "ntk_distance")[int(run.data.metrics["steps_to_grok"])]
+        for run in quick
+    ]
     assert len(at_grok) == 2 and geometry.loc["0.25", "ntk_distance @grok"] == f"{np.median(at_grok):.3g}"
     assert geometry.loc["4", "ntk_distance @grok"] == "—"  # never grokked: no moment to read
 
@@ -145,17 +151,20 @@ def test_the_authors_gap_is_read_off_the_loss_curves_at_their_absolute_threshold
     for alpha in ("0.25", "4"):
         crossings = []
         for run in client.search_runs([experiment_id], f"params.alpha = '{float(alpha)}'"):
-            firsts = [min((m.step for m in client.get_metric_history(run.info.run_id, name) if m.value < 0.1),
-                          default=None) for name in ("train_loss", "test_loss")]  # full batch: a step an epoch
+            firsts = [
+                min((m.step for m in client.get_metric_history(run.info.run_id, name) if m.value < 0.1), default=None)
+                for name in ("train_loss", "test_loss")
+            ]  # full batch: a step an epoch
             crossings.append(firsts)
-        trains, tests = zip(*crossings)
+        trains, tests = zip(*crossings, strict=False)
         for column, firsts in (("train_loss < 0.1", trains), ("test_loss < 0.1", tests)):
             reached = [f for f in firsts if f is not None]
             assert gap.loc[alpha, column] == f"{len(reached)}/2"
         gaps = [b - a for a, b in crossings if a is not None and b is not None]
         if len(gaps) == 2:
-            assert gap.loc[alpha, "gap (epochs)"] == (f"{np.mean(gaps):.3g} ± {np.std(gaps, ddof=1):.2g} "
-                                                      f"(med {np.median(gaps):.3g}) over 2")
+            assert gap.loc[alpha, "gap (epochs)"] == (
+                f"{np.mean(gaps):.3g} ± {np.std(gaps, ddof=1):.2g} (med {np.median(gaps):.3g}) over 2"
+            )
         else:
             assert gap.loc[alpha, "gap (epochs)"] == "—" and not gaps
     # the quick α reaches both, and the test threshold later than the train one; the lazy α never the test one

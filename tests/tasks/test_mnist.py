@@ -39,8 +39,10 @@ def test_model_is_bias_free_relu_mlp_with_scaled_default_init():
     assert all(m.bias is None for m in linears)
     assert sum(isinstance(m, nn.ReLU) for m in model) == 3
     torch.manual_seed(3)
-    reference = [nn.Linear(a, b, bias=False, dtype=torch.float64) for a, b in [(784, 196), (196, 196), (196, 196), (196, 10)]]
-    for ours, ref in zip(linears, reference):
+    reference = [
+        nn.Linear(a, b, bias=False, dtype=torch.float64) for a, b in [(784, 196), (196, 196), (196, 196), (196, 10)]
+    ]
+    for ours, ref in zip(linears, reference, strict=False):
         assert torch.equal(ours.weight, 8 * ref.weight)
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import parameters, run_collecting, straight_and_resumed
 from torch.func import functional_call, jacrev
 
 from grokbench.cli import main
@@ -9,10 +10,18 @@ from grokbench.config import TrialConfig, resolve
 from grokbench.events import GrokEvents, LossCriterion, Milestone
 from grokbench.tasks.polynomial import CentredTwoLayer
 from grokbench.train import Trial
-from helpers import parameters, run_collecting, straight_and_resumed
 
-TINY = dict(task="polynomial", dim=10, train_size=40, test_size=50, width=20, probe_size=16, max_epochs=30,
-            eval_every=5, threads=1)
+TINY = dict(
+    task="polynomial",
+    dim=10,
+    train_size=40,
+    test_size=50,
+    width=20,
+    probe_size=16,
+    max_epochs=30,
+    eval_every=5,
+    threads=1,
+)
 
 
 def tiny_network(alpha=1.7, epsilon=0.3):
@@ -63,14 +72,25 @@ def test_kernel_figures_at_initialisation():
 def loss_events(curve):
     events = GrokEvents(LossCriterion(memorise_threshold=0.01, grok_threshold=0.1, strict_threshold=0.05))
     for i, (train, test) in enumerate(curve):
-        events.update(Milestone(step=10 * i, epoch=10 * i, time_s=float(i)),
-                      {"train_loss_rel": train, "test_loss_rel": test})
+        events.update(
+            Milestone(step=10 * i, epoch=10 * i, time_s=float(i)), {"train_loss_rel": train, "test_loss_rel": test}
+        )
     return events
 
 
 def test_loss_criterion_on_a_hand_made_curve():
-    events = loss_events([(1.0, 1.0), (0.2, 0.9), (0.01, 0.5), (0.009, 0.18), (0.001, 0.1), (0.0005, 0.099),
-                          (0.0001, 0.06), (0.0001, 0.049)])
+    events = loss_events(
+        [
+            (1.0, 1.0),
+            (0.2, 0.9),
+            (0.01, 0.5),
+            (0.009, 0.18),
+            (0.001, 0.1),
+            (0.0005, 0.099),
+            (0.0001, 0.06),
+            (0.0001, 0.049),
+        ]
+    )
     assert events.memorised.step == 30  # strictly below 1 % of the initial train loss
     assert events.grokked.step == 50  # strictly below 10 % of the initial test loss
     summary = events.summary()
@@ -94,13 +114,16 @@ def test_a_run_stops_once_the_strict_threshold_is_reached_not_at_grokking():
     assert summary["epochs_to_grok"] < summary["epochs_to_grok_strict"] == summary["epochs"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--alpha", "0"], "alpha: must be > 0, got 0.0"),
-    (["--width", "0"], "width: must be > 0, got 0"),
-    (["--method", "adversarial"], "adversarial needs accuracy, which task polynomial does not offer"),
-    (["--grok-strict-threshold", "0.2"], "grok_strict_threshold: must be at most grok_threshold (0.1)"),
-    (["--probe-size", "1"], "probe_size: must be at least 2 on task polynomial"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--alpha", "0"], "alpha: must be > 0, got 0.0"),
+        (["--width", "0"], "width: must be > 0, got 0"),
+        (["--method", "adversarial"], "adversarial needs accuracy, which task polynomial does not offer"),
+        (["--grok-strict-threshold", "0.2"], "grok_strict_threshold: must be at most grok_threshold (0.1)"),
+        (["--probe-size", "1"], "probe_size: must be at least 2 on task polynomial"),
+    ],
+)
 def test_bad_input_exits_2_with_a_clear_line(argv, message, capsys):
     assert main(["run", "polynomial", *argv]) == 2
     assert message in capsys.readouterr().err

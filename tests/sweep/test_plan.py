@@ -10,17 +10,44 @@ import yaml
 
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.plan import (
-    SWEEP_STARTUP_S, TRIAL_STARTUP_S, StoredTrial, estimate_seconds, example_trial, grid_entries, local_concurrency,
-    placed, plan_grid, planned_count, representatives, to_run, total_trials,
+    SWEEP_STARTUP_S,
+    TRIAL_STARTUP_S,
+    StoredTrial,
+    estimate_seconds,
+    example_trial,
+    grid_entries,
+    local_concurrency,
+    placed,
+    plan_grid,
+    planned_count,
+    representatives,
+    to_run,
+    total_trials,
 )
 from grokbench.sweep.spec import build_sweep, load_sweep
 
-GRID = {"name": "plan", "task": "xor", "budget": {"max_epochs": 100}, "grid": {"seed": [0, 1, 2]},
-        "methods": {"baseline": {}, "grokalign": {"lam": 1e-3}}, "resources": {"cpus_per_trial": 2}}
-SEARCH = {**GRID, "name": "plan-search", "grid": {}, "base": {"seed": 4},
-          "search": {"num_samples": 3, "space": {"grokalign": {"lam": {"low": 1e-4, "high": 1e-1, "log": True}},
-                                                 "grokfast": {"lam": {"low": 0.01, "high": 1.0}}}},
-          "methods": {"grokalign": {}, "grokfast": {}}}
+GRID = {
+    "name": "plan",
+    "task": "xor",
+    "budget": {"max_epochs": 100},
+    "grid": {"seed": [0, 1, 2]},
+    "methods": {"baseline": {}, "grokalign": {"lam": 1e-3}},
+    "resources": {"cpus_per_trial": 2},
+}
+SEARCH = {
+    **GRID,
+    "name": "plan-search",
+    "grid": {},
+    "base": {"seed": 4},
+    "search": {
+        "num_samples": 3,
+        "space": {
+            "grokalign": {"lam": {"low": 1e-4, "high": 1e-1, "log": True}},
+            "grokfast": {"lam": {"low": 0.01, "high": 1.0}},
+        },
+    },
+    "methods": {"grokalign": {}, "grokfast": {}},
+}
 
 
 def sweep(tmp_path, raw):
@@ -29,19 +56,31 @@ def sweep(tmp_path, raw):
     return load_sweep(str(path))
 
 
-def stored(status, epochs=100, epochs_to_grok=None, checkpoint=None, sweep_id="plan-1", prior_status=None,
-           event_epochs=None):
-    return StoredTrial(sweep_id=sweep_id, run_id=f"run-{sweep_id}", status=status, epochs=epochs,
-                       epochs_to_grok=epochs_to_grok, checkpoint=checkpoint, prior_status=prior_status,
-                       event_epochs=event_epochs or {})
+def stored(
+    status, epochs=100, epochs_to_grok=None, checkpoint=None, sweep_id="plan-1", prior_status=None, event_epochs=None
+):
+    return StoredTrial(
+        sweep_id=sweep_id,
+        run_id=f"run-{sweep_id}",
+        status=status,
+        epochs=epochs,
+        epochs_to_grok=epochs_to_grok,
+        checkpoint=checkpoint,
+        prior_status=prior_status,
+        event_epochs=event_epochs or {},
+    )
 
 
 def test_a_grid_runs_only_the_trials_not_done_and_counts_them(tmp_path):
     spec = sweep(tmp_path, GRID)
     keys = [trial_key(cfg) for cfg in spec.trials()]
     assert total_trials(spec) == 6 and len(set(keys)) == 6
-    held = {keys[0]: stored("censored"), keys[3]: stored("grokked", 40, 40, sweep_id="plan-2"),
-            keys[4]: stored("failed"), "some-other-trial": stored("grokked", 40, 40)}
+    held = {
+        keys[0]: stored("censored"),
+        keys[3]: stored("grokked", 40, 40, sweep_id="plan-2"),
+        keys[4]: stored("failed"),
+        "some-other-trial": stored("grokked", 40, 40),
+    }
     grid_plan = plan_grid(spec, held)
     assert grid_plan.skipped == {keys[0]: "plan-1", keys[3]: "plan-2"}  # a failure settles nothing
     assert grid_plan.continued == {}
@@ -58,16 +97,19 @@ def test_a_larger_budget_continues_censored_trials_and_keeps_those_it_does_not_r
     assert keys == [trial_key(cfg) for cfg in sweep(tmp_path, GRID).trials()]  # the budget is no part of a key
     checkpoint = tmp_path / "checkpoint_000003"
     checkpoint.mkdir()
-    held = {keys[0]: stored("censored", checkpoint=str(checkpoint)),  # continues in its own run
-            keys[1]: stored("censored"),  # no checkpoint (imported, say): runs again from the start
-            keys[2]: stored("censored", epochs=300),  # already ran this budget
-            keys[3]: stored("grokked", 40, 40, checkpoint=str(checkpoint)),  # stopped at grokking, as asked
-            keys[4]: stored("diverged", 12, checkpoint=str(checkpoint)),
-            keys[5]: stored("censored", checkpoint=str(tmp_path / "gone"))}  # its checkpoint was deleted
+    held = {
+        keys[0]: stored("censored", checkpoint=str(checkpoint)),  # continues in its own run
+        keys[1]: stored("censored"),  # no checkpoint (imported, say): runs again from the start
+        keys[2]: stored("censored", epochs=300),  # already ran this budget
+        keys[3]: stored("grokked", 40, 40, checkpoint=str(checkpoint)),  # stopped at grokking, as asked
+        keys[4]: stored("diverged", 12, checkpoint=str(checkpoint)),
+        keys[5]: stored("censored", checkpoint=str(tmp_path / "gone")),
+    }  # its checkpoint was deleted
     grid_plan = plan_grid(spec, held)
     assert grid_plan.skipped == {keys[2]: "plan-1", keys[3]: "plan-1", keys[4]: "plan-1"}
-    assert grid_plan.continued == {keys[0]: {"run_id": "run-plan-1", "checkpoint": str(checkpoint),
-                                             "sweep_id": "plan-1", "from_epoch": 100}}
+    assert grid_plan.continued == {
+        keys[0]: {"run_id": "run-plan-1", "checkpoint": str(checkpoint), "sweep_id": "plan-1", "from_epoch": 100}
+    }
     entries = grid_entries(spec, to_run(spec, grid_plan.skipped), None, grid_plan.continued)
     assert [e["continue"] is not None for e in entries] == [True, False, False]
     assert entries[0]["config"]["max_epochs"] == 300
@@ -78,9 +120,11 @@ def test_a_continuation_that_stopped_or_failed_goes_on_from_its_latest_checkpoin
     keys = [trial_key(cfg) for cfg in spec.trials()]
     checkpoint = tmp_path / "checkpoint_000009"
     checkpoint.mkdir()
-    held = {keys[0]: stored("running", checkpoint=str(checkpoint), prior_status="censored"),  # Ctrl-C
-            keys[1]: stored("failed", checkpoint=str(checkpoint), prior_status="censored"),  # past its retries
-            keys[2]: stored("failed", checkpoint=str(checkpoint))}  # a trial that failed on its first budget
+    held = {
+        keys[0]: stored("running", checkpoint=str(checkpoint), prior_status="censored"),  # Ctrl-C
+        keys[1]: stored("failed", checkpoint=str(checkpoint), prior_status="censored"),  # past its retries
+        keys[2]: stored("failed", checkpoint=str(checkpoint)),
+    }  # a trial that failed on its first budget
     grid_plan = plan_grid(spec, held)
     assert set(grid_plan.continued) == {keys[0], keys[1]} and grid_plan.skipped == {}
 
@@ -100,9 +144,11 @@ def test_a_larger_budget_reopens_a_grokked_trial_whose_further_event_is_still_to
     keys = [trial_key(cfg) for cfg in spec.trials()]
     checkpoint = tmp_path / "checkpoint_000010"
     checkpoint.mkdir()
-    held = {keys[0]: stored("grokked", 100, 40, str(checkpoint)),  # grok_strict not reached by its budget: goes on
-            keys[1]: stored("grokked", 70, 40, str(checkpoint), event_epochs={"grok_strict": 70}),  # settled at 70
-            keys[2]: stored("grokked", 100, 40, str(checkpoint), event_epochs={"grok_strict": 100})}  # at the end
+    held = {
+        keys[0]: stored("grokked", 100, 40, str(checkpoint)),  # grok_strict not reached by its budget: goes on
+        keys[1]: stored("grokked", 70, 40, str(checkpoint), event_epochs={"grok_strict": 70}),  # settled at 70
+        keys[2]: stored("grokked", 100, 40, str(checkpoint), event_epochs={"grok_strict": 100}),
+    }  # at the end
     grid_plan = plan_grid(spec, held)
     assert set(grid_plan.continued) == {keys[0]} and grid_plan.continued[keys[0]]["from_epoch"] == 100
     assert grid_plan.skipped == {keys[1]: "plan-1", keys[2]: "plan-1"}
@@ -161,20 +207,29 @@ def test_the_estimate_is_every_budget_at_the_measured_pace_spread_over_the_slots
 def test_planning_needs_neither_ray_nor_mlflow():
     import subprocess
 
-    code = ("import sys, grokbench.sweep.plan; "
-            "sys.exit(any(m in sys.modules for m in ('ray', 'mlflow')))")
+    code = "import sys, grokbench.sweep.plan; sys.exit(any(m in sys.modules for m in ('ray', 'mlflow')))"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_arms_are_sets_of_settings_that_go_together_each_crossed_with_the_grid_unless_it_says_otherwise(tmp_path):
-    raw = {**GRID, "methods": {
-        "baseline": {"arms": [{}, {"weight_decay": 0.01, "seed": [0]}]},
-        "grokfast": {"eval_every": 5, "arms": [{"grokfast_variant": "ma", "lam": 5.0, "weight_decay": [0.01, 0.02]},
-                                               {"grokfast_variant": "ema", "lam": 2.0}]},
-    }}
+    raw = {
+        **GRID,
+        "methods": {
+            "baseline": {"arms": [{}, {"weight_decay": 0.01, "seed": [0]}]},
+            "grokfast": {
+                "eval_every": 5,
+                "arms": [
+                    {"grokfast_variant": "ma", "lam": 5.0, "weight_decay": [0.01, 0.02]},
+                    {"grokfast_variant": "ema", "lam": 2.0},
+                ],
+            },
+        },
+    }
     trials = sweep(tmp_path, raw).trials()
-    arms = sorted((c.method, c.seed, c.weight_decay, c.lam, c.eval_every, c.method_settings.as_dict().get(
-        "grokfast_variant")) for c in trials)
+    arms = sorted(
+        (c.method, c.seed, c.weight_decay, c.lam, c.eval_every, c.method_settings.as_dict().get("grokfast_variant"))
+        for c in trials
+    )
     xor_wd = 0.1  # the task's default weight decay, where an arm leaves it
     expected = [("baseline", s, xor_wd, 0.0, 2, None) for s in (0, 1, 2)] + [("baseline", 0, 0.01, 0.0, 2, None)]
     expected += [("grokfast", s, wd, 5.0, 5, "ma") for s in (0, 1, 2) for wd in (0.01, 0.02)]
@@ -183,14 +238,17 @@ def test_arms_are_sets_of_settings_that_go_together_each_crossed_with_the_grid_u
     assert [c.seed for c in trials] == sorted(c.seed for c in trials)  # seed-major, as every grid
 
 
-@pytest.mark.parametrize("arms, message", [
-    ([], "methods.baseline.arms: an empty list gives no trials"),
-    ({"weight_decay": 0.01}, "methods.baseline.arms: must be a non-empty list of mappings"),
-    ([{}, {"weight_decai": 0.01}], "methods.baseline.arms[1].weight_decai: unknown key"),
-    ([{"seed": []}], "methods.baseline.arms[0].seed: an empty list gives no trials"),
-    ([{"weight_decay": -1}], "methods.baseline.arms[0]: weight_decay: must be >= 0"),
-    ([{}, {}], "is listed more than once"),
-])
+@pytest.mark.parametrize(
+    "arms, message",
+    [
+        ([], "methods.baseline.arms: an empty list gives no trials"),
+        ({"weight_decay": 0.01}, "methods.baseline.arms: must be a non-empty list of mappings"),
+        ([{}, {"weight_decai": 0.01}], "methods.baseline.arms[1].weight_decai: unknown key"),
+        ([{"seed": []}], "methods.baseline.arms[0].seed: an empty list gives no trials"),
+        ([{"weight_decay": -1}], "methods.baseline.arms[0]: weight_decay: must be >= 0"),
+        ([{}, {}], "is listed more than once"),
+    ],
+)
 def test_bad_arms_are_refused_naming_the_arm_and_the_key(tmp_path, arms, message):
     from grokbench.sweep.errors import SweepError
 
@@ -215,26 +273,43 @@ def test_the_modular_arithmetic_sweeps_hold_the_published_settings():
     for c in grokfast.trials():
         s = c.task_settings
         assert (c.task, s.p, s.op, s.train_fraction, c.optimizer, c.batch_size) == (
-            "modarith", 97, "mul", 0.5, "adam", 512)
+            "modarith",
+            97,
+            "mul",
+            0.5,
+            "adam",
+            512,
+        )
         own = c.method_settings.as_dict()
-        arm = (c.method, c.weight_decay, c.lam, own.get("grokfast_variant"), own.get("grokfast_window"),
-               own.get("grokfast_alpha"))
+        arm = (
+            c.method,
+            c.weight_decay,
+            c.lam,
+            own.get("grokfast_variant"),
+            own.get("grokfast_window"),
+            own.get("grokfast_alpha"),
+        )
         arms.setdefault(arm, []).append(c.seed)
-    assert arms == {("baseline", 0.0, 0.0, None, None, None): [0, 1, 2],
-                    ("baseline", 0.01, 0.0, None, None, None): [0],  # the weight-decay control
-                    ("grokfast", 0.01, 5.0, "ma", 100, 0.8): [0, 1, 2],  # MA: w and λ; α unused
-                    ("grokfast", 0.005, 2.0, "ema", 100, 0.98): [0, 1, 2]}
+    assert arms == {
+        ("baseline", 0.0, 0.0, None, None, None): [0, 1, 2],
+        ("baseline", 0.01, 0.0, None, None, None): [0],  # the weight-decay control
+        ("grokfast", 0.01, 5.0, "ma", 100, 0.8): [0, 1, 2],  # MA: w and λ; α unused
+        ("grokfast", 0.005, 2.0, "ema", 100, 0.98): [0, 1, 2],
+    }
     modadd = load_sweep("modadd")
     assert modadd.max_epochs == 15_000
     cells = sorted((c.method, c.task_settings.freeze_embeddings, c.seed) for c in modadd.trials())
-    assert cells == sorted((m, frozen, seed) for m in ("baseline", "grokalign") for frozen in (False, True)
-                           for seed in (0, 1))
+    assert cells == sorted(
+        (m, frozen, seed) for m in ("baseline", "grokalign") for frozen in (False, True) for seed in (0, 1)
+    )
     assert {(c.task_settings.p, c.task_settings.op, c.weight_decay, c.batch_size) for c in modadd.trials()} == {
-        (113, "add", 1.0, 3830)}
+        (113, "add", 1.0, 3830)
+    }
     scan = load_sweep("modadd_lambda_scan")
     assert {c.seed for c in scan.trials()} == {100} and not {0, 1} & {c.seed for c in scan.trials()}
     assert {(c.lam, c.task_settings.freeze_embeddings) for c in scan.trials() if c.method == "grokalign"} == {
-        (lam, frozen) for lam in (1e-4, 1e-3, 1e-2, 1e-1) for frozen in (False, True)}
+        (lam, frozen) for lam in (1e-4, 1e-3, 1e-2, 1e-1) for frozen in (False, True)
+    }
     # modadd's λ is the scan's choice (results/modadd_lambda_scan/), one of the values it tried
     assert {c.lam for c in modadd.trials() if c.method == "grokalign"} == {1e-2}
 
@@ -250,11 +325,15 @@ def test_only_picks_part_of_a_grid_as_the_whole_sweep_has_it_and_refuses_what_pi
     # a number is read as a number however it is written; settings combine (all must match)
     control = build_sweep("modmul_grokfast", {"only": {"weight_decay": ["1e-2"], "method": ["baseline"]}})
     assert [(c.method, c.weight_decay, c.seed) for c in control.trials()] == [("baseline", 0.01, 0)]
-    for only, message in [({"freeze": ["false"]}, "--only freeze: not a setting of task modarith"),
-                          ({"freeze_embeddings": ["maybe"]},
-                           "--only freeze_embeddings=maybe: no trial of this sweep has it; its trials have "
-                           "freeze_embeddings = false, true"),
-                          ({"seed": ["1"], "lam": ["0.1"]}, "--only lam=0.1: no trial of this sweep has it")]:
+    for only, message in [
+        ({"freeze": ["false"]}, "--only freeze: not a setting of task modarith"),
+        (
+            {"freeze_embeddings": ["maybe"]},
+            "--only freeze_embeddings=maybe: no trial of this sweep has it; its trials have "
+            "freeze_embeddings = false, true",
+        ),
+        ({"seed": ["1"], "lam": ["0.1"]}, "--only lam=0.1: no trial of this sweep has it"),
+    ]:
         with pytest.raises(SweepError, match=re.escape(message)):
             build_sweep("modadd", {"only": only})
     with pytest.raises(SweepError, match="no trial of this sweep has all of these"):
@@ -262,7 +341,9 @@ def test_only_picks_part_of_a_grid_as_the_whole_sweep_has_it_and_refuses_what_pi
     # a setting only some methods have picks among theirs; one no method here has is refused, not read as null
     ema = build_sweep("modmul_grokfast", {"only": {"grokfast_variant": ["ema"], "seed": ["0", "2"]}})
     assert [(c.method, c.method_settings.grokfast_variant, c.seed) for c in ema.trials()] == [
-        ("grokfast", "ema", 0), ("grokfast", "ema", 2)]
+        ("grokfast", "ema", 0),
+        ("grokfast", "ema", 2),
+    ]
     with pytest.raises(SweepError, match=r"--only grokfast_window: no trial of this sweep has this setting"):
         build_sweep("modadd", {"only": {"grokfast_window": ["100"]}})
     # bools as YAML reads them; the plan keeps --only as JSON, and the spec rebuilt from it picks the same trials
@@ -280,7 +361,9 @@ def test_the_polynomial_strength_scan_runs_on_a_draw_of_its_own_at_the_methods_s
     assert not {c.seed for c in methods.trials()} & {100}
     assert {c.task_settings.data_seed for c in methods.trials()} == {0}
     assert {(replace(c.task_settings, data_seed=0), c.max_epochs) for c in scan.trials()} == {
-        (c.task_settings, c.max_epochs) for c in methods.trials()}
+        (c.task_settings, c.max_epochs) for c in methods.trials()
+    }
     arms = {(c.method, c.lam, c.method_settings.as_dict().get("grokfast_alpha")) for c in scan.trials()}
     assert arms == {("baseline", 0.0, None)} | {("grokalign", lam, None) for lam in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)} | {
-        ("grokfast", lam, alpha) for lam in (0.1, 1.0, 5.0) for alpha in (0.8, 0.98)} | {("grokfast", 25.0, 0.8)}
+        ("grokfast", lam, alpha) for lam in (0.1, 1.0, 5.0) for alpha in (0.8, 0.98)
+    } | {("grokfast", 25.0, 0.8)}

@@ -20,7 +20,7 @@ import mlflow
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 BASE_ENV = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}  # several raylets on one host
@@ -64,11 +64,15 @@ class Cluster:
 
     def start_node(self, name: str, head: bool, env_extra: dict) -> None:
         command = [RAY, "start", "--block", "--num-cpus=1", "--disable-usage-stats"]
-        command += (["--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false"]
-                    if head else [f"--address={self.address}", "--node-ip-address=127.0.0.1"])
+        command += (
+            ["--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false"]
+            if head
+            else [f"--address={self.address}", "--node-ip-address=127.0.0.1"]
+        )
         log = open(self.tmp / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen(command, env={**BASE_ENV, **env_extra}, start_new_session=True,
-                                            stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = subprocess.Popen(
+            command, env={**BASE_ENV, **env_extra}, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def wait_started(self, name: str, nodes: int) -> None:
         """Until `ray start` says the node is up (read from its log: polling `ray status`, a Python process a
@@ -118,11 +122,28 @@ class Server:
 
     def launch(self) -> None:
         env = {**BASE_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        command = [MLFLOW, "server", "--workers", "1", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--backend-store-uri", f"sqlite:///{self.store}", "--serve-artifacts",
-                   "--artifacts-destination", str(self.tmp / "artifacts")]
-        self.proc = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.tmp / "server.log", "a"))
+        command = [
+            MLFLOW,
+            "server",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.store}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(self.tmp / "artifacts"),
+        ]
+        self.proc = subprocess.Popen(
+            command,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.tmp / "server.log", "a"),
+        )
 
     def wait_healthy(self) -> None:
         wait_for(self.healthy, 90, "the MLflow server")
@@ -215,17 +236,38 @@ def server(module_server):
 
 def sweep_file(tmp: Path, name: str, seeds: int, max_epochs: int = 150, after: int = 0) -> Path:
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": name, "task": "xor", "budget": {"max_epochs": max_epochs},
-        "base": {"eval_every": 10, "epochs_after_grok": after}, "grid": {"seed": list(range(seeds))},
-        "methods": {"baseline": {}}, "resources": {"cpus_per_trial": 1}, "checkpoint_every": 20, "max_failures": 3,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "task": "xor",
+                "budget": {"max_epochs": max_epochs},
+                "base": {"eval_every": 10, "epochs_after_grok": after},
+                "grid": {"seed": list(range(seeds))},
+                "methods": {"baseline": {}},
+                "resources": {"cpus_per_trial": 1},
+                "checkpoint_every": 20,
+                "max_failures": 3,
+            }
+        )
+    )
     return path
 
 
 def sweep_command(path: Path, cluster: Cluster, uri: str, tmp: Path) -> list[str]:
-    return [sys.executable, "-m", "grokbench.cli", "sweep", str(path), "--address", cluster.address,
-            "--tracking-uri", uri, "--storage", str(tmp / "results")]
+    return [
+        sys.executable,
+        "-m",
+        "grokbench.cli",
+        "sweep",
+        str(path),
+        "--address",
+        cluster.address,
+        "--tracking-uri",
+        uri,
+        "--storage",
+        str(tmp / "results"),
+    ]
 
 
 def check_runs_once(uri: str, experiment: str, trials: int) -> list:
@@ -256,13 +298,15 @@ def test_cluster_files_pass_rays_validator_and_a_broken_copy_fails(name):
 
 
 @pytest.mark.slow
-def test_tiny_sweep_runs_on_both_nodes_and_logs_each_run_once_through_a_hop_that_loses_answers(cluster, server,
-                                                                                                tmp_path):
+def test_tiny_sweep_runs_on_both_nodes_and_logs_each_run_once_through_a_hop_that_loses_answers(
+    cluster, server, tmp_path
+):
     proxy = FlakyProxy(server.port, every=5)
     try:
         path = sweep_file(tmp_path, "spread", seeds=4, after=40)
-        proc = subprocess.run(sweep_command(path, cluster, proxy.uri, tmp_path), env=BASE_ENV, capture_output=True,
-                              text=True, timeout=400)
+        proc = subprocess.run(
+            sweep_command(path, cluster, proxy.uri, tmp_path), env=BASE_ENV, capture_output=True, text=True, timeout=400
+        )
     finally:
         proxy.stop()
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -278,8 +322,13 @@ def test_doctor_names_the_node_without_data_a_missing_resource_and_an_unreachabl
     env["GROKBENCH_DATA"] = os.environ.get("GROKBENCH_DATA", "")
     doctor = [sys.executable, "-m", "grokbench.cli", "doctor", "mnist", "--address", cluster.address]
     env_nodes_own = {k: v for k, v in env.items() if k != "GROKBENCH_DATA"}
-    proc = subprocess.run(doctor + ["--tracking-uri", server.uri, "--gpus-per-trial", "1"], env=env_nodes_own,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        doctor + ["--tracking-uri", server.uri, "--gpus-per-trial", "1"],
+        env=env_nodes_own,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     resource = next(line for line in lines if "resources" in line)
@@ -288,8 +337,13 @@ def test_doctor_names_the_node_without_data_a_missing_resource_and_an_unreachabl
     assert len(data_failures) == 1, proc.stdout  # the extra node, not the head
     assert "fix:" in proc.stdout and "GROKBENCH_DATA" in proc.stdout
     assert sum(1 for line in lines if line.startswith("ok") and " tracking " in line) == 2
-    unreachable = subprocess.run(doctor + ["--tracking-uri", "http://127.0.0.1:9"], env=env_nodes_own,
-                                 capture_output=True, text=True, timeout=120)
+    unreachable = subprocess.run(
+        doctor + ["--tracking-uri", "http://127.0.0.1:9"],
+        env=env_nodes_own,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert unreachable.returncode == 2
     assert "the MLflow tracking server at http://127.0.0.1:9 does not answer" in unreachable.stderr
 
@@ -303,8 +357,14 @@ def runs_of(server: Server, experiment: str) -> list:
 def sweep_with_fault(cluster: Cluster, server: Server, tmp: Path, name: str, ready, fault) -> list:
     """Run a 4-trial sweep; once `ready(runs)` holds, inject `fault()`; the sweep must still end well."""
     path = sweep_file(tmp, name, seeds=4, after=100, max_epochs=300)
-    driver = subprocess.Popen(sweep_command(path, cluster, server.uri, tmp), env=BASE_ENV, start_new_session=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        sweep_command(path, cluster, server.uri, tmp),
+        env=BASE_ENV,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(lambda: ready(runs_of(server, f"grokbench/{name}")), 240, f"the moment to break {name}")
         fault()
@@ -322,8 +382,14 @@ def test_tracking_server_restart_mid_sweep_loses_nothing(cluster, server, tmp_pa
         time.sleep(4)
         server.start()
 
-    sweep_with_fault(cluster, server, tmp_path, "restart",
-                     ready=lambda runs: any("test_acc" in r.data.metrics for r in runs), fault=restart)
+    sweep_with_fault(
+        cluster,
+        server,
+        tmp_path,
+        "restart",
+        ready=lambda runs: any("test_acc" in r.data.metrics for r in runs),
+        fault=restart,
+    )
 
 
 @pytest.mark.slow
@@ -331,11 +397,15 @@ def test_a_server_gone_for_good_stops_the_sweep_clearly_and_resume_finishes_it(c
     path = sweep_file(tmp_path, "gone", seeds=3, after=100, max_epochs=300)  # one a node, one queued
     command = sweep_command(path, cluster, server.uri, tmp_path) + ["--sweep-id", "gone-1"]
     env = {**BASE_ENV, "GROKBENCH_TRACKING_PATIENCE_S": "5"}
-    driver = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
-        wait_for(lambda: any("test_acc" in r.data.metrics for r in runs_of(server, "grokbench/gone")), 240,
-                 "the first curve points")
+        wait_for(
+            lambda: any("test_acc" in r.data.metrics for r in runs_of(server, "grokbench/gone")),
+            240,
+            "the first curve points",
+        )
         server.stop()
         out, _ = driver.communicate(timeout=300)
     finally:
@@ -353,7 +423,10 @@ def test_a_server_gone_for_good_stops_the_sweep_clearly_and_resume_finishes_it(c
 def test_losing_a_node_mid_sweep_loses_no_trial(cluster, server, tmp_path):
     """Runs last: it kills the extra node for good."""
     runs = sweep_with_fault(
-        cluster, server, tmp_path, "nodeloss",
+        cluster,
+        server,
+        tmp_path,
+        "nodeloss",
         ready=lambda runs: len({r.data.tags.get("node_id") for r in runs} - {None}) == 2,  # both nodes busy
         fault=lambda: stop_group(cluster.procs["worker"]),  # the extra node dies with its trial
     )

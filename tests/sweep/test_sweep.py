@@ -24,8 +24,8 @@ from analysis.tables import main as tables_main
 from grokbench.cli import main
 from grokbench.sweep.driver import SweepOptions, run_sweep
 from grokbench.sweep.errors import SweepError
-from grokbench.sweep.spec import build_sweep, load_sweep
 from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, trial_key
+from grokbench.sweep.spec import build_sweep, load_sweep
 
 TINY = {
     "name": "tiny",
@@ -110,8 +110,10 @@ def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(local_
 
 @pytest.mark.slow
 def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(local_ray, workdir, monkeypatch):
-    assert main(["sweep", "xor_tiny", "--smoke", "--tracking-uri", uri(workdir),
-                 "--storage", str(workdir / "results")]) == 0
+    assert (
+        main(["sweep", "xor_tiny", "--smoke", "--tracking-uri", uri(workdir), "--storage", str(workdir / "results")])
+        == 0
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri(workdir))
     runs = mlflow.search_runs(experiment_names=["grokbench/xor_tiny-smoke"], output_format="list")
     assert len(runs) == 2
@@ -136,13 +138,26 @@ def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(lo
 
 
 @pytest.mark.slow
-def test_a_sweep_keeping_one_checkpoint_a_trial_keeps_the_latest_and_retries_a_killed_worker_from_it(local_ray,
-                                                                                                     workdir):
-    spec = load_sweep(str(write_sweep(workdir, grid={"seed": [0]}, methods={"baseline": {}}, name="keep-one",
-                                      keep_checkpoints=1, checkpoint_every=20)))
+def test_a_sweep_keeping_one_checkpoint_a_trial_keeps_the_latest_and_retries_a_killed_worker_from_it(
+    local_ray, workdir
+):
+    spec = load_sweep(
+        str(
+            write_sweep(
+                workdir,
+                grid={"seed": [0]},
+                methods={"baseline": {}},
+                name="keep-one",
+                keep_checkpoints=1,
+                checkpoint_every=20,
+            )
+        )
+    )
     fault = {"kill_at_epoch": 50, "marker_dir": str(workdir / "faults")}
-    code = run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results"), fault=fault,
-                                        sweep_id="keep-one-1"))
+    code = run_sweep(
+        spec,
+        SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results"), fault=fault, sweep_id="keep-one-1"),
+    )
     assert code == 0 and len(list((workdir / "faults").iterdir())) == 1
     (run,) = assert_each_trial_logged_once(workdir, "grokbench/keep-one", expected_trials=1)
     summary = mlflow.artifacts.load_dict(run.info.artifact_uri + "/summary.json")
@@ -171,8 +186,17 @@ def test_a_checkpoint_deleted_under_a_stale_experiment_state_gives_way_to_the_ne
 
 @pytest.mark.slow
 def test_diverging_trial_is_recorded_as_diverged_not_retried(local_ray, workdir):
-    spec = load_sweep(str(write_sweep(workdir, name="diverge", grid={"seed": [0]}, methods={"baseline": {}},
-                                      base={"lr": 50.0, "eval_every": 10})))
+    spec = load_sweep(
+        str(
+            write_sweep(
+                workdir,
+                name="diverge",
+                grid={"seed": [0]},
+                methods={"baseline": {}},
+                base={"lr": 50.0, "eval_every": 10},
+            )
+        )
+    )
     assert run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results"))) == 0
     _, (run,) = runs_of(workdir, "grokbench/diverge")
     assert run.data.tags["status"] == "diverged" and run.info.status == "FINISHED"
@@ -181,11 +205,21 @@ def test_diverging_trial_is_recorded_as_diverged_not_retried(local_ray, workdir)
 
 @pytest.mark.slow
 def test_optuna_search_finds_and_logs_a_best_value_per_method(local_ray, workdir):
-    path = write_sweep(workdir, name="search", grid={}, base={"eval_every": 10, "seed": 0},
-                       methods={"grokalign": {}, "grokfast": {}},
-                       search={"num_samples": 2, "seed": 3, "space": {
-                           "grokalign": {"lam": {"low": 1e-4, "high": 1e-1, "log": True}},
-                           "grokfast": {"lam": {"low": 0.01, "high": 1.0, "log": True}}}})
+    path = write_sweep(
+        workdir,
+        name="search",
+        grid={},
+        base={"eval_every": 10, "seed": 0},
+        methods={"grokalign": {}, "grokfast": {}},
+        search={
+            "num_samples": 2,
+            "seed": 3,
+            "space": {
+                "grokalign": {"lam": {"low": 1e-4, "high": 1e-1, "log": True}},
+                "grokfast": {"lam": {"low": 0.01, "high": 1.0, "log": True}},
+            },
+        },
+    )
     spec = load_sweep(str(path))
     assert run_sweep(spec, SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results"))) == 0
     client, runs = runs_of(workdir, "grokbench/search")
@@ -206,14 +240,39 @@ def test_optuna_search_finds_and_logs_a_best_value_per_method(local_ray, workdir
 
 @pytest.mark.slow
 def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(local_ray, workdir):
-    path = write_sweep(workdir, name="killed", grid={"seed": [0]}, budget={"max_epochs": 200},
-                       base={"eval_every": 10, "epochs_after_grok": 60}, methods={"baseline": {}})
-    command = [sys.executable, "-m", "grokbench.cli", "sweep", str(path), "--address", local_ray,
-               "--tracking-uri", uri(workdir), "--storage", str(workdir / "results"), "--sweep-id", "killed-1"]
+    path = write_sweep(
+        workdir,
+        name="killed",
+        grid={"seed": [0]},
+        budget={"max_epochs": 200},
+        base={"eval_every": 10, "epochs_after_grok": 60},
+        methods={"baseline": {}},
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "grokbench.cli",
+        "sweep",
+        str(path),
+        "--address",
+        local_ray,
+        "--tracking-uri",
+        uri(workdir),
+        "--storage",
+        str(workdir / "results"),
+        "--sweep-id",
+        "killed-1",
+    ]
     seeds = ["--seeds", "0,1,2"]  # an override the resume must restore from the sweep's plan
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(command + seeds, cwd=workdir, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        command + seeds,
+        cwd=workdir,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # kill once some trial has logged curves, before all have finished
@@ -316,22 +375,53 @@ def test_bad_flags_are_clear_errors(tmp_path, capsys):
     assert main(["sweep", str(path), "--max-epochs", "0", "--dry-run"]) == 2
     assert "max_epochs (--max-epochs): must be a positive integer" in capsys.readouterr().err
     assert main(["sweep", str(path), "--only", "method=sam", "--dry-run"]) == 2
-    assert "--only method=sam: no trial of this sweep has it; its trials have method = baseline, grokalign" \
+    assert (
+        "--only method=sam: no trial of this sweep has it; its trials have method = baseline, grokalign"
         in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit) as exit_:
         main(["sweep", str(path), "--only", "seed", "--dry-run"])
     assert exit_.value.code == 2 and "expected SETTING=VALUE[,VALUE...]" in capsys.readouterr().err
     # a setting named twice keeps both flags' values: the two seeds of grokalign, not the last flag's one
-    assert main(["sweep", str(path), "--only", "seed=0", "--only", "seed=1", "--only", "method=grokalign",
-                 "--dry-run", "--tracking-uri", uri(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(path),
+                "--only",
+                "seed=0",
+                "--only",
+                "seed=1",
+                "--only",
+                "method=grokalign",
+                "--dry-run",
+                "--tracking-uri",
+                uri(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "\n2 trials to run" in out and out.count("grokalign-") == 2 and "baseline-" not in out
 
 
 def test_unreachable_ray_and_tracking_server_fail_before_any_trial(tmp_path, capsys):
     path = write_sweep(tmp_path)
-    assert main(["sweep", str(path), "--address", "127.0.0.1:9", "--storage", str(tmp_path / "r"),
-                 "--tracking-uri", uri(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "sweep",
+                str(path),
+                "--address",
+                "127.0.0.1:9",
+                "--storage",
+                str(tmp_path / "r"),
+                "--tracking-uri",
+                uri(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in capsys.readouterr().err
     assert main(["sweep", str(path), "--tracking-uri", "http://127.0.0.1:9", "--storage", str(tmp_path / "r")]) == 2
     assert "the MLflow tracking server at http://127.0.0.1:9 does not answer" in capsys.readouterr().err
@@ -350,9 +440,14 @@ def test_a_sweep_whose_data_is_missing_stops_before_any_trial_and_leaves_nothing
     work = tmp_path / "work"
     work.mkdir()
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "grokbench.cli", "sweep", "mnist", "--smoke"], cwd=work,
-                          env={**env, "GROKBENCH_DATA": str(blocker / "data")}, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grokbench.cli", "sweep", "mnist", "--smoke"],
+        cwd=work,
+        env={**env, "GROKBENCH_DATA": str(blocker / "data")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "this machine cannot run this sweep's trials" in proc.stderr and " data " in proc.stderr
     assert "fix:" in proc.stderr and "GROKBENCH_DATA" in proc.stderr and "Traceback" not in proc.stderr
@@ -369,8 +464,9 @@ def test_shipped_sweeps_parse_and_plan_the_documented_trials():
     assert {c.init_scale for c in counts["mnist_init"].trials()} >= {1, 4, 8, 16}
     # mnist_mse: Table 1's MSE baseline and GrokAlign trials, seeds 0-2, with only the budget changed, and GrokAlign
     # at two larger λ
-    table1_mse = [c for c in counts["mnist"].trials()
-                  if c.loss == "mse" and c.method in ("baseline", "grokalign") and c.seed < 3]
+    table1_mse = [
+        c for c in counts["mnist"].trials() if c.loss == "mse" and c.method in ("baseline", "grokalign") and c.seed < 3
+    ]
     larger_lam = [replace(c, lam=lam) for c in table1_mse if c.method == "grokalign" for lam in (1e-3, 1e-2)]
     assert len(counts["mnist_mse"].trials()) == 12
     longer = sorted(str(replace(c, max_epochs=62500)) for c in table1_mse + larger_lam)
@@ -397,7 +493,8 @@ def test_the_grokalign_cost_sweep_holds_the_baseline_the_authors_penalty_and_eac
     # the baseline and the authors' penalty are Table 1's cross-entropy trials, the same keys at the same budget
     table1 = load_sweep("mnist").trials()
     assert {trial_key(c) for c in table1 if c.loss == "ce" and c.method in ("baseline", "grokalign")} <= {
-        trial_key(c) for c in trials}
+        trial_key(c) for c in trials
+    }
     assert len(load_sweep("mnist_grokalign_cost").smoke_version().trials()) == 7
 
 
@@ -443,7 +540,8 @@ def test_the_driver_finds_a_tracking_failure_however_tune_wrapped_it():
 
 
 def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_retry_a_rejected_request(
-        workdir, monkeypatch):
+    workdir, monkeypatch
+):
     from mlflow.exceptions import MlflowException
 
     from grokbench.sweep.errors import TrackingError
@@ -473,8 +571,15 @@ def fake_tune_trials(monkeypatch, names, budget=100, checkpoints=()):
 
     clock = [0.0]
     monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
-    trials = [SimpleNamespace(trial_id=name, status="RUNNING", checkpoint=object() if name in checkpoints else None,
-                              config={"trial": {"config": {"max_epochs": budget}}}) for name in names]
+    trials = [
+        SimpleNamespace(
+            trial_id=name,
+            status="RUNNING",
+            checkpoint=object() if name in checkpoints else None,
+            config={"trial": {"config": {"max_epochs": budget}}},
+        )
+        for name in names
+    ]
     return clock, trials
 
 
@@ -590,12 +695,31 @@ def test_the_polynomial_alpha_smoke_sweep_reads_back_as_tables_and_figures_per_a
     flags = ["--tracking-uri", uri(workdir), "--storage", str(workdir / "results")]
     assert main(["sweep", "polynomial_alpha", "--smoke", *flags]) == 0  # 8 values of α, 1 seed, 40 epochs
     out = workdir / "tables"
-    assert tables_main(["--tracking-uri", uri(workdir), "--experiment", "polynomial_alpha-smoke", "--out", str(out),
-                        "--figures", "--no-log"]) == 0
+    assert (
+        tables_main(
+            [
+                "--tracking-uri",
+                uri(workdir),
+                "--experiment",
+                "polynomial_alpha-smoke",
+                "--out",
+                str(out),
+                "--figures",
+                "--no-log",
+            ]
+        )
+        == 0
+    )
     trials = pd.read_csv(out / "trials.csv", dtype=str, keep_default_na=False)
     assert list(trials["alpha"]) == ["0.03125", "0.125", "0.5", "1", "2", "4", "8", "32"]
     assert "final test acc" not in trials and all(v != "—" for v in trials["final test loss rel"])
     assert "steps to grok_strict" in trials
-    for name in ("table1_mse.csv", "table1_mse_grok_strict.csv", "events.csv", "epochs_to_grok_vs_alpha.png",
-                 "polynomial_curves.png", "polynomial_diagnostics.png"):
+    for name in (
+        "table1_mse.csv",
+        "table1_mse_grok_strict.csv",
+        "events.csv",
+        "epochs_to_grok_vs_alpha.png",
+        "polynomial_curves.png",
+        "polynomial_diagnostics.png",
+    ):
         assert (out / name).is_file(), name

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.stats import (AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Sample, aft_time_ratio, cell, km_median,
-                            speed_up)
+from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Sample, aft_time_ratio, cell, km_median, speed_up
 
 
 def censored_data(values, observed):
@@ -182,8 +181,9 @@ def test_a_row_with_fewer_than_two_grokked_trials_gets_a_bound_and_a_log_rank_te
     # both medians censored, but the method's row has an event the baseline's has not: no ratio, still a test
     # (the 100 000-update MSE adversarial row: 1 of 3 grokked, the baseline 0 of 3)
     untested = speed_up(([100.0] * 3, [False] * 3), ([60.0, 100.0, 100.0], [True, False, False]))
-    expected = stats.logrank(censored_data([100.0] * 3, [False] * 3),
-                             censored_data([60.0, 100.0, 100.0], [True, False, False]))
+    expected = stats.logrank(
+        censored_data([100.0] * 3, [False] * 3), censored_data([60.0, 100.0, 100.0], [True, False, False])
+    )
     assert untested.ratio is None and untested.test == LOGRANK
     assert untested.p_value == pytest.approx(expected.pvalue)
     assert speed_up(([100.0] * 2, [False] * 2), ([90.0] * 2, [False] * 2)).p_value is None  # no event: no test

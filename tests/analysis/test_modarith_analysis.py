@@ -16,8 +16,18 @@ from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, trial_key
 from grokbench.sweep.mlflow_store import TrackingStore
 
 # one small layer on p = 11 that memorises within 200 epochs (it does not generalise on 60 equations)
-TINY = dict(task="modarith", preset="nanda", p=11, train_fraction=0.5, d_model=16, n_heads=2, d_mlp=32, lr=1e-2,
-            eval_every=20, max_epochs=200)
+TINY = dict(
+    task="modarith",
+    preset="nanda",
+    p=11,
+    train_fraction=0.5,
+    d_model=16,
+    n_heads=2,
+    d_mlp=32,
+    lr=1e-2,
+    eval_every=20,
+    max_epochs=200,
+)
 
 
 def config(**settings) -> TrialConfig:
@@ -27,16 +37,30 @@ def config(**settings) -> TrialConfig:
 def log_run(client, experiment_id: str, cfg: TrialConfig, summary: dict, evaluations: list[tuple[int, dict]]):
     """A trial's run as a sweep logs it: its settings as params, its tags, its curves at each evaluation's step and
     its summary's numbers."""
-    tags = {SWEEP_TAG: "modarith-test-1", KEY_TAG: trial_key(cfg), "status": summary["status"], "method": cfg.method,
-            "loss": cfg.loss, "seed": str(cfg.seed), "task": cfg.task}
+    tags = {
+        SWEEP_TAG: "modarith-test-1",
+        KEY_TAG: trial_key(cfg),
+        "status": summary["status"],
+        "method": cfg.method,
+        "loss": cfg.loss,
+        "seed": str(cfg.seed),
+        "task": cfg.task,
+    }
     run = client.create_run(experiment_id, tags=tags)
     params = [Param(k, "None" if v is None else str(v)) for k, v in sorted(cfg.to_dict().items())]
     metrics = [Metric(name, float(value), 0, step) for step, values in evaluations for name, value in values.items()]
-    metrics += [Metric(k, float(v), 0, summary["steps"]) for k, v in summary.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    metrics += [
+        Metric(k, float(v), 0, summary["steps"])
+        for k, v in summary.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     for start in range(0, len(metrics), 900):  # MLflow's batch limit is 1 000 metrics
-        client.log_batch(run.info.run_id, metrics=metrics[start:start + 900], params=params if not start else [],
-                         tags=[RunTag("x", "y")])
+        client.log_batch(
+            run.info.run_id,
+            metrics=metrics[start : start + 900],
+            params=params if not start else [],
+            tags=[RunTag("x", "y")],
+        )
     client.set_terminated(run.info.run_id)
 
 
@@ -44,13 +68,33 @@ def known_outcome(steps_to_grok: int, seconds_per_step: float = 0.01) -> tuple[d
     """A trial that memorised at step 100 and grokked at `steps_to_grok`, with Gini curves 0.1 + step / 1e5
     (embedding) and 0.2 + step / 1e5 (unembedding)."""
     seconds = steps_to_grok * seconds_per_step
-    summary = {"status": "grokked", "steps": steps_to_grok, "epochs": steps_to_grok, "train_time_s": seconds,
-               "steps_to_memorise": 100, "epochs_to_memorise": 100, "time_to_memorise_s": 100 * seconds_per_step,
-               "steps_to_grok": steps_to_grok, "epochs_to_grok": steps_to_grok, "time_to_grok_s": seconds,
-               "grok_phase_time_s": seconds - 100 * seconds_per_step, "final_test_acc": 0.96}
-    evaluations = [(step, {"train_acc": float(step >= 100), "test_acc": 0.96 if step == steps_to_grok else 0.1,
-                           "train_time_s": step * seconds_per_step, "gini_embed": 0.1 + step / 1e5,
-                           "gini_unembed": 0.2 + step / 1e5}) for step in (0, 100, steps_to_grok)]
+    summary = {
+        "status": "grokked",
+        "steps": steps_to_grok,
+        "epochs": steps_to_grok,
+        "train_time_s": seconds,
+        "steps_to_memorise": 100,
+        "epochs_to_memorise": 100,
+        "time_to_memorise_s": 100 * seconds_per_step,
+        "steps_to_grok": steps_to_grok,
+        "epochs_to_grok": steps_to_grok,
+        "time_to_grok_s": seconds,
+        "grok_phase_time_s": seconds - 100 * seconds_per_step,
+        "final_test_acc": 0.96,
+    }
+    evaluations = [
+        (
+            step,
+            {
+                "train_acc": float(step >= 100),
+                "test_acc": 0.96 if step == steps_to_grok else 0.1,
+                "train_time_s": step * seconds_per_step,
+                "gini_embed": 0.1 + step / 1e5,
+                "gini_unembed": 0.2 + step / 1e5,
+            },
+        )
+        for step in (0, 100, steps_to_grok)
+    ]
     return summary, evaluations
 
 
@@ -83,8 +127,9 @@ def test_a_trial_is_named_by_the_settings_its_task_presents_where_they_leave_the
     assert labels(task="modarith", preset="grokfast") == ("", "")  # its weight decay 0 is its own default
     assert labels(task="modarith", preset="grokfast", weight_decay=0.01) == ("weight_decay=0.01", "")
     assert labels(task="modarith", preset="nanda", weight_decay=0.01) == ("weight_decay=0.01", "")  # off 1.0
-    assert labels(task="modarith", preset="grokfast", method="grokfast", grokfast_variant="ma", lam=5.0,
-                  weight_decay=0.01) == ("variant=ma, weight_decay=0.01", "")
+    assert labels(
+        task="modarith", preset="grokfast", method="grokfast", grokfast_variant="ma", lam=5.0, weight_decay=0.01
+    ) == ("variant=ma, weight_decay=0.01", "")
     # tasks that present nothing keep their method's own settings alone
     assert labels(task="mnist", method="grokalign", grokalign_subset=32, weight_decay=0.1) == ("subset=32", "")
     # polynomial's learning rate is read against N/α² at the trial's own α and width
@@ -95,12 +140,16 @@ def test_a_trial_is_named_by_the_settings_its_task_presents_where_they_leave_the
 
 def test_frozen_and_trained_embeddings_are_rows_of_their_own_each_against_its_own_baseline(tmp_path, migrated_store):
     trials = []
-    for frozen, baseline_steps, grokalign_steps in ((False, (10_000, 12_000), (11_000, 13_000)),
-                                                   (True, (8_000, 9_000), (2_000, 3_000))):
+    for frozen, baseline_steps, grokalign_steps in (
+        (False, (10_000, 12_000), (11_000, 13_000)),
+        (True, (8_000, 9_000), (2_000, 3_000)),
+    ):
         for seed in (0, 1):
             common = dict(TINY, seed=seed, freeze_embeddings=frozen)
-            trials += [(config(**common), baseline_steps[seed]),
-                       (config(**common, method="grokalign", lam=1e-2), grokalign_steps[seed])]
+            trials += [
+                (config(**common), baseline_steps[seed]),
+                (config(**common, method="grokalign", lam=1e-2), grokalign_steps[seed]),
+            ]
     uri = store_with(tmp_path, migrated_store, "modadd", trials)
     out = tmp_path / "out"
     assert tables_main(["--tracking-uri", uri, "--experiment", "modadd", "--out", str(out), "--no-log"]) == 0
@@ -110,21 +159,24 @@ def test_frozen_and_trained_embeddings_are_rows_of_their_own_each_against_its_ow
     assert all(rows["grokked"] == "2/2") and all(rows["seeds"] == "0, 1")
     assert rows.loc[f"Baseline ({frozen})", "speed-up (steps)"] == "×1"  # the frozen rows' own baseline
     # GrokAlign with frozen embeddings against the frozen baseline: √(8 000 · 9 000) / √(2 000 · 3 000) = √12
-    assert float(rows.loc[f"GrokAlign ({frozen})", "steps_ratio"]) == pytest.approx(12 ** 0.5, rel=1e-5)
+    assert float(rows.loc[f"GrokAlign ({frozen})", "steps_ratio"]) == pytest.approx(12**0.5, rel=1e-5)
     assert float(rows.loc["GrokAlign", "steps_ratio"]) == pytest.approx(
-        geometric_mean([10_000, 12_000]) / geometric_mean([11_000, 13_000]), rel=1e-5)
+        geometric_mean([10_000, 12_000]) / geometric_mean([11_000, 13_000]), rel=1e-5
+    )
     assert "baseline of the row's own condition" in (out / "table1_ce.md").read_text()
     # the Gini coefficients at memorisation (step 100) and at grokking, median over the two seeds
     gini = table(out / "gini.csv")
     assert gini.loc[f"Baseline ({frozen})", "gini_embed @grok"] == "0.185"  # 0.1 + 8 500 / 1e5
     assert gini.loc[f"GrokAlign ({frozen})", "gini_unembed @mem"] == "0.201"
     trials_rows = pd.read_csv(out / "trials.csv", dtype=str, keep_default_na=False)
-    assert sorted(trials_rows["method"]) == sorted(["Baseline", "GrokAlign", f"Baseline ({frozen})",
-                                                    f"GrokAlign ({frozen})"] * 2)
+    assert sorted(trials_rows["method"]) == sorted(
+        ["Baseline", "GrokAlign", f"Baseline ({frozen})", f"GrokAlign ({frozen})"] * 2
+    )
 
 
 def test_grokfasts_arms_and_the_weight_decay_control_are_compared_with_the_baseline_without_weight_decay(
-        tmp_path, migrated_store):
+    tmp_path, migrated_store
+):
     baseline = dict(TINY, preset="grokfast", batch_size=16)
     trials = [(config(**baseline, seed=s), steps) for s, steps in enumerate((39_000, 40_000, 41_000))]
     trials.append((config(**baseline, seed=0, weight_decay=0.01), 20_000))
@@ -141,15 +193,18 @@ def test_grokfasts_arms_and_the_weight_decay_control_are_compared_with_the_basel
     ema_row = "Grokfast (λ=2, alpha=0.98, weight_decay=0.005)"
     assert list(rows.index) == ["Baseline", "Baseline (weight_decay=0.01)", ema_row, ma_row]
     assert rows.loc["Baseline", "speed-up (steps)"] == "×1"
-    assert (rows.loc["Baseline (weight_decay=0.01)", "grokked"], rows.loc["Baseline (weight_decay=0.01)", "seeds"]) \
-        == ("1/1", "0")
+    assert (rows.loc["Baseline (weight_decay=0.01)", "grokked"], rows.loc["Baseline (weight_decay=0.01)", "seeds"]) == (
+        "1/1",
+        "0",
+    )
     reference = geometric_mean([39_000, 40_000, 41_000])
-    assert float(rows.loc["Baseline (weight_decay=0.01)", "steps_ratio"]) == pytest.approx(reference / 20_000,
-                                                                                         rel=1e-5)
-    assert float(rows.loc[ma_row, "steps_ratio"]) == pytest.approx(reference / geometric_mean([800, 790, 810]),
-                                                                   rel=1e-5)
-    assert float(rows.loc[ema_row, "steps_ratio"]) == pytest.approx(reference / geometric_mean([900, 910, 920]),
-                                                                    rel=1e-5)
+    assert float(rows.loc["Baseline (weight_decay=0.01)", "steps_ratio"]) == pytest.approx(reference / 20_000, rel=1e-5)
+    assert float(rows.loc[ma_row, "steps_ratio"]) == pytest.approx(
+        reference / geometric_mean([800, 790, 810]), rel=1e-5
+    )
+    assert float(rows.loc[ema_row, "steps_ratio"]) == pytest.approx(
+        reference / geometric_mean([900, 910, 920]), rel=1e-5
+    )
 
 
 def real_trials(tmp_path, migrated_store) -> str:
@@ -164,14 +219,18 @@ def real_trials(tmp_path, migrated_store) -> str:
         for frozen in (False, True):
             cfg = config(**TINY, method=method, lam=lam, freeze_embeddings=frozen)
             evaluations = []
-            summary = Trial(cfg).run(callback=lambda ev, trial: evaluations.append(
-                (ev.step, {**ev.metrics, "train_time_s": ev.train_time_s})))
+            summary = Trial(cfg).run(
+                callback=lambda ev, trial, evaluations=evaluations: evaluations.append(
+                    (ev.step, {**ev.metrics, "train_time_s": ev.train_time_s})
+                )
+            )
             log_run(client, experiment_id, cfg, summary, evaluations)
     return uri
 
 
 def test_accuracy_and_gini_figures_of_real_trials_use_a_log_step_axis_a_panel_per_embedding_and_mark_memorising(
-        tmp_path, migrated_store):
+    tmp_path, migrated_store
+):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,7 +246,7 @@ def test_accuracy_and_gini_figures_of_real_trials_use_a_log_step_axis_a_panel_pe
     accuracy = accuracy_figure(runs, hist, "step", shown)
     assert [ax.get_title() for ax in accuracy.axes] == ["loss ce", "loss ce, freeze_embeddings=True"]
     assert all(ax.get_xscale() == "log" for ax in accuracy.axes)
-    for ax, suffix in zip(accuracy.axes, ("", " (freeze_embeddings=True)")):
+    for ax, suffix in zip(accuracy.axes, ("", " (freeze_embeddings=True)"), strict=False):
         lines = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
         assert lines[f"Baseline{suffix} train"] == lines[f"GrokAlign{suffix} train"] == "--"
         assert lines[f"GrokAlign{suffix} test"] == "-"
@@ -199,8 +258,23 @@ def test_accuracy_and_gini_figures_of_real_trials_use_a_log_step_axis_a_panel_pe
         assert sorted(float(line.get_xdata()[0]) for line in memorised) == sorted(runs["steps_to_memorise"])
         assert not [line for line in ax.get_lines() if line.get_marker() == "*"]  # none grokked: nothing marked
     out = tmp_path / "figures"
-    assert tables_main(["--tracking-uri", uri, "--experiment", "modadd", "--out", str(out), "--figures",
-                        "--format", "md", "--no-log"]) == 0
+    assert (
+        tables_main(
+            [
+                "--tracking-uri",
+                uri,
+                "--experiment",
+                "modadd",
+                "--out",
+                str(out),
+                "--figures",
+                "--format",
+                "md",
+                "--no-log",
+            ]
+        )
+        == 0
+    )
     for name in ("accuracy_vs_steps", "accuracy_vs_seconds", "gini"):
         assert (out / f"{name}.png").stat().st_size > 5000 and (out / f"{name}.pdf").stat().st_size > 5000
     assert "Gini coefficients at memorisation" in (out / "gini.md").read_text()

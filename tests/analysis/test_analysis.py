@@ -19,35 +19,72 @@ from grokbench.sweep.mlflow_store import TrackingStore
 SWEEP = "table-test-1"
 
 
-def log_trial(client, experiment_id, method, loss, seed, status, steps, time_s, memorised_time_s=1.0, lam=0.0,
-              budget_steps=1000, budget_time=100.0, curve=True, **settings):
+def log_trial(
+    client,
+    experiment_id,
+    method,
+    loss,
+    seed,
+    status,
+    steps,
+    time_s,
+    memorised_time_s=1.0,
+    lam=0.0,
+    budget_steps=1000,
+    budget_time=100.0,
+    curve=True,
+    **settings,
+):
     variant = "".join(f"-{v}" for v in settings.values())
-    tags = {"grokbench.sweep_id": SWEEP, "grokbench.trial_key": f"{method}-{loss}-{seed}{variant}", "status": status,
-            "method": method, "loss": loss}
+    tags = {
+        "grokbench.sweep_id": SWEEP,
+        "grokbench.trial_key": f"{method}-{loss}-{seed}{variant}",
+        "status": status,
+        "method": method,
+        "loss": loss,
+    }
     run = client.create_run(experiment_id, tags=tags)
-    params = {"method": method, "loss": loss, "seed": seed, "lam": lam, "init_scale": 8.0, "task": "mnist",
-              "max_epochs": budget_steps // 4, **settings}
+    params = {
+        "method": method,
+        "loss": loss,
+        "seed": seed,
+        "lam": lam,
+        "init_scale": 8.0,
+        "task": "mnist",
+        "max_epochs": budget_steps // 4,
+        **settings,
+    }
     grokked = status == "grokked"
     metrics = {
-        "steps": steps if grokked else budget_steps, "train_time_s": time_s if grokked else budget_time,
-        "steps_to_memorise": 40, "time_to_memorise_s": memorised_time_s, "epochs_to_memorise": 10,
+        "steps": steps if grokked else budget_steps,
+        "train_time_s": time_s if grokked else budget_time,
+        "steps_to_memorise": 40,
+        "time_to_memorise_s": memorised_time_s,
+        "epochs_to_memorise": 10,
     }
     metrics["epochs"] = metrics["steps"] // 4
     if grokked:
-        metrics.update(steps_to_grok=steps, time_to_grok_s=time_s, grok_phase_time_s=time_s - memorised_time_s,
-                       epochs_to_grok=steps // 4)
+        metrics.update(
+            steps_to_grok=steps,
+            time_to_grok_s=time_s,
+            grok_phase_time_s=time_s - memorised_time_s,
+            epochs_to_grok=steps // 4,
+        )
     now = 0
     entries = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
     if curve:
         last = int(metrics["steps"])
         for step in (0, 40, last):
-            entries += [Metric("train_acc", 1.0 if step else 0.1, now, step),
-                        Metric("test_acc", 0.9 if step == last and grokked else 0.5, now, step),
-                        Metric("train_time_s", metrics["train_time_s"] * step / max(last, 1), now, step),
-                        Metric("centroid_alignment", 0.1 + step / 1e4, now, step),
-                        Metric("jacobian_norm", 10.0 - step / 1e3, now, step)]
-    client.log_batch(run.info.run_id, metrics=entries,
-                     params=[Param(k, str(v)) for k, v in params.items()], tags=[RunTag("x", "y")])
+            entries += [
+                Metric("train_acc", 1.0 if step else 0.1, now, step),
+                Metric("test_acc", 0.9 if step == last and grokked else 0.5, now, step),
+                Metric("train_time_s", metrics["train_time_s"] * step / max(last, 1), now, step),
+                Metric("centroid_alignment", 0.1 + step / 1e4, now, step),
+                Metric("jacobian_norm", 10.0 - step / 1e3, now, step),
+            ]
+    client.log_batch(
+        run.info.run_id, metrics=entries, params=[Param(k, str(v)) for k, v in params.items()], tags=[RunTag("x", "y")]
+    )
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 
@@ -99,7 +136,9 @@ def test_table1_equals_hand_computed_values(store, tmp_path):
     low, high = np.exp(welch.confidence_interval(0.95))
     assert table.loc["GrokAlign", "speed-up (time)"] == f"×3.17 [{low:.2f}, {high:.2f}] p={welch.pvalue:.2g}"
     assert (table.loc["GrokAlign", "time_estimand"], table.loc["GrokAlign", "time_test"]) == (
-        "ratio of geometric means", "Welch t-test on log values")
+        "ratio of geometric means",
+        "Welch t-test on log values",
+    )
     assert float(table.loc["GrokAlign", "time_ci_low"]) == pytest.approx(low, rel=1e-5)
     assert float(table.loc["GrokAlign", "time_median_ratio"]) == 3.0  # 60 / 20, beside the estimand
     # the paper's form, seed by seed: steps 400/100, 600/200, 800/300 = 4, 3, 2.67 → 3.22 ± 0.69; phase times
@@ -111,8 +150,9 @@ def test_table1_equals_hand_computed_values(store, tmp_path):
     assert table.loc["Grokfast", "Absolute Time (s)"] == "> 100 (2 of 3 censored)"
     # one grokked trial is too few to fit: the speed-up is a bound on the ratio of medians, at most 60 / 100, with
     # no interval, tested by the log-rank test
-    logrank = stats.logrank(stats.CensoredData(uncensored=[40, 60, 80]),
-                            stats.CensoredData(uncensored=[20], right=[100, 100])).pvalue
+    logrank = stats.logrank(
+        stats.CensoredData(uncensored=[40, 60, 80]), stats.CensoredData(uncensored=[20], right=[100, 100])
+    ).pvalue
     assert table.loc["Grokfast", "speed-up (time)"] == f"≤ ×0.60 p={logrank:.2g}"
     assert (table.loc["Grokfast", "time_bound"], table.loc["Grokfast", "time_test"]) == ("≤", "log-rank test")
     assert table.loc["Grokfast", "per-seed speed-up (steps / time / phase)"] == "—"
@@ -134,8 +174,7 @@ def test_table1_equals_hand_computed_values(store, tmp_path):
     assert "Geometry" in (out / "geometry.md").read_text()
 
 
-def test_censored_rows_get_the_aft_ratio_and_the_log_rank_test_and_cross_entropy_comes_first(store, tmp_path,
-                                                                                               capsys):
+def test_censored_rows_get_the_aft_ratio_and_the_log_rank_test_and_cross_entropy_comes_first(store, tmp_path, capsys):
     shutil.copy(store, tmp_path / "mlflow.db")
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name("grokbench/mnist").experiment_id
@@ -154,11 +193,14 @@ def test_censored_rows_get_the_aft_ratio_and_the_log_rank_test_and_cross_entropy
     table = read_csv_table(out / "table1_mse.csv")
     assert table.loc["Baseline", "Absolute Time (s)"] == "KM med 90 (1 censored)"  # S(80) = 2/3, S(90) = 1/3
     # both rows have 2 or more grokked trials: a log-normal AFT fit, the same one analysis.stats makes
-    ratio, low, high = aft_time_ratio(Sample([80.0, 90.0, 100.0], [True, True, False]),
-                                      Sample([30.0, 40.0, 50.0], [True] * 3))
+    ratio, low, high = aft_time_ratio(
+        Sample([80.0, 90.0, 100.0], [True, True, False]), Sample([30.0, 40.0, 50.0], [True] * 3)
+    )
     assert float(table.loc["GrokAlign", "time_ratio"]) == pytest.approx(ratio, rel=1e-5) and low < ratio < high
     assert (table.loc["GrokAlign", "time_estimand"], table.loc["GrokAlign", "time_test"]) == (
-        "log-normal AFT time ratio", "log-rank test")
+        "log-normal AFT time ratio",
+        "log-rank test",
+    )
     assert table.loc["GrokAlign", "speed-up (time)"].startswith(f"×{ratio:.2f} [{low:.2f}, {high:.2f}] p=")
     assert table.loc["GrokAlign", "speed-up (time)"].endswith("†")
     # Grokfast never grokked: at most the baseline's KM median over Grokfast's last time followed, 90 / 100
@@ -173,7 +215,7 @@ def test_geometry_has_a_row_per_lambda_where_a_method_ran_at_several(store, tmp_
     shutil.copy(store, tmp_path / "mlflow.db")
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name("grokbench/mnist").experiment_id
-    for seed, steps in zip([10, 11, 12], [50, 60, 70]):  # other seeds: trial keys here name no λ
+    for seed, steps in zip([10, 11, 12], [50, 60, 70], strict=False):  # other seeds: trial keys here name no λ
         log_trial(client, experiment_id, "grokalign", "ce", seed, "grokked", steps, steps / 10, lam=1e-2)
     out = tmp_path / "out"
     assert tables_main(["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(out)]) == 0
@@ -204,8 +246,12 @@ def test_every_trial_has_a_row_with_its_speed_per_update(store, tmp_path, capsys
 def test_figures_are_written_and_not_empty(store, tmp_path):
     shutil.copy(store, tmp_path / "mlflow.db")
     out = tmp_path / "figs"
-    assert tables_main(["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(out),
-                        "--format", "csv", "--figures"]) == 0
+    assert (
+        tables_main(
+            ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(out), "--format", "csv", "--figures"]
+        )
+        == 0
+    )
     for name in ("accuracy_vs_steps", "accuracy_vs_seconds", "geometry"):
         for suffix in ("png", "pdf"):
             assert (out / f"{name}.{suffix}").stat().st_size > 5000
@@ -282,8 +328,14 @@ def test_export_then_import_recreates_the_runs_exactly_and_once(tmp_path, migrat
     assert TrackingStore(uris["copy"]).best_tags("grokbench/mnist") == best
     assert "unrelated" not in copy.get_experiment(copy_experiment).tags
     # what a sweep skips, and what the tables say, are the same on both stores
-    held = [{key: (t.sweep_id, t.status) for key, t in TrackingStore(uris[name]).stored_trials("grokbench/mnist")
-             .items() if t.status != "running"} for name in ("copy", "source")]  # a run in progress is not exported
+    held = [
+        {
+            key: (t.sweep_id, t.status)
+            for key, t in TrackingStore(uris[name]).stored_trials("grokbench/mnist").items()
+            if t.status != "running"
+        }
+        for name in ("copy", "source")
+    ]  # a run in progress is not exported
     assert held[0] == held[1]
     for name in uris:
         assert tables_main(["--tracking-uri", uris[name], "--out", str(tmp_path / name), "--format", "csv"]) == 0
@@ -305,14 +357,18 @@ def test_export_and_import_refuse_bad_input_clearly(tmp_path, migrated_store, ca
     assert "is not a grokbench archive" in capsys.readouterr().err
     bad_header = tmp_path / "bad.jsonl.gz"
     with gzip.open(bad_header, "wt") as stream:
-        stream.write(json.dumps({"format": "grokbench-runs/1", "experiment": "grokbench/mnist", "runs": 0,
-                                 "best": ["lam", 0.1]}) + "\n")
+        stream.write(
+            json.dumps({"format": "grokbench-runs/1", "experiment": "grokbench/mnist", "runs": 0, "best": ["lam", 0.1]})
+            + "\n"
+        )
     assert cli(["import", str(bad_header), "--tracking-uri", uri]) == 2
     assert "best settings are not best.<sweep>.<method>.<setting> tags" in capsys.readouterr().err
     for best in ({"mlflow.note.content": "1"}, {"best.s.lam": "0.1"}, {"best.s.grokalign.lam": "high"}):
         with gzip.open(bad_header, "wt") as stream:
-            stream.write(json.dumps({"format": "grokbench-runs/1", "experiment": "grokbench/mnist", "runs": 0,
-                                     "best": best}) + "\n")
+            stream.write(
+                json.dumps({"format": "grokbench-runs/1", "experiment": "grokbench/mnist", "runs": 0, "best": best})
+                + "\n"
+            )
         assert cli(["import", str(bad_header), "--tracking-uri", uri]) == 2
         assert "best settings are not" in capsys.readouterr().err
     assert TrackingStore(uri).experiment_id("grokbench/mnist") is None  # nothing half-written
@@ -323,11 +379,16 @@ def test_the_tables_keep_a_trials_newest_outcome_over_an_older_failure():
 
     from analysis.runs import latest_per_trial
 
-    runs = pd.DataFrame({
-        "run_id": ["a", "b", "c", "d", "e"], "experiment": "mnist",
-        "trial_key": ["k1", "k1", "k1", "k2", "k2"], "sweep_id": ["s1", "s2", "s3", "s1", "s2"],
-        "status": ["failed", "grokked", "running", "censored", "grokked"], "start_time": [1, 2, 3, 1, 2],
-    })
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c", "d", "e"],
+            "experiment": "mnist",
+            "trial_key": ["k1", "k1", "k1", "k2", "k2"],
+            "sweep_id": ["s1", "s2", "s3", "s1", "s2"],
+            "status": ["failed", "grokked", "running", "censored", "grokked"],
+            "start_time": [1, 2, 3, 1, 2],
+        }
+    )
     kept = latest_per_trial(runs.sample(frac=1, random_state=0)).set_index("trial_key")["sweep_id"]
     assert kept.to_dict() == {"k1": "s2", "k2": "s2"}  # an outcome over a failure or a run in progress; newest first
 
@@ -388,11 +449,16 @@ def test_figure_lines_are_per_method_and_per_lambda_only_where_a_method_ran_at_s
     from analysis.tables import settings
 
     # Table 1: GrokAlign at one λ per loss (1e-3 with ce, 1e-4 with mse) keeps its name and colour
-    table1 = pd.DataFrame({"method": ["baseline", "grokalign"] * 2, "loss": ["ce", "ce", "mse", "mse"],
-                           "lam": [0.0, 1e-3, 0.0, 1e-4]})
+    table1 = pd.DataFrame(
+        {"method": ["baseline", "grokalign"] * 2, "loss": ["ce", "ce", "mse", "mse"], "lam": [0.0, 1e-3, 0.0, 1e-4]}
+    )
     lines = {(s.label, s.by): colour for s, colour in coloured(settings(table1, by=("loss",)))}
-    assert lines == {("Baseline", ("ce",)): COLOURS["baseline"], ("Baseline", ("mse",)): COLOURS["baseline"],
-                     ("GrokAlign", ("ce",)): COLOURS["grokalign"], ("GrokAlign", ("mse",)): COLOURS["grokalign"]}
+    assert lines == {
+        ("Baseline", ("ce",)): COLOURS["baseline"],
+        ("Baseline", ("mse",)): COLOURS["baseline"],
+        ("GrokAlign", ("ce",)): COLOURS["grokalign"],
+        ("GrokAlign", ("mse",)): COLOURS["grokalign"],
+    }
     # a λ sweep: a line per λ, each in its own colour, none a method's
     sweep = pd.DataFrame({"method": ["baseline"] + ["grokalign"] * 3, "lam": [0.0, 1e-4, 1e-3, 1e-2]})
     lines = {s.label: colour for s, colour in coloured(settings(sweep))}
@@ -416,8 +482,12 @@ def test_a_budget_counts_a_trial_that_grokked_later_as_censored_at_it(tmp_path, 
     # seed 1 at its last evaluation within 100 epochs (step 40 of its curve: 0, 40, 600), censored there
     assert cut.loc[1, "status"] == "censored" and pd.isna(cut.loc[1, "steps_to_grok"])
     assert (cut.loc[1, "steps"], cut.loc[1, "epochs"], cut.loc[1, "train_time_s"]) == (40, 10, 4.0)
-    assert tables_main(["--tracking-uri", uri, "--out", str(tmp_path / "t"), "--max-epochs", "100",
-                        "--format", "md", "--no-log"]) == 0
+    assert (
+        tables_main(
+            ["--tracking-uri", uri, "--out", str(tmp_path / "t"), "--max-epochs", "100", "--format", "md", "--no-log"]
+        )
+        == 0
+    )
     text = (tmp_path / "t" / "table1_ce.md").read_text()
     assert "| Baseline | 1/2 |" in text and "budget: 100 epochs (--max-epochs)" in text
 
@@ -430,11 +500,25 @@ def test_a_methods_variants_get_rows_of_their_own(tmp_path, migrated_store):
     for seed in range(2):
         log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", 400, 40.0)
         log_trial(client, experiment_id, "grokalign", "ce", seed, "grokked", 100, 10.0, lam=1e-3)
-        log_trial(client, experiment_id, "grokalign", "ce", seed, "grokked", 120, 6.0, lam=1e-3,
-                  grokalign_subset=32, grokalign_every=4)
+        log_trial(
+            client,
+            experiment_id,
+            "grokalign",
+            "ce",
+            seed,
+            "grokked",
+            120,
+            6.0,
+            lam=1e-3,
+            grokalign_subset=32,
+            grokalign_every=4,
+        )
     assert tables_main(["--tracking-uri", uri, "--out", str(tmp_path / "t"), "--format", "md", "--no-log"]) == 0
-    rows = [line.split(" | ")[0] for line in (tmp_path / "t" / "table1_ce.md").read_text().splitlines()
-            if line.startswith("| ") and "2/2" in line]
+    rows = [
+        line.split(" | ")[0]
+        for line in (tmp_path / "t" / "table1_ce.md").read_text().splitlines()
+        if line.startswith("| ") and "2/2" in line
+    ]
     assert rows == ["| Baseline", "| GrokAlign", "| GrokAlign (subset=32, every=4)"]
 
 
@@ -473,7 +557,10 @@ def test_the_median_stops_where_the_first_seed_ends_and_each_seed_is_marked_on_i
     assert [list(line.get_xdata()) for line in log_ax.get_lines()] == [[10, 20], [10, 20, 30]]
     runs = pd.DataFrame({"run_id": ["a", "b"], "steps_to_memorise": [5.0, 15.0], "steps_to_grok": [20.0, np.nan]})
     mark_events(ax, runs, {"a": a, "b": b}, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), "C0")
-    marks = {(line.get_marker(), float(line.get_xdata()[0]), float(line.get_ydata()[0]))
-             for line in ax.get_lines() if line.get_marker() in ("s", "*")}
+    marks = {
+        (line.get_marker(), float(line.get_xdata()[0]), float(line.get_ydata()[0]))
+        for line in ax.get_lines()
+        if line.get_marker() in ("s", "*")
+    }
     assert marks == {("s", 5.0, 0.5), ("s", 15.0, 4.5), ("*", 20.0, 2.0)}  # b never grokked: no ★
     plt.close("all")
