@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,11 @@ class StoredTrial:
     prior_status: str | None = None  # the outcome it had when a sweep raised its budget
     event_epochs: Mapping[str, int] = field(default_factory=dict)  # its task's further events that happened
 
+    @classmethod
+    def of(cls, record: Any) -> StoredTrial:
+        """The planner's view of a record the store returns (`TrackingStore.stored_trials`), by field name."""
+        return cls(**{f.name: getattr(record, f.name) for f in fields(cls)})
+
     def interrupted_continuation(self) -> bool:
         """A run whose larger budget a sweep began but did not finish (stopped, or failed past its retries): its
         latest checkpoint is where it goes on."""
@@ -101,7 +106,7 @@ class GridPlan:
     continued: dict[str, dict[str, str]]
 
 
-def plan_grid(spec: SweepSpec, stored: dict[str, StoredTrial]) -> GridPlan:
+def plan_grid(spec: SweepSpec, stored: Mapping[str, Any]) -> GridPlan:
     """Settle each of the grid's trials against what the store holds (an Optuna search proposes new settings each
     time: none of its trials is ever settled). A trial the store holds with a final outcome is kept, unless the
     sweep's budget asks for more: then it continues from its final checkpoint, or, without one (an imported run,
@@ -112,7 +117,7 @@ def plan_grid(spec: SweepSpec, stored: dict[str, StoredTrial]) -> GridPlan:
         return GridPlan(skipped, continued)
     for cfg in spec.trials():
         key = trial_key(cfg)
-        found = stored.get(key)
+        found = StoredTrial.of(stored[key]) if key in stored else None
         if found is None or (found.status not in FINAL_STATUSES and not found.interrupted_continuation()):
             continue
         if found.status in FINAL_STATUSES and not found.wants_more(cfg):
@@ -143,7 +148,7 @@ def planned_count(spec: SweepSpec, trials: list[TrialConfig]) -> int:
 def search_example(spec: SweepSpec, method: str) -> TrialConfig:
     """A search's fixed settings for one method, the base's and the method's own (the searched ones take their
     defaults here); a search runs at one seed: the file's, or the first of --seeds."""
-    from grokbench.config import resolve
+    from grokbench.resolve import config_from, resolve
 
     seed = spec.grid["seed"][0] if "seed" in spec.grid else spec.base.get("seed", 0)
     values = {
@@ -154,7 +159,7 @@ def search_example(spec: SweepSpec, method: str) -> TrialConfig:
         "method": method,
         "max_epochs": spec.max_epochs,
     }
-    return resolve(TrialConfig.from_dict(values))
+    return resolve(config_from(values))
 
 
 def example_trial(spec: SweepSpec) -> TrialConfig:
