@@ -241,7 +241,8 @@ def _params(raw: pd.DataFrame, index) -> dict[str, str]:
 
 def _config(params: dict[str, str]):
     """The run's resolved TrialConfig, None where its settings are unreadable."""
-    from grokbench.config import ConfigError, stored_config
+    from grokbench.config import ConfigError
+    from grokbench.resolve import stored_config
 
     if "task" not in params or "method" not in params:
         return None
@@ -277,11 +278,12 @@ def _usual_settings(cfg, params: dict[str, str]):
     """The trial's task, method and preset resolved at their defaults, with the shared settings the task gives
     the trial's own task settings (a polynomial trial's learning rate is compared with N/α² at its α); None where
     the stored settings no longer resolve."""
-    from grokbench.config import SHARED, ConfigError, TrialConfig, resolve
+    from grokbench.config import SHARED, ConfigError
+    from grokbench.resolve import config_from, resolve
     from grokbench.tasks import TASKS
 
     try:
-        named = TrialConfig.from_dict({k: params[k] for k in ("task", "method", "preset") if k in params})
+        named = config_from({k: params[k] for k in ("task", "method", "preset") if k in params})
         usual = resolve(named)
         # not resolve() at the trial's task settings: a preset's own settings (its batch size) may not fit them
         shared_here = {

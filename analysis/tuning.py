@@ -89,7 +89,7 @@ def best_trials(hist: pd.DataFrame) -> pd.DataFrame:
 def tuned_settings(uri: str, hist: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Method → its tuned setting as a confirmation sweep sets it (the searched values rounded, and its own
     settings off their defaults), read from its best trial's stored settings."""
-    from grokbench.config import stored_config
+    from grokbench.resolve import stored_config
     from grokbench.sweep.report import tuned_setting
 
     store, tuned = TrackingStore(uri), {}

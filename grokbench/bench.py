@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from grokbench.config import TrialConfig
+from grokbench.resolve import config_of
 from grokbench.train import Trial
 
 VARIANTS: dict[str, dict] = {
@@ -105,7 +105,7 @@ def run_bench(
 ) -> dict:
     base = dict(task=task, preset=preset, threads=threads, device=device, data_dir=data_dir)
     variants = default_variants(task) if variants is None else variants
-    trials = {name: Trial(TrialConfig.of(**base, **overrides)) for name, overrides in variants.items()}
+    trials = {name: Trial(config_of(**base, **overrides)) for name, overrides in variants.items()}
     reference = trials["baseline"]
     steps_per_epoch = len(reference.batches)
 

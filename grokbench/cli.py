@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from grokbench.config import SHARED, ConfigError, TrialConfig, foreign_setting
+from grokbench.config import SHARED, ConfigError, TrialConfig
+from grokbench.resolve import config_from, foreign_setting
 from grokbench.settings import help_of
 from grokbench.sweep.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, SweepError
 
@@ -44,7 +45,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser, task) -> list[str]:
 def _config_from_args(args: argparse.Namespace) -> TrialConfig:
     names = vars(args).get("setting_names", ())
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    return TrialConfig.from_dict({**given, "task": args.task})
+    return config_from({**given, "task": args.task})
 
 
 def _unknown_flag_error(args: argparse.Namespace, unknown: list[str]) -> str:
@@ -192,7 +193,7 @@ def cmd_bench_sweep(args: argparse.Namespace) -> int:
         "max_epochs": args.max_epochs,
         "threads": args.threads,
     }
-    TrialConfig.from_dict(config)  # bad values fail here, before Ray starts
+    config_from(config)  # bad values fail here, before Ray starts
     report = measure_overhead(config, rounds=args.rounds, progress=lambda m: print(m, file=sys.stderr))
     print(
         f"trial wall clock, median of {report['rounds']} alternating rounds: grokbench run "

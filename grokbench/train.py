@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-from grokbench.config import ConfigError, TrialConfig, resolve, stored_config
+from grokbench.config import ConfigError, TrialConfig
 from grokbench.events import GrokEvents, Milestone
 from grokbench.methods import METHODS
+from grokbench.resolve import resolve, stored_config
 from grokbench.tasks import TASKS
 
 ORDER_SEED_OFFSET = 0x9E3779B9  # the data-order stream differs from the methods' stream of the same seed

@@ -7,24 +7,25 @@ import sys
 import pytest
 
 from grokbench.cli import main
-from grokbench.config import ConfigError, TrialConfig, resolve
+from grokbench.config import ConfigError
+from grokbench.resolve import config_from, config_of, resolve, stored_config
 
 
 def test_task_and_method_defaults_fill_unset_fields():
-    cfg = resolve(TrialConfig.of(task="mnist", method="grokalign"))
+    cfg = resolve(config_of(task="mnist", method="grokalign"))
     assert (cfg.loss, cfg.lam, cfg.init_scale, cfg.lr, cfg.weight_decay) == ("ce", 1e-3, 8.0, 1e-3, 0.01)
     assert (cfg.batch_size, cfg.eval_every, cfg.dtype, cfg.optimizer) == (256, 10, "float64", "adamw")
-    assert resolve(TrialConfig.of(task="mnist", method="grokalign", loss="mse")).lam == 1e-4
-    assert resolve(TrialConfig.of(task="mnist", method="grokfast")).lam == 0.1
-    assert resolve(TrialConfig.of(task="mnist", method="grokfast", lam=2.0, init_scale=1)).init_scale == 1.0
+    assert resolve(config_of(task="mnist", method="grokalign", loss="mse")).lam == 1e-4
+    assert resolve(config_of(task="mnist", method="grokfast")).lam == 0.1
+    assert resolve(config_of(task="mnist", method="grokfast", lam=2.0, init_scale=1)).init_scale == 1.0
 
 
 def test_from_dict_coerces_strings_and_rejects_unknown_fields():
-    assert TrialConfig.from_dict({"lam": "0.1", "seed": "3", "threads": "none"}) == TrialConfig.of(lam=0.1, seed=3)
+    assert config_from({"lam": "0.1", "seed": "3", "threads": "none"}) == config_of(lam=0.1, seed=3)
     with pytest.raises(ConfigError, match="unknown setting; mnist with method baseline takes:.*init_scale"):
-        TrialConfig.from_dict({"learning_rate": 0.1})
+        config_from({"learning_rate": 0.1})
     with pytest.raises(ConfigError, match="seed: must be an integer"):
-        TrialConfig.from_dict({"seed": 1.5})
+        config_from({"seed": 1.5})
 
 
 @pytest.mark.parametrize(
@@ -110,17 +111,15 @@ def test_every_setting_of_the_task_and_the_methods_is_a_flag_in_help(capsys):
 
 
 def test_settings_are_owned_by_their_components():
-    cfg = resolve(TrialConfig.of(task="xor", method="grokfast", p=200, grokfast_window=7))
+    cfg = resolve(config_of(task="xor", method="grokfast", p=200, grokfast_window=7))
     assert cfg.task_settings.p == 200 and cfg.method_settings.grokfast_window == 7
     flat = cfg.to_dict()
     assert flat["p"] == 200 and flat["grokfast_window"] == 7 and "grokalign_estimator" not in flat
-    assert TrialConfig.from_dict(flat) == cfg  # the flat view round-trips
+    assert config_from(flat) == cfg  # the flat view round-trips
 
 
 def test_a_stored_config_of_any_version_is_read_leniently():
     """Configs stored by earlier versions carried every method's settings; they belong to no other trial."""
-    from grokbench.config import stored_config
-
     old = {
         "task": "xor",
         "method": "baseline",
@@ -201,10 +200,10 @@ def test_resume_refuses_flags_it_would_ignore(capsys):
 
 
 def test_a_tasks_adam_betas_do_not_stop_sgd():
-    cfg = resolve(TrialConfig.of(task="modarith", optimizer="sgd", lr=0.1))  # the nanda preset's β₂ is 0.98
+    cfg = resolve(config_of(task="modarith", optimizer="sgd", lr=0.1))  # the nanda preset's β₂ is 0.98
     assert (cfg.optimizer, cfg.beta1, cfg.beta2) == ("sgd", 0.9, 0.999)
     with pytest.raises(ConfigError, match="beta2: applies to adam and adamw"):
-        resolve(TrialConfig.of(task="modarith", optimizer="sgd", beta2=0.98))  # the user's own is refused
+        resolve(config_of(task="modarith", optimizer="sgd", beta2=0.98))  # the user's own is refused
 
 
 def test_a_method_a_task_cannot_support_is_refused_before_anything_runs(monkeypatch):
@@ -218,16 +217,14 @@ def test_a_method_a_task_cannot_support_is_refused_before_anything_runs(monkeypa
     monkeypatch.setitem(TASKS, "discrete", Discrete())
     for method in ("grokalign", "adversarial"):
         with pytest.raises(ConfigError, match=f"method: {method} needs input .*which task discrete does not offer"):
-            resolve(TrialConfig.of(task="discrete", method=method))
-    assert resolve(TrialConfig.of(task="discrete", method="grokfast")).method == "grokfast"
+            resolve(config_of(task="discrete", method=method))
+    assert resolve(config_of(task="discrete", method="grokfast")).method == "grokfast"
 
 
 def test_a_stored_config_is_read_as_stored_not_through_its_presets_values_of_today():
     """A setting a preset sets today but a stored trial lacks (stored before the setting existed) keeps its
     default: applying today's preset again would change what the stored trial was."""
-    from grokbench.config import stored_config
-
-    stored = resolve(TrialConfig.of(task="modarith", preset="grokfast")).to_dict()
+    stored = resolve(config_of(task="modarith", preset="grokfast")).to_dict()
     assert stored["op"] == "mul"
     del stored["op"]
     assert stored_config(stored).task_settings.op == "add"  # the setting's default, not the preset's "mul"

@@ -17,7 +17,7 @@ from helpers import (
     straight_and_resumed,
 )
 
-from grokbench.config import TrialConfig
+from grokbench.resolve import config_of
 from grokbench.train import Trial
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -49,8 +49,8 @@ def assert_close_runs(seen, reference):
 
 @pytest.mark.parametrize("settings", DRAWLESS.values(), ids=DRAWLESS)
 def test_a_cuda_trial_follows_the_cpu_trial(settings):
-    cpu = Trial(TrialConfig.of(device="cpu", **SHORT, **settings))
-    gpu = Trial(TrialConfig.of(device="cuda", **SHORT, **settings))
+    cpu = Trial(config_of(device="cpu", **SHORT, **settings))
+    gpu = Trial(config_of(device="cuda", **SHORT, **settings))
     assert gpu.device.type == "cuda" and torch.equal(parameters(cpu), parameters(gpu))  # built on the CPU
     assert_close_runs(run_collecting(gpu)[1], run_collecting(cpu)[1])
     assert torch.allclose(parameters(gpu), parameters(cpu), rtol=1e-9, atol=1e-12)
@@ -61,7 +61,7 @@ def test_a_cuda_trial_follows_the_cpu_trial(settings):
 def test_the_hot_loop_never_waits_for_the_gpu(settings, task, request):
     if task == "mnist":
         request.getfixturevalue("mnist_available")
-    trial = Trial(TrialConfig.of(task=task, device="cuda", **settings))
+    trial = Trial(config_of(task=task, device="cuda", **settings))
     trial.train_epoch()  # the first epoch allocates optimiser state and buffers
     torch.cuda.set_sync_debug_mode("error")  # any operation that makes the host wait for the device raises
     try:
@@ -74,7 +74,7 @@ def test_the_hot_loop_never_waits_for_the_gpu(settings, task, request):
 
 @pytest.mark.parametrize("settings", EVERY_METHOD.values(), ids=EVERY_METHOD)
 def test_save_restore_continue_on_cuda_equals_an_uninterrupted_run(settings):
-    run = straight_and_resumed(TrialConfig.of(device="cuda", **settings, **SHORT), stop_at_epoch=8)
+    run = straight_and_resumed(config_of(device="cuda", **settings, **SHORT), stop_at_epoch=8)
     assert run.resumed.device.type == "cuda"
     assert run.seen == run.straight_seen
     assert torch.equal(parameters(run.resumed), parameters(run.straight))
@@ -84,7 +84,7 @@ def test_save_restore_continue_on_cuda_equals_an_uninterrupted_run(settings):
 @pytest.mark.parametrize("name", sorted(EVERY_METHOD))
 def test_a_checkpoint_moves_between_cpu_and_cuda(name, saved_on, resumed_on):
     settings = EVERY_METHOD[name]
-    first = Trial(TrialConfig.of(device=saved_on, **settings, **SHORT))
+    first = Trial(config_of(device=saved_on, **settings, **SHORT))
     run_collecting(first, stop_at_epoch=8)
     saved = saved_and_reloaded(first)
 

@@ -15,23 +15,23 @@ from helpers import (
     straight_and_resumed,
 )
 
-from grokbench.config import TrialConfig
+from grokbench.resolve import config_of
 from grokbench.train import Trial
 
 SHORT = dict(task="xor", max_epochs=12, eval_every=4)
 
 
 def test_same_seed_gives_identical_results():
-    a_summary, a_seen = run_collecting(Trial(TrialConfig.of(method="grokalign", lam=0.01, **SHORT)))
-    b_summary, b_seen = run_collecting(Trial(TrialConfig.of(method="grokalign", lam=0.01, **SHORT)))
+    a_summary, a_seen = run_collecting(Trial(config_of(method="grokalign", lam=0.01, **SHORT)))
+    b_summary, b_seen = run_collecting(Trial(config_of(method="grokalign", lam=0.01, **SHORT)))
     assert a_seen == b_seen
     drop_time = lambda s: {k: v for k, v in s.items() if "time" not in k and k != "wall_s"}  # noqa: E731
     assert drop_time(a_summary) == drop_time(b_summary)
 
 
 def test_different_seeds_differ():
-    a = Trial(TrialConfig.of(seed=0, **SHORT))
-    b = Trial(TrialConfig.of(seed=1, **SHORT))
+    a = Trial(config_of(seed=0, **SHORT))
+    b = Trial(config_of(seed=1, **SHORT))
     assert not torch.equal(parameters(a), parameters(b))
 
 
@@ -40,7 +40,7 @@ SAVED = {**{m: {"method": m, **METHOD_SETTINGS[m]} for m in sorted(METHOD_SETTIN
 
 @pytest.mark.parametrize("settings", SAVED.values(), ids=SAVED)
 def test_save_restore_continue_equals_an_uninterrupted_run(settings):
-    run = straight_and_resumed(TrialConfig.of(**settings, **SHORT), stop_at_epoch=8)  # dies after saving at 8
+    run = straight_and_resumed(config_of(**settings, **SHORT), stop_at_epoch=8)  # dies after saving at 8
     assert [s for s, _ in run.seen] == [s for s, _ in run.straight_seen]  # no evaluation repeated or lost
     assert run.seen == run.straight_seen
     assert torch.equal(parameters(run.resumed), parameters(run.straight))
@@ -53,7 +53,7 @@ GROKFAST_MA = {"method": "grokfast", **METHOD_SETTINGS["grokfast"]}
 
 @pytest.mark.parametrize("settings", [{"optimizer": "adamw"}, GROKFAST_MA], ids=["adamw", "grokfast"])
 def test_restore_leaves_the_state_it_was_given_unchanged(settings):
-    first = Trial(TrialConfig.of(**settings, **SHORT))
+    first = Trial(config_of(**settings, **SHORT))
     run_collecting(first, stop_at_epoch=8)
     state = saved_and_reloaded(first)
     before = saved_and_reloaded(first)
@@ -63,7 +63,7 @@ def test_restore_leaves_the_state_it_was_given_unchanged(settings):
 
 
 def test_a_generator_state_from_another_kind_of_device_reseeds_reproducibly_with_a_warning():
-    first = Trial(TrialConfig.of(method="adversarial", device="cpu", **SHORT))
+    first = Trial(config_of(method="adversarial", device="cpu", **SHORT))
     run_collecting(first, stop_at_epoch=8)
     state = saved_and_reloaded(first)
     state["rng"]["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA (Philox) state
@@ -77,7 +77,7 @@ def test_a_generator_state_from_another_kind_of_device_reseeds_reproducibly_with
 
 
 def test_restored_clock_continues_from_saved_training_time():
-    trial = Trial(TrialConfig.of(**SHORT))
+    trial = Trial(config_of(**SHORT))
     trial.train_epochs(4)
     state = trial.state_dict()
     resumed = Trial.restore(state)
@@ -87,7 +87,7 @@ def test_restored_clock_continues_from_saved_training_time():
 
 
 def test_xor_memorises_then_groks_and_stops_at_grokking():
-    summary, seen = run_collecting(Trial(TrialConfig.of(task="xor")))
+    summary, seen = run_collecting(Trial(config_of(task="xor")))
     assert summary["status"] == "grokked"
     assert (summary["epochs_to_memorise"], summary["epochs_to_grok"]) == (54, 112)  # the README's, since 7ed46c0
     assert summary["steps_to_memorise"] < summary["steps_to_grok"]  # a delay: grokking, not plain learning
@@ -99,20 +99,20 @@ def test_xor_memorises_then_groks_and_stops_at_grokking():
 
 @pytest.mark.slow
 def test_training_continues_the_given_number_of_epochs_past_grokking():
-    summary = Trial(TrialConfig.of(task="xor", epochs_after_grok=6)).run()
+    summary = Trial(config_of(task="xor", epochs_after_grok=6)).run()
     assert summary["status"] == "grokked"
     assert summary["epochs"] == summary["epochs_to_grok"] + 6
 
 
 def test_budget_ends_a_run_that_has_not_grokked_as_censored():
-    summary, seen = run_collecting(Trial(TrialConfig.of(task="xor", max_epochs=9, eval_every=4)))
+    summary, seen = run_collecting(Trial(config_of(task="xor", max_epochs=9, eval_every=4)))
     assert summary["status"] == "censored"
     assert summary["steps_to_grok"] is None and summary["epochs"] == 9
     assert [step for step, _ in seen] == [0, 4, 8, 9]  # initial, every 4 epochs, and the budget's end
 
 
 def test_nan_loss_ends_the_trial_as_diverged():
-    summary = Trial(TrialConfig.of(task="xor", lr=50.0, max_epochs=200)).run()
+    summary = Trial(config_of(task="xor", lr=50.0, max_epochs=200)).run()
     assert summary["status"] == "diverged"
     assert summary["epochs"] < 200
     assert summary["final_test_acc"] is None  # no accuracy to report from a network full of NaNs
@@ -121,12 +121,12 @@ def test_nan_loss_ends_the_trial_as_diverged():
 
 def test_diverging_mnist_trial_is_diverged_not_a_crash(mnist_available):
     """Geometry of a NaN network would make the eigen-solver raise: the loop must stop before it."""
-    summary = Trial(TrialConfig.of(task="mnist", lr=1e4, max_epochs=30)).run()
+    summary = Trial(config_of(task="mnist", lr=1e4, max_epochs=30)).run()
     assert summary["status"] == "diverged" and summary["final_test_acc"] is None
 
 
 def test_evaluation_reports_every_metric_and_train_time_excludes_evaluation():
-    trial = Trial(TrialConfig.of(**SHORT))
+    trial = Trial(config_of(**SHORT))
     metrics = trial.evaluate()
     expected = {
         "train_acc",
@@ -147,7 +147,7 @@ def test_evaluation_reports_every_metric_and_train_time_excludes_evaluation():
 
 
 def test_warm_up_raises_the_learning_rate_linearly_then_holds_it():
-    trial = Trial(TrialConfig.of(task="xor", optimizer="adamw", lr=0.01, warmup_steps=4, max_epochs=6))
+    trial = Trial(config_of(task="xor", optimizer="adamw", lr=0.01, warmup_steps=4, max_epochs=6))
     rates = []
     for _ in range(6):  # full batch: one update an epoch
         trial.train_epochs(1)
@@ -160,9 +160,9 @@ def test_reshuffled_batches_are_the_same_for_every_method_and_differ_from_the_fi
     shuffled = dict(task="xor", batch_size=100, batch_order="shuffle")
     orders = {}
     for method, settings in (("baseline", {}), ("grokalign", {"lam": 0.01})):
-        trial = Trial(TrialConfig.of(method=method, **settings, **shuffled))
+        trial = Trial(config_of(method=method, **settings, **shuffled))
         orders[method] = [torch.cat([y for _, y in trial.epoch_batches()]) for _ in range(2)]
-    fixed = Trial(TrialConfig.of(task="xor", batch_size=100))
+    fixed = Trial(config_of(task="xor", batch_size=100))
     assert all(torch.equal(a, b) for a, b in zip(orders["baseline"], orders["grokalign"], strict=False))
     assert not torch.equal(orders["baseline"][0], orders["baseline"][1])  # a new order each epoch
     assert not torch.equal(orders["baseline"][0], torch.cat([y for _, y in fixed.epoch_batches()]))
@@ -171,7 +171,7 @@ def test_reshuffled_batches_are_the_same_for_every_method_and_differ_from_the_fi
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
 def test_save_restore_is_exact_with_reshuffled_batches_and_warm_up(optimizer):
-    cfg = TrialConfig.of(
+    cfg = config_of(
         method="grokalign",
         lam=0.01,
         batch_size=128,
@@ -191,7 +191,7 @@ def test_save_restore_is_exact_with_reshuffled_batches_and_warm_up(optimizer):
 )
 def test_each_optimizer_gets_the_trials_lr_betas_and_weight_decay(optimizer, kind):
     settings = {} if optimizer == "sgd" else {"beta1": 0.8, "beta2": 0.98}
-    trial = Trial(TrialConfig.of(task="xor", optimizer=optimizer, lr=0.01, weight_decay=0.5, **settings))
+    trial = Trial(config_of(task="xor", optimizer=optimizer, lr=0.01, weight_decay=0.5, **settings))
     group = trial.optimizer.param_groups[0]
     assert type(trial.optimizer) is kind  # adam: weight decay as an L2 term in the gradient; adamw: decoupled
     assert (group["lr"], group["weight_decay"]) == (0.01, 0.5)
@@ -199,11 +199,11 @@ def test_each_optimizer_gets_the_trials_lr_betas_and_weight_decay(optimizer, kin
 
 
 def test_a_censored_trial_given_a_larger_budget_continues_where_it_stopped():
-    short = Trial(TrialConfig.of(task="xor", max_epochs=60))
+    short = Trial(config_of(task="xor", max_epochs=60))
     assert short.run()["status"] == "censored"
     longer = Trial.restore(saved_and_reloaded(short), max_epochs=300)
     summary, seen = run_collecting(longer)
-    straight = Trial(TrialConfig.of(task="xor", max_epochs=300)).run()
+    straight = Trial(config_of(task="xor", max_epochs=300)).run()
     assert seen[0][0] == 62  # full batch, evaluated every 2 epochs: the first evaluation after epoch 60
     assert (summary["status"], summary["steps_to_grok"], summary["max_epochs"]) == ("grokked", 112, 300)
     assert summary["steps_to_grok"] == straight["steps_to_grok"]
@@ -212,7 +212,7 @@ def test_a_censored_trial_given_a_larger_budget_continues_where_it_stopped():
 
 
 def test_a_grokked_trial_asked_to_train_further_past_grokking_continues():
-    first = Trial(TrialConfig.of(task="xor"))
+    first = Trial(config_of(task="xor"))
     assert first.run()["epochs"] == 112
     summary = Trial.restore(saved_and_reloaded(first), epochs_after_grok=10).run()
     assert (summary["status"], summary["epochs"], summary["epochs_to_grok"]) == ("grokked", 122, 112)

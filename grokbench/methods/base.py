@@ -58,7 +58,7 @@ class Method:
 
     @classmethod
     def check(cls, cfg: TrialConfig, task: Task) -> None:
-        """Reject a task this method cannot apply to, or settings it cannot use (called by `config.resolve`)."""
+        """Reject a task this method cannot apply to, or settings it cannot use (called by `resolve.resolve`)."""
         missing = sorted(cls.requires - task.capabilities)
         if missing:
             raise ConfigError(

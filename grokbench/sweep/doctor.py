@@ -12,8 +12,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from grokbench.config import TrialConfig
-
 
 @dataclass(frozen=True)
 class Finding:
@@ -44,10 +42,10 @@ DATA_FIX = (
 def check_data(trial: dict[str, Any]) -> tuple:
     """(check, ok, detail, fix): does the trial's task load its data here?"""
     try:
-        from grokbench.config import resolve
+        from grokbench.resolve import config_from, resolve
         from grokbench.tasks import TASKS
 
-        cfg = TrialConfig.from_dict(trial)
+        cfg = config_from(trial)
         TASKS[cfg.task].load_data(resolve(cfg))
         return ("data", True, f"{cfg.task} loads", "")
     except Exception as err:

@@ -7,7 +7,8 @@ import hashlib
 import json
 from typing import Any
 
-from grokbench.config import TrialConfig, identity, stored_config
+from grokbench.config import TrialConfig, identity
+from grokbench.resolve import stored_config
 
 SWEEP_TAG = "grokbench.sweep_id"
 KEY_TAG = "grokbench.trial_key"

@@ -10,6 +10,7 @@ import yaml
 
 from grokbench.config import TrialConfig
 from grokbench.progress import counted, duration
+from grokbench.resolve import config_from
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.live import summary_table
 from grokbench.sweep.mlflow_store import BEST_PREFIX, TrackingStore, patiently, runs_link
@@ -63,7 +64,7 @@ def report_best(spec: SweepSpec, grids: list, store: TrackingStore, experiment_i
         tags = {f"{BEST_PREFIX}{sweep_id}.{method}.{k}": str(v) for k, v in values.items()}
         key = trial_key(config)
         patiently(lambda tags=tags, key=key: store.mark_best(experiment_id, sweep_id, key, tags), store.uri)
-        tuned[method] = tuned_setting(TrialConfig.from_dict(config, stored=True), values)
+        tuned[method] = tuned_setting(config_from(config, stored=True), values)
     if tuned:
         print(f"\n{methods_block(tuned, f'tuned by sweep {sweep_id} ({spec.name})')}", file=out)
 

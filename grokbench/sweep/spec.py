@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from grokbench.config import SHARED, ConfigError, TrialConfig, resolve
+from grokbench.config import SHARED, ConfigError, TrialConfig
+from grokbench.resolve import config_from, resolve
 from grokbench.settings import coerce
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import trial_key
@@ -115,7 +116,7 @@ class SweepSpec:
 
     def _resolve(self, values: dict[str, Any], where: str) -> TrialConfig:
         try:
-            return resolve(TrialConfig.from_dict(values))
+            return resolve(config_from(values))
         except ConfigError as err:
             raise SweepError(f"{self.path}: {where}: {err}") from None
 

@@ -18,7 +18,8 @@ import ray
 import torch
 from ray import tune
 
-from grokbench.config import BUDGET, PLACEMENT, TrialConfig
+from grokbench.config import BUDGET, PLACEMENT
+from grokbench.resolve import config_from
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.mlflow_store import dataset_input
 from grokbench.train import Evaluation, Trial
@@ -37,7 +38,7 @@ def _load_or_start(config: dict[str, Any]) -> Trial:
     if checkpoint is None and config.get("continue"):
         checkpoint = tune.Checkpoint(config["continue"]["checkpoint"])
     if checkpoint is None:  # stored=True: a sweep started by an earlier grokbench, resumed by this one
-        return Trial(TrialConfig.from_dict(config["config"], stored=True))
+        return Trial(config_from(config["config"], stored=True))
     with present(checkpoint).as_directory() as directory:
         state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
     return Trial.restore(state, **{name: config["config"][name] for name in (*BUDGET, *PLACEMENT)})

@@ -11,7 +11,8 @@ from mlflow.entities import Metric, Param, RunTag
 
 from analysis.runs import variant_and_condition
 from analysis.tables import main as tables_main
-from grokbench.config import TrialConfig, resolve
+from grokbench.config import TrialConfig
+from grokbench.resolve import config_of, resolve
 from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, trial_key
 from grokbench.sweep.mlflow_store import TrackingStore
 
@@ -31,7 +32,7 @@ TINY = dict(
 
 
 def config(**settings) -> TrialConfig:
-    return resolve(TrialConfig.of(**settings))
+    return resolve(config_of(**settings))
 
 
 def log_run(client, experiment_id: str, cfg: TrialConfig, summary: dict, evaluations: list[tuple[int, dict]]):

@@ -29,7 +29,7 @@ from analysis.tuning import (
 from analysis.tuning import (
     main as tuning_main,
 )
-from grokbench.config import TrialConfig, resolve
+from grokbench.resolve import config_of, resolve
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.plan import search_example
@@ -154,11 +154,9 @@ def test_the_history_figure_is_written(tuning, tmp_path):
 
 def test_the_tuned_block_pasted_over_the_confirmation_sweep_gives_trials_at_the_tuned_values(tmp_path):
     tuned = {
-        "baseline": tuned_setting(
-            resolve(TrialConfig.of(method="baseline", weight_decay=0.312345678)), ["weight_decay"]
-        ),
+        "baseline": tuned_setting(resolve(config_of(method="baseline", weight_decay=0.312345678)), ["weight_decay"]),
         "grokalign": tuned_setting(
-            resolve(TrialConfig.of(method="grokalign", weight_decay=2.0e-3, lam=1.0e-5, grokalign_every=4)),
+            resolve(config_of(method="grokalign", weight_decay=2.0e-3, lam=1.0e-5, grokalign_every=4)),
             ["weight_decay", "lam"],
         ),
     }
@@ -187,7 +185,7 @@ def test_a_searchs_report_ends_with_the_tuned_methods_section(tmp_path, migrated
     from grokbench.sweep.report import report_best
 
     def result(method, seconds, **values):  # a finished Tune trial, as a search's ResultGrid holds it
-        cfg = resolve(TrialConfig.of(method=method, loss="ce", seed=100, max_epochs=5000, **values)).to_dict()
+        cfg = resolve(config_of(method=method, loss="ce", seed=100, max_epochs=5000, **values)).to_dict()
         return SimpleNamespace(
             error=None,
             metrics={"objective": seconds, "summary": {"status": "grokked"}},

@@ -5,15 +5,16 @@ import re
 import pytest
 import torch
 
-from grokbench.config import ConfigError, TrialConfig, identity, resolve
+from grokbench.config import ConfigError, identity
 from grokbench.losses import LOSSES, accuracy
 from grokbench.methods import METHODS
 from grokbench.methods.adversarial import clean_accuracy_for_sigma, noise_scale
+from grokbench.resolve import config_of, resolve
 from grokbench.train import Trial
 
 
 def grokfast(**settings):
-    cfg = resolve(TrialConfig.of(task="xor", method="grokfast", **settings))
+    cfg = resolve(config_of(task="xor", method="grokfast", **settings))
     return METHODS["grokfast"](cfg, torch.Generator())
 
 
@@ -62,7 +63,7 @@ def test_adversarial_sigma_schedule(acc, sigma):
 
 
 def test_adversarial_epoch_sets_sigma_from_clean_accuracy_and_leaves_data_untouched():
-    trial = Trial(TrialConfig.of(task="xor", method="adversarial", lam=2.0))
+    trial = Trial(config_of(task="xor", method="adversarial", lam=2.0))
     before = trial.data.x_train.clone()
     with torch.no_grad():
         clean = (torch.sign(trial.model(before).squeeze(1)) == trial.data.y_train).double().mean()
@@ -73,7 +74,7 @@ def test_adversarial_epoch_sets_sigma_from_clean_accuracy_and_leaves_data_untouc
 
 @pytest.mark.parametrize("train_epochs", [0, 60])  # before (accuracy < 1/2) and after memorising
 def test_adversarial_sigma_from_half_pass_equals_sigma_from_full_pass(train_epochs):
-    trial = Trial(TrialConfig.of(task="xor", method="adversarial"))
+    trial = Trial(config_of(task="xor", method="adversarial"))
     trial.train_epochs(train_epochs)
     x, y = trial.data.x_train, trial.data.y_train
     with torch.no_grad():
@@ -84,7 +85,7 @@ def test_adversarial_sigma_from_half_pass_equals_sigma_from_full_pass(train_epoc
 
 
 def test_adversarial_noise_is_fresh_per_batch():
-    trial = Trial(TrialConfig.of(task="xor", method="adversarial"))
+    trial = Trial(config_of(task="xor", method="adversarial"))
     trial.method.on_epoch_start(trial.model, trial.data)
     x, y = trial.batches[0]
     losses = [trial.method.objective(trial.model, x, y, LOSSES["mse"]).item() for _ in range(2)]
@@ -93,7 +94,7 @@ def test_adversarial_noise_is_fresh_per_batch():
 
 def test_grokalign_objective_is_loss_plus_lambda_times_mean_jacobian_norm():
     """With the exact estimator the penalty is deterministic: compare against an explicit computation."""
-    trial = Trial(TrialConfig.of(task="xor", method="grokalign", lam=0.3, grokalign_estimator="exact"))
+    trial = Trial(config_of(task="xor", method="grokalign", lam=0.3, grokalign_estimator="exact"))
     x, y = trial.batches[0]
     objective = trial.method.objective(trial.model, x[:16], y[:16], LOSSES["mse"])
     xg = x[:16].clone().requires_grad_(True)
@@ -107,7 +108,7 @@ def small_grokalign(**settings):
     """A small XOR trial whose GrokAlign penalty is deterministic (the exact estimator): only the cheaper
     penalties' own draws vary."""
     return Trial(
-        TrialConfig.of(
+        config_of(
             task="xor",
             method="grokalign",
             lam=1.0,
@@ -168,12 +169,12 @@ def test_updates_without_the_penalty_are_plain_forward_passes():
 )
 def test_cheaper_penalty_settings_out_of_range_are_refused(settings, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        resolve(TrialConfig.of(task="xor", method="grokalign", **settings))
+        resolve(config_of(task="xor", method="grokalign", **settings))
 
 
 def test_cheaper_penalty_settings_at_their_neutral_values_leave_a_trials_identity_unchanged():
-    default = identity(resolve(TrialConfig.of(method="grokalign")))
+    default = identity(resolve(config_of(method="grokalign")))
     assert "grokalign_subset" not in default and "grokalign_every" not in default
-    neutral = identity(resolve(TrialConfig.of(method="grokalign", grokalign_subset=0, grokalign_every=1)))
+    neutral = identity(resolve(config_of(method="grokalign", grokalign_subset=0, grokalign_every=1)))
     assert neutral == default
-    assert identity(resolve(TrialConfig.of(method="grokalign", grokalign_every=4)))["grokalign_every"] == 4
+    assert identity(resolve(config_of(method="grokalign", grokalign_every=4)))["grokalign_every"] == 4

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from grokbench.config import TrialConfig, resolve
+from grokbench.resolve import config_of, resolve
 from grokbench.tasks import TASKS
 from grokbench.tasks.base import data_root
 from grokbench.tasks.mnist import _mnist_splits
@@ -14,13 +14,13 @@ TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 
 
 def test_loader_reads_offline_copy_with_known_class_counts(mnist_available):
-    train, test = _mnist_splits(data_root(TrialConfig.of()))
+    train, test = _mnist_splits(data_root(config_of()))
     assert torch.bincount(train.targets).tolist() == TRAIN_CLASS_COUNTS
     assert len(test.targets) == 10_000
 
 
 def test_data_is_first_1024_of_each_split_normalised_and_flattened(mnist_available):
-    cfg = resolve(TrialConfig.of(task="mnist"))
+    cfg = resolve(config_of(task="mnist"))
     data = TASKS["mnist"].load_data(cfg)
     train, test = _mnist_splits(data_root(cfg))
     assert data.x_train.shape == (1024, 784) and data.x_test.shape == (1024, 784)
@@ -31,7 +31,7 @@ def test_data_is_first_1024_of_each_split_normalised_and_flattened(mnist_availab
 
 
 def test_model_is_bias_free_relu_mlp_with_scaled_default_init():
-    cfg = resolve(TrialConfig.of(task="mnist", init_scale=8, seed=3))
+    cfg = resolve(config_of(task="mnist", init_scale=8, seed=3))
     torch.manual_seed(3)
     model = TASKS["mnist"].build_model(cfg)
     linears = [m for m in model if isinstance(m, nn.Linear)]
@@ -49,7 +49,7 @@ def test_model_is_bias_free_relu_mlp_with_scaled_default_init():
 def test_mnist_trains_a_few_epochs_on_the_offline_copy(mnist_available):
     from grokbench.train import Trial
 
-    trial = Trial(TrialConfig.of(task="mnist", max_epochs=2, eval_every=1))
+    trial = Trial(config_of(task="mnist", max_epochs=2, eval_every=1))
     summary = trial.run()
     assert summary["steps"] == 8  # 1024 / 256 = 4 updates per epoch
     assert summary["status"] == "censored"
@@ -70,7 +70,7 @@ def test_a_short_mnist_run_is_unchanged(method, mnist_available):
     from grokbench.train import Trial
 
     settings, expected = PINNED_SHORT_RUNS[method]
-    trial = Trial(TrialConfig.of(task="mnist", method=method, max_epochs=3, eval_every=1, threads=1, **settings))
+    trial = Trial(config_of(task="mnist", method=method, max_epochs=3, eval_every=1, threads=1, **settings))
     trial.run()
     got = tuple(trial.last_metrics[k] for k in ("test_acc", "train_loss", "jacobian_norm"))
     assert got == pytest.approx(expected, rel=1e-9)  # float64 rounding may differ across CPUs in the last bits
@@ -82,5 +82,5 @@ def test_the_readmes_grokalign_run_still_groks_at_epoch_790(mnist_available):
     """`grokbench run mnist --method grokalign --lam 0.1 --loss ce --seed 0 --threads 1`: ≈ 75 s of training."""
     from grokbench.train import Trial
 
-    summary = Trial(TrialConfig.of(task="mnist", method="grokalign", lam=0.1, loss="ce", seed=0, threads=1)).run()
+    summary = Trial(config_of(task="mnist", method="grokalign", lam=0.1, loss="ce", seed=0, threads=1)).run()
     assert (summary["status"], summary["epochs_to_memorise"], summary["epochs_to_grok"]) == ("grokked", 20, 790)

@@ -14,11 +14,11 @@ from torch.func import jacrev
 
 from grokbench import jacobian
 from grokbench.cli import main
-from grokbench.config import TrialConfig, resolve
 from grokbench.fourier import FourierGini, cyclic_order, fourier_basis, gini, primitive_root
 from grokbench.losses import LOSSES
 from grokbench.methods.adversarial import noise_scale
 from grokbench.methods.grokalign import ESTIMATORS
+from grokbench.resolve import config_of, resolve
 from grokbench.tasks import TASKS
 from grokbench.tasks.modarith import ModArithSettings, equations, float64_cross_entropy
 from grokbench.train import Trial
@@ -31,7 +31,7 @@ TINY_GROKFAST = dict(TINY, preset="grokfast", batch_size=16)
 
 
 def model_and_tokens(dtype="float64", **settings):
-    cfg = resolve(TrialConfig.of(**{**TINY, "dtype": dtype, **settings}))
+    cfg = resolve(config_of(**{**TINY, "dtype": dtype, **settings}))
     torch.manual_seed(0)
     return MODARITH.build_model(cfg), MODARITH.load_data(cfg).x_train[:20]
 
@@ -48,7 +48,7 @@ def every_position_then_last(model, tokens):
 
 
 def test_the_default_is_the_nanda_preset_with_full_batch():
-    default, nanda = (resolve(TrialConfig.of(task="modarith", **extra)) for extra in ({}, {"preset": "nanda"}))
+    default, nanda = (resolve(config_of(task="modarith", **extra)) for extra in ({}, {"preset": "nanda"}))
     assert default.to_dict() == {**nanda.to_dict(), "preset": None}
     s = default.task_settings
     assert (s.p, s.op, s.train_fraction, s.n_layers, s.d_model, s.n_heads, s.d_mlp) == (113, "add", 0.3, 1, 128, 4, 512)
@@ -69,7 +69,7 @@ def test_the_default_is_the_nanda_preset_with_full_batch():
 
 
 def test_the_grokfast_preset():
-    cfg = resolve(TrialConfig.of(task="modarith", preset="grokfast"))
+    cfg = resolve(config_of(task="modarith", preset="grokfast"))
     s = cfg.task_settings
     assert (s.p, s.op, s.train_fraction, s.n_layers, s.activation, s.layer_norm, s.op_token) == (
         97,
@@ -150,12 +150,12 @@ def test_the_operator_token_sits_between_the_numbers():
 
 def test_the_split_follows_the_trial_seed_unless_a_data_seed_fixes_it():
     def train_set(seed, **settings):
-        cfg = resolve(TrialConfig.of(**{**TINY, "seed": seed, **settings}))
+        cfg = resolve(config_of(**{**TINY, "seed": seed, **settings}))
         return {tuple(row.tolist()) for row in MODARITH.load_data(cfg).x_train}
 
     assert len(train_set(0)) == 60 and train_set(0) == train_set(0) and train_set(0) != train_set(1)
     assert train_set(0, data_seed=5) == train_set(1, data_seed=5)
-    data = MODARITH.load_data(resolve(TrialConfig.of(**TINY)))
+    data = MODARITH.load_data(resolve(config_of(**TINY)))
     assert len(data.x_train) + len(data.x_test) == 121 and len(data.x_test) == 61
 
 
@@ -188,19 +188,19 @@ def test_attention_is_causal():
 
 def test_nanda_and_torch_initialisations():
     torch.manual_seed(0)
-    nanda = MODARITH.build_model(resolve(TrialConfig.of(task="modarith")))
+    nanda = MODARITH.build_model(resolve(config_of(task="modarith")))
     assert nanda.token_embedding.std().item() == pytest.approx(128**-0.5, rel=0.03)
     assert nanda.unembedding.std().item() == pytest.approx(114**-0.5, rel=0.03)
     assert nanda.blocks[0].mlp_out_weight.std().item() == pytest.approx(128**-0.5, rel=0.03)  # 1/d_model, not 1/d_mlp
     assert nanda.blocks[0].q_bias is None and not nanda.blocks[0].mlp_in_bias.any()
-    grokfast = MODARITH.build_model(resolve(TrialConfig.of(task="modarith", preset="grokfast")))
+    grokfast = MODARITH.build_model(resolve(config_of(task="modarith", preset="grokfast")))
     assert grokfast.token_embedding.std().item() == pytest.approx(1.0, rel=0.03)
     assert grokfast.blocks[0].q_weight.abs().max().item() <= math.sqrt(6 / (4 * 128))  # Xavier over the stack
     assert not grokfast.blocks[0].k_bias.any() and grokfast.blocks[0].mlp_in_bias.any()
 
 
 def test_frozen_token_embedding_is_a_buffer_that_training_leaves_alone():
-    trial = Trial(TrialConfig.of(**TINY, method="grokalign", freeze_embeddings=True))
+    trial = Trial(config_of(**TINY, method="grokalign", freeze_embeddings=True))
     before = trial.model.token_embedding.clone()
     position_before = trial.model.position_embedding.detach().clone()
     trial.train_epochs(2)
@@ -213,8 +213,8 @@ def test_loss_precision_is_a_setting():
     out, y = torch.randn(5, 12) * 30, torch.arange(5)
     assert float64_cross_entropy(out, y).dtype == torch.float64
     assert float64_cross_entropy(out, y).item() == pytest.approx(F.cross_entropy(out.double(), y).item(), rel=1e-12)
-    assert MODARITH.loss_fn(resolve(TrialConfig.of(**TINY))) is float64_cross_entropy
-    assert MODARITH.loss_fn(resolve(TrialConfig.of(**TINY_GROKFAST))) is LOSSES["ce"]
+    assert MODARITH.loss_fn(resolve(config_of(**TINY))) is float64_cross_entropy
+    assert MODARITH.loss_fn(resolve(config_of(**TINY_GROKFAST))) is LOSSES["ce"]
 
 
 # ---- the methods at the input embedding -----------------------------------------------------------------------
@@ -228,9 +228,7 @@ def test_grokalign_takes_the_jacobian_of_the_logits_at_the_embedded_sequence():
     out, squared = jacobian.exact(model.from_embeddings, embedded, torch.Generator())
     assert torch.allclose(squared.sqrt(), reference.flatten(1).norm(dim=1), atol=1e-10, rtol=0)
 
-    trial = Trial(
-        TrialConfig.of(**TINY_GROKFAST, method="grokalign", lam=0.3, grokalign_estimator="exact", dtype="float64")
-    )
+    trial = Trial(config_of(**TINY_GROKFAST, method="grokalign", lam=0.3, grokalign_estimator="exact", dtype="float64"))
     x, y = trial.batches[0]
     objective = trial.method.objective(trial.model, x, y, trial.loss_fn)
     model = trial.model
@@ -244,14 +242,14 @@ def test_grokalign_takes_the_jacobian_of_the_logits_at_the_embedded_sequence():
 def test_every_grokalign_estimator_trains_at_the_embedding(estimator):
     """The forward-mode (Hutchinson) estimators too: backpropagating after a forward-mode pass through the
     attention's softmax must work."""
-    trial = Trial(TrialConfig.of(**TINY_GROKFAST, method="grokalign", grokalign_estimator=estimator))
+    trial = Trial(config_of(**TINY_GROKFAST, method="grokalign", grokalign_estimator=estimator))
     before = parameters(trial)
     trial.train_epochs(1)
     assert torch.isfinite(parameters(trial)).all() and not torch.equal(parameters(trial), before)
 
 
 def test_adversarial_noise_on_the_embedding_is_sigma_times_each_points_rms():
-    trial = Trial(TrialConfig.of(**{**TINY, "d_model": 64}, method="adversarial"))
+    trial = Trial(config_of(**{**TINY, "d_model": 64}, method="adversarial"))
     model = trial.model
     trial.method.on_epoch_start(model, trial.data)
     seen = []
@@ -267,7 +265,7 @@ def test_adversarial_noise_on_the_embedding_is_sigma_times_each_points_rms():
 
 @pytest.mark.parametrize("method", ["baseline", "grokalign", "grokfast", "adversarial"])
 def test_every_method_runs_and_the_summary_carries_the_final_gini_values(method):
-    summary, seen = run_collecting(Trial(TrialConfig.of(**TINY_GROKFAST, method=method)))
+    summary, seen = run_collecting(Trial(config_of(**TINY_GROKFAST, method=method)))
     assert [step for step, _ in seen] == [0, 8, 16]  # 55 equations in batches of 16: 4 updates an epoch
     assert {"gini_embed", "gini_unembed", "train_acc", "test_acc", "train_loss", "test_loss"} <= set(seen[-1][1])
     assert 0 < summary["final_gini_embed"] < 1 and 0 < summary["final_gini_unembed"] < 1
@@ -275,7 +273,7 @@ def test_every_method_runs_and_the_summary_carries_the_final_gini_values(method)
 
 
 def test_save_restore_continue_equals_an_uninterrupted_run():
-    run = straight_and_resumed(TrialConfig.of(**TINY_GROKFAST, method="adversarial"), stop_at_epoch=2)
+    run = straight_and_resumed(config_of(**TINY_GROKFAST, method="adversarial"), stop_at_epoch=2)
     assert run.seen == run.straight_seen
     assert torch.equal(parameters(run.resumed), parameters(run.straight))
 

@@ -6,8 +6,8 @@ from helpers import parameters, run_collecting, straight_and_resumed
 from torch.func import functional_call, jacrev
 
 from grokbench.cli import main
-from grokbench.config import TrialConfig, resolve
 from grokbench.events import GrokEvents, LossCriterion, Milestone
+from grokbench.resolve import config_of, resolve
 from grokbench.tasks.polynomial import CentredTwoLayer
 from grokbench.train import Trial
 
@@ -53,14 +53,14 @@ def test_closed_form_ntk_equals_the_jacobian_one():
 
 
 def test_lr_resolves_to_width_over_alpha_squared_and_is_stored():
-    cfg = resolve(TrialConfig.of(task="polynomial", width=500, alpha=4.0))
+    cfg = resolve(config_of(task="polynomial", width=500, alpha=4.0))
     assert cfg.lr == 500 / 16 and cfg.to_dict()["lr"] == 500 / 16
     assert Trial(cfg.replace(max_epochs=1)).run()["lr"] == 500 / 16
     assert cfg.batch_size == 550 and cfg.optimizer == "sgd" and cfg.weight_decay == 0.0 and cfg.dtype == "float64"
 
 
 def test_kernel_figures_at_initialisation():
-    _, seen = run_collecting(Trial(TrialConfig.of(**{**TINY, "max_epochs": 5})))
+    _, seen = run_collecting(Trial(config_of(**{**TINY, "max_epochs": 5})))
     first = seen[0][1]
     assert first["ntk_distance"] == pytest.approx(0.0, abs=1e-14) and first["weight_change"] == 0.0
     assert first["train_loss_rel"] == 1.0 and first["test_loss_rel"] == 1.0
@@ -108,7 +108,7 @@ def test_loss_criterion_that_never_reaches_the_strict_threshold_reports_none():
 
 def test_a_run_stops_once_the_strict_threshold_is_reached_not_at_grokking():
     # thresholds a few epochs apart on the tiny problem: grokked first, strict later, then it stops
-    cfg = TrialConfig.of(**{**TINY, "max_epochs": 2000, "grok_threshold": 0.9, "grok_strict_threshold": 0.6})
+    cfg = config_of(**{**TINY, "max_epochs": 2000, "grok_threshold": 0.9, "grok_strict_threshold": 0.6})
     summary = Trial(cfg).run()
     assert summary["status"] == "grokked"
     assert summary["epochs_to_grok"] < summary["epochs_to_grok_strict"] == summary["epochs"]
@@ -130,7 +130,7 @@ def test_bad_input_exits_2_with_a_clear_line(argv, message, capsys):
 
 
 def test_a_short_run_summary_carries_the_kernel_finals():
-    summary = Trial(TrialConfig.of(**TINY)).run()
+    summary = Trial(config_of(**TINY)).run()
     kernel_keys = [k for k in summary if "ntk" in k or "kernel" in k]
     assert {"final_ntk_distance", "final_kernel_alignment", "final_kernel_regression_test_loss"} <= set(kernel_keys)
     assert all(summary[k] is not None for k in kernel_keys)
@@ -139,7 +139,7 @@ def test_a_short_run_summary_carries_the_kernel_finals():
 
 @pytest.mark.parametrize("method", ["baseline", "grokalign", "grokfast"])
 def test_save_restore_continue_equals_an_uninterrupted_run(method):
-    run = straight_and_resumed(TrialConfig.of(**TINY, method=method), stop_at_epoch=10)
+    run = straight_and_resumed(config_of(**TINY, method=method), stop_at_epoch=10)
     assert run.seen == run.straight_seen
     assert torch.equal(parameters(run.resumed), parameters(run.straight))
     assert run.resumed_summary["steps_to_grok_strict"] == run.straight_summary["steps_to_grok_strict"]
