@@ -13,9 +13,10 @@ NON_TTY_INTERVAL_S = 30.0  # in logs, one line per this many seconds instead of 
 
 
 def duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    """A clock's reading of a span: '0:17', '1:02', '1:02:05' (the one format every progress line uses)."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def counted(n: int, noun: str) -> str:

@@ -104,21 +104,26 @@ class LiveView(tune.Callback):
         finished = previously_done + len(self.outcome)
         queued = max(self.total - len(self.running) - finished, 0)
         elapsed = time.monotonic() - self.started
-        eta = "?"
-        if self.durations and self.running:
-            eta = duration(self._typical_finish_s(queued))
-        elif (bound := self._whole_budgets_finish_s(queued)) is not None:
-            eta = "≤" + duration(bound)
         parts = [f"queued {queued}", f"running {len(self.running)}"]
         parts += [f"{k} {outcomes[k]}" for k in ("grokked", "censored", "diverged", "failed") if outcomes[k]]
         if previously_done > 0:
             parts.append(f"done before resume {previously_done}")
-        line = f"[{duration(elapsed)}] " + "  ".join(parts) + f"  ETA {eta}"
+        line = f"[{duration(elapsed)}] " + "  ".join([*parts, self._eta(queued)])
         if self.live:
             sys.stderr.write("\r\033[K" + line)
         else:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
+
+    def _eta(self, queued: int) -> str:
+        """'ETA 1:05' once trials have finished, 'ETA ≤2:10' (whole budgets) before, 'done' when none is left."""
+        if not queued and not self.running:
+            return "done"
+        if self.durations and self.running:
+            return f"ETA {duration(self._typical_finish_s(queued))}"
+        if (bound := self._whole_budgets_finish_s(queued)) is not None:
+            return f"ETA ≤{duration(bound)}"
+        return "ETA ?"
 
     def _typical_finish_s(self, queued: int) -> float:
         """When the last trial ends if trials last as long as finished ones did: a running trial is given the median

@@ -1,0 +1,82 @@
+"""What a sweep's user reads: durations, the live line's end, Ray's notices, a dry run's plan and warnings, the
+summary of a smoke sweep."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from grokbench.cli import main
+from grokbench.progress import duration
+
+
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [
+        (0, "0:00"),
+        (17.9, "0:17"),
+        (62, "1:02"),
+        (3599, "59:59"),
+        (3600, "1:00:00"),
+        (3725, "1:02:05"),
+        (90061, "25:01:01"),
+    ],
+)
+def test_durations_read_as_a_clock(seconds, shown):
+    assert duration(seconds) == shown
+
+
+def test_the_live_line_says_done_once_every_trial_has_ended(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from grokbench.sweep import live
+
+    clock = [0.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+    trial = SimpleNamespace(
+        trial_id="a", status="RUNNING", checkpoint=None, config={"trial": {"config": {"max_epochs": 9}}}
+    )
+    view = live.LiveView(total=1)
+    view.on_trial_start(0, [trial], trial)
+    clock[0] = 17.0
+    view.on_trial_result(0, [trial], trial, {"summary": {"status": "grokked"}})
+    view.on_trial_complete(0, [trial], trial)
+    trial.status = "TERMINATED"
+    view.on_experiment_end([trial])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "[0:17] queued 0  running 0  grokked 1  done"
+
+
+TOKEN_NOTICE_SCRIPT = """
+import sys
+from ray._private.authentication import authentication_token_setup as setup
+if sys.argv[1] == "quiet":
+    from grokbench.sweep.driver import quiet_ray
+    quiet_ray()
+setup._warn_token_auth_enabled()   # what ray.init says when it starts or joins a cluster with token authentication
+setup._warn_token_auth_disabled()  # a cluster open to anyone on its network: that warning must stay
+"""
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_sweep_silences_rays_token_notice_and_nothing_else(quiet):
+    from grokbench.sweep.driver import RAY_TOKEN_NOTICE
+
+    done = subprocess.run(
+        [sys.executable, "-c", TOKEN_NOTICE_SCRIPT, "quiet" if quiet else "loud"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (RAY_TOKEN_NOTICE in done.stderr) is not quiet, done.stderr
+    assert "Token authentication is disabled for this Ray cluster" in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="plans a GPU sweep on a machine without a GPU")
+def test_a_gpu_sweeps_dry_run_on_a_machine_without_one_plans_it_and_times_nothing(tmp_path, capsys):
+    flags = ["--gpus-per-trial", "0.25", "--dry-run", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert main(["sweep", "mnist", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "40 trials to run, 1 CPU(s) and 0.25 GPU(s) each; on the cluster's GPU nodes" in out
+    assert "measuring" not in out and not (tmp_path / "mlflow.db").exists()
