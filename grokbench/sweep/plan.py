@@ -167,6 +167,12 @@ def example_trial(spec: SweepSpec) -> TrialConfig:
     return spec.trials()[0] if not spec.search else search_example(spec, next(iter(spec.search.space)))
 
 
+def gpu_here() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def local_concurrency(spec: SweepSpec, cpus: int | None = None) -> int:
     by_cpu = int((cpus or os.cpu_count() or 1) // spec.resources.cpus_per_trial)
     return min(by_cpu, spec.resources.max_concurrent) if spec.resources.max_concurrent else by_cpu
@@ -250,11 +256,13 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
         return 0
     concurrency = local_concurrency(spec)
     resources = spec.resources
-    print(
-        f"{counted(count, 'trial')} to run, {resources.cpus_per_trial:g} CPU(s) and "
-        f"{resources.gpus_per_trial:g} GPU(s) each; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)",
-        file=out,
-    )
+    text = f"{counted(count, 'trial')} to run, {resources.cpus_per_trial:g} CPU(s) and "
+    text += f"{resources.gpus_per_trial:g} GPU(s) each"
+    if resources.gpus_per_trial > 0 and not gpu_here():
+        # a `ray up` cluster's head has no GPU: the trials run on its GPU workers, and a CPU here times nothing
+        print(f"{text}; on the cluster's GPU nodes: this machine has no GPU, so no time estimate here", file=out)
+        return 0
+    print(f"{text}; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)", file=out)
     print("measuring seconds per epoch on this machine ...", file=out, flush=True)
     per_epoch = seconds_per_epoch(representatives(spec, trials))
     seconds = estimate_seconds(spec, trials, concurrency, per_epoch, continued)
