@@ -62,7 +62,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=None) -> int:
     if options.dry_run:
         nothing = GridPlan({}, {})
         return dry_run(spec, nothing if options.rerun else known_outcomes(spec, options.tracking_uri, out), out)
-    _quiet_tune()
+    quiet_ray()
     tracking_patience_s()  # a bad value fails now, not at the first outage
     storage = SweepStorage(options.storage)
     spec, sweep_id, uri, plan = _resumed(spec, options, storage) if options.resume else _new(spec, options, storage)
@@ -157,11 +157,23 @@ def _execute(
     return 0 if errors == 0 else 1
 
 
-def _quiet_tune() -> None:
+# Ray 2.5x warns on every new local cluster that it turned token authentication on, as it should; the notice
+# says nothing a sweep's user acts on. Ray's other authentication warnings (a cluster running without it) still show.
+RAY_TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster."
+RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def not_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(RAY_TOKEN_NOTICE)
+
+
+def quiet_ray() -> None:
+    """Before Ray starts: the live view is the sweep's output, not Ray's and Tune's notices."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not CSV/JSON/TensorBoard
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no configuration boxes: the live view is the output
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # the live view replaces Tune's own chatter
+    logging.getLogger(RAY_TOKEN_LOGGER).addFilter(not_token_notice)  # the same filter is added once
 
 
 def _new(spec: SweepSpec, options: SweepOptions, storage: SweepStorage) -> tuple[SweepSpec, str, str, None]:
