@@ -147,12 +147,12 @@ def _execute(
     # the tables of the whole experiment when some trials were skipped: their runs belong to other sweeps
     elsewhere = grid_plan.skipped or grid_plan.continued
     selection = f"--experiment {spec.name}" if elsewhere else f"--sweep {sweep_id}"
-    errors = report_sweep(
-        spec, summaries, grids, store, experiment_id, sweep_id, time.monotonic() - started, selection, out
-    )
+    smoke = bool(options.overrides.get("smoke"))
+    seconds = time.monotonic() - started
+    errors = report_sweep(spec, summaries, grids, store, experiment_id, sweep_id, seconds, selection, out, smoke)
     unfinished = planned - len(summaries)
     if grids is None or unfinished > 0:
-        report_unfinished(unfinished, spec, sweep_id, bool(options.overrides.get("smoke")), options.storage, out)
+        report_unfinished(unfinished, spec, sweep_id, smoke, options.storage, out)
         return EXIT_INTERRUPTED
     return 0 if errors == 0 else 1
 

@@ -27,17 +27,28 @@ def report_sweep(
     seconds: float,
     tables_selection: str,
     out,
+    smoke: bool = False,
 ) -> int:
     """The outcome table, a search's best settings, the counts and where to look; returns how many failed."""
     errors = sum(1 for s in summaries if s["status"] == "failed")
     print(file=out)
     if summaries:
         print(summary_table(summaries), file=out)
+    if smoke and summaries and not any(s["status"] == "grokked" for s in summaries):
+        print(smoke_note(spec), file=out)
     if spec.search and grids:
         report_best(spec, grids, store, experiment_id, sweep_id, out)
     print(f"\n{counted(len(summaries) - errors, 'trial')} finished, {errors} failed, in {duration(seconds)}.", file=out)
     report_where_to_look(store.uri, experiment_id, tables_selection, out)
     return errors
+
+
+def smoke_note(spec: SweepSpec) -> str:
+    """Why a smoke sweep's trials did not grok: it is not a result."""
+    return (
+        f"\nno trial grokked: a --smoke budget ({spec.max_epochs} epochs) is too short to grok. It checks that the "
+        "sweep runs end to end; run it without --smoke for its full budget."
+    )
 
 
 def report_best(spec: SweepSpec, grids: list, store: TrackingStore, experiment_id: str, sweep_id: str, out) -> None:

@@ -80,3 +80,39 @@ def test_a_gpu_sweeps_dry_run_on_a_machine_without_one_plans_it_and_times_nothin
     out = capsys.readouterr().out
     assert "40 trials to run, 1 CPU(s) and 0.25 GPU(s) each; on the cluster's GPU nodes" in out
     assert "measuring" not in out and not (tmp_path / "mlflow.db").exists()
+
+
+def smoke_summaries(*statuses: str) -> list[dict]:
+    grokked = {"steps_to_grok": 900, "time_to_grok_s": 4.0}
+    return [
+        {"method": "baseline", "loss": "mse", "lam": 0.0, "init_scale": 8.0, "status": status}
+        | (grokked if status == "grokked" else {})
+        for status in statuses
+    ]
+
+
+@pytest.mark.parametrize(
+    "smoke, statuses, noted",
+    [
+        (True, ("censored", "censored", "failed"), True),
+        (True, ("censored", "grokked"), False),
+        (False, ("censored", "censored"), False),
+    ],
+)
+def test_a_smoke_sweep_where_nothing_grokked_says_its_budget_is_too_short(tmp_path, smoke, statuses, noted):
+    import io
+
+    from grokbench.sweep.mlflow_store import TrackingStore
+    from grokbench.sweep.report import report_sweep
+    from grokbench.sweep.spec import build_sweep
+
+    spec = build_sweep("mnist", {"smoke": smoke})
+    out = io.StringIO()
+    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")  # read only by a search's report
+    report_sweep(spec, smoke_summaries(*statuses), None, store, "1", "s-1", 75.0, "--sweep s-1", out, smoke)
+    note = (
+        "no trial grokked: a --smoke budget (60 epochs) is too short to grok. It checks that the sweep runs end "
+        "to end; run it without --smoke for its full budget."
+    )
+    assert (note in out.getvalue()) is noted, out.getvalue()
+    assert "in 1:15." in out.getvalue()
