@@ -10,12 +10,14 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from grokbench.config import TrialConfig
+from grokbench.machine import NOT_RECORDED, label, this_machine
 from grokbench.progress import counted, duration
 from grokbench.sweep.keys import FINAL_STATUSES, trial_key
 from grokbench.sweep.spec import SweepSpec, fixed_settings
@@ -64,11 +66,13 @@ class StoredTrial:
     checkpoint: str | None  # its latest checkpoint (its final one once it ended), where a sweep saved one
     prior_status: str | None = None  # the outcome it had when a sweep raised its budget
     event_epochs: Mapping[str, int] = field(default_factory=dict)  # its task's further events that happened
+    machine: str = NOT_RECORDED  # the label of the machine its run trained on (grokbench.machine.label)
 
     @classmethod
     def of(cls, record: Any) -> StoredTrial:
-        """The planner's view of a record the store returns (`TrackingStore.stored_trials`), by field name."""
-        return cls(**{f.name: getattr(record, f.name) for f in fields(cls)})
+        """The planner's view of a record the store returns (`TrackingStore.stored_trials`), by field name; a
+        record may leave out a field that has a default."""
+        return cls(**{f.name: getattr(record, f.name) for f in fields(cls) if hasattr(record, f.name)})
 
     def interrupted_continuation(self) -> bool:
         """A run whose larger budget a sweep began but did not finish (stopped, or failed past its retries): its
@@ -100,10 +104,17 @@ class StoredTrial:
 @dataclass(frozen=True)
 class GridPlan:
     """Which of a grid's trials the store settles: `skipped` (key → sweep id) need nothing more; `continued` (key
-    → {"run_id", "checkpoint", "sweep_id"}) go on from their final checkpoint in their own run; the others run."""
+    → {"run_id", "checkpoint", "sweep_id"}) go on from their final checkpoint in their own run; the others run.
+    `machines` (key → machine label) says where each skipped or continued trial ran."""
 
     skipped: dict[str, str]
     continued: dict[str, dict[str, str]]
+    machines: dict[str, str] = field(default_factory=dict)
+
+    def reused_elsewhere(self, here: str) -> Counter[str]:
+        """Machine label → how many of the trials the sweep reuses ran on it, for every machine but `here`: their
+        seconds do not pool with those of trials run here (their steps do)."""
+        return Counter(machine for machine in self.machines.values() if machine != here)
 
 
 def plan_grid(spec: SweepSpec, stored: Mapping[str, Any]) -> GridPlan:
@@ -113,6 +124,7 @@ def plan_grid(spec: SweepSpec, stored: Mapping[str, Any]) -> GridPlan:
     say), runs again from the start. A continuation that was stopped or failed goes on from its latest one."""
     skipped: dict[str, str] = {}
     continued: dict[str, dict[str, str]] = {}
+    machines: dict[str, str] = {}
     if spec.search:
         return GridPlan(skipped, continued)
     for cfg in spec.trials():
@@ -129,7 +141,9 @@ def plan_grid(spec: SweepSpec, stored: Mapping[str, Any]) -> GridPlan:
                 "sweep_id": found.sweep_id,
                 "from_epoch": found.epochs,
             }
-    return GridPlan(skipped, continued)
+        if key in skipped or key in continued:
+            machines[key] = found.machine
+    return GridPlan(skipped, continued, machines)
 
 
 def total_trials(spec: SweepSpec) -> int:
@@ -171,6 +185,12 @@ def gpu_here() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def machine_here(spec: SweepSpec) -> str:
+    """The label of this machine as a trial of the sweep placed here records it (its device, its threads)."""
+    cfg = placed(example_trial(spec), spec)
+    return label({**this_machine(cfg.device), "threads": str(cfg.threads)})
 
 
 def local_concurrency(spec: SweepSpec, cpus: int | None = None) -> int:
@@ -249,6 +269,7 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
         )
     if continued:
         print(f"{len(continued)} continue from their final checkpoints, in their own runs", file=out)
+    warn_of_other_machines(grid_plan, machine_here(spec), out)
     trials = to_run(spec, skipped)
     count = planned_count(spec, trials)
     if not count:
@@ -275,6 +296,18 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
         file=out,
     )
     return 0
+
+
+def warn_of_other_machines(grid_plan: GridPlan, here: str, out) -> None:
+    elsewhere = grid_plan.reused_elsewhere(here)
+    if not elsewhere:
+        return
+    machines = "; ".join(f"{machine} ({counted(n, 'trial')})" for machine, n in sorted(elsewhere.items()))
+    print(
+        f"warning: {counted(elsewhere.total(), 'trial')} it reuses ran on another machine than this one ({here}): "
+        f"{machines}. Their steps compare with this sweep's, their seconds do not (--rerun runs them all here)",
+        file=out,
+    )
 
 
 def _settled(grid_plan: GridPlan, key: str) -> str:

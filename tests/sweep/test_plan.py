@@ -8,10 +8,12 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from grokbench.machine import NOT_RECORDED
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.plan import (
     SWEEP_STARTUP_S,
     TRIAL_STARTUP_S,
+    GridPlan,
     StoredTrial,
     estimate_seconds,
     example_trial,
@@ -23,6 +25,7 @@ from grokbench.sweep.plan import (
     representatives,
     to_run,
     total_trials,
+    warn_of_other_machines,
 )
 from grokbench.sweep.spec import build_sweep, load_sweep
 
@@ -57,9 +60,17 @@ def sweep(tmp_path, raw):
 
 
 def stored(
-    status, epochs=100, epochs_to_grok=None, checkpoint=None, sweep_id="plan-1", prior_status=None, event_epochs=None
+    status,
+    epochs=100,
+    epochs_to_grok=None,
+    checkpoint=None,
+    sweep_id="plan-1",
+    prior_status=None,
+    event_epochs=None,
+    machine=NOT_RECORDED,
 ):
     return StoredTrial(
+        machine=machine,
         sweep_id=sweep_id,
         run_id=f"run-{sweep_id}",
         status=status,
@@ -367,3 +378,31 @@ def test_the_polynomial_strength_scan_runs_on_a_draw_of_its_own_at_the_methods_s
     assert arms == {("baseline", 0.0, None)} | {("grokalign", lam, None) for lam in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)} | {
         ("grokfast", lam, alpha) for lam in (0.1, 1.0, 5.0) for alpha in (0.8, 0.98)
     } | {("grokfast", 25.0, 0.8)}
+
+
+def test_the_plan_says_where_each_reused_trial_ran_and_which_ran_elsewhere(tmp_path):
+    spec = build_sweep(str(sweep(tmp_path, GRID).path), {"max_epochs": 300})
+    keys = [trial_key(cfg) for cfg in spec.trials()]
+    checkpoint = tmp_path / "checkpoint_000003"
+    checkpoint.mkdir()
+    held = {
+        keys[0]: stored("grokked", 100, 40, machine="here"),
+        keys[1]: stored("censored", 100, checkpoint=str(checkpoint), machine="there"),  # continues
+        keys[2]: stored("diverged", 7),  # before machines were recorded
+        keys[3]: stored("failed", 9, machine="there"),  # runs again: nothing of it is reused
+    }
+    grid_plan = plan_grid(spec, held)
+    assert grid_plan.machines == {keys[0]: "here", keys[1]: "there", keys[2]: NOT_RECORDED}
+    assert grid_plan.reused_elsewhere("here") == {"there": 1, NOT_RECORDED: 1}
+
+
+def test_a_plan_reusing_trials_from_other_machines_warns_naming_them(capsys):
+    machines = {"a": "box ×2", "b": "big ×64", "c": "big ×64", "d": NOT_RECORDED}
+    warn_of_other_machines(GridPlan({"a": "s", "b": "s", "c": "s"}, {"d": {}}, machines), "box ×2", sys.stdout)
+    assert capsys.readouterr().out == (
+        "warning: 3 trials it reuses ran on another machine than this one (box ×2): big ×64 (2 trials); machine not "
+        "recorded (1 trial). Their steps compare with this sweep's, their seconds do not (--rerun runs them all "
+        "here)\n"
+    )
+    warn_of_other_machines(GridPlan({"a": "s"}, {}, {"a": "box ×2"}), "box ×2", sys.stdout)
+    assert capsys.readouterr().out == ""
