@@ -21,7 +21,8 @@ from typing import Any
 
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, experiment_name, outcome_rank
-from grokbench.sweep.mlflow_store import BEST_PREFIX, CHECKPOINT_TAG, TrackingStore, patiently
+from grokbench.sweep.mlflow_store import BEST_PREFIX, CHECKPOINT_TAG, TrackingStore
+from grokbench.sweep.retry import patiently
 
 FORMAT = "grokbench-runs/1"
 OUTCOMES = (*FINAL_STATUSES, "failed")  # a failed trial is a record too (the tables count it apart)

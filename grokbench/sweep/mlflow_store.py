@@ -2,8 +2,10 @@
 
 A sweep's runs are found by two tags, the sweep id and the trial key (`trial_filter`); every search is paged
 (`PAGE` runs a page), and readers see only runs of trials: a run without a trial key (the analysis run that
-`python -m analysis.tables` logs) is never counted as one. Calls that may meet a store that is down go through
-`patiently`, which waits it out.
+`python -m analysis.tables` logs) is never counted as one. Reads return plain records (`TrialRecord`, flat dicts);
+what the planner makes of them is its own business. Callers wrap calls that may meet a store that is down in
+`grokbench.sweep.retry.patiently`; URIs are checked in `grokbench.sweep.uri`, provenance comes from
+`grokbench.sweep.provenance`.
 """
 
 from __future__ import annotations
@@ -11,21 +13,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import grokbench
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG, outcome_rank
+from grokbench.sweep.provenance import code_version, context_tags
 
-T = TypeVar("T")
+# re-exported for callers that imported them from here before they moved to their own modules (issue 33)
+from grokbench.sweep.retry import is_transient, patiently, retry_only_patiently, tracking_patience_s  # noqa: F401
+from grokbench.sweep.uri import check_reachable, check_readable, runs_link, sqlite_path, tracking_uri  # noqa: F401
 
 PAGE = 1000  # runs per search request
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -37,81 +36,6 @@ CONTINUED_TAG = "grokbench.continued_by"  # the sweep that continued a trial's r
 PRIOR_STATUS_TAG = "grokbench.prior_status"  # the outcome a continued run had before its budget was raised
 BEST_TAG = "grokbench.best"
 BEST_PREFIX = "best."  # experiment tags, one per searched setting: best.<sweep id>.<method>.<setting> = value
-PATIENCE_ENV = "GROKBENCH_TRACKING_PATIENCE_S"  # how long the driver waits out a tracking store that is down
-DEFAULT_PATIENCE_S = 300.0
-RETRYABLE_HTTP = (408, 429, 500, 502, 503, 504)  # timeouts, overload, a server restarting or down
-
-
-# ---- URIs ------------------------------------------------------------------------------------------------------------
-
-
-def tracking_uri(given: str | None = None) -> str:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; absolute, so that trials and driver agree."""
-    return absolute_uri(given or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
-
-
-def absolute_uri(uri: str) -> str:
-    """Relative SQLite paths made absolute (each trial runs in its own directory). A plain path is taken as the
-    SQLite file it names: MLflow would read it as a file store, which MLflow 3 refuses."""
-    if uri.startswith("file:"):
-        raise TrackingError(
-            f"tracking URI {uri!r}: MLflow 3 refuses file stores; use sqlite:///path/to/mlflow.db or http://host:port"
-        )
-    if "://" not in uri:
-        return f"sqlite:///{Path(uri).expanduser().resolve()}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri[len('sqlite:///') :]).resolve()}"
-    return uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
-
-
-def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """A store a command may write to: a server that answers, or a SQLite file whose directory exists."""
-    path = sqlite_path(uri)
-    if path is not None:
-        if not path.parent.is_dir():
-            raise TrackingError(f"the directory of the SQLite tracking store {path.parent} does not exist")
-        if path.is_dir():
-            raise TrackingError(
-                f"the SQLite tracking store {path} is a directory; name a file, e.g. sqlite:///{path / 'mlflow.db'}"
-            )
-        return
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
-                response.read()
-        except (urllib.error.URLError, OSError) as err:
-            raise TrackingError(
-                f"the MLflow tracking server at {uri} does not answer ({getattr(err, 'reason', err)}); "
-                "start it (mlflow server ...) or pass --tracking-uri / MLFLOW_TRACKING_URI"
-            ) from None
-
-
-def check_readable(uri: str) -> None:
-    """A store a command only reads: it must exist already. Nothing is created or changed when it does not (MLflow
-    would make a new store of a missing or empty file)."""
-    path = sqlite_path(uri)
-    if path is None:
-        check_reachable(uri)
-    elif not path.is_file():
-        raise TrackingError(f"no MLflow store at {uri}; pass --tracking-uri (a sweep prints it when it ends)")
-    elif not _is_mlflow_database(path):
-        raise TrackingError(
-            f"{path} is not an MLflow store (an empty file, or not one a sweep wrote); pass the "
-            "--tracking-uri a sweep printed"
-        )
-
-
-def _is_mlflow_database(path: Path) -> bool:
-    try:  # read-only: opening a file this way changes nothing in it
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            found = db.execute("select 1 from sqlite_master where type = 'table' and name = 'experiments'")
-            return found.fetchone() is not None
-    except sqlite3.DatabaseError:
-        return False
 
 
 def store_errors() -> tuple[type[BaseException], ...]:
@@ -119,107 +43,6 @@ def store_errors() -> tuple[type[BaseException], ...]:
     from mlflow.exceptions import MlflowException
 
     return TrackingError, MlflowException, OSError
-
-
-def runs_link(uri: str, experiment_id: str) -> str:
-    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-
-
-# ---- waiting out a store that is down -----------------------------------------------------------------------------
-
-
-def is_transient(err: Exception) -> bool:
-    """A server restart, a dropped connection or a locked database (worth waiting out), not a rejected request."""
-    import requests
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(err, MlflowException):  # connection errors arrive as INTERNAL_ERROR (500), and so do SQL ones
-        text = str(err)
-        if "sqlite" in text.lower() or "database schema" in text:  # of a SQL store, only a lock passes
-            return "database is locked" in text
-        return err.get_http_status_code() in RETRYABLE_HTTP
-    if isinstance(err, requests.HTTPError):  # an artifact upload the server answered
-        return err.response is not None and err.response.status_code in RETRYABLE_HTTP
-    # requests' and urllib3's connection errors are OSErrors; a local artifact directory's are not transient
-    return isinstance(err, OSError) and not isinstance(err, (PermissionError, FileNotFoundError))
-
-
-def retry_only_patiently() -> None:
-    """Leave retrying to `patiently`: MLflow's HTTP layer would re-send a POST (creating a second run) and wait
-    minutes per call before a caller can say anything."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-
-
-def tracking_patience_s() -> float:
-    text = os.environ.get(PATIENCE_ENV, str(DEFAULT_PATIENCE_S))
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise TrackingError(f"{PATIENCE_ENV}={text!r}: must be a number of seconds >= 0")
-    return value
-
-
-def patiently(call: Callable[[], T], uri: str, patience_s: float | None = None) -> T:
-    """`call()`, retried with backoff while the tracking store is unreachable, for up to `patience_s` (default
-    GROKBENCH_TRACKING_PATIENCE_S, else 5 minutes).
-
-    Only for idempotent calls: a write whose response was lost may already have been applied, and is sent again.
-    """
-    patience_s = tracking_patience_s() if patience_s is None else patience_s
-    deadline = time.monotonic() + patience_s
-    wait = 1.0
-    while True:
-        try:
-            return call()
-        except Exception as err:
-            if not is_transient(err):
-                raise
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TrackingError(
-                    f"the MLflow tracking store {uri} has not answered for {patience_s:.0f} s ({err}); "
-                    "bring it back and continue the sweep with --resume"
-                ) from err
-            print(
-                f"tracking store {uri} unreachable ({type(err).__name__}); retrying in {min(wait, remaining):.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-            time.sleep(min(wait, remaining))
-            wait = min(wait * 2, 30.0)
-
-
-# ---- where a run came from ----------------------------------------------------------------------------------------
-
-
-def _git(*args: str) -> str:
-    root = Path(grokbench.__file__).resolve().parent.parent
-    try:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def code_version() -> str:
-    sha = _git("rev-parse", "--short", "HEAD")
-    return f"{grokbench.__version__}+{sha}" if sha else grokbench.__version__
-
-
-def context_tags() -> dict[str, str]:
-    """MLflow's own record of who started a run from where (user, source name and type, git commit), as
-    `mlflow.start_run` sets it; the commit of grokbench's checkout where the entry point lies outside one (the
-    `grokbench` console script)."""
-    from mlflow.tracking.context.registry import resolve_tags
-
-    tags = resolve_tags()
-    commit = _git("rev-parse", "HEAD")
-    if commit:
-        tags.setdefault("mlflow.source.git.commit", commit)
-    return tags
 
 
 def dataset_input(name: str, digest: str, module: str, profile: dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +61,33 @@ def trial_filter(sweep_id: str | None = None, key: str | None = None) -> str:
     """The search filter for a sweep's runs, or one trial's."""
     parts = [f"tags.`{SWEEP_TAG}` = '{sweep_id}'" if sweep_id else "", f"tags.`{KEY_TAG}` = '{key}'" if key else ""]
     return " and ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What the tracking store holds of a trial: its run's outcome, how far it went, and where it can go on."""
+
+    sweep_id: str
+    run_id: str
+    status: str
+    epochs: int  # trained
+    epochs_to_grok: int | None
+    checkpoint: str | None  # its latest checkpoint (its final one once it ended), where a sweep saved one
+    prior_status: str | None = None  # the outcome it had when a sweep raised its budget
+    event_epochs: Mapping[str, int] = field(default_factory=dict)  # its task's further events that happened
+
+    @classmethod
+    def of(cls, run) -> TrialRecord:
+        return cls(
+            sweep_id=run.data.tags.get(SWEEP_TAG, "?"),
+            run_id=run.info.run_id,
+            status=run.data.tags.get("status", "running"),
+            epochs=int(_figure(run, "epochs") or 0),
+            epochs_to_grok=_whole(run.data.metrics.get("epochs_to_grok")),
+            checkpoint=run.data.tags.get(CHECKPOINT_TAG),
+            prior_status=run.data.tags.get(PRIOR_STATUS_TAG),
+            event_epochs=_event_epochs(run),
+        )
 
 
 class TrackingStore:
@@ -318,29 +168,15 @@ class TrackingStore:
     def runs_with_outcome(self, experiment_id: str, outcomes: tuple[str, ...] = FINAL_STATUSES) -> list:
         return [run for run in self.trial_runs([experiment_id]) if run.data.tags.get("status") in outcomes]
 
-    def stored_trials(self, experiment_name: str) -> dict:
-        """Trial key → `StoredTrial` of every trial in the experiment, from any sweep and any grokbench version:
+    def stored_trials(self, experiment_name: str) -> dict[str, TrialRecord]:
+        """Trial key → `TrialRecord` of every trial in the experiment, from any sweep and any grokbench version:
         its run with the best outcome (an outcome, then a failure, then none), the newest of those."""
-        from grokbench.sweep.plan import StoredTrial
-
         experiment_id = self.experiment_id(experiment_name)
         runs = self.trial_runs([experiment_id]) if experiment_id is not None else []
         best: dict[str, Any] = {}
         for run in sorted(runs, key=lambda r: (outcome_rank(r.data.tags.get("status")), r.info.start_time or 0)):
             best[run_key(run)] = run
-        return {
-            key: StoredTrial(
-                sweep_id=run.data.tags.get(SWEEP_TAG, "?"),
-                run_id=run.info.run_id,
-                status=run.data.tags.get("status", "running"),
-                epochs=int(_figure(run, "epochs") or 0),
-                epochs_to_grok=_whole(run.data.metrics.get("epochs_to_grok")),
-                checkpoint=run.data.tags.get(CHECKPOINT_TAG),
-                prior_status=run.data.tags.get(PRIOR_STATUS_TAG),
-                event_epochs=_event_epochs(run),
-            )
-            for key, run in best.items()
-        }
+        return {key: TrialRecord.of(run) for key, run in best.items()}
 
     def find_trial_run(self, experiment_id: str, sweep_id: str, key: str) -> tuple[str, int] | None:
         """(run id, last logged step) of a trial's run in this sweep, if it has one (found by its recomputed key, so

@@ -17,15 +17,9 @@ from ray import tune
 
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, trial_key
-from grokbench.sweep.mlflow_store import (
-    CHECKPOINT_TAG,
-    CURVE_SENTINEL,
-    MAX_METRICS_PER_BATCH,
-    TrackingStore,
-    code_version,
-    context_tags,
-    patiently,
-)
+from grokbench.sweep.mlflow_store import CHECKPOINT_TAG, CURVE_SENTINEL, MAX_METRICS_PER_BATCH, TrackingStore
+from grokbench.sweep.provenance import code_version, context_tags
+from grokbench.sweep.retry import patiently
 
 T = TypeVar("T")
 

@@ -11,21 +11,14 @@ import pytest
 from test_analysis import log_trial
 
 from analysis.runs import load_runs
-from analysis.tables import default_out
 from analysis.tables import main as tables_main
 from grokbench.cli import main as cli
 from grokbench.sweep import mlflow_store
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
-from grokbench.sweep.mlflow_store import (
-    KIND_TAG,
-    TrackingStore,
-    absolute_uri,
-    check_readable,
-    context_tags,
-    tracking_uri,
-    trial_filter,
-)
+from grokbench.sweep.mlflow_store import KIND_TAG, TrackingStore, trial_filter
+from grokbench.sweep.provenance import context_tags
+from grokbench.sweep.uri import absolute_uri, check_readable, tracking_uri
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,21 +73,6 @@ def test_a_store_that_is_missing_or_empty_is_reported_and_left_alone(tmp_path, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "notes.db"]  # nothing made, no journal left
     with pytest.raises(TrackingError, match="is not an MLflow store"):
         check_readable(f"sqlite:///{empty}")
-
-
-def test_the_tables_read_the_only_experiment_there_and_write_beside_the_committed_results(smoke_store, capsys):
-    uri, experiment_id = smoke_store
-    assert tables_main([]) == 0  # no --experiment, no --tracking-uri: ./mlflow.db's only experiment
-    written = Path("results/mnist-smoke")
-    assert f"files to {written.resolve()}" in capsys.readouterr().out
-    assert "| Baseline | 2/2 |" in (written / "table1_ce.md").read_text()
-    assert not list(Path("results").glob("*.md"))  # results/ itself (the committed tables) untouched
-    assert default_out(["grokbench/mnist"], None) == Path("results")
-    assert default_out(["grokbench/mnist", "grokbench/mnist_lambda"], None) == Path("results/mnist+mnist_lambda")
-    assert default_out(["grokbench/mnist"], "mnist-20261125-120000") == Path("results/mnist-20261125-120000")
-    TrackingStore(uri).prepare_experiment("grokbench/xor_tiny")
-    assert tables_main([]) == 2  # two experiments, neither the default: say which there are
-    assert "pick one or more with --experiment (there: mnist-smoke, xor_tiny)" in capsys.readouterr().err
 
 
 def test_each_invocation_logs_one_analysis_run_that_no_reader_counts_as_a_trial(smoke_store, tmp_path, capsys):
