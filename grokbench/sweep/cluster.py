@@ -10,11 +10,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from grokbench.sweep.doctor import Finding, check_cluster, check_data, format_findings
 from grokbench.sweep.errors import SweepError
+from grokbench.sweep.nodes import autoscaling, nodes_fitting
 from grokbench.sweep.plan import example_trial
 from grokbench.sweep.spec import SweepSpec
 
-AUTOSCALER_CONFIG = Path("~/ray_bootstrap_config.yaml")  # `ray up` leaves it on the head
 AUTOSCALE_WAIT_S = 900.0
 
 
@@ -27,8 +28,6 @@ def on_this_machine(address: str | None) -> bool:
 def check_data_here(spec: SweepSpec) -> None:
     """The pre-flight's data check, in this process: a sweep on this machine stops before Ray starts when its
     trials could not load their data (each would fail, be retried, and fail again)."""
-    from grokbench.sweep.doctor import Finding, check_data, format_findings
-
     check, ok, detail, fix = check_data(example_trial(spec).to_dict())
     if not ok:
         finding = Finding("this machine", check, ok, detail, fix)
@@ -103,27 +102,10 @@ def running_local_cluster() -> str | None:
     return address if address and not unreachable(address, timeout_s=2.0) else None
 
 
-def nodes_fitting(cpus: float, gpus: float) -> list[dict]:
-    import ray
-
-    return [
-        n
-        for n in ray.nodes()
-        if n["Alive"] and n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus
-    ]
-
-
-def autoscaling() -> bool:
-    """On the head of a `ray up` cluster: worker nodes come on demand."""
-    return AUTOSCALER_CONFIG.expanduser().is_file()
-
-
 def preflight(uri: str, storage_root: str, spec: SweepSpec, checked_here: bool) -> None:
     """Check that every node can run a trial before any starts (`grokbench doctor`), unless the only node is this
     machine and `check_data_here` has checked it."""
     import ray
-
-    from grokbench.sweep.doctor import check_cluster, format_findings
 
     if checked_here and sum(1 for n in ray.nodes() if n["Alive"]) < 2:
         return

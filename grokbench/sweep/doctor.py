@@ -56,7 +56,8 @@ def check_this_node(tracking_uri: str, storage: str, trial: dict[str, Any], need
     """Runs on one node; returns (check, ok, detail, fix) tuples."""
     results = []
     try:
-        from grokbench.sweep.mlflow_store import check_reachable, code_version
+        from grokbench.sweep.provenance import code_version
+        from grokbench.sweep.uri import check_reachable
 
         results.append(("grokbench", True, code_version(), ""))
     except Exception as err:  # an import failure is exactly what this check is for
@@ -117,8 +118,8 @@ def check_cluster(tracking_uri: str, storage: str, trial: dict[str, Any], cpus: 
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from grokbench.sweep.cluster import autoscaling, nodes_fitting
-    from grokbench.sweep.mlflow_store import code_version
+    from grokbench.sweep.nodes import autoscaling, nodes_fitting
+    from grokbench.sweep.provenance import code_version
 
     expected = code_version()
     nodes = [n for n in ray.nodes() if n["Alive"]]
