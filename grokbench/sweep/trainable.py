@@ -39,12 +39,12 @@ def _load_or_start(config: dict[str, Any]) -> Trial:
         checkpoint = tune.Checkpoint(config["continue"]["checkpoint"])
     if checkpoint is None:  # stored=True: a sweep started by an earlier grokbench, resumed by this one
         return Trial(config_from(config["config"], stored=True))
-    with present(checkpoint).as_directory() as directory:
+    with existing_checkpoint(checkpoint).as_directory() as directory:
         state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
     return Trial.restore(state, **{name: config["config"][name] for name in (*BUDGET, *PLACEMENT)})
 
 
-def present(checkpoint: tune.Checkpoint) -> tune.Checkpoint:
+def existing_checkpoint(checkpoint: tune.Checkpoint) -> tune.Checkpoint:
     """The checkpoint, or, where it is gone, the newest one beside it in the trial's directory. Tune deletes a
     trial's older checkpoints as soon as a newer one is registered, but saves the experiment state that names the
     latest only every few seconds: a driver killed between the two leaves a resumed sweep pointing at a deleted

@@ -169,7 +169,7 @@ def test_a_sweep_keeping_one_checkpoint_a_trial_keeps_the_latest_and_retries_a_k
 
 
 def test_a_checkpoint_deleted_under_a_stale_experiment_state_gives_way_to_the_newest_beside_it(tmp_path):
-    from grokbench.sweep.trainable import STATE_FILE, present
+    from grokbench.sweep.trainable import STATE_FILE, existing_checkpoint
 
     trial_dir = tmp_path / "grid" / "run_trial_0"
     for name, complete in (("checkpoint_000001", True), ("checkpoint_000002", True), ("checkpoint_000003", False)):
@@ -177,11 +177,11 @@ def test_a_checkpoint_deleted_under_a_stale_experiment_state_gives_way_to_the_ne
         if complete:
             (trial_dir / name / STATE_FILE).write_bytes(b"state")
     kept = ray.tune.Checkpoint(str(trial_dir / "checkpoint_000001"))
-    assert present(kept).path == kept.path  # there: used as it is, though a newer one exists
+    assert existing_checkpoint(kept).path == kept.path  # there: used as it is, though a newer one exists
     deleted = ray.tune.Checkpoint(str(trial_dir / "checkpoint_000000"))
-    assert present(deleted).path == str(trial_dir / "checkpoint_000002")  # the newest that holds a state
+    assert existing_checkpoint(deleted).path == str(trial_dir / "checkpoint_000002")  # the newest that holds a state
     alone = ray.tune.Checkpoint(str(tmp_path / "elsewhere" / "checkpoint_000000"))
-    assert present(alone).path == alone.path  # nothing beside it: loading it fails as it would have
+    assert existing_checkpoint(alone).path == alone.path  # nothing beside it: loading it fails as it would have
 
 
 @pytest.mark.slow
