@@ -3,9 +3,9 @@ can run one (the pre-flight that `grokbench doctor` also runs)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +17,8 @@ from grokbench.sweep.plan import example_trial
 from grokbench.sweep.spec import SweepSpec
 
 AUTOSCALE_WAIT_S = 900.0
+
+log = logging.getLogger("grokbench.sweep.cluster")
 
 
 def on_this_machine(address: str | None) -> bool:
@@ -69,7 +71,7 @@ def connect_ray(address: str | None, spec: SweepSpec) -> None:
 def _wait_for_autoscaler(cpus: float, gpus: float) -> None:
     from ray.autoscaler.sdk import request_resources
 
-    print(f"waiting for the autoscaler to add a node with {cpus:g} CPU(s) and {gpus:g} GPU(s) ...", file=sys.stderr)
+    log.warning("waiting for the autoscaler to add a node with %g CPU(s) and %g GPU(s) ...", cpus, gpus)
     request_resources(bundles=[{"CPU": cpus, **({"GPU": gpus} if gpus else {})}])
     deadline = time.monotonic() + AUTOSCALE_WAIT_S
     while not nodes_fitting(cpus, gpus):
