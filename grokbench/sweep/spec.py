@@ -22,10 +22,9 @@ import yaml
 from grokbench.config import SHARED, ConfigError, TrialConfig
 from grokbench.resolve import config_from, resolve
 from grokbench.settings import coerce
+from grokbench.shipped import SWEEPS_DIR, sweep_names
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import trial_key
-
-SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
 TOP_LEVEL_KEYS = {
     "name",
@@ -261,10 +260,6 @@ def build_sweep(name_or_path: str, overrides: dict[str, Any]) -> SweepSpec:
     if overrides.get("smoke"):
         spec = spec.smoke_version()
     return spec.with_overrides(**{k: v for k, v in overrides.items() if k != "smoke"})
-
-
-def sweep_names() -> list[str]:
-    return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
 
 
 def find_sweep_file(name_or_path: str) -> Path:
