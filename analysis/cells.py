@@ -3,7 +3,15 @@ a speed-up's text and CSV columns, and the footnote saying how each speed-up was
 
 from __future__ import annotations
 
+import pandas as pd
+
 from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Cell, Sample, SpeedUp, cell
+
+CELL_NOTE = (
+    "each cell: mean ± std over seeds (median) when every seed grokked, else the Kaplan–Meier median, or "
+    "> t where it never fell to 1/2 (t: the last time followed); steps are optimiser updates, times are "
+    "training seconds"
+)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -12,6 +20,18 @@ def fmt(value: float | None, digits: int = 3) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
+
+
+def seeds_text(runs: pd.DataFrame) -> str:
+    return ", ".join(f"{seed:g}" for seed in sorted(runs["seed"].dropna().unique())) or "—"
+
+
+def whole_text(value) -> str:
+    return "—" if pd.isna(value) else f"{int(value):,}"
+
+
+def number_text(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.1f}"
 
 
 def cell_text(c: Cell) -> str:
@@ -65,9 +85,9 @@ SPEED_FIELDS = (
 )
 
 
-def speed_columns(figure: str, s: SpeedUp | None) -> dict:
-    """The CSV's machine-readable columns for one speed-up (empty for the baseline row)."""
-    return {f"{figure}_{name}": (getattr(s, name) if s is not None else None) for name in SPEED_FIELDS}
+def speed_columns(measure: str, s: SpeedUp | None) -> dict:
+    """The CSV's machine-readable columns for one speed-up of a measure (empty for the baseline row)."""
+    return {f"{measure}_{name}": (getattr(s, name) if s is not None else None) for name in SPEED_FIELDS}
 
 
 def speed_notes(speeds: list[SpeedUp], per_seed_shown: bool = True) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.groups import RunGroup, by_task_settings, event_sample, run_groups
 from analysis.plotting import (
     EVENTS_NOTE,
     MEDIAN_NOTE,
@@ -25,7 +26,6 @@ from analysis.plotting import (
 )
 from analysis.runs import further_events, setting_name, setting_text, varied_task_settings
 from analysis.stats import median_or_bound
-from analysis.tables import Setting, by_task_settings, event_sample, settings
 from grokbench.tasks import TASKS
 from grokbench.tasks.base import Presentation
 
@@ -74,7 +74,7 @@ def learning_figure(
     panels = spread(by_task_settings(runs, varied), PANELS)
     fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5 * len(panels), 7), 4), squeeze=False, sharey=True)
     for ax, (values, panel) in zip(axes[0], panels, strict=False):
-        for setting, colour in coloured(settings(panel)):
+        for setting, colour in coloured(run_groups(panel)):
             _learning_lines(ax, setting, hist, shown, colour)
         if shown.reference:
             _reference_line(ax, panel, hist, shown.reference)
@@ -91,7 +91,7 @@ def learning_figure(
     return save(fig, out, name)
 
 
-def _learning_lines(ax, setting: Setting, hist: dict[str, pd.DataFrame], shown: Presentation, colour) -> None:
+def _learning_lines(ax, setting: RunGroup, hist: dict[str, pd.DataFrame], shown: Presentation, colour) -> None:
     ids = list(setting.runs["run_id"])
     tests = [hist[r][shown.test].dropna() for r in ids]
     grid = grid_over(tests, log=True)
@@ -122,7 +122,7 @@ def diagnostics_figure(
     import matplotlib
     import matplotlib.pyplot as plt
 
-    groups = sorted(settings(runs, by=tuple(varied)), key=lambda s: s.by)
+    groups = sorted(run_groups(runs, by=tuple(varied)), key=lambda g: g.by)
     if varied:
         ramp = matplotlib.colormaps["viridis"]
         values = list(dict.fromkeys(s.by for s in groups))
@@ -146,7 +146,7 @@ def diagnostics_figure(
 
 
 def _diagnostic_line(
-    ax, setting: Setting, hist: dict[str, pd.DataFrame], metric: str, colour, label: str
+    ax, setting: RunGroup, hist: dict[str, pd.DataFrame], metric: str, colour, label: str
 ) -> tuple[float, float]:
     """The line, each seed's own and its events marked on it; returns the range of the seeds' positive values
     ((inf, 0) where none)."""
@@ -175,7 +175,7 @@ def event_figure(runs: pd.DataFrame, column: str, out: Path) -> list[Path]:
     events = ["memorise", "grok", *further_events(runs)]
     others = [c for c in varied_task_settings(runs) if c != column]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for setting, colour in coloured(settings(runs, by=tuple(others))):
+    for setting, colour in coloured(run_groups(runs, by=tuple(others))):
         label = ", ".join(t for t in (setting.label, setting_text(others, setting.by)) if t)
         for event in events:
             _event_line(ax, setting.runs, column, event, colour, f"{label}: {event}")

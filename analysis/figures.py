@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.curve_figures import curve_figures, event_figures
+from analysis.groups import METHOD_NAMES, method_rank, run_groups, varied_groups, with_conditions
 from analysis.plotting import (
     EVENTS_NOTE,
     MEDIAN_NOTE,
@@ -22,7 +23,6 @@ from analysis.plotting import (
     x_axis,
 )
 from analysis.runs import presentation
-from analysis.tables import METHOD_NAMES, method_rank, settings, varied_groups, with_conditions
 from grokbench.tasks import TASKS
 from grokbench.tasks.base import Presentation
 
@@ -40,7 +40,7 @@ def accuracy_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], against: 
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (loss, condition) in zip(axes[0], panels, strict=False):
         panel = runs[(runs["loss"] == loss) & (runs["condition"] == condition)]
-        for setting, colour in coloured(settings(panel)):
+        for setting, colour in coloured(run_groups(panel)):
             curves = {
                 metric: [_against(hist[run_id], metric, against) for run_id in setting.runs["run_id"]]
                 for metric in ("train_acc", "test_acc")
@@ -100,7 +100,7 @@ def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pres
     fig, axes = plt.subplots(1, len(shown.plotted), figsize=(6 * len(shown.plotted), 4), squeeze=False)
     losses = set(runs["loss"])
     for ax, metric in zip(axes[0], shown.plotted, strict=False):
-        by_loss = sorted(settings(runs, by=("loss",)), key=lambda s: (method_rank(s.method), s.by))  # ce beside mse
+        by_loss = sorted(run_groups(runs, by=("loss",)), key=lambda g: (method_rank(g.method), g.by))  # ce beside mse
         for setting, colour in coloured(by_loss):
             (loss,), group = setting.by, setting.runs
             series = {r: hist[r][metric].dropna() for r in group["run_id"]}

@@ -9,15 +9,15 @@ import pandas as pd
 
 from analysis.cells import cell_text
 from analysis.output import Table
-from analysis.runs import presentation, setting_name, shown, varied_task_settings
+from analysis.runs import presentation, setting_name, value_text, varied_task_settings
 from analysis.stats import cell
 from grokbench.sweep.mlflow_store import TrackingStore
 
 
 def gap_table(uri: str, runs: pd.DataFrame, groups: list) -> Table | None:
-    """Per row group (`analysis.tables.rows`: method, loss, value of each varied task setting): the epochs at which
-    the train and the test figure first fell below the value (a run that never did censored where it ended), and
-    the gap between them over the runs that reached both."""
+    """Per row group (`analysis.groups.row_groups`: method, loss, value of each varied task setting): the epochs at
+    which the train and the test figure first fell below the value (a run that never did censored where it ended),
+    and the gap between them over the runs that reached both."""
     declared = presentation(runs).gap
     if declared is None:
         return None
@@ -39,7 +39,7 @@ def gap_table(uri: str, runs: pd.DataFrame, groups: list) -> Table | None:
             for _, run in setting.runs.iterrows()
         ]
         ended = setting.runs["epochs"].astype(float).tolist()
-        row = [setting.label, *map(shown, setting.by)]
+        row = [setting.label, *map(value_text, setting.by)]
         for side in (0, 1):
             reached = [c[side] for c in crossings]
             c = cell(

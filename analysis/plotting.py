@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.tables import METHOD_NAMES, Setting
+from analysis.groups import METHOD_NAMES, RunGroup
 from grokbench.sweep.mlflow_store import TrackingStore
 
 CURVES = ("train_acc", "test_acc", "train_time_s")  # and what a figure asks for besides
@@ -99,7 +99,7 @@ def save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def coloured(groups: list[Setting]) -> list[tuple[Setting, Any]]:
+def coloured(groups: list[RunGroup]) -> list[tuple[RunGroup, Any]]:
     """Each group with its line colour: a method run as its authors ran it, at one λ, keeps its own; a line per λ
     or per variant (its own settings off their defaults) gets a colour of its own from a palette no method uses,
     the same for the same label in every panel."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
 
 import numpy as np
 import pandas as pd
 
+from grokbench import machine
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, SWEEP_TAG, experiment_name, outcome_rank
 from grokbench.sweep.mlflow_store import TrackingStore, check_readable, store_errors
+
+log = logging.getLogger(__name__)
 
 NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "eval_every", "weight_decay", "lr")
 SUMMARY_METRICS = (  # a trial's summary figures; max_epochs among them: a continued trial's last budget
@@ -37,16 +41,16 @@ DEFAULT_EXPERIMENT = experiment_name("mnist")  # the paper's Table 1, whose tabl
 
 
 def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None = None) -> tuple[pd.DataFrame, list]:
-    """One row per trial of the named experiments (default: grokbench/mnist, else the store's only grokbench
-    experiment), optionally of one sweep id only; and the names of the experiments read, in order. Reads only: a
-    store that is missing, empty or not MLflow's is reported, never created."""
+    """One row per trial of the named experiments (default: grokbench/mnist, else the store's grokbench experiment
+    run most recently), optionally of one sweep id only; and the names of the experiments read, in order. Reads
+    only: a store that is missing, empty or not MLflow's is reported, never created."""
     check_readable(uri)
     store = TrackingStore(uri)
     try:
         known = store.grokbench_experiments()
     except store_errors() as err:
         raise AnalysisError(f"cannot read the tracking store at {uri}: {str(err).splitlines()[0]}") from None
-    names = [experiment_name(e) for e in experiments] if experiments else _default_experiments(uri, known, sweep)
+    names = [experiment_name(e) for e in experiments] if experiments else _default_experiments(uri, store, known, sweep)
     missing = [n for n in names if n not in known]
     if missing:
         raise AnalysisError(
@@ -57,24 +61,31 @@ def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None 
     if raw.empty:
         what = f"sweep {sweep}" if sweep else ", ".join(names)
         raise AnalysisError(f"no runs in {what} at {uri}")
-    runs = latest_per_trial(_tidy(raw, {v: k for k, v in known.items()}))
+    runs = once_across_experiments(latest_per_trial(_tidy(raw, {v: k for k, v in known.items()})))
     return runs, names if experiments else [experiment_name(n) for n in sorted(set(runs["experiment"]))]
 
 
-def _default_experiments(uri: str, known: dict[str, str], sweep: str | None) -> list[str]:
+def _default_experiments(uri: str, store: TrackingStore, known: dict[str, str], sweep: str | None) -> list[str]:
     """With --sweep, every experiment (the sweep's runs are in one of them); else grokbench/mnist, or the only
-    grokbench experiment there is (a store holding only a smoke sweep)."""
+    grokbench experiment there is, or the one run most recently (after the quick start's two sweeps: the second)."""
     if sweep:
         return sorted(known)
     if DEFAULT_EXPERIMENT in known or not known:
         return [DEFAULT_EXPERIMENT]
     if len(known) == 1:
         return list(known)
-    names = ", ".join(n.removeprefix(EXPERIMENT_PREFIX) for n in sorted(known))
-    raise AnalysisError(
-        f"{uri} holds several grokbench experiments and none is the default mnist; pick one or "
-        f"more with --experiment (there: {names})"
+    newest = max(store.run_rows(list(known.values())), key=lambda row: row["start_time"], default=None)
+    if newest is None:
+        return sorted(known)[:1]
+    chosen = {v: k for k, v in known.items()}[newest["experiment_id"]]
+    log.info(
+        "%s holds several grokbench experiments (%s) and none is the default mnist: the tables are of the one run "
+        "most recently, %s (--experiment picks others)",
+        uri,
+        ", ".join(n.removeprefix(EXPERIMENT_PREFIX) for n in sorted(known)),
+        chosen.removeprefix(EXPERIMENT_PREFIX),
     )
+    return [chosen]
 
 
 def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
@@ -84,6 +95,17 @@ def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.assign(_rank=rank).sort_values(["_rank", "start_time"], kind="stable", na_position="first")
     runs = runs.groupby(["experiment", "trial_key"], dropna=False).tail(1)
     return runs.drop(columns="_rank").sort_values("run_id").reset_index(drop=True)
+
+
+def once_across_experiments(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial key where several experiments hold runs of it (a sweep continued under a larger budget in
+    another experiment): the run with an outcome, then the larger budget, then the later start."""
+    rank = runs["status"].map(outcome_rank)
+    order = runs.assign(_rank=rank).sort_values(
+        ["_rank", "max_epochs", "start_time"], kind="stable", na_position="first"
+    )
+    kept = order.groupby("trial_key", dropna=False).tail(1)
+    return kept.drop(columns="_rank").sort_values("run_id").reset_index(drop=True)
 
 
 def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
@@ -103,7 +125,8 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
             "task": column("params.task", None),
         }
     )
-    params = [_params(raw, index) for index in raw.index]
+    params = [_prefixed(raw, index, "params.") for index in raw.index]
+    runs["machine"] = [machine.label(machine.from_tags(_prefixed(raw, index, "tags."))) for index in raw.index]
     configs = [_config(p) for p in params]
     labels = [variant_and_condition(p) for p in params]
     runs["variant"] = [v for v, _ in labels]
@@ -163,14 +186,14 @@ def setting_name(column: str) -> str:
     return column.removeprefix(TASK_SETTING)
 
 
-def shown(value) -> str:
+def value_text(value) -> str:
     """A setting's value as the tables and figures show it: numbers in %g."""
     return f"{value:g}" if isinstance(value, numbers.Real) and not isinstance(value, bool) else str(value)
 
 
 def setting_text(columns: list[str], values: tuple) -> str:
     """`alpha=0.5`: task settings and their values, as a figure's legend names them."""
-    return ", ".join(f"{setting_name(c)}={shown(v)}" for c, v in zip(columns, values, strict=False))
+    return ", ".join(f"{setting_name(c)}={value_text(v)}" for c, v in zip(columns, values, strict=False))
 
 
 def at_budget(uri: str, runs: pd.DataFrame, max_epochs: int) -> pd.DataFrame:
@@ -230,12 +253,11 @@ def budget_note(runs: pd.DataFrame, max_epochs: int | None) -> str:
     return f"budget: {span}, as the trials ran; --max-epochs applies a smaller one"
 
 
-def _params(raw: pd.DataFrame, index) -> dict[str, str]:
+def _prefixed(raw: pd.DataFrame, index, prefix: str) -> dict[str, str]:
+    """A run's params (or tags) by name, from its flat row's `params.<name>` (`tags.<name>`) columns."""
     row = raw.loc[index]
     return {
-        name[len("params.") :]: value
-        for name, value in row.items()
-        if name.startswith("params.") and isinstance(value, str)
+        name[len(prefix) :]: value for name, value in row.items() if name.startswith(prefix) and isinstance(value, str)
     }
 
 
@@ -297,7 +319,9 @@ def _usual_settings(cfg, params: dict[str, str]):
 
 def _off_default(names: tuple[str, ...], cfg, usual) -> list[str]:
     """`name=value` for each of the named settings where the trial's differs from the usual one."""
-    return [f"{name}={shown(_setting(cfg, name))}" for name in names if _setting(cfg, name) != _setting(usual, name)]
+    return [
+        f"{name}={value_text(_setting(cfg, name))}" for name in names if _setting(cfg, name) != _setting(usual, name)
+    ]
 
 
 def _setting(cfg, name: str):

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.detail_tables import search_table
+from analysis.groups import LOSS_NAMES, METHOD_NAMES, method_rank
 from analysis.output import Table, add_format_argument, log_analysis_run, run_command, show_and_write
 from analysis.runs import AnalysisError, budget_note, load_runs
-from analysis.tables import LOSS_NAMES, METHOD_NAMES, method_rank, search_table, table1
+from analysis.table1 import table1
 from grokbench.sweep.keys import experiment_name
 from grokbench.sweep.mlflow_store import TrackingStore, tracking_uri
 

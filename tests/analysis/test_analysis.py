@@ -445,14 +445,14 @@ def test_an_import_upgrades_a_failure_and_refuses_a_damaged_archive(tmp_path, mi
 def test_figure_lines_are_per_method_and_per_lambda_only_where_a_method_ran_at_several():
     import pandas as pd
 
+    from analysis.groups import run_groups
     from analysis.plotting import COLOURS, coloured
-    from analysis.tables import settings
 
     # Table 1: GrokAlign at one λ per loss (1e-3 with ce, 1e-4 with mse) keeps its name and colour
     table1 = pd.DataFrame(
         {"method": ["baseline", "grokalign"] * 2, "loss": ["ce", "ce", "mse", "mse"], "lam": [0.0, 1e-3, 0.0, 1e-4]}
     )
-    lines = {(s.label, s.by): colour for s, colour in coloured(settings(table1, by=("loss",)))}
+    lines = {(s.label, s.by): colour for s, colour in coloured(run_groups(table1, by=("loss",)))}
     assert lines == {
         ("Baseline", ("ce",)): COLOURS["baseline"],
         ("Baseline", ("mse",)): COLOURS["baseline"],
@@ -461,7 +461,7 @@ def test_figure_lines_are_per_method_and_per_lambda_only_where_a_method_ran_at_s
     }
     # a λ sweep: a line per λ, each in its own colour, none a method's
     sweep = pd.DataFrame({"method": ["baseline"] + ["grokalign"] * 3, "lam": [0.0, 1e-4, 1e-3, 1e-2]})
-    lines = {s.label: colour for s, colour in coloured(settings(sweep))}
+    lines = {s.label: colour for s, colour in coloured(run_groups(sweep))}
     assert list(lines) == ["Baseline", "GrokAlign (λ=0.0001)", "GrokAlign (λ=0.001)", "GrokAlign (λ=0.01)"]
     spare = [lines[label] for label in list(lines)[1:]]
     assert len(set(spare)) == 3 and not set(spare) & set(COLOURS.values())

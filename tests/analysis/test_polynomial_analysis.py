@@ -235,8 +235,8 @@ def test_the_learning_curves_draw_the_reference_line_and_the_event_figure_marks_
     import matplotlib.pyplot as plt
 
     from analysis.curve_figures import _event_line, _learning_lines, _reference_line, epoch_histories
+    from analysis.groups import run_groups
     from analysis.runs import load_runs
-    from analysis.tables import settings
     from grokbench.tasks import TASKS
 
     runs, _ = load_runs(uri, ["polynomial_alpha"])
@@ -244,7 +244,7 @@ def test_the_learning_curves_draw_the_reference_line_and_the_event_figure_marks_
     lazy = runs[runs["task.alpha"] == 4.0]
     hist = epoch_histories(uri, lazy, (curves.train, curves.test, curves.reference))
     _, ax = plt.subplots()
-    _learning_lines(ax, settings(lazy)[0], hist, curves, "C0")
+    _learning_lines(ax, run_groups(lazy)[0], hist, curves, "C0")
     _reference_line(ax, lazy, hist, curves.reference)
     reference = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
     levels = lazy["final_kernel_regression_test_loss_rel"]  # each trial's, as its summary carries it

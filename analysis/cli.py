@@ -1,0 +1,176 @@
+"""`python -m analysis.tables`: GrokAlign's Table 1 (and the sensitivity, search and geometry tables) from MLflow.
+
+Steps are optimiser updates; times are training seconds (updates only). A trial that never grokked is censored
+at its budget: cells holding one show a Kaplan–Meier median, or "> t" where the KM curve never falls to 1/2.
+Speed-up = baseline ÷ method (> 1 is faster): a ratio of geometric means with a Welch test on log values where
+every trial grokked, else a log-normal AFT time ratio with a log-rank test, or a bound (≥ / ≤) where a row has
+too few grokked trials to fit; each table's footnote and CSV columns say which (analysis/stats.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.detail_tables import events_table, geometry_table, search_table, sensitivity, trials_table
+from analysis.figures import write_figures
+from analysis.gap import gap_table
+from analysis.groups import row_groups
+from analysis.output import Table, add_format_argument, log_analysis_run, run_command, show_and_write
+from analysis.runs import (
+    AnalysisError,
+    at_budget,
+    budget_note,
+    further_events,
+    load_runs,
+    progress_note,
+    varied_task_settings,
+)
+from analysis.table1 import table1
+from grokbench.sweep.keys import EXPERIMENT_PREFIX
+from grokbench.sweep.mlflow_store import tracking_uri
+
+PACKAGE = Path(__file__).resolve().parent
+BUILD = Path("build") / "analysis"  # git-ignored: where the tables go unless told otherwise
+RESULTS = Path("results")  # the committed tables, written only with --update-results (or --out)
+
+
+def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epochs: int | None = None) -> list[Table]:
+    if max_epochs is not None:
+        runs = at_budget(uri, runs, max_epochs)
+    tables = [t for event in ("grok", *further_events(runs)) for t in table1(runs, event, experiments)]
+    events = events_table(runs)
+    tables += [events] if events is not None else []
+    for table in tables:
+        table.notes.append(budget_note(runs, max_epochs))
+    for by, title, name in (
+        ("lam", "Sensitivity to λ (the method's strength)", "lambda"),
+        ("init_scale", "Sensitivity to the initialisation scale α", "init_scale"),
+    ):
+        table = sensitivity(runs, by, title, name)
+        if table is not None:
+            tables.append(table)
+    groups = row_groups(runs, varied_task_settings(runs))
+    for extra in (search_table(uri, experiments), geometry_table(uri, runs), gap_table(uri, runs, groups)):
+        if extra is not None:
+            tables.append(extra)
+    return (tables + [trials_table(runs)]) if tables else []
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store, or the path of a SQLite one (default MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="sweep file name(s), comma-separated (default mnist, else the store's most recently run grokbench "
+        "experiment; e.g. mnist,mnist_lambda)",
+    )
+    parser.add_argument("--sweep", default=None, help="only this sweep id (printed when a sweep starts)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out",
+        default=None,
+        help="directory for the tables (default build/analysis/<experiment>, or <sweep id> with --sweep, in the "
+        "grokbench checkout: git ignores it)",
+    )
+    where.add_argument(
+        "--update-results",
+        action="store_true",
+        help="write the committed results/<experiment>/ of the checkout instead",
+    )
+    add_format_argument(parser)
+    parser.add_argument("--figures", action="store_true", help="also write the figures (PNG and PDF)")
+    parser.add_argument(
+        "--max-epochs",
+        type=_positive_int,
+        default=None,
+        help="apply this budget: a trial that grokked or ran past it counts as censored at it "
+        "(default: each trial's own)",
+    )
+    parser.add_argument(
+        "--no-log",
+        action="store_true",
+        help="do not log the tables and figures to MLflow as an analysis run of the first experiment read",
+    )
+    return parser.parse_args(argv)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of epochs, got {text!r}")
+    return value
+
+
+def checkout(package: Path = PACKAGE) -> Path | None:
+    """The git checkout holding the analysis package, None for an installed copy."""
+    root = package.parent
+    return root if (root / ".git").exists() else None
+
+
+def selection_name(experiments: list[str], sweep: str | None) -> str:
+    """`mnist`, `mnist+mnist_lambda`, or the sweep id: the folder a selection's tables go to."""
+    return sweep or "+".join(name.removeprefix(EXPERIMENT_PREFIX) for name in experiments)
+
+
+def default_out(experiments: list[str], sweep: str | None, package: Path = PACKAGE) -> Path:
+    """build/analysis/<selection> in the checkout (in the working directory where there is none): git ignores it,
+    so the default never overwrites a committed table, wherever the command runs from."""
+    return (checkout(package) or Path.cwd()) / BUILD / selection_name(experiments, sweep)
+
+
+def results_out(experiments: list[str], sweep: str | None, package: Path = PACKAGE) -> Path:
+    """results/<selection> in the checkout: the committed tables, rewritten."""
+    root = checkout(package)
+    if root is None:
+        raise AnalysisError(f"--update-results writes a grokbench checkout's results/, and {package} is not in one")
+    return root / RESULTS / selection_name(experiments, sweep)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    notes = logging.StreamHandler(sys.stderr)  # the library's notes (which experiment it chose) reach the user
+    notes.setFormatter(logging.Formatter("note: %(message)s"))
+    logger = logging.getLogger("analysis")
+    logger.addHandler(notes)
+    logger.setLevel(logging.INFO)
+    try:
+        return run_command("analysis.tables", args.format, lambda formats: analyse(args, formats))
+    finally:
+        logger.removeHandler(notes)
+
+
+def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
+    experiments = [e.strip() for e in args.experiment.split(",")] if args.experiment else None
+    uri = tracking_uri(args.tracking_uri)
+    runs, read = load_runs(uri, experiments, args.sweep)
+    note = progress_note(runs)
+    if note:
+        print(f"note: {note}")
+    tables = build_tables(uri, runs, read, args.max_epochs)
+    if not tables:
+        raise AnalysisError("no trial has finished yet; wait for the sweep (or check --sweep)")
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = (results_out if args.update_results else default_out)(read, args.sweep)
+    written = show_and_write(tables, out, formats)
+    if args.figures:
+        written += write_figures(uri, runs, out)
+    print(f"wrote {len(written)} files to {out.resolve()}")
+    if not args.no_log:
+        log_analysis_run("analysis.tables", uri, read, args.sweep, written)
+    return written
