@@ -16,7 +16,10 @@ A page quotes a table in one of two ways:
 
   The row is the one row whose cells equal every `column=value` (`;` between them); `column#k` takes the k-th
   number of a cell that holds several, such as "77,364 ± 6,716 (med 77,620)". The check fails unless the cell's
-  value, rounded to the last digit the page writes, is the page's number.
+  value, rounded to the last digit the page writes, is the page's number. A marker after words quotes a cell
+  without a number, such as an estimand's name, and the words must be that cell's text::
+
+      ratio of geometric means<!-- table1_ce.csv[Method=Baseline (weight_decay=0.01)] steps_estimand -->
 
 Numbers are read as the pages write them: thousands grouped by a space, a thin space or a comma ("62 400",
 "77,364"), decimals, "1e-5" and "3·10⁻⁵", and powers written with superscripts ("10⁵", "2⁻⁵").
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -127,8 +129,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def cell_value(page: Path, file: str, row: str, column: str) -> float:
-    """The number a marker names: the one row matching every condition, that column (#k: the cell's k-th number)."""
+def cell(page: Path, file: str, row: str, column: str) -> str:
+    """The cell a marker names: the one row matching every condition, in that column (its "#k" left on)."""
     path = page.parent / file
     if not path.is_file():
         raise PageError(f"no table {file}")
@@ -136,36 +138,48 @@ def cell_value(page: Path, file: str, row: str, column: str) -> float:
     rows = [r for r in read_csv(path) if all(r.get(k) == v for k, v in conditions.items())]
     if len(rows) != 1:
         raise PageError(f"{file}[{row}] matches {len(rows)} rows, not one")
-    name, _, index = column.partition("#")
+    name = column.partition("#")[0]
     if name not in rows[0]:
         raise PageError(f"{file} has no column {name!r}")
-    cell = rows[0][name]
-    found = list(numbers(cell))
+    return rows[0][name]
+
+
+def cell_number(text: str, column: str) -> float:
+    """The number a cell holds; "#k" in the column takes the k-th of several."""
+    index = column.partition("#")[2]
+    found = list(numbers(text))
     k = int(index or 1)
     if len(found) < k or (not index and len(found) != 1):
-        raise PageError(f"{file}[{row}] {column}: {rows[0][name]!r} holds no single number there")
+        raise PageError(f"{column}: {text!r} holds no single number there")
     return parse_number(found[k - 1]).value
 
 
+def marker_error(page: Path, before: str, marker: re.Match[str]) -> str | None:
+    """Why a marker's quote is not its cell, or None: a number must round to the cell's value, and words (a cell
+    without a number, such as an estimand's name) must be the cell's text."""
+    text = cell(page, marker["file"], marker["row"], marker["column"])
+    if not any(numbers(text)) and "#" not in marker["column"]:
+        return None if before.endswith(text) else f"the text before it is not {text!r}"
+    quoted = list(NUMBER.finditer(before[-40:]))
+    if not quoted or quoted[-1].end() != len(before[-40:]):
+        return "it does not follow a number"
+    value = cell_number(text, marker["column"])
+    written = parse_number(quoted[-1])
+    return None if written.matches(value) else f"{quoted[-1][0]} is {value:g} in {marker['file']}"
+
+
 def marker_errors(page: Path) -> list[str]:
-    """Each marked number that is not its table's value, rounded as the page writes it."""
+    """Each marked quote that is not its table's cell: a number rounded as the page writes it, or words."""
     text = page.read_text(encoding="utf-8")
     errors = []
     for marker in MARKER.finditer(text):
-        before = text[: marker.start()]
-        quoted = list(NUMBER.finditer(before[-40:]))
         line = text.count("\n", 0, marker.start()) + 1
-        if not quoted or quoted[-1].end() != len(before[-40:]):
-            errors.append(f"{page}:{line}: a marker not right after a number: {marker[0]}")
-            continue
         try:
-            value = cell_value(page, marker["file"], marker["row"], marker["column"])
-        except PageError as error:
-            errors.append(f"{page}:{line}: {error}")
-            continue
-        written = parse_number(quoted[-1])
-        if not written.matches(value) or math.isnan(value):
-            errors.append(f"{page}:{line}: {quoted[-1][0]} is {value:g} in {marker['file']}: {marker[0]}")
+            error = marker_error(page, text[: marker.start()], marker)
+        except PageError as problem:
+            error = str(problem)
+        if error:
+            errors.append(f"{page}:{line}: {error}: {marker[0]}")
     return errors
 
 

@@ -93,7 +93,7 @@ def test_every_allow_list_entry_is_used() -> None:
 
 # --- the checker itself, on pages made here ---
 
-TABLE = 'Method,steps,cell\nBaseline,62400,"77,364 ± 6,716 (med 77,620)"\nGrokAlign,0.000433,×7.56\n'
+TABLE = 'Method,steps,cell,test\nBaseline,62400,"77,364 ± 6,716 (med 77,620)",\nGrokAlign,0.000433,×7.56,Welch t-test\n'
 
 
 @pytest.mark.parametrize(
@@ -128,8 +128,23 @@ def test_a_marked_number_that_is_not_its_cell_fails(tmp_path: Path) -> None:
     assert pages.marker_errors(bad) == [
         f"{bad}:1: 62 500 is 62400 in table.csv: <!-- table.csv[Method=Baseline] steps -->"
     ]
+    astray = write(tmp_path, "t/README.md", "see 62 400 <!-- table.csv[Method=Baseline] steps -->")
+    assert pages.marker_errors(astray) == [
+        f"{astray}:1: it does not follow a number: <!-- table.csv[Method=Baseline] steps -->"
+    ]
     rounded = write(tmp_path, "t/README.md", "0.00044<!-- table.csv[Method=GrokAlign] steps -->")
     assert len(pages.marker_errors(rounded)) == 1
+
+
+def test_a_marked_label_must_be_its_cell(tmp_path: Path) -> None:
+    """The modmul page once called a Welch test on log values a "log-normal AFT (lifelines, Wald p)"."""
+    write(tmp_path, "t/table.csv", TABLE)
+    good = write(tmp_path, "t/README.md", "p of a Welch t-test<!-- table.csv[Method=GrokAlign] test -->")
+    assert pages.marker_errors(good) == []
+    bad = write(tmp_path, "t/README.md", "Wald p of a log-normal AFT<!-- table.csv[Method=GrokAlign] test -->")
+    assert pages.marker_errors(bad) == [
+        f"{bad}:1: the text before it is not 'Welch t-test': <!-- table.csv[Method=GrokAlign] test -->"
+    ]
 
 
 def test_a_marker_naming_no_single_row_or_number_fails(tmp_path: Path) -> None:
