@@ -71,6 +71,8 @@ def test_every_experiment_has_a_page_that_the_index_links() -> None:
     for name in experiments:
         assert (RESULTS / name / "README.md").is_file(), name
         assert f"]({name}/README.md)" in index, name
+    for archive in (RESULTS / "runs").glob("*.jsonl.gz"):
+        assert f"](runs/{archive.name})" in index, archive.name
 
 
 def test_includes_hold_their_files_word_for_word() -> None:
