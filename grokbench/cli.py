@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -421,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"grokbench: error: {_unknown_flag_error(args, unknown)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    notes = logging.StreamHandler(sys.stderr)  # the library's warnings (a diverged trial) reach the user
+    notes.setFormatter(logging.Formatter("grokbench: %(message)s"))
+    logging.getLogger("grokbench").addHandler(notes)
     try:
         return args.handler(args)
     except (ConfigError, DataError, SweepError) as err:
@@ -429,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ngrokbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        logging.getLogger("grokbench").removeHandler(notes)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ device.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 import warnings
@@ -23,6 +24,8 @@ from grokbench.events import GrokEvents, Milestone
 from grokbench.methods import METHODS
 from grokbench.resolve import resolve, stored_config
 from grokbench.tasks import TASKS
+
+log = logging.getLogger("grokbench.train")
 
 ORDER_SEED_OFFSET = 0x9E3779B9  # the data-order stream differs from the methods' stream of the same seed
 
@@ -158,6 +161,7 @@ class Trial:
         self.last_metrics = metrics
         if not all(math.isfinite(v) for v in metrics.values()):
             self.status = "diverged"
+            log.warning("trial %s/%s seed %d %s", self.cfg.task, self.cfg.method, self.cfg.seed, self.divergence())
         else:
             self.events.update(Milestone(self.step, self.epoch, self.train_time_s), metrics)
         if callback is not None:
@@ -207,7 +211,22 @@ class Trial:
             "wall_s": time.perf_counter() - self._wall_start,  # this process: set-up, evaluation, callbacks too
             **{f"final_{name}": self._final(name) for name in self.task.final_metrics},
             "resumed_from_step": self.resumed_from_step,
+            "divergence": self.divergence(),
         }
+
+    def divergence(self) -> str | None:
+        """Where a diverged trial's numbers stopped being finite, at which loss, and what usually causes it."""
+        if self.status != "diverged":
+            return None
+        loss = self.last_metrics.get("train_loss", math.nan)
+        broken = ", ".join(name for name, value in self.last_metrics.items() if not math.isfinite(value))
+        where = f"by step {self.step} (epoch {self.epoch})" if self.step else "at initialisation"
+        if not self.step:  # no update has run: the initial weights alone overflow
+            cause = f"an init scale too large for this model (--init-scale {self.cfg.init_scale:g})"
+        else:
+            cause = f"a learning rate too large for this model's size and init scale (--lr {self.cfg.lr:g}, "
+            cause += f"--init-scale {self.cfg.init_scale:g}): try a smaller one"
+        return f"diverged {where} with train loss {loss:.3g} (not finite: {broken}); usually {cause}"
 
     def _final(self, metric: str) -> float | None:
         value = self.last_metrics.get(metric)

@@ -177,9 +177,12 @@ def test_run_json_last_line_is_the_summary():
 
 def test_diverged_run_still_prints_its_summary_and_json(capsys):
     assert main(["run", "xor", "--lr", "50", "--json"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "status          diverged" in out
     assert json.loads(out.strip().splitlines()[-1])["status"] == "diverged"
+    # where, at which loss and why, said once as it happens (the summary's `divergence` holds it too)
+    assert err.count("grokbench: trial xor/baseline seed 0 diverged by step 4 (epoch 4) with train loss nan") == 1
+    assert "usually a learning rate too large for this model's size and init scale (--lr 50" in err
 
 
 def test_bad_input_in_a_real_process_exits_2_without_traceback():

@@ -119,6 +119,29 @@ def test_nan_loss_ends_the_trial_as_diverged():
     json.dumps(summary, allow_nan=False)  # the --json line stays valid JSON
 
 
+def test_a_diverged_trial_says_where_at_which_loss_and_the_usual_cause(caplog):
+    trial = Trial(config_of(task="xor", lr=50.0, max_epochs=200, eval_every=4))
+    summary = trial.run()
+    assert (summary["status"], summary["steps"], summary["epochs"]) == ("diverged", 4, 4)  # xor: 1 batch an epoch
+    assert summary["divergence"] == (
+        "diverged by step 4 (epoch 4) with train loss nan (not finite: train_loss, test_loss, train_objective); "
+        "usually a learning rate too large for this model's size and init scale (--lr 50, --init-scale 12): "
+        "try a smaller one"
+    )
+    assert caplog.records[-1].name == "grokbench.train" and caplog.records[-1].levelname == "WARNING"
+    assert caplog.records[-1].getMessage() == f"trial xor/baseline seed 0 {summary['divergence']}"
+
+
+def test_a_trial_whose_initial_weights_overflow_blames_the_init_scale():
+    summary = Trial(config_of(task="xor", init_scale=1e200, max_epochs=200)).run()
+    assert summary["steps"] == 0 and summary["divergence"].startswith("diverged at initialisation with train loss")
+    assert summary["divergence"].endswith("usually an init scale too large for this model (--init-scale 1e+200)")
+
+
+def test_a_trial_that_did_not_diverge_has_no_divergence():
+    assert Trial(config_of(**SHORT)).run()["divergence"] is None
+
+
 def test_diverging_mnist_trial_is_diverged_not_a_crash(mnist_available):
     """Geometry of a NaN network would make the eigen-solver raise: the loop must stop before it."""
     summary = Trial(config_of(task="mnist", lr=1e4, max_epochs=30)).run()
