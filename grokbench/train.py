@@ -12,7 +12,6 @@ import copy
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -291,11 +290,11 @@ class Trial:
             self.generator.set_state(saved)
             return
         self.generator.manual_seed((self.cfg.seed * 2**32 + step) % 2**63)
-        warnings.warn(
-            f"this trial's checkpoint was written on another kind of device than {self.device.type}: any random "
-            f"draws continue from a new stream seeded by (seed, step {step}), so it may not match a run that "
-            "stayed on one device",
-            stacklevel=3,
+        log.warning(
+            "this trial's checkpoint was written on another kind of device than %s: any random draws continue "
+            "from a new stream seeded by (seed, step %d), so it may not match a run that stayed on one device",
+            self.device.type,
+            step,
         )
 
 
