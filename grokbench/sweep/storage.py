@@ -5,8 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
+
+from grokbench.sweep.errors import SweepError
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+NAME_RULE = "letters, digits, '.', '_' and '-' (starting with a letter or digit)"
+
+
+def check_name(name: str, what: str = "sweep id") -> str:
+    """A sweep's name or id as it may name a folder under the storage root and appear in an MLflow search, whose
+    filters cannot quote every character (a value with both kinds of quote cannot be written at all)."""
+    if not NAME.fullmatch(name):
+        raise SweepError(f"{what} {name!r}: use only {NAME_RULE}")
+    return name
 
 
 class SweepStorage:
@@ -20,10 +34,10 @@ class SweepStorage:
 
     def uri(self, *parts: str) -> str:
         """A path or URI under the root, as Tune's `storage_path` and `Tuner.restore` take it."""
-        return "/".join([self.root, *parts])
+        return "/".join([self.root, *map(_part, parts)])
 
     def _path(self, *parts: str) -> str:
-        return "/".join([self._base, *parts])
+        return "/".join([self._base, *map(_part, parts)])
 
     def exists(self, *parts: str) -> bool:
         import pyarrow.fs
@@ -51,3 +65,7 @@ class SweepStorage:
                 if marker.type == pyarrow.fs.FileType.File:
                     found.append((marker.mtime, os.path.basename(info.path)))
         return [name for _, name in sorted(found)]
+
+
+def _part(name: str) -> str:
+    return check_name(name, "sweep name or id")

@@ -77,13 +77,14 @@ class TrialRuns(tune.Callback):
             self._runs[key] = self._patiently(lambda: self.store.reopen_run(continued["run_id"], self.sweep_id))
         elif key not in self._runs:
             # find-or-create as one retried unit: a create whose answer was lost is found by its tags next time
-            self._runs[key] = self._patiently(
+            found = self._patiently(
                 lambda: (
                     self.store.find_trial_run(self.experiment_id, self.sweep_id, key)
                     or (self._create_run(key, config), -1)
                 )
             )
-            self._log_settings(self._runs[key][0], config)
+            self._log_settings(found[0], key, config)
+            self._runs[key] = found  # only now: a run whose settings are not in it is never written to
         return (key, *self._runs[key])
 
     def _create_run(self, key: str, config: dict[str, Any]) -> str:
@@ -99,15 +100,28 @@ class TrialRuns(tune.Callback):
         }
         return self.store.create_run(self.experiment_id, key, {**self.context, **tags})
 
-    def _log_settings(self, run_id: str, config: dict[str, Any]) -> None:
+    def _log_settings(self, run_id: str, key: str, config: dict[str, Any]) -> None:
         """The resolved config as config.json and as params, unless an earlier attempt logged them (the params,
-        written last, mark both as done)."""
+        written last, mark both as done). A store that refuses them ends the sweep: every reader of the run needs
+        its params, and a resume tries again."""
         if self._patiently(lambda: self.store.get_run(run_id).data.params):
             return  # a resumed sweep may run newer code: its params stay those the run started with
         params = {k: "None" if v is None else str(v) for k, v in sorted(config.items())}
         params["code_version"] = self.version
-        self._patiently(lambda: self.store.log_text(run_id, json.dumps(config, indent=2, default=str), "config.json"))
-        self._patiently(lambda: self.store.log_batch(run_id, params=params))
+        try:
+            self._patiently(
+                lambda: self.store.log_text(run_id, json.dumps(config, indent=2, default=str), "config.json")
+            )
+            self._patiently(lambda: self.store.log_batch(run_id, params=params))
+        except TrackingError:
+            raise
+        except Exception as err:  # not transient (transient ones `_patiently` waited out): retrying will not help
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            self.failure = TrackingError(
+                f"the tracking store {self.uri} refused the settings of trial {key} (run {run_id}): {first_line}; "
+                "nothing more is logged to a run without them: fix the cause and continue with --resume"
+            )
+            raise self.failure from err
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._run(trial)
