@@ -12,16 +12,19 @@ import numpy as np
 import pandas as pd
 
 from analysis.groups import RunGroup, by_task_settings, event_sample, run_groups
+from analysis.names import metric_label, metric_title
 from analysis.plotting import (
     EVENTS_NOTE,
     MEDIAN_NOTE,
     coloured,
     grid_over,
     histories,
+    legend_beside,
     mark_events,
     median_while_all_run,
     save,
     seed_lines,
+    threshold_line,
     x_axis,
 )
 from analysis.runs import further_events, setting_name, setting_text, varied_task_settings
@@ -42,9 +45,9 @@ def curve_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
         names = tuple(n for n in (shown.train, shown.test, shown.reference, *shown.plotted) if n)
         hist = epoch_histories(uri, group, names)
         varied = varied_task_settings(group)
-        written += learning_figure(group, hist, shown, varied, out, f"{task}_curves")
+        written += save(learning_figure(group, hist, shown, varied), out, f"{task}_curves")
         if shown.plotted:
-            written += diagnostics_figure(group, hist, shown, varied, out, f"{task}_diagnostics")
+            written += save(diagnostics_figure(group, hist, shown, varied), out, f"{task}_diagnostics")
     return written
 
 
@@ -65,10 +68,9 @@ def spread(items: list, n: int) -> list:
     return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
 
 
-def learning_figure(
-    runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str], out: Path, name: str
-) -> list[Path]:
-    """A panel per value of the varied task settings (a few, spread over their range), a line per method."""
+def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str]):
+    """A panel per value of the varied task settings (a few, spread over their range), a line per method, and the
+    grokking threshold."""
     import matplotlib.pyplot as plt
 
     panels = spread(by_task_settings(runs, varied), PANELS)
@@ -78,17 +80,18 @@ def learning_figure(
             _learning_lines(ax, setting, hist, shown, colour)
         if shown.reference:
             _reference_line(ax, panel, hist, shown.reference)
+        threshold_line(ax, panel)
         x_axis(ax, "epochs", log=True)
         ax.set(yscale="log" if shown.log else "linear", title=setting_text(varied, values))
     axes[0][0].set_ylabel(shown.label)
-    axes[0][0].legend(fontsize=7)
+    legend_beside(axes[0][-1])
     fig.suptitle(
         MEDIAN_NOTE
         + "; solid: test (thin: each seed), dashed: train"
         + (f", dotted: {shown.reference} (median over the panel's trials)" if shown.reference else ""),
         fontsize=9,
     )
-    return save(fig, out, name)
+    return fig
 
 
 def _learning_lines(ax, setting: RunGroup, hist: dict[str, pd.DataFrame], shown: Presentation, colour) -> None:
@@ -115,9 +118,7 @@ def _reference_line(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], refer
         ax.axhline(np.median(levels), ls=":", color="0.3", label=reference)
 
 
-def diagnostics_figure(
-    runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str], out: Path, name: str
-) -> list[Path]:
+def diagnostics_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation, varied: list[str]):
     """A panel per diagnostic, a line per method and value of the varied task settings (coloured along them)."""
     import matplotlib
     import matplotlib.pyplot as plt
@@ -136,13 +137,13 @@ def diagnostics_figure(
             label = ", ".join(t for t in (setting.label, setting_text(varied, setting.by)) if t)
             spans.append(_diagnostic_line(ax, setting, hist, metric, colour, label))
         x_axis(ax, "epochs", log=True)
-        ax.set_title(metric)
+        ax.set(title=metric_title(metric), ylabel=metric_label(metric))
         low, high = min(s[0] for s in spans), max(s[1] for s in spans)
         if 0 < low and high > 100 * low:  # a curve over decades (the NTK's distance grows from ~0)
             ax.set_yscale("log")
-    axes[0][-1].legend(fontsize=7)
+    legend_beside(axes[0][-1])
     fig.suptitle(f"{MEDIAN_NOTE}; {EVENTS_NOTE}", fontsize=9)
-    return save(fig, out, name)
+    return fig
 
 
 def _diagnostic_line(

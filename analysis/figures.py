@@ -10,16 +10,19 @@ import pandas as pd
 
 from analysis.curve_figures import curve_figures, event_figures
 from analysis.groups import METHOD_NAMES, method_rank, run_groups, varied_groups, with_conditions
+from analysis.names import SETTINGS, lambda_label, metric_label, metric_title
 from analysis.plotting import (
     EVENTS_NOTE,
     MEDIAN_NOTE,
     coloured,
     grid_over,
     histories,
+    legend_beside,
     mark_events,
     median_while_all_run,
     save,
     seed_lines,
+    threshold_line,
     x_axis,
 )
 from analysis.runs import presentation
@@ -57,6 +60,7 @@ def accuracy_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], against: 
                 color=line.get_color(),
                 label=f"{setting.label} train",
             )
+        threshold_line(ax, panel)
         ax.set(title=f"loss {loss}" + (f", {condition}" if condition else ""), ylabel="accuracy", ylim=(0, 1.02))
         x_axis(ax, X_AXES[against][0], shown.log_steps)
         ax.legend(fontsize=7)
@@ -71,25 +75,35 @@ def _against(history: pd.DataFrame, metric: str, against: str) -> pd.Series:
     return pd.Series(h[metric].to_numpy(float), index=x)
 
 
-def sensitivity_figure(runs: pd.DataFrame, by: str, out: Path) -> list[Path]:
+def sensitivity_figure(runs: pd.DataFrame, by: str):
+    """Median seconds to grok against λ or the initialisation scale, a line per method, loss and condition; a
+    panel per method for λ, whose meaning is the method's own. None where no method ran at several values."""
     import matplotlib.pyplot as plt
 
     varied = varied_groups(runs, by)
     if not varied:
-        return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (method, loss, condition), group in varied:
-        grokked = group[group["status"] == "grokked"]
-        censored = group[group["status"] == "censored"]
-        (line,) = ax.plot(
-            grokked.groupby(by)["time_to_grok_s"].median(),
-            "o-",
-            label=f"{METHOD_NAMES.get(method, method)} ({', '.join(filter(None, (loss, condition)))})",
-        )
-        ax.scatter(censored[by], censored["train_time_s"], marker="^", color=line.get_color(), alpha=0.6)
-    ax.set(xscale="log", yscale="log", xlabel=by, ylabel="seconds to grok (▲ censored at budget)")
-    ax.legend(fontsize=7)
-    return save(fig, out, f"time_to_grok_vs_{by}")
+        return None
+    methods = sorted({method for (method, _, _), _ in varied}, key=method_rank) if by == "lam" else [None]
+    fig, axes = plt.subplots(1, len(methods), figsize=(6 * len(methods), 4), squeeze=False)
+    for ax, shown_method in zip(axes[0], methods, strict=True):
+        for (method, loss, condition), group in varied:
+            if shown_method in (None, method):
+                _sensitivity_line(ax, group, by, f"{METHOD_NAMES.get(method, method)} ({_joined(loss, condition)})")
+        xlabel = lambda_label(shown_method) if by == "lam" else SETTINGS.get(by, by)
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="seconds to grok (▲ censored at budget)")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _sensitivity_line(ax, group: pd.DataFrame, by: str, label: str) -> None:
+    grokked = group[group["status"] == "grokked"]
+    censored = group[group["status"] == "censored"]
+    (line,) = ax.plot(grokked.groupby(by)["time_to_grok_s"].median(), "o-", label=label)
+    ax.scatter(censored[by], censored["train_time_s"], marker="^", color=line.get_color(), alpha=0.6)
+
+
+def _joined(*parts: str) -> str:
+    return ", ".join(filter(None, parts))
 
 
 def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation):
@@ -115,9 +129,9 @@ def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pres
             )
             seed_lines(ax, list(series.values()), grid, line.get_color())
             mark_events(ax, group, series, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), line.get_color())
-        ax.set_title(metric)
+        ax.set(title=metric_title(metric), ylabel=metric_label(metric))
         x_axis(ax, "optimiser steps", shown.log_steps)
-        ax.legend(fontsize=7)
+    legend_beside(axes[0][-1])  # every panel has the same lines
     styles = " (solid: cross-entropy, dashed: MSE)" if len(losses) > 1 else ""
     fig.suptitle(f"{MEDIAN_NOTE}; {EVENTS_NOTE}{styles}", fontsize=9)
     return fig
@@ -149,5 +163,6 @@ def write_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
     with_accuracy = finished["task"].map(has_accuracy).astype(bool)
     written = accuracy_figures(uri, finished[with_accuracy], out) + curve_figures(uri, finished[~with_accuracy], out)
     for by in ("lam", "init_scale"):
-        written += sensitivity_figure(finished, by, out)
+        fig = sensitivity_figure(finished, by)
+        written += save(fig, out, f"time_to_grok_vs_{by}") if fig is not None else []
     return written + event_figures(finished, out)

@@ -1,6 +1,6 @@
 """What every figure draws with: a run's curves read from MLflow, the median over seeds on a grid beside each
-seed's own curve, each seed's events on its curve, a colour per line, a log step axis, and a figure saved as PNG and
-PDF."""
+seed's own curve, each seed's events on its curve, the task's grokking threshold, a colour per line, a log step axis,
+a legend clear of the curves, and a figure saved as PNG and PDF."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.groups import METHOD_NAMES, RunGroup
+from analysis.runs import TASK_SETTING
 from grokbench.sweep.mlflow_store import TrackingStore
+from grokbench.tasks import TASKS
 
 CURVES = ("train_acc", "test_acc", "train_time_s")  # and what a figure asks for besides
 COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
@@ -75,6 +77,31 @@ def grid_over(curves: list[pd.Series], log: bool) -> np.ndarray:
     if log and 0 < first < end:
         return np.geomspace(first, end, GRID)
     return np.linspace(0, end, GRID)
+
+
+def grok_threshold(runs: pd.DataFrame) -> float | None:
+    """The level of the test figure past which the runs' criterion calls a trial grokked, where they share one: their
+    task setting (polynomial: the relative test loss below it), else their task's (test accuracy above it); None
+    for runs of several tasks or levels."""
+    column = TASK_SETTING + "grok_threshold"
+    levels = set(runs[column].dropna()) if column in runs else set()
+    if not levels and "task" in runs:
+        levels = {getattr(TASKS[t], "grok_threshold", None) for t in set(runs["task"].dropna()) if t in TASKS}
+    levels.discard(None)
+    return float(levels.pop()) if len(levels) == 1 else None
+
+
+def threshold_line(ax, runs: pd.DataFrame) -> None:
+    """The grokking threshold as a dashed grey line (its dashes longer than a train curve's), where the runs have
+    one."""
+    level = grok_threshold(runs)
+    if level is not None:
+        ax.axhline(level, ls=(0, (8, 4)), lw=1, color="0.45", label=f"grokking threshold ({level:g})")
+
+
+def legend_beside(ax) -> None:
+    """The legend to the right of the panel, where it covers no curve (the saved figure grows to hold it)."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
 
 
 def x_axis(ax, label: str, log: bool) -> None:

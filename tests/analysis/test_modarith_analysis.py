@@ -251,8 +251,13 @@ def test_accuracy_and_gini_figures_of_real_trials_use_a_log_step_axis_a_panel_pe
         lines = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
         assert lines[f"Baseline{suffix} train"] == lines[f"GrokAlign{suffix} train"] == "--"
         assert lines[f"GrokAlign{suffix} test"] == "-"
+        assert lines["grokking threshold (0.95)"] == "--"  # modular arithmetic: test accuracy above 0.95
     gini = curves_figure(runs, hist, shown)
-    assert [ax.get_title() for ax in gini.axes] == ["gini_embed", "gini_unembed"]
+    assert [ax.get_title() for ax in gini.axes] == [
+        "Gini coefficient of the embedding",
+        "Gini coefficient of the unembedding",
+    ]
+    assert [ax.get_ylabel() for ax in gini.axes] == ["Gini coefficient"] * 2
     for ax in gini.axes:
         assert ax.get_xscale() == "log"
         memorised = [line for line in ax.get_lines() if line.get_marker() == "s"]

@@ -234,7 +234,7 @@ def test_the_learning_curves_draw_the_reference_line_and_the_event_figure_marks_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analysis.curve_figures import _event_line, _learning_lines, _reference_line, epoch_histories
+    from analysis.curve_figures import _event_line, _learning_lines, _reference_line, epoch_histories, learning_figure
     from analysis.groups import run_groups
     from analysis.runs import load_runs
     from grokbench.tasks import TASKS
@@ -250,6 +250,9 @@ def test_the_learning_curves_draw_the_reference_line_and_the_event_figure_marks_
     levels = lazy["final_kernel_regression_test_loss_rel"]  # each trial's, as its summary carries it
     assert len(reference) == 1 and reference[0].get_ydata()[0] == pytest.approx(levels.median())
     assert max(hist[lazy["run_id"].iloc[0]].index) == 700  # indexed by epoch
+    figure = learning_figure(lazy, hist, curves, ["task.alpha"])
+    (threshold,) = [line for line in figure.axes[0].get_lines() if line.get_label().startswith("grokking threshold")]
+    assert list(threshold.get_ydata()) == [0.1, 0.1]  # the relative test loss the criterion reads, below 0.1
     _, ax = plt.subplots()
     _event_line(ax, runs, "task.alpha", "grok", "C0", "grok")
     censored = [c for c in ax.collections if len(c.get_offsets()) and c.get_facecolors().size == 0]

@@ -1,0 +1,88 @@
+"""The figures as a paper would use them, checked on matplotlib's own objects: readable panel titles and y labels,
+a legend that covers no panel, the task's grokking threshold drawn, and a panel of its own for each method's λ."""
+
+import shutil
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from test_analysis import log_trial
+
+from analysis.figures import accuracy_figure, curves_figure, sensitivity_figure
+from analysis.plotting import grok_threshold, histories
+from analysis.runs import load_runs, presentation
+from grokbench.sweep.mlflow_store import TrackingStore
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def mnist_runs(tmp_path_factory, migrated_store):
+    """Baseline and GrokAlign at two λ, two seeds each, with their curves, read as the figures read them."""
+    path = tmp_path_factory.mktemp("figures") / "mlflow.db"
+    shutil.copy(migrated_store, path)
+    store = TrackingStore(f"sqlite:///{path}")
+    experiment_id = store.prepare_experiment("grokbench/mnist")
+    for seed, steps in enumerate((400, 600)):
+        log_trial(store.client, experiment_id, "baseline", "ce", seed, "grokked", steps, steps / 10)
+        for lam in (1e-3, 1e-2):
+            log_trial(store.client, experiment_id, "grokalign", "ce", seed, "grokked", steps // 2, steps / 20, lam=lam)
+        log_trial(store.client, experiment_id, "grokfast", "ce", seed, "grokked", steps, steps / 10, lam=seed + 1.0)
+    runs, _ = load_runs(store.uri, ["mnist"])
+    return store.uri, runs
+
+
+def threshold_lines(ax) -> list:
+    return [line for line in ax.get_lines() if line.get_label().startswith("grokking threshold")]
+
+
+def test_the_geometry_figure_names_its_panels_and_axes_and_its_legend_covers_no_panel(mnist_runs):
+    uri, runs = mnist_runs
+    shown = presentation(runs)
+    fig = curves_figure(runs, histories(uri, runs, shown.plotted), shown)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["Centroid alignment", "Jacobian norm"]  # not centroid_alignment
+    assert [ax.get_ylabel() for ax in axes] == ["cosine(centroid, input)", "norm of the input Jacobian"]
+    fig.canvas.draw()
+    legends = [ax.get_legend() for ax in axes if ax.get_legend() is not None]
+    assert len(legends) == 1  # the same lines in every panel: one legend
+    box = legends[0].get_window_extent()
+    assert not any(box.overlaps(ax.get_window_extent()) for ax in axes)
+
+
+def test_the_accuracy_figures_draw_the_tasks_grokking_threshold_dashed(mnist_runs):
+    uri, runs = mnist_runs
+    shown = presentation(runs)
+    hist = histories(uri, runs, shown.plotted)
+    for against in ("step", "train_time_s"):
+        fig = accuracy_figure(runs, hist, against, shown)
+        (line,) = threshold_lines(fig.get_axes()[0])
+        assert list(line.get_ydata()) == [0.85, 0.85]  # MNIST: grokked at test accuracy above 0.85
+        assert line.get_linestyle() == "--"
+        assert "grokking threshold (0.85)" in [t.get_text() for t in fig.get_axes()[0].get_legend().get_texts()]
+
+
+def test_the_threshold_is_the_runs_own_setting_where_the_task_has_one_and_none_where_they_disagree():
+    polynomial = pd.DataFrame({"task": ["polynomial"] * 2, "task.grok_threshold": [0.1, 0.1]})
+    assert grok_threshold(polynomial) == 0.1
+    assert grok_threshold(polynomial.assign(**{"task.grok_threshold": [0.1, 0.05]})) is None
+    assert grok_threshold(pd.DataFrame({"task": ["mnist", "modarith"]})) is None  # 0.85 and 0.95
+    assert grok_threshold(pd.DataFrame({"task": ["modarith"]})) == 0.95
+
+
+def test_each_methods_lambda_gets_a_panel_and_an_axis_of_its_own(mnist_runs):
+    _, runs = mnist_runs
+    fig = sensitivity_figure(runs, "lam")
+    axes = fig.get_axes()
+    assert [ax.get_xlabel() for ax in axes] == [
+        "GrokAlign λ (weight of the Jacobian penalty)",
+        "Grokfast λ (gain on the slow gradient)",
+    ]
+    for ax, method in zip(axes, ("GrokAlign", "Grokfast"), strict=True):
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels and all(label.startswith(method) for label in labels)
+    grokalign = axes[0].get_lines()[0]
+    # the median over seeds 0 and 1 of seconds to grok at each λ: 400 / 20 and 600 / 20 s → 25 s
+    assert list(grokalign.get_xdata()) == [1e-3, 1e-2] and np.allclose(grokalign.get_ydata(), [25.0, 25.0])
+    assert sensitivity_figure(runs[runs["method"] != "grokalign"], "init_scale") is None  # one α: no figure
