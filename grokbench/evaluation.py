@@ -19,7 +19,7 @@ class Evaluator(Protocol):
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]: ...
 
 
-def train_test_figures(
+def train_test_metrics(
     train_out: torch.Tensor, test_out: torch.Tensor, y_train: torch.Tensor, y_test: torch.Tensor, loss_fn: LossFn
 ) -> dict[str, torch.Tensor]:
     return {
@@ -48,8 +48,8 @@ class Classification:
         train_out = out[: self.n_train]
         test_out = out[self.n_train : self.n_train + self.n_test]
         noisy_out = out[self.n_train + self.n_test :]
-        figures = train_test_figures(train_out, test_out, self.y_train, self.y_test, self.loss_fn)
-        figures["noisy_test_acc"] = accuracy(noisy_out, self.y_test[: len(noisy_out)])
-        if bool(torch.isfinite(out).all() & torch.isfinite(torch.stack(list(figures.values()))).all()):
-            figures.update(geometry(model, self.probe))
-        return figures
+        metrics = train_test_metrics(train_out, test_out, self.y_train, self.y_test, self.loss_fn)
+        metrics["noisy_test_acc"] = accuracy(noisy_out, self.y_test[: len(noisy_out)])
+        if bool(torch.isfinite(out).all() & torch.isfinite(torch.stack(list(metrics.values()))).all()):
+            metrics.update(geometry(model, self.probe))
+        return metrics

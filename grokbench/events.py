@@ -107,14 +107,14 @@ class GrokEvents:
 
     def summary(self) -> dict[str, Any]:
         return {
-            **_milestone_figures("memorise", self.memorised),
-            **_milestone_figures("grok", self.grokked),
+            **_milestone_fields("memorise", self.memorised),
+            **_milestone_fields("grok", self.grokked),
             "grok_phase_time_s": self.grok_phase_time_s,
             "grokked_before_memorised": self.grokked_before_memorised,
             **{
                 key: value
                 for name in self.criterion.further_events()
-                for key, value in _milestone_figures(name, self.further.get(name)).items()
+                for key, value in _milestone_fields(name, self.further.get(name)).items()
             },
         }
 
@@ -135,7 +135,7 @@ class GrokEvents:
         return cls(criterion, milestone(state["memorised"]), milestone(state["grokked"]), further)
 
 
-def _milestone_figures(event: str, milestone: Milestone | None) -> dict[str, Any]:
+def _milestone_fields(event: str, milestone: Milestone | None) -> dict[str, Any]:
     def value(name: str) -> Any:
         return None if milestone is None else getattr(milestone, name)
 

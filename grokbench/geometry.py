@@ -1,7 +1,7 @@
 """Geometry metrics of the GrokAlign paper, computed on a fixed probe set of training points.
 
 All values are means over the probe points and are returned as 0-dim device tensors, so the caller can read
-them together with the other evaluation figures in one host-device transfer.
+them together with the other evaluation metrics in one host-device transfer.
 """
 
 from __future__ import annotations

@@ -147,13 +147,13 @@ class Trial:
 
     def evaluate(self) -> dict[str, float]:
         """The task's evaluation, plus the mean training objective since the last one, read in one transfer."""
-        figures = self.evaluator(self.model)
+        metrics = self.evaluator(self.model)
         if self._loss_count:
-            figures["train_objective"] = self._loss_sum / self._loss_count
+            metrics["train_objective"] = self._loss_sum / self._loss_count
         self._loss_sum.zero_()
         self._loss_count = 0
-        values = torch.stack([v.to(torch.float64) for v in figures.values()]).tolist()
-        return dict(zip(figures, values, strict=False))
+        values = torch.stack([v.to(torch.float64) for v in metrics.values()]).tolist()
+        return dict(zip(metrics, values, strict=False))
 
     def _record(self, callback: Callback | None) -> None:
         metrics = self.evaluate()

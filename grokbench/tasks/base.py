@@ -43,9 +43,9 @@ def data_root(cfg: TrialConfig) -> Path:
 
 @dataclass(frozen=True)
 class Presentation:
-    """What the analysis (analysis/tables.py, figures.py, curve_figures.py) reads and shows of a task's trials."""
+    """What the analysis package (its tables and figures) reads and shows of a task's trials."""
 
-    # the train and test figures the criterion reads, what they are on an axis, and whether they span decades
+    # the train and test metrics the criterion reads, what they are on an axis, and whether they span decades
     # (losses: log axes, drawn by analysis/curve_figures.py against epochs) or are proportions (accuracies)
     train: str = "train_acc"
     test: str = "test_acc"
@@ -98,9 +98,9 @@ class Task:
     # inputs, or a model over tokens that exposes its input embedding as `embed` and `from_embeddings`, so noise
     # can be added there and the network differentiated there: see `grokbench.methods.base.input_space`)
     capabilities: ClassVar[frozenset[str]] = frozenset({"accuracy", "input_noise", "input_jacobian"})
-    # evaluation figures whose last value the summary carries (as final_<name>)
+    # evaluation metrics whose last value the summary carries (as final_<name>)
     final_metrics: ClassVar[tuple[str, ...]] = ("train_acc", "test_acc", "noisy_test_acc")
-    # the figures of the live progress line: (label, evaluation figure, format)
+    # the metrics of the live progress line: (label, evaluation metric, format)
     progress_figures: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("train", "train_acc", ".3f"),
         ("test", "test_acc", ".3f"),

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grokbench.config import TrialConfig
-from grokbench.evaluation import Evaluator, train_test_figures
+from grokbench.evaluation import Evaluator, train_test_metrics
 from grokbench.fourier import FourierGini, prime_factors
 from grokbench.losses import LOSSES, LossFn
 from grokbench.settings import ConfigError, Settings, one_of, positive, setting
@@ -122,10 +122,10 @@ class ModArithEvaluation:
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]:
         # in chunks that stay in cache: on one CPU core the pass over every equation takes about half as long
         out = torch.cat([model(chunk) for chunk in self.inputs.split(EVALUATION_CHUNK)])
-        figures = train_test_figures(out[: self.n_train], out[self.n_train :], self.y_train, self.y_test, self.loss_fn)
-        figures["gini_embed"] = self.gini(model.token_embedding)
-        figures["gini_unembed"] = self.gini(model.unembedding)
-        return figures
+        metrics = train_test_metrics(out[: self.n_train], out[self.n_train :], self.y_train, self.y_test, self.loss_fn)
+        metrics["gini_embed"] = self.gini(model.token_embedding)
+        metrics["gini_unembed"] = self.gini(model.unembedding)
+        return metrics
 
 
 NANDA = dict(

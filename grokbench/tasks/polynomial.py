@@ -120,7 +120,7 @@ class PolynomialEvaluation:
     @torch.no_grad()
     def __call__(self, model: CentredTwoLayer) -> dict[str, torch.Tensor]:
         if self.initial_kernel is None:
-            self._initial_figures(model)
+            self._measure_at_initialisation(model)
         out = model.uncentred(self.inputs, model.weight) - self.initial_out  # not model(): keeps its cache
         train_loss, test_loss = mse(out[: self.n_train], self.data.y_train), mse(out[self.n_train :], self.data.y_test)
         kernel = model.ntk(self.probe, self.probe, model.weight)
@@ -136,7 +136,7 @@ class PolynomialEvaluation:
             "kernel_regression_test_loss_rel": self.lazy_test_loss / self.initial_test_loss,
         }
 
-    def _initial_figures(self, model: CentredTwoLayer) -> None:
+    def _measure_at_initialisation(self, model: CentredTwoLayer) -> None:
         w0, x_train = model.initial_weight, self.data.x_train
         self.initial_kernel = model.ntk(self.probe, self.probe, w0)
         self.initial_out = model.uncentred(self.inputs, w0)
