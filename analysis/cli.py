@@ -10,8 +10,6 @@ too few grokked trials to fit; each table's footnote and CSV columns say which (
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from analysis.runs import (
 )
 from analysis.table1 import table1
 from grokbench.sweep.keys import EXPERIMENT_PREFIX
-from grokbench.sweep.mlflow_store import tracking_uri
+from grokbench.sweep.uri import tracking_uri
 
 PACKAGE = Path(__file__).resolve().parent
 BUILD = Path("build") / "analysis"  # git-ignored: where the tables go unless told otherwise
@@ -142,15 +140,7 @@ def results_out(experiments: list[str], sweep: str | None, package: Path = PACKA
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    notes = logging.StreamHandler(sys.stderr)  # the library's notes (which experiment it chose) reach the user
-    notes.setFormatter(logging.Formatter("note: %(message)s"))
-    logger = logging.getLogger("analysis")
-    logger.addHandler(notes)
-    logger.setLevel(logging.INFO)
-    try:
-        return run_command("analysis.tables", args.format, lambda formats: analyse(args, formats))
-    finally:
-        logger.removeHandler(notes)
+    return run_command("analysis.tables", args.format, lambda formats: analyse(args, formats))
 
 
 def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
@@ -172,5 +162,5 @@ def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
         written += write_figures(uri, runs, out)
     print(f"wrote {len(written)} files to {out.resolve()}")
     if not args.no_log:
-        log_analysis_run("analysis.tables", uri, read, args.sweep, written)
+        log_analysis_run(uri, read, args.sweep, written)
     return written

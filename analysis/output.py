@@ -4,6 +4,7 @@ MLflow as an analysis run; and the commands' shared handling of `--format` and o
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from grokbench.sweep.errors import SweepError
 from grokbench.sweep.mlflow_store import TrackingStore, store_errors
 
 FORMATS = ("md", "tex", "csv")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -106,7 +108,7 @@ def show_and_write(tables: list[Table], out: Path, formats: Sequence[str]) -> li
     return write(tables, out, formats)
 
 
-def log_analysis_run(prog: str, uri: str, experiments: list[str], sweep: str | None, files: list[Path]) -> None:
+def log_analysis_run(uri: str, experiments: list[str], sweep: str | None, files: list[Path]) -> None:
     """The tables and figures as artifacts of one MLflow run in the first experiment read, where a user of the UI
     finds them; a store that refuses it gets a warning (the files are written already)."""
     store = TrackingStore(uri)
@@ -116,11 +118,8 @@ def log_analysis_run(prog: str, uri: str, experiments: list[str], sweep: str | N
     try:
         run_id = store.log_analysis(store.experiment_id(experiments[0]), files, tags)
     except store_errors() as err:
-        print(
-            f"{prog}: warning: the tables are written, but {uri} refused the analysis run "
-            f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); --no-log skips it",
-            file=sys.stderr,
-        )
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        log.warning("the tables are written, but %s refused the analysis run (%s); --no-log skips it", uri, reason)
         return
     print(f"logged them to MLflow as run {run_id} of {experiments[0]} (--no-log skips this)")
 
@@ -139,15 +138,35 @@ def output_formats(text: str, prog: str) -> list[str] | None:
     return formats
 
 
+class NoteFormatter(logging.Formatter):
+    """The analysis library's log records as the command's notes and warnings on stderr."""
+
+    def __init__(self, prog: str):
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        kind = "note" if record.levelno < logging.WARNING else f"{self.prog}: warning"
+        return f"{kind}: {record.getMessage()}"
+
+
 def run_command(prog: str, format_text: str, body: Callable[[list[str]], object]) -> int:
     """Exit status 2, the error said on stderr, for a bad `--format` or a store or selection the command cannot
-    read; else run `body` with the formats and return 0."""
+    read; else run `body` with the formats and return 0. What the library logs meanwhile (which experiment it
+    chose, a store that refused the analysis run) is said on stderr."""
     formats = output_formats(format_text, prog)
     if formats is None:
         return 2
+    notes = logging.StreamHandler(sys.stderr)
+    notes.setFormatter(NoteFormatter(prog))
+    library = logging.getLogger("analysis")
+    library.addHandler(notes)
+    library.setLevel(logging.INFO)
     try:
         body(formats)
     except (AnalysisError, SweepError) as err:  # a TrackingError is a SweepError
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        library.removeHandler(notes)
     return 0

@@ -10,7 +10,8 @@ import pandas as pd
 
 from grokbench import machine
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, SWEEP_TAG, experiment_name, outcome_rank
-from grokbench.sweep.mlflow_store import TrackingStore, check_readable, store_errors
+from grokbench.sweep.mlflow_store import TrackingStore, store_errors
+from grokbench.sweep.uri import check_readable
 
 log = logging.getLogger(__name__)
 

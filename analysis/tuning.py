@@ -25,7 +25,8 @@ from analysis.output import Table, add_format_argument, log_analysis_run, run_co
 from analysis.runs import AnalysisError, budget_note, load_runs
 from analysis.table1 import table1
 from grokbench.sweep.keys import experiment_name
-from grokbench.sweep.mlflow_store import TrackingStore, tracking_uri
+from grokbench.sweep.mlflow_store import TrackingStore
+from grokbench.sweep.uri import tracking_uri
 
 TUNABLE = {"weight_decay": "wd", "lam": "λ", "lr": "lr", "init_scale": "α"}  # searchable settings the runs hold
 MATCH_RTOL = 1e-3  # a pasted value is rounded to 4 significant figures (report.TUNED_DIGITS)
@@ -308,7 +309,7 @@ def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
     print(f"wrote {len(written)} files to {out.resolve()}")
     if not args.no_log:
         read = [args.confirm] if confirmed is not None else [args.tuning]
-        log_analysis_run("analysis.tuning", uri, [experiment_name(n) for n in read], None, written)
+        log_analysis_run(uri, [experiment_name(n) for n in read], None, written)
     return written
 
 
