@@ -19,7 +19,15 @@ from analysis.detail_tables import events_table, geometry_table, search_table, s
 from analysis.figures import write_figures
 from analysis.gap import gap_table
 from analysis.groups import row_groups
-from analysis.output import Table, add_format_argument, log_analysis_run, run_command, show_and_write
+from analysis.output import (
+    Table,
+    add_format_argument,
+    add_output_arguments,
+    log_analysis_run,
+    output_dir,
+    run_command,
+    show_and_write,
+)
 from analysis.runs import (
     AnalysisError,
     at_budget,
@@ -32,10 +40,6 @@ from analysis.runs import (
 from analysis.table1 import table1
 from grokbench.sweep.keys import EXPERIMENT_PREFIX
 from grokbench.sweep.uri import tracking_uri
-
-PACKAGE = Path(__file__).resolve().parent
-BUILD = Path("build") / "analysis"  # git-ignored: where the tables go unless told otherwise
-RESULTS = Path("results")  # the committed tables, written only with --update-results (or --out)
 
 
 def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epochs: int | None = None) -> list[Table]:
@@ -74,18 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "experiment; e.g. mnist,mnist_lambda)",
     )
     parser.add_argument("--sweep", default=None, help="only this sweep id (printed when a sweep starts)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--out",
-        default=None,
-        help="directory for the tables (default build/analysis/<experiment>, or <sweep id> with --sweep, in the "
-        "grokbench checkout: git ignores it)",
-    )
-    where.add_argument(
-        "--update-results",
-        action="store_true",
-        help="write the committed results/<experiment>/ of the checkout instead",
-    )
+    add_output_arguments(parser, "<experiment> (<sweep id> with --sweep)")
     add_format_argument(parser)
     parser.add_argument("--figures", action="store_true", help="also write the figures (PNG and PDF)")
     parser.add_argument(
@@ -113,29 +106,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def checkout(package: Path = PACKAGE) -> Path | None:
-    """The git checkout holding the analysis package, None for an installed copy."""
-    root = package.parent
-    return root if (root / ".git").exists() else None
-
-
 def selection_name(experiments: list[str], sweep: str | None) -> str:
     """`mnist`, `mnist+mnist_lambda`, or the sweep id: the folder a selection's tables go to."""
     return sweep or "+".join(name.removeprefix(EXPERIMENT_PREFIX) for name in experiments)
-
-
-def default_out(experiments: list[str], sweep: str | None, package: Path = PACKAGE) -> Path:
-    """build/analysis/<selection> in the checkout (in the working directory where there is none): git ignores it,
-    so the default never overwrites a committed table, wherever the command runs from."""
-    return (checkout(package) or Path.cwd()) / BUILD / selection_name(experiments, sweep)
-
-
-def results_out(experiments: list[str], sweep: str | None, package: Path = PACKAGE) -> Path:
-    """results/<selection> in the checkout: the committed tables, rewritten."""
-    root = checkout(package)
-    if root is None:
-        raise AnalysisError(f"--update-results writes a grokbench checkout's results/, and {package} is not in one")
-    return root / RESULTS / selection_name(experiments, sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,10 +126,7 @@ def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
     tables = build_tables(uri, runs, read, args.max_epochs)
     if not tables:
         raise AnalysisError("no trial has finished yet; wait for the sweep (or check --sweep)")
-    if args.out:
-        out = Path(args.out)
-    else:
-        out = (results_out if args.update_results else default_out)(read, args.sweep)
+    out = output_dir(args, selection_name(read, args.sweep))
     written = show_and_write(tables, out, formats)
     if args.figures:
         written += write_figures(uri, runs, out)

@@ -17,6 +17,9 @@ from grokbench.sweep.errors import SweepError
 from grokbench.sweep.mlflow_store import TrackingStore, store_errors
 
 FORMATS = ("md", "tex", "csv")
+PACKAGE = Path(__file__).resolve().parent
+BUILD = Path("build") / "analysis"  # git-ignored: where the files go unless told otherwise
+RESULTS = Path("results")  # the committed tables, written only with --update-results (or --out)
 log = logging.getLogger(__name__)
 
 
@@ -122,6 +125,47 @@ def log_analysis_run(uri: str, experiments: list[str], sweep: str | None, files:
         log.warning("the tables are written, but %s refused the analysis run (%s); --no-log skips it", uri, reason)
         return
     print(f"logged them to MLflow as run {run_id} of {experiments[0]} (--no-log skips this)")
+
+
+def checkout(package: Path = PACKAGE) -> Path | None:
+    """The git checkout holding the analysis package, None for an installed copy."""
+    root = package.parent
+    return root if (root / ".git").exists() else None
+
+
+def build_dir(name: str, package: Path = PACKAGE) -> Path:
+    """build/analysis/<name> in the checkout (in the working directory where there is none): git ignores it, so
+    the default never overwrites a committed table, wherever the command runs from."""
+    return (checkout(package) or Path.cwd()) / BUILD / name
+
+
+def results_dir(name: str, package: Path = PACKAGE) -> Path:
+    """results/<name> in the checkout: the committed tables, rewritten."""
+    root = checkout(package)
+    if root is None:
+        raise AnalysisError(f"--update-results writes a grokbench checkout's results/, and {package} is not in one")
+    return root / RESULTS / name
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out",
+        default=None,
+        help=f"directory for the files (default build/analysis/{name} in the grokbench checkout: git ignores it)",
+    )
+    where.add_argument(
+        "--update-results",
+        action="store_true",
+        help=f"write the checkout's committed results/{name}/ instead",
+    )
+
+
+def output_dir(args: argparse.Namespace, name: str) -> Path:
+    """Where `--out`, `--update-results` or the default puts a command's files."""
+    if args.out:
+        return Path(args.out)
+    return results_dir(name) if args.update_results else build_dir(name)
 
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,15 @@ import pandas as pd
 
 from analysis.detail_tables import search_table
 from analysis.groups import LOSS_NAMES, METHOD_NAMES, method_rank
-from analysis.output import Table, add_format_argument, log_analysis_run, run_command, show_and_write
+from analysis.output import (
+    Table,
+    add_format_argument,
+    add_output_arguments,
+    log_analysis_run,
+    output_dir,
+    run_command,
+    show_and_write,
+)
 from analysis.runs import AnalysisError, budget_note, load_runs
 from analysis.table1 import table1
 from grokbench.sweep.keys import experiment_name
@@ -266,11 +274,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tuning", default="mnist_tune", help="the tuning sweep's name (default mnist_tune)")
     parser.add_argument("--sweep", default=None, help="the tuning sweep id (default: the newest in --tuning)")
     parser.add_argument("--confirm", default="mnist_tuned", help="the confirmation sweep's name (default mnist_tuned)")
-    parser.add_argument(
-        "--out",
-        default="results/mnist_tune",
-        help="directory for the tables and the figure (default results/mnist_tune)",
-    )
+    add_output_arguments(parser, "<tuning>")
     add_format_argument(parser)
     parser.add_argument("--no-log", action="store_true", help="do not log the files to MLflow as an analysis run")
     return parser.parse_args(argv)
@@ -304,7 +308,7 @@ def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
         )
     else:
         tables = tuned_tables(confirmed, hist, args.tuning, sweep) + tables
-    out = Path(args.out)
+    out = output_dir(args, args.tuning)
     written = show_and_write(tables, out, formats) + history_figure(hist, out)
     print(f"wrote {len(written)} files to {out.resolve()}")
     if not args.no_log:

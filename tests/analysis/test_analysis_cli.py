@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from test_analysis import log_trial
 
-from analysis.cli import BUILD, checkout, default_out, results_out
+from analysis.cli import selection_name
+from analysis.output import BUILD, build_dir, checkout, output_dir, results_dir
 from analysis.runs import AnalysisError
 from analysis.tables import main as tables_main
 from grokbench import machine
@@ -77,22 +78,22 @@ def test_the_default_output_is_the_checkouts_ignored_build_folder_whatever_the_w
     assert REPO / "build" in [
         REPO / line.strip().rstrip("/") for line in (REPO / ".gitignore").read_text().splitlines()
     ]
-    assert default_out(["grokbench/mnist"], None) == REPO / "build/analysis/mnist"  # no special case for MNIST
-    assert default_out(["grokbench/mnist", "grokbench/mnist_ce"], None) == REPO / "build/analysis/mnist+mnist_ce"
-    assert default_out(["grokbench/mnist"], "mnist-20261125-120000") == REPO / "build/analysis/mnist-20261125-120000"
-    assert results_out(["grokbench/mnist"], None) == REPO / "results/mnist"
+    assert build_dir(selection_name(["grokbench/mnist"], None)) == REPO / "build/analysis/mnist"  # MNIST as any
+    assert selection_name(["grokbench/mnist", "grokbench/mnist_ce"], None) == "mnist+mnist_ce"
+    assert selection_name(["grokbench/mnist"], "mnist-20261125-120000") == "mnist-20261125-120000"
+    assert results_dir("mnist") == REPO / "results/mnist"
 
 
 def test_outside_a_checkout_the_default_is_under_the_working_directory_and_results_are_refused(store, tmp_path):
     installed = tmp_path / "site-packages" / "analysis"
     installed.mkdir(parents=True)
     assert checkout(installed) is None
-    assert default_out(["grokbench/mnist"], None, installed) == tmp_path / "build/analysis/mnist"
+    assert build_dir("mnist", installed) == tmp_path / "build/analysis/mnist"
     with pytest.raises(AnalysisError, match="--update-results writes a grokbench checkout's results/"):
-        results_out(["grokbench/mnist"], None, installed)
+        results_dir("mnist", installed)
     clone = tmp_path / "clone"
     (clone / ".git").mkdir(parents=True)
-    assert results_out(["grokbench/xor_tiny"], None, clone / "analysis") == clone / "results/xor_tiny"
+    assert results_dir("xor_tiny", clone / "analysis") == clone / "results/xor_tiny"
 
 
 def test_out_and_update_results_exclude_each_other(store, capsys):
@@ -170,3 +171,12 @@ def test_a_table_with_seconds_says_which_machines_they_come_from(store, tmp_path
     assert tables_main(["--no-log", "--out", str(out)]) == 0
     for name in ("table1_ce", "trials"):
         assert f"*{said}*" in (out / f"{name}.md").read_text().splitlines()
+
+
+def test_the_tuning_command_writes_where_the_tables_command_does():
+    from analysis.tuning import parse_args
+
+    args = parse_args([])
+    assert output_dir(args, args.tuning) == REPO / "build/analysis/mnist_tune"
+    args = parse_args(["--update-results"])
+    assert output_dir(args, args.tuning) == REPO / "results/mnist_tune"
