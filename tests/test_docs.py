@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +49,23 @@ def test_every_command_in_the_readme_table_links_a_docs_page():
     for row in commands:
         links = re.findall(r"\]\((docs/[^)#]+)", row)
         assert links and all((REPO / link).is_file() for link in links), f"no docs page linked from: {row}"
+
+
+def test_every_grokbench_command_and_flag_the_readme_shows_exists():
+    """The README's commands as they really are: each `grokbench SUBCOMMAND --flag` it shows, the CLI has."""
+    from grokbench.cli import build_parser
+
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if a.dest == "command").choices
+    text = (REPO / "README.md").read_text()
+    code = "\n".join(re.findall(r"```bash\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text))
+    shown = re.findall(r"grokbench ([a-z-]+)((?: [^`|#'\n]*)?)", code)
+    assert len(shown) >= 8
+    for command, rest in shown:
+        assert command in subcommands, f"README shows `grokbench {command}`, which the CLI does not have"
+        flags = {o for a in subcommands[command]._actions for o in a.option_strings}
+        unknown = [flag for flag in re.findall(r"(--[a-z-]+)", rest) if flag not in flags]
+        assert not unknown, f"README shows `grokbench {command}` with {unknown}, which it does not take"
 
 
 # ---- settings tables, generated from the code ------------------------------------------------------------------
@@ -314,4 +330,3 @@ def test_the_example_method_registers_and_groks_on_xor():
 
 if __name__ == "__main__":
     SETTINGS_PAGE.write_text(generated_page(SETTINGS_PAGE.read_text()))
-    sys.exit(0)
