@@ -140,7 +140,8 @@ def test_no_import_cycle_in_grokbench_or_analysis():
 @pytest.mark.slow
 def test_each_module_imports_alone_in_a_fresh_interpreter():
     """A module that imports only because another was imported first fails here. One interpreter per module, one
-    per CPU at a time: each pays for torch, Ray and MLflow again (150 s for 62 modules on 2 busy cores)."""
+    per CPU at a time: each pays for torch, Ray and MLflow again (69 modules: 2 CPU-minutes, a minute on 2 idle
+    cores; 230 s on 2 cores shared with other work)."""
 
     def import_alone(name: str) -> str | None:
         done = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=ROOT, capture_output=True, text=True)
