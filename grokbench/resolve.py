@@ -4,7 +4,7 @@
 `TrialConfig`, handing each setting to its owner: shared, the task's or the method's. `resolve` fills every
 setting left as `None` from the task's defaults (and `lam` from the method's) and checks every value, raising
 `ConfigError` with the setting's name and what is allowed. Both need `TASKS` and `METHODS`, whose modules import
-`grokbench.config`; keeping them here lets imports run one way: config ← tasks, methods ← resolve.
+`grokbench.config`; kept here, the imports run one way: resolve imports tasks and methods, which import config.
 """
 
 from __future__ import annotations
