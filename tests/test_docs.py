@@ -22,6 +22,7 @@ DOCS = REPO / "docs"
 SETTINGS_PAGE = DOCS / "tasks-and-methods.md"
 NAMES_PAGE = DOCS / "names.md"
 EXAMPLE_PAGE = DOCS / "extending.md"
+SWEEP_FILES_PAGE = DOCS / "sweep-files.md"
 README_MAX_LINES = 200
 GENERATED = re.compile(r"(<!-- settings: (?P<owner>[a-z ]+?) -->\n)(?P<table>.*?)(<!-- end settings -->)", re.S)
 
@@ -300,6 +301,30 @@ def test_the_tag_scan_sees_a_tag_and_its_absence():
     )
     found = {_text(key, {}) for node in ast.walk(snippet) for key in _tag_keys(node)}
     assert found == {"a.one", "a.two", "a.three", "a.four", "a.five"}
+
+
+# ---- the sweep-file schema and the shipped sweep files -----------------------------------------------------------
+
+
+def test_the_sweep_file_keys_on_the_page_are_those_the_parser_allows():
+    from grokbench.sweep import spec
+
+    nested = {
+        "resources": spec.RESOURCE_KEYS,
+        "search": spec.SEARCH_KEYS,
+        "search.space.METHOD.SETTING": spec.RANGE_KEYS,
+        "smoke": spec.SMOKE_KEYS,
+    }
+    allowed = set(spec.TOP_LEVEL_KEYS) | {"search.space"}
+    allowed |= {f"{parent}.{key}" for parent, keys in nested.items() for key in keys}
+    assert set(page_sections(SWEEP_FILES_PAGE)["the schema"]) == allowed
+
+
+def test_the_page_lists_every_shipped_sweep_file_and_no_other():
+    from grokbench.shipped import sweep_names
+
+    listed = set(page_sections(SWEEP_FILES_PAGE)["the sweep files that ship with grokbench"])
+    assert listed == {f"{name}.yaml" for name in sweep_names()}
 
 
 # ---- the example method of docs/extending.md, run as the page shows it ----------------------------------------
