@@ -327,6 +327,13 @@ def test_the_page_lists_every_shipped_sweep_file_and_no_other():
     assert listed == {f"{name}.yaml" for name in sweep_names()}
 
 
+def test_every_measurement_on_the_performance_page_says_where_when_and_at_which_commit():
+    sections = re.split(r"\n#{2,3} ", (DOCS / "performance.md").read_text())[1:]
+    stamp = re.compile(r"\*Machine: [^*]+ Recorded at [0-9a-f]{7,40},\s+\d{4}-\d{2}-\d{2}")
+    unstamped = [section.splitlines()[0] for section in sections if not stamp.search(section)]
+    assert len(sections) >= 5 and not unstamped, f"sections without a machine, commit and date: {unstamped}"
+
+
 # ---- the example method of docs/extending.md, run as the page shows it ----------------------------------------
 
 
