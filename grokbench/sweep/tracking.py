@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from ray import tune
 
+from grokbench.machine import as_tags
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, trial_key
 from grokbench.sweep.mlflow_store import CHECKPOINT_TAG, CURVE_SENTINEL, MAX_METRICS_PER_BATCH, TrackingStore
@@ -142,9 +143,9 @@ class TrialRuns(tune.Callback):
         if fresh:
             self._runs[key] = (run_id, fresh[-1]["step"])
         if "summary" in result:
-            self._log_summary(run_id, result["summary"], int(result["step"]))
+            self._log_summary(run_id, result["summary"], int(result["step"]), result.get("machine", {}))
 
-    def _log_summary(self, run_id: str, summary: dict[str, Any], step: int) -> None:
+    def _log_summary(self, run_id: str, summary: dict[str, Any], step: int, machine: dict[str, str]) -> None:
         run = self._patiently(lambda: self.store.get_run(run_id))
         if run.data.tags.get("status") in FINAL_STATUSES:
             return  # logged before the driver died; the resumed trial only repeated its last report
@@ -154,6 +155,7 @@ class TrialRuns(tune.Callback):
         stamp = run.info.start_time
         metrics = [(k, float(v), stamp, step) for k, v in numbers.items() if k not in NOT_SUMMARY_METRICS]
         tags = {"status": summary["status"], "grokked_before_memorised": str(summary["grokked_before_memorised"])}
+        tags.update(as_tags(machine) if machine else {})  # where its seconds were measured
         # the summary file first: the status tag marks the summary as logged, so it is written last
         self._patiently(lambda: self.store.log_text(run_id, json.dumps(summary, indent=2), "summary.json"))
         self._patiently(lambda: self.store.log_batch(run_id, metrics=metrics, tags=tags))

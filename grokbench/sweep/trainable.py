@@ -19,6 +19,7 @@ import torch
 from ray import tune
 
 from grokbench.config import BUDGET, PLACEMENT
+from grokbench.machine import this_machine
 from grokbench.resolve import config_from
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.mlflow_store import dataset_input
@@ -154,12 +155,13 @@ def run_trial(config: dict[str, Any]) -> None:
     "continue": None or the stored trial it continues ({"checkpoint": its final one, "run_id": ...})}.
 
     Reports {"step", "curve": [metrics of each evaluation], "objective"}; the first report of each attempt adds
-    "dataset" (`dataset_record`), the last "summary"."""
+    "dataset" (`dataset_record`), the last "summary" and "machine" (`grokbench.machine.this_machine`: where the
+    summary's seconds were measured)."""
     config = config["trial"]
     trial = _load_or_start(config)
     reporter = Reporter(config, trial)
     summary = trial.run(callback=reporter)
-    reporter.flush(trial, with_checkpoint=True, summary=summary)
+    reporter.flush(trial, with_checkpoint=True, summary=summary, machine=this_machine(trial.cfg.device))
 
 
 def objective(trial: Trial) -> float:
