@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from grokbench.sweep.storage import check_name
 # re-exported, as above
 from grokbench.sweep.uri import check_reachable, check_readable, runs_link, sqlite_path, tracking_uri  # noqa: F401
 
+STORE_SETUP_LOGGERS = ("mlflow.store.db.utils", "alembic")
 PAGE = 1000  # runs per search request
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 CURVE_SENTINEL = "train_time_s"  # every evaluation of every task logs it, last of its point: its last step is the
@@ -39,6 +41,13 @@ CONTINUED_TAG = "grokbench.continued_by"  # the sweep that continued a trial's r
 PRIOR_STATUS_TAG = "grokbench.prior_status"  # the outcome a continued run had before its budget was raised
 BEST_TAG = "grokbench.best"
 BEST_PREFIX = "best."  # experiment tags, one per searched setting: best.<sweep id>.<method>.<setting> = value
+
+
+def quiet_store_setup() -> None:
+    """MLflow announces at INFO each table it creates or migrates in a new SQLite store (and alembic each step): noise
+    in every command's output. Warnings and errors still show."""
+    for name in STORE_SETUP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def store_errors() -> tuple[type[BaseException], ...]:
@@ -106,6 +115,7 @@ class TrackingStore:
         if self._client is None:
             import mlflow
 
+            quiet_store_setup()
             self._client = mlflow.MlflowClient(self.uri)
         return self._client
 

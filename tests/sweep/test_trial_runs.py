@@ -1,11 +1,17 @@
 """The driver's record of each trial (grokbench/sweep/tracking.py) on real SQLite stores: a run never goes on
-without its params, and a sweep id MLflow could not search for is refused before anything is written."""
+without its params, a sweep id MLflow could not search for is refused before anything is written, and a real sweep
+records where each trial ran without MLflow's database chatter."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
+from grokbench import machine
 from grokbench.cli import main as cli
 from grokbench.sweep.errors import SweepError, TrackingError
 from grokbench.sweep.keys import trial_key
@@ -74,3 +80,29 @@ def test_a_sweep_id_mlflow_could_not_search_for_is_refused_before_anything_is_wr
     assert list(tmp_path.iterdir()) == []  # no store, no storage
     with pytest.raises(SweepError, match="use only letters"):  # nor does a search (analysis --sweep) send it
         TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}").trial_runs(["0"], sweep_id)
+
+
+@pytest.mark.slow
+def test_a_sweep_records_each_trials_machine_and_keeps_mlflows_database_set_up_quiet(tmp_path, local_ray):
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # a new store: MLflow creates and migrates its tables
+    command = [sys.executable, "-m", "grokbench.cli", "sweep", str(XOR_TINY), "--smoke", "--address", local_ray]
+    command += ["--tracking-uri", uri, "--storage", str(tmp_path / "results"), "--sweep-id", "machine-1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}  # this checkout
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=400, env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    for chatter in ("Creating initial MLflow database tables", "Updating database tables", "alembic"):
+        assert chatter not in output, output
+    store = TrackingStore(uri)
+    runs = store.trial_runs(list(store.grokbench_experiments().values()), "machine-1")
+    assert len(runs) == 2  # baseline and GrokAlign at the smoke seed
+    for run in runs:
+        tags = run.data.tags
+        # the worker's machine: this one, training on the CPU with the trial's one thread (cpus_per_trial: 1)
+        assert tags["grokbench.machine.cpu"] == machine.cpu_model()
+        assert tags["grokbench.machine.cpus"] == str(os.cpu_count())
+        assert tags["grokbench.machine.gpu"] == "none"
+        assert tags["grokbench.machine.torch"] == torch.__version__
+        assert tags["grokbench.machine.threads"] == "1"
+        expected = f"{machine.cpu_model()} ×{os.cpu_count()}, no GPU, torch {torch.__version__}, 1 threads"
+        assert tags["grokbench.machine"] == expected
