@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +31,8 @@ IMPORTED_TAG = "grokbench.imported_from"
 RECORD_KEYS = ("run_name", "start_time", "end_time", "status", "params", "tags", "metrics", "artifacts")
 # and "datasets" (the run's dataset inputs), which archives written before runs had them lack
 
+log = logging.getLogger("grokbench.sweep.archive")
+
 
 class ArchiveError(SweepError):
     """The archive or the experiment asked for is missing or not what it should be."""
@@ -47,9 +49,8 @@ def export_runs(uri: str, experiment: str, path: Path) -> int:
     finished = store.runs_with_outcome(experiment_id, OUTCOMES)
     runs = [r for r in finished if _identity(r.data.tags)]
     if len(runs) < len(finished):  # not made by a sweep: nothing would say which trial it is
-        print(
-            f"left out {len(finished) - len(runs)} finished runs without the {SWEEP_TAG} and {KEY_TAG} tags",
-            file=sys.stderr,
+        log.warning(
+            "left out %d finished runs without the %s and %s tags", len(finished) - len(runs), SWEEP_TAG, KEY_TAG
         )
     if not runs:
         raise ArchiveError(f"{name} in {uri} has no finished run of a grokbench sweep; nothing to export")

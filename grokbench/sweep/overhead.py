@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from grokbench.sweep.driver import SweepOptions, run_sweep
 from grokbench.sweep.keys import experiment_name
 from grokbench.sweep.mlflow_store import TrackingStore
 from grokbench.sweep.spec import load_sweep
+
+log = logging.getLogger("grokbench.sweep.overhead")
 
 
 def _standalone_wall_s(config: dict[str, Any]) -> float:
@@ -70,7 +73,7 @@ def _runs(uri: str, sweep_name: str) -> list:
     return store.trial_runs([store.experiment_id(experiment_name(sweep_name))])
 
 
-def measure_overhead(config: dict[str, Any], rounds: int = 2, progress: Callable[[str], None] = print) -> dict:
+def measure_overhead(config: dict[str, Any], rounds: int = 2, progress: Callable[[str], None] = log.info) -> dict:
     import ray
 
     ray.init(address="local", num_cpus=max(int(config["threads"]), 1), include_dashboard=False, log_to_driver=False)
@@ -107,7 +110,7 @@ def _ray(*args: str, env: dict, block: bool = False) -> subprocess.Popen | None:
     return None
 
 
-def measure_distribution(trials: int = 8, progress: Callable[[str], None] = print) -> dict:
+def measure_distribution(trials: int = 8, progress: Callable[[str], None] = log.info) -> dict:
     """The same tiny xor sweep on one local node with 2 CPUs and on a head + an extra node with 1 CPU each
     (the same cores), so the difference is the cost of distribution."""
     import os
