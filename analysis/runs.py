@@ -38,7 +38,7 @@ class AnalysisError(ValueError):
     """Nothing to analyse, or the request is wrong; the message says what exists."""
 
 
-DEFAULT_EXPERIMENT = experiment_name("mnist")  # the paper's Table 1, whose tables live in results/
+DEFAULT_EXPERIMENT = experiment_name("mnist")  # the paper's Table 1 (results/mnist/)
 
 
 def load_runs(uri: str, experiments: list[str] | None = None, sweep: str | None = None) -> tuple[pd.DataFrame, list]:
