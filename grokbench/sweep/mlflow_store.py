@@ -88,9 +88,12 @@ class TrialRecord:
     checkpoint: str | None  # its latest checkpoint (its final one once it ended), where a sweep saved one
     prior_status: str | None = None  # the outcome it had when a sweep raised its budget
     event_epochs: Mapping[str, int] = field(default_factory=dict)  # its task's further events that happened
+    machine: str = "machine not recorded"  # where its run trained (grokbench.machine.label of its tags)
 
     @classmethod
     def of(cls, run) -> TrialRecord:
+        from grokbench.machine import from_tags, label  # torch comes with it: only when a record is read
+
         return cls(
             sweep_id=run.data.tags.get(SWEEP_TAG, "?"),
             run_id=run.info.run_id,
@@ -100,6 +103,7 @@ class TrialRecord:
             checkpoint=run.data.tags.get(CHECKPOINT_TAG),
             prior_status=run.data.tags.get(PRIOR_STATUS_TAG),
             event_epochs=_event_epochs(run),
+            machine=label(from_tags(run.data.tags)),
         )
 
 

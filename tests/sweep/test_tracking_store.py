@@ -12,6 +12,7 @@ from test_analysis import log_trial
 
 from analysis.runs import load_runs
 from analysis.tables import main as tables_main
+from grokbench import machine
 from grokbench.cli import main as cli
 from grokbench.sweep import mlflow_store
 from grokbench.sweep.errors import TrackingError
@@ -130,18 +131,22 @@ def test_searches_read_every_page_and_only_trials(tmp_path, migrated_store, monk
     assert len(store.run_rows([experiment_id])) == 5
 
 
-def test_a_stored_trial_knows_which_further_events_its_run_reached(tmp_path, migrated_store):
+def test_a_stored_trial_knows_which_further_events_its_run_reached_and_where(tmp_path, migrated_store):
     shutil.copy(migrated_store, tmp_path / "mlflow.db")
     store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = store.prepare_experiment("grokbench/events")
+    laptop = {"cpu": "Some CPU", "cpus": "8", "gpu": "none", "torch": "2.5.1", "threads": "1"}
     for key, strict in (("strict", 70), ("loose", None)):
-        run_id = store.create_run(experiment_id, key, {SWEEP_TAG: "s-1", KEY_TAG: key, "status": "grokked"})
+        tags = {SWEEP_TAG: "s-1", KEY_TAG: key, "status": "grokked", **(machine.as_tags(laptop) if strict else {})}
+        run_id = store.create_run(experiment_id, key, tags)
         figures = {"epochs": 100, "epochs_to_memorise": 20, "epochs_to_grok": 40, "grok_phase_time_s": 1.5}
         figures.update({"epochs_to_grok_strict": strict} if strict else {})
         store.log_batch(run_id, [(name, value, 0, 100) for name, value in figures.items()])
     held = store.stored_trials("grokbench/events")
     assert held["strict"].event_epochs == {"grok_strict": 70} and held["loose"].event_epochs == {}
     assert (held["strict"].epochs, held["strict"].epochs_to_grok) == (100, 40)
+    assert held["strict"].machine == "Some CPU ×8, no GPU, torch 2.5.1, 1 threads"
+    assert held["loose"].machine == "machine not recorded"  # logged before runs recorded their machine
 
 
 def test_runs_say_who_made_them_from_which_source_and_commit():
