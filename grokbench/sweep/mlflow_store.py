@@ -19,15 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grokbench.sweep import storage
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG, outcome_rank
 from grokbench.sweep.provenance import code_version, context_tags
 
-# re-exported: moved out of this module (issue 33), still imported from here by older callers
+# re-exported: they moved out of this module (issue 33), and older callers still import them from here
 from grokbench.sweep.retry import is_transient, patiently, retry_only_patiently, tracking_patience_s  # noqa: F401
-from grokbench.sweep.storage import check_name
-
-# re-exported, as above
 from grokbench.sweep.uri import check_reachable, check_readable, runs_link, sqlite_path, tracking_uri  # noqa: F401
 
 STORE_SETUP_LOGGERS = ("mlflow.store.db.utils", "alembic")
@@ -71,7 +69,7 @@ def dataset_input(name: str, digest: str, module: str, profile: dict[str, Any]) 
 
 def trial_filter(sweep_id: str | None = None, key: str | None = None) -> str:
     """The search filter for a sweep's runs, or one trial's (a sweep id MLflow could not read in it is refused)."""
-    sweep = f"tags.`{SWEEP_TAG}` = '{check_name(sweep_id)}'" if sweep_id else ""
+    sweep = f"tags.`{SWEEP_TAG}` = '{storage.check_name(sweep_id)}'" if sweep_id else ""
     parts = [sweep, f"tags.`{KEY_TAG}` = '{key}'" if key else ""]
     return " and ".join(p for p in parts if p)
 
@@ -222,7 +220,7 @@ class TrackingStore:
         continued = _paged(
             lambda token: self.client.search_runs(
                 [experiment_id],
-                filter_string=f"tags.`{CONTINUED_TAG}` = '{check_name(sweep_id)}'",
+                filter_string=f"tags.`{CONTINUED_TAG}` = '{storage.check_name(sweep_id)}'",
                 max_results=PAGE,
                 page_token=token,
             )
