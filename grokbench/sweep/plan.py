@@ -187,10 +187,10 @@ def gpu_here() -> bool:
     return torch.cuda.is_available()
 
 
-def machine_here(spec: SweepSpec) -> str:
-    """The label of this machine as a trial of the sweep placed here records it (its device, its threads)."""
+def machine_here(spec: SweepSpec) -> dict[str, str]:
+    """This machine as a trial of the sweep placed here records it (its device, its threads)."""
     cfg = placed(example_trial(spec), spec)
-    return label({**this_machine(cfg.device), "threads": str(cfg.threads)})
+    return {**this_machine(cfg.device), "threads": str(cfg.threads)}
 
 
 def local_concurrency(spec: SweepSpec, cpus: int | None = None) -> int:
@@ -269,7 +269,7 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
         )
     if continued:
         print(f"{len(continued)} continue from their final checkpoints, in their own runs", file=out)
-    warn_of_other_machines(grid_plan, machine_here(spec), out)
+    warn_of_other_machines(grid_plan, label(machine_here(spec)), out)
     trials = to_run(spec, skipped)
     count = planned_count(spec, trials)
     if not count:

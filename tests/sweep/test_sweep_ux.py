@@ -116,3 +116,64 @@ def test_a_smoke_sweep_where_nothing_grokked_says_its_budget_is_too_short(tmp_pa
     )
     assert (note in out.getvalue()) is noted, out.getvalue()
     assert "in 1:15." in out.getvalue()
+
+
+ELSEWHERE = {
+    "cpu": "AMD EPYC 7763 64-Core Processor",
+    "cpus": "64",
+    "gpu": "NVIDIA A100",
+    "torch": "2.5.1",
+    "threads": "1",
+}
+
+
+def store_run(client, experiment_id: str, cfg, machine_tags: dict[str, str]) -> None:
+    """A finished trial's run as a sweep logs it: its settings as params, its outcome, and where it ran."""
+    from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG, trial_key
+
+    run = client.create_run(experiment_id)
+    params = {k: "None" if v is None else str(v) for k, v in cfg.to_dict().items()}
+    for name, value in params.items():
+        client.log_param(run.info.run_id, name, value)
+    tags = {KEY_TAG: trial_key(cfg), SWEEP_TAG: "earlier", "status": "grokked", **machine_tags}
+    for name, value in tags.items():
+        client.set_tag(run.info.run_id, name, value)
+    client.log_metric(run.info.run_id, "epochs", cfg.max_epochs)  # its whole budget: nothing left to continue
+    client.log_metric(run.info.run_id, "epochs_to_grok", 80)
+    client.set_terminated(run.info.run_id)
+
+
+def test_a_dry_run_warns_of_reused_trials_that_ran_on_another_machine(tmp_path, migrated_store, capsys):
+    import shutil
+
+    import mlflow
+    import yaml
+
+    from grokbench.machine import as_tags, label
+    from grokbench.sweep.plan import machine_here
+    from grokbench.sweep.spec import build_sweep
+
+    path = tmp_path / "machines.yaml"
+    sweep = {"name": "machines", "description": "four xor trials", "task": "xor", "budget": {"max_epochs": 150}}
+    path.write_text(yaml.safe_dump({**sweep, "grid": {"seed": [0, 1, 2, 3]}, "methods": {"baseline": {}}}))
+    spec = build_sweep(str(path), {})
+    here = machine_here(spec)
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.create_experiment("grokbench/machines")
+    seed0, seed1, seed2, _ = spec.trials()  # seed 3 is not stored: it runs
+    store_run(client, experiment_id, seed0, as_tags(ELSEWHERE))
+    store_run(client, experiment_id, seed1, {})  # logged before machines were recorded
+    store_run(client, experiment_id, seed2, as_tags(here))
+
+    assert main(["sweep", str(path), "--dry-run", "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert "3 of them already have an outcome in the tracking store" in out
+    warning = (
+        f"warning: 2 trials it reuses ran on another machine than this one ({label(here)}): "
+        "AMD EPYC 7763 64-Core Processor ×64, NVIDIA A100, torch 2.5.1, 1 threads (1 trial); "
+        "machine not recorded (1 trial). Their steps compare with this sweep's, their seconds do not (--rerun "
+        "runs them all here)"
+    )
+    assert warning in out, out
