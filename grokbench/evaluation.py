@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from grokbench.geometry import geometry
-from grokbench.losses import LossFn, accuracy
+from grokbench.losses import LossFn, accuracy, zero_loss_fraction
 
 
 class Evaluator(Protocol):
@@ -22,12 +22,15 @@ class Evaluator(Protocol):
 def train_test_metrics(
     train_out: torch.Tensor, test_out: torch.Tensor, y_train: torch.Tensor, y_test: torch.Tensor, loss_fn: LossFn
 ) -> dict[str, torch.Tensor]:
-    return {
+    metrics = {
         "train_acc": accuracy(train_out, y_train),
         "test_acc": accuracy(test_out, y_test),
         "train_loss": loss_fn(train_out, y_train),
         "test_loss": loss_fn(test_out, y_test),
     }
+    if not y_train.is_floating_point():  # class outputs: how much of the training set softmax collapse has silenced
+        metrics["train_zero_loss_fraction"] = zero_loss_fraction(train_out, y_train)
+    return metrics
 
 
 class Classification:

@@ -9,22 +9,26 @@ setting left as `None` from the task's defaults (and `lam` from the method's) an
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Mapping
 from typing import Any
 
 from grokbench.config import (
     ADAM_BETAS,
+    ADAM_EPS,
     BATCH_ORDERS,
     DEVICES,
     DTYPES,
     OPTIMIZERS,
     SHARED,
+    SOFTMAX_PRECISIONS,
     ConfigError,
     TrialConfig,
 )
+from grokbench.losses import CLASS_LOSSES
 from grokbench.methods import METHODS
-from grokbench.settings import at_most, coerce, non_negative, one_of, positive
+from grokbench.settings import at_most, coerce, former_of, non_negative, one_of, positive
 from grokbench.tasks import TASKS, Task
 
 __all__ = ["config_from", "config_of", "foreign_setting", "resolve", "stored_config"]
@@ -34,15 +38,17 @@ def config_from(values: Mapping[str, Any], stored: bool = False) -> TrialConfig:
     """A config from flat user input (CLI strings, YAML, JSON), coercing and naming any bad setting.
 
     A preset's values come first; values given beside it win. `stored`: a config written by any version of
-    grokbench (MLflow params, config.json, a checkpoint), whose settings of other components are ignored."""
-    values = dict(values)
+    grokbench (MLflow params, config.json, a checkpoint), whose settings of other components are ignored. A
+    setting given under the name of the one it replaced is read as the newer one."""
     task, method = _component("task", values), _component("method", values)
+    values = _renamed(values, task)
+    given = frozenset() if stored else frozenset(name for name, value in values.items() if value is not None)
     preset = values.get("preset")
     if preset not in (None, "None") and not stored:  # a stored config already holds what its preset set
         if not task.presets:
             raise ConfigError("preset", f"task {task.name} has no presets")
         one_of("preset", preset, task.presets)
-        values = {**task.presets[preset], **values}
+        values = {**task.preset_values(preset, values), **values}
     hints = typing.get_type_hints(TrialConfig)
     shared, own, method_values = {}, {}, {}
     for name, value in values.items():
@@ -55,8 +61,23 @@ def config_from(values: Mapping[str, Any], stored: bool = False) -> TrialConfig:
         elif not stored:
             raise foreign_setting(name, task.name, method.name)
     return TrialConfig(
-        **shared, task_settings=task.Settings.build(own), method_settings=method.Settings.build(method_values)
+        **shared,
+        task_settings=task.Settings.build(own),
+        method_settings=method.Settings.build(method_values),
+        given=given,
     )
+
+
+def _renamed(values: Mapping[str, Any], task: Task) -> dict[str, Any]:
+    """`values` with a former setting's name and value put as the newer setting's (the newer one, if also
+    given, wins)."""
+    out = dict(values)
+    for f in [*dataclasses.fields(TrialConfig), *dataclasses.fields(task.Settings)]:
+        former = former_of(f)
+        if former is not None and former.name in out:
+            old = out.pop(former.name)
+            out.setdefault(f.name, former.newer(old))
+    return out
 
 
 def config_of(**values: Any) -> TrialConfig:
@@ -98,16 +119,26 @@ def resolve(cfg: TrialConfig) -> TrialConfig:
     defaults = task.shared_defaults(own)
     filled = {name: defaults[name] for name in SHARED if getattr(cfg, name) is None and name in defaults}
     if filled.get("optimizer", cfg.optimizer) == "sgd":  # a task's Adam betas do not apply; a user's are refused
-        filled.update(
-            {name: value for name, value in zip(("beta1", "beta2"), ADAM_BETAS, strict=False) if name in filled}
-        )
+        adam = dict(zip(("beta1", "beta2", "adam_eps"), (*ADAM_BETAS, ADAM_EPS), strict=True))
+        filled.update({name: value for name, value in adam.items() if name in filled})
     cfg = cfg.replace(**filled, task_settings=own, method_settings=method_settings)
-    one_of("loss", cfg.loss, task.losses)
+    _check_loss(cfg, task)
     if cfg.lam is None:
         cfg = cfg.replace(lam=method.default_lam(cfg))
+    cfg = method.adjusted(cfg, task)
     _validate(cfg, task)
     method.check(cfg, task)
     return cfg
+
+
+def _check_loss(cfg: TrialConfig, task: Task) -> None:
+    if cfg.loss in CLASS_LOSSES and cfg.loss not in task.losses:
+        raise ConfigError(
+            "loss",
+            f"{cfg.loss} needs a class distribution to normalise, and task {task.name}'s model has a scalar output; "
+            f"use one of: {', '.join(task.losses)}",
+        )
+    one_of("loss", cfg.loss, task.losses)
 
 
 def _validate(cfg: TrialConfig, task: Task) -> None:
@@ -121,6 +152,11 @@ def _validate(cfg: TrialConfig, task: Task) -> None:
             raise ConfigError(name, f"must be in [0, 1), got {getattr(cfg, name)}")
     if cfg.optimizer == "sgd" and (cfg.beta1, cfg.beta2) != ADAM_BETAS:
         raise ConfigError("beta1" if cfg.beta1 != ADAM_BETAS[0] else "beta2", "applies to adam and adamw; sgd has none")
+    positive("adam_eps", cfg.adam_eps)
+    if cfg.optimizer == "sgd" and cfg.adam_eps != ADAM_EPS:
+        raise ConfigError("adam_eps", "applies to adam and adamw; sgd has none")
+    if cfg.softmax_precision is not None:
+        one_of("softmax_precision", str(cfg.softmax_precision), map(str, SOFTMAX_PRECISIONS))
     non_negative("warmup_steps", cfg.warmup_steps)
     positive("batch_size", cfg.batch_size)
     at_most("batch_size", cfg.batch_size, task.train_size(cfg), f"the training points of {cfg.task}")

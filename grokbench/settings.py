@@ -2,7 +2,9 @@
 
 A setting is a dataclass field made with `setting(...)`: a default, a help line (the CLI shows it), and, for a
 setting added after trials were first stored, the `neutral` value that reproduces what trials did before it
-existed. A trial's identity leaves out settings at their neutral value, so adding one keeps stored trials known.
+existed. A trial's identity leaves out settings at their neutral value, so adding one keeps stored trials known;
+a setting that took the place of an older one names it (`Former`), so stored trials keep their identity, and
+stored configs their meaning, across the rename.
 Values from the command line, YAML or MLflow params are coerced by the field's type, and a bad one raises
 `ConfigError` naming the setting and what is allowed.
 """
@@ -28,8 +30,26 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
 
 
-def setting(default: Any, help: str, neutral: Any = NO_NEUTRAL) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help, "neutral": neutral})
+@dataclasses.dataclass(frozen=True)
+class Former:
+    """The setting a newer one replaced: its name, and the newer setting's values it could express, as it wrote
+    them (`values`: newer value → former value)."""
+
+    name: str
+    values: dict[Any, Any]
+
+    def newer(self, former_value: Any) -> Any:
+        """The newer setting's value for a value of the former one (strings allowed, as stored params are)."""
+        for value, old in self.values.items():
+            if former_value == old or str(former_value).lower() == str(old).lower():
+                return value
+        raise ConfigError(
+            self.name, f"must be one of {', '.join(map(str, self.values.values()))}, got {former_value!r}"
+        )
+
+
+def setting(default: Any, help: str, neutral: Any = NO_NEUTRAL, former: Former | None = None) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, "neutral": neutral, "former": former})
 
 
 def help_of(field: dataclasses.Field) -> str:
@@ -38,6 +58,10 @@ def help_of(field: dataclasses.Field) -> str:
 
 def neutral_of(field: dataclasses.Field) -> Any:
     return field.metadata.get("neutral", NO_NEUTRAL)
+
+
+def former_of(field: dataclasses.Field) -> Former | None:
+    return field.metadata.get("former")
 
 
 class Settings:

@@ -56,7 +56,8 @@ def make_optimizer(cfg: TrialConfig, params: list[torch.Tensor]) -> torch.optim.
     # `adam` adds weight decay to the gradient (L2), `adamw` decouples it; the fused kernels do the element-wise
     # work in one pass over the parameters
     kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return kind(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay, fused=True)
+    betas = (cfg.beta1, cfg.beta2)
+    return kind(params, lr=cfg.lr, betas=betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
 
 
 def synchronize(device: torch.device) -> None:
@@ -76,10 +77,12 @@ class Trial:
         torch.manual_seed(cfg.seed)
         self.model = task.build_model(cfg).to(device)  # built on the CPU: the same weights on every device
         self.params = list(self.model.parameters())
-        self.optimizer = make_optimizer(cfg, self.params)
         self.generator = torch.Generator(device).manual_seed(cfg.seed)
         self.order_generator = torch.Generator().manual_seed(cfg.seed + ORDER_SEED_OFFSET)
         self.method = METHODS[cfg.method](cfg, self.generator)
+        self.optimizer = self.method.make_optimizer(self.model, lambda params: make_optimizer(cfg, params))
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]  # each warms up to its own
+        self.method.on_start(self.model)
         self.loss_fn = task.loss_fn(cfg)
 
         data = task.load_data(cfg)
@@ -116,8 +119,8 @@ class Trial:
     def _warm_up(self) -> None:
         """Linear warm-up: lr·min(t/W, 1) at update t, as Nanda et al. and the Grokfast authors schedule it."""
         factor = min(self.step / self.cfg.warmup_steps, 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr * factor
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = lr * factor
 
     def train_epoch(self) -> None:
         self.method.on_epoch_start(self.model, self.data)
@@ -128,7 +131,9 @@ class Trial:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward(inputs=self.params)  # `inputs`: no gradient for an input that needed one for a penalty
             self.method.on_gradients([p.grad for p in self.params])
+            self.method.before_step(self.params)
             self.optimizer.step()
+            self.method.after_step(self.params)
             self._loss_sum += loss.detach()
             self._loss_count += 1
             self.step += 1

@@ -13,6 +13,8 @@ from grokbench.losses import LossFn
 from grokbench.settings import NoSettings, Settings
 from grokbench.tasks import Task, TaskData
 
+OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+
 
 class InputSpace(NamedTuple):
     """Where a method differentiates the network and adds noise: `forward` maps a batch of points in a continuous
@@ -36,8 +38,10 @@ def input_space(model: nn.Module, x: torch.Tensor) -> InputSpace:
 class Method:
     """Baseline training (the task's optimiser with its weight decay); interventions override the hooks.
 
-    Per epoch the loop calls `on_epoch_start` once, then per batch `objective` (forward pass and loss),
-    backward, `on_gradients`, and the optimiser step. Random draws use `self.generator` (saved with the trial).
+    The loop builds the optimiser through `make_optimizer` and calls `on_start` once on the new model (not on a
+    restored one: its state comes from `load_state_dict`). Per epoch it calls `on_epoch_start` once, then per
+    batch `objective` (forward pass and loss), backward, `on_gradients`, `before_step` (the parameters with their
+    gradients), the optimiser step and `after_step`. Random draws use `self.generator` (saved with the trial).
     A method's own settings are a dataclass (`Settings`, field names prefixed with the method's name); what it
     needs of a task is named in `requires` (see `Task.capabilities`).
     """
@@ -57,6 +61,11 @@ class Method:
         return 0.0
 
     @classmethod
+    def adjusted(cls, cfg: TrialConfig, task: Task) -> TrialConfig:
+        """The resolved config as this method runs it (called by `resolve.resolve` before the values are checked)."""
+        return cfg
+
+    @classmethod
     def check(cls, cfg: TrialConfig, task: Task) -> None:
         """Reject a task this method cannot apply to, or settings it cannot use (called by `resolve.resolve`)."""
         missing = sorted(cls.requires - task.capabilities)
@@ -72,6 +81,14 @@ class Method:
         """Updates over which this method's cost per update averages out (1: every update costs the same)."""
         return 1
 
+    def make_optimizer(self, model: nn.Module, trials_own: OptimizerFactory) -> torch.optim.Optimizer:
+        """The optimiser of the model's parameters; `trials_own` builds the trial's (optimizer, lr, weight decay,
+        betas, ε) over a list of them."""
+        return trials_own(list(model.parameters()))
+
+    def on_start(self, model: nn.Module) -> None:
+        pass
+
     def on_epoch_start(self, model: nn.Module, train: TaskData) -> None:
         pass
 
@@ -79,6 +96,12 @@ class Method:
         return loss_fn(model(x), y)
 
     def on_gradients(self, grads: list[torch.Tensor]) -> None:
+        pass
+
+    def before_step(self, params: list[torch.Tensor]) -> None:
+        pass
+
+    def after_step(self, params: list[torch.Tensor]) -> None:
         pass
 
     def state_dict(self) -> dict[str, Any]:

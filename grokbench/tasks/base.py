@@ -19,11 +19,11 @@ from torch import nn
 from grokbench.config import TrialConfig
 from grokbench.evaluation import Classification, Evaluator
 from grokbench.events import AccuracyCriterion, Criterion
-from grokbench.losses import LOSSES, LossFn
+from grokbench.losses import LossFn, loss_for
 from grokbench.settings import NoSettings, Settings
 
 # settings of the shared training loop that a task need not name: what every task did before they existed
-LOOP_DEFAULTS = {"beta1": 0.9, "beta2": 0.999, "warmup_steps": 0, "batch_order": "fixed"}
+LOOP_DEFAULTS = {"beta1": 0.9, "beta2": 0.999, "adam_eps": 1e-8, "warmup_steps": 0, "batch_order": "fixed"}
 ROBUSTNESS_SEED = 0  # the perturbed test set is drawn once, the same for every trial
 
 
@@ -112,6 +112,10 @@ class Task:
     def shared_defaults(self, settings: Settings) -> dict[str, Any]:
         return {**LOOP_DEFAULTS, **self.defaults}
 
+    def preset_values(self, preset: str, given: dict[str, Any]) -> dict[str, Any]:
+        """The settings `preset` sets for a trial given `given` (a preset's values may depend on the method)."""
+        return self.presets[preset]
+
     def train_size(self, cfg: TrialConfig) -> int:
         return cfg.task_settings.train_size
 
@@ -122,7 +126,7 @@ class Task:
         raise NotImplementedError
 
     def loss_fn(self, cfg: TrialConfig) -> LossFn:
-        return LOSSES[cfg.loss]
+        return loss_for(cfg.loss, cfg.softmax_precision)
 
     def perturb(self, x: torch.Tensor, size: float, generator: torch.Generator) -> torch.Tensor:
         """The robustness probe's perturbation of test inputs."""
@@ -154,11 +158,12 @@ def scale_weights(model: nn.Module, init_scale: float) -> nn.Module:
     return model
 
 
-def mlp(widths: list[int], dtype: torch.dtype) -> nn.Sequential:
-    """A bias-free ReLU MLP with the given layer widths, PyTorch's default initialisation, on the CPU."""
+def mlp(widths: list[int], dtype: torch.dtype, bias: bool = False) -> nn.Sequential:
+    """A ReLU MLP with the given layer widths (bias-free by default), PyTorch's default initialisation, on the
+    CPU."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=False)):
         if i:
             layers.append(nn.ReLU())
-        layers.append(nn.Linear(n_in, n_out, bias=False, dtype=dtype))
+        layers.append(nn.Linear(n_in, n_out, bias=bias, dtype=dtype))
     return nn.Sequential(*layers)

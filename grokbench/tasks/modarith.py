@@ -1,11 +1,13 @@
 """Modular arithmetic on a small transformer, the task that defines grokking for most of the field (Power et al.;
 Nanda et al.'s progress measures; Grokfast): learn a ∘ b = c (mod p) from a share of all equations.
 
-Two presets reproduce the reference set-ups (SPEC "Modular arithmetic"): `nanda` (the default; Nanda et al. 2023,
-p = 113 addition, one layer, full batch, AdamW with weight decay 1) and `grokfast` (ironjr/grokfast, p = 97
-multiplication, two LayerNorm layers, Adam, batches of 512 reshuffled each epoch). Loss and accuracy are on the
-answer only; the Gini coefficients of the token embedding's and the unembedding's Fourier-component norms are
-measured at each evaluation (`grokbench.fourier`).
+Three presets reproduce the reference set-ups (SPEC "Modular arithmetic", "Newer interventions"): `nanda` (the
+default; Nanda et al. 2023, p = 113 addition, one layer, full batch, AdamW with weight decay 1), `grokfast`
+(ironjr/grokfast, p = 97 multiplication, two LayerNorm layers, Adam, batches of 512 reshuffled each epoch) and
+`prieto_mlp` (Prieto et al. 2025: p = 113 addition on a bias-free MLP over one-hot a and b, full batch, AdamW
+whose β₂ and ε depend on the arm, as their script sets them). Loss and accuracy are on the answer only; the Gini
+coefficients of the token embedding's and the unembedding's Fourier-component norms are measured at each
+evaluation (`grokbench.fourier`).
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ from torch import nn
 from grokbench.config import TrialConfig
 from grokbench.evaluation import Evaluator, train_test_metrics
 from grokbench.fourier import FourierGini, prime_factors
-from grokbench.losses import LOSSES, LossFn
+from grokbench.losses import LossFn
 from grokbench.settings import ConfigError, Settings, one_of, positive, setting
-from grokbench.tasks.base import Presentation, Task, TaskData
+from grokbench.tasks.base import Presentation, Task, TaskData, mlp, scale_weights
 from grokbench.tasks.transformer import Architecture, Transformer
 
 OPS = ("add", "sub", "mul", "div")
 NONZERO_B = ("mul", "div")  # b ≠ 0: needed for div; for mul as the Grokfast authors draw it
 SPLIT_SEED_OFFSET = 0x5EED  # the split's stream differs from the initialisation's stream of the same seed
 EVALUATION_CHUNK = 1024  # equations per forward pass of an evaluation
+ARCHITECTURES = ("transformer", "mlp")
+MLP_HIDDEN = (200, 200)  # Prieto et al.'s MLP
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,11 @@ class ModArithSettings(Settings):
         "nanda (N(0, 1/d_model) matrices, Nanda et al.) | torch (PyTorch modules' defaults, "
         "the Grokfast authors' model)",
     )
-    float64_loss: bool = setting(
-        True,
-        "log-softmax of the loss in float64 (Nanda et al.: float32 cannot resolve "
-        "losses below ≈1e-7, which spikes the loss late in training)",
+    architecture: str = setting(
+        "transformer",
+        "transformer | mlp (Prieto et al.'s: one-hot a and b concatenated, hidden 200, 200, ReLU, no biases; "
+        "the transformer's settings do not apply)",
+        neutral="transformer",
     )
     freeze_embeddings: bool = setting(False, "do not train the token embedding (GrokAlign Fig. 9)")
 
@@ -81,6 +86,7 @@ class ModArithSettings(Settings):
             raise ConfigError("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")
         one_of("activation", self.activation, ("relu", "gelu"))
         one_of("init", self.init, ("nanda", "torch"))
+        one_of("architecture", self.architecture, ARCHITECTURES)
 
 
 def equation_count(settings: ModArithSettings) -> int:
@@ -102,10 +108,33 @@ def equations(settings: ModArithSettings) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(columns, dim=1), answer
 
 
-def float64_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Nanda et al.'s `cross_entropy_high_precision`: the log-softmax in float64, for the reason its comment gives
-    (one published copy of their helpers.py casts to float32 despite that comment; their earlier code, float64)."""
-    return F.cross_entropy(out.to(torch.float64), y)
+class OneHotMLP(nn.Module):
+    """Prieto et al.'s `MLP(..., bias=False)` over the one-hot codes of a and b, concatenated. Its input embedding
+    is that code (so the methods that perturb or differentiate the input work there); the rows of the first
+    layer's a-block and of the output layer stand in for the token embedding and the unembedding."""
+
+    def __init__(self, p: int, dtype: torch.dtype):
+        super().__init__()
+        self.p = p
+        self.layers = mlp([2 * p, *MLP_HIDDEN, p], dtype)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        a, b = tokens[:, 0], tokens[:, -2]  # `a b =` or `a ∘ b =`
+        return torch.cat([F.one_hot(a, self.p), F.one_hot(b, self.p)], dim=1).to(self.layers[0].weight.dtype)
+
+    def from_embeddings(self, embedded: torch.Tensor) -> torch.Tensor:
+        return self.layers(embedded)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.from_embeddings(self.embed(tokens))
+
+    @property
+    def token_embedding(self) -> torch.Tensor:
+        return self.layers[0].weight[:, : self.p].T
+
+    @property
+    def unembedding(self) -> torch.Tensor:
+        return self.layers[-1].weight
 
 
 class ModArithEvaluation:
@@ -141,7 +170,7 @@ NANDA = dict(
     layer_norm=False,
     attention_bias=False,
     init="nanda",
-    float64_loss=True,
+    softmax_precision=64,  # Nanda et al.'s `cross_entropy_high_precision`: float32 spikes the loss late in training
     optimizer="adamw",
     lr=1e-3,
     weight_decay=1.0,
@@ -165,7 +194,7 @@ GROKFAST = dict(
     layer_norm=True,
     attention_bias=True,
     init="torch",
-    float64_loss=False,
+    softmax_precision=32,
     optimizer="adam",
     lr=1e-3,
     weight_decay=0.0,
@@ -179,9 +208,38 @@ GROKFAST = dict(
 )
 
 
+PRIETO_MLP = dict(
+    p=113,
+    op="add",
+    train_fraction=0.4,
+    op_token=False,
+    architecture="mlp",
+    init_scale=1.0,
+    dtype="float32",
+    softmax_precision=64,  # their control arm: softmax cross-entropy in float64
+    optimizer="adamw",
+    lr=0.01,
+    weight_decay=0.0,
+    beta1=0.9,
+    warmup_steps=0,
+    batch_order="fixed",
+    max_epochs=80_000,
+    eval_every=10,
+)
+
+
+def prieto_optimizer(method: str | None, loss: str | None) -> dict[str, float]:
+    """β₂ and ε as their run_main_experiments.sh ran each arm: their ⊥Grad wrapper passed neither to AdamW, so
+    ⊥AdamW ran at torch's (0.999, 1e-8) (their issue #11); StableMax at β₂ 0.999, the rest at 0.99, with their
+    ε of 1e-25."""
+    if method == "orthograd":
+        return {"beta2": 0.999, "adam_eps": 1e-8}
+    return {"beta2": 0.999 if loss == "stablemax" else 0.99, "adam_eps": 1e-25}
+
+
 class ModArith(Task):
     name = "modarith"
-    description = "a ∘ b = c (mod p) on a small transformer; presets nanda (default) and grokfast"
+    description = "a ∘ b = c (mod p) on a small transformer; presets nanda (default), grokfast and prieto_mlp"
     Settings = ModArithSettings
     # the Nanda preset's shared settings; full batch is added in shared_defaults
     defaults = dict(
@@ -190,8 +248,8 @@ class ModArith(Task):
         dtype="float32",
         **{k: v for k, v in NANDA.items() if k not in ModArithSettings.names()},
     )
-    losses = ("ce",)
-    presets = {"nanda": NANDA, "grokfast": GROKFAST}
+    losses = ("ce", "stablemax")
+    presets = {"nanda": NANDA, "grokfast": GROKFAST, "prieto_mlp": PRIETO_MLP}
     grok_threshold = 0.95
     final_metrics = ("train_acc", "test_acc", "gini_embed", "gini_unembed")
     # Grokfast's authors plot accuracy against log steps; GrokAlign Figs. 8–9 the Gini coefficients, with trained and
@@ -208,6 +266,12 @@ class ModArith(Task):
 
     def shared_defaults(self, settings: ModArithSettings) -> dict[str, Any]:
         return {**super().shared_defaults(settings), "batch_size": self._train_size(settings)}  # full batch
+
+    def preset_values(self, preset: str, given: dict[str, Any]) -> dict[str, Any]:
+        values = self.presets[preset]
+        if preset == "prieto_mlp":
+            return {**values, **prieto_optimizer(given.get("method"), given.get("loss"))}
+        return values
 
     def train_size(self, cfg: TrialConfig) -> int:
         return self._train_size(cfg.task_settings)
@@ -226,6 +290,8 @@ class ModArith(Task):
 
     def build_model(self, cfg: TrialConfig) -> nn.Module:
         s = cfg.task_settings
+        if s.architecture == "mlp":
+            return scale_weights(OneHotMLP(s.p, getattr(torch, cfg.dtype)), cfg.init_scale)
         return Transformer(
             Architecture(
                 vocabulary=s.p + 2 if s.op_token else s.p + 1,
@@ -243,9 +309,6 @@ class ModArith(Task):
                 dtype=getattr(torch, cfg.dtype),
             )
         )
-
-    def loss_fn(self, cfg: TrialConfig) -> LossFn:
-        return float64_cross_entropy if cfg.task_settings.float64_loss else LOSSES[cfg.loss]
 
     def evaluator(self, cfg: TrialConfig, data: TaskData, device: torch.device) -> Evaluator:
         gini = FourierGini(cfg.task_settings.p, cfg.task_settings.op in NONZERO_B, device)

@@ -20,7 +20,7 @@ from grokbench.methods.adversarial import noise_scale
 from grokbench.methods.grokalign import ESTIMATORS
 from grokbench.resolve import config_of, resolve
 from grokbench.tasks import TASKS
-from grokbench.tasks.modarith import ModArithSettings, equations, float64_cross_entropy
+from grokbench.tasks.modarith import ModArithSettings, equations
 from grokbench.train import Trial
 
 MODARITH = TASKS["modarith"]
@@ -52,7 +52,8 @@ def test_the_default_is_the_nanda_preset_with_full_batch():
     assert default.to_dict() == {**nanda.to_dict(), "preset": None}
     s = default.task_settings
     assert (s.p, s.op, s.train_fraction, s.n_layers, s.d_model, s.n_heads, s.d_mlp) == (113, "add", 0.3, 1, 128, 4, 512)
-    assert (s.activation, s.layer_norm, s.op_token, s.init, s.float64_loss) == ("relu", False, False, "nanda", True)
+    assert (s.activation, s.layer_norm, s.op_token, s.init) == ("relu", False, False, "nanda")
+    assert default.softmax_precision == 64
     assert (default.optimizer, default.lr, default.weight_decay, default.beta1, default.beta2) == (
         "adamw",
         1e-3,
@@ -80,7 +81,7 @@ def test_the_grokfast_preset():
         True,
         True,
     )
-    assert (s.attention_bias, s.init, s.float64_loss) == (True, "torch", False)
+    assert (s.attention_bias, s.init, cfg.softmax_precision) == (True, "torch", 32)
     assert (cfg.optimizer, cfg.weight_decay, cfg.beta2, cfg.warmup_steps, cfg.batch_size, cfg.batch_order) == (
         "adam",
         0.0,
@@ -211,10 +212,12 @@ def test_frozen_token_embedding_is_a_buffer_that_training_leaves_alone():
 
 def test_loss_precision_is_a_setting():
     out, y = torch.randn(5, 12) * 30, torch.arange(5)
-    assert float64_cross_entropy(out, y).dtype == torch.float64
-    assert float64_cross_entropy(out, y).item() == pytest.approx(F.cross_entropy(out.double(), y).item(), rel=1e-12)
-    assert MODARITH.loss_fn(resolve(config_of(**TINY))) is float64_cross_entropy
-    assert MODARITH.loss_fn(resolve(config_of(**TINY_GROKFAST))) is LOSSES["ce"]
+    nanda = MODARITH.loss_fn(resolve(config_of(**TINY)))
+    assert nanda(out, y).dtype == torch.float64
+    assert nanda(out, y).item() == pytest.approx(F.cross_entropy(out.double(), y).item(), rel=1e-12)
+    grokfast = MODARITH.loss_fn(resolve(config_of(**TINY_GROKFAST)))
+    assert grokfast(out, y).dtype == torch.float32
+    assert torch.equal(grokfast(out, y), LOSSES["ce"](out, y))
 
 
 # ---- the methods at the input embedding -----------------------------------------------------------------------

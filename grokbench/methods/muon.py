@@ -1,0 +1,110 @@
+"""Muon (Jordan et al. 2024; for grokking, Tveit et al. 2025) as `torch.optim.Muon` on the hidden weight matrices.
+
+Muon steps every 2-D weight but the input embedding and the output layer; a dense first layer counts as hidden.
+The trial's own optimiser, with its lr and weight decay, steps the rest: embeddings, the output layer, biases and
+norms. Under AdamW this is the split the Muon authors and Keller Jordan's reference use. Muon's weight decay is
+the trial's `weight_decay` (not torch's default of 0.1), and its learning rate is its own (`muon_lr`: Muon's
+scale, not AdamW's). A model's parameters are sorted by name and shape: those of an `nn.Embedding` or named
+`…embedding` are embeddings, and the last 2-D parameter registered is the output layer. torch computes the
+Newton–Schulz iteration in bfloat16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from grokbench.config import ConfigError, TrialConfig
+from grokbench.methods.base import Method, OptimizerFactory
+from grokbench.settings import Settings, one_of, positive, setting
+from grokbench.tasks import Task
+
+ADJUST_LR = ("original", "match_rms_adamw")
+
+
+@dataclass(frozen=True)
+class MuonSettings(Settings):
+    muon_lr: float = setting(0.02, "Muon's learning rate, on its own scale (Keller Jordan's reference: 0.02)")
+    muon_momentum: float = setting(0.95, "Muon's momentum")
+    muon_nesterov: bool = setting(True, "Nesterov momentum")
+    muon_ns_steps: int = setting(5, "Newton–Schulz iterations per update")
+    muon_adjust_lr_fn: str = setting(
+        "original",
+        "original (lr·√max(1, rows/cols), Keller Jordan's) | match_rms_adamw (lr·0.2·√max(rows, cols), Moonshot's)",
+    )
+
+    def check(self) -> None:
+        positive("muon_lr", self.muon_lr)
+        if not 0 <= self.muon_momentum < 1:
+            raise ConfigError("muon_momentum", f"must be in [0, 1), got {self.muon_momentum}")
+        positive("muon_ns_steps", self.muon_ns_steps)
+        one_of("muon_adjust_lr_fn", self.muon_adjust_lr_fn, ADJUST_LR)
+
+
+def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
+    """The trained 2-D weights that are neither the input embedding nor the output layer."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.ndim == 2]
+    matrices = [p for name, p in named[:-1] if id(p) not in embeddings and not name.endswith("embedding")]
+    return matrices
+
+
+class OptimizerPair:
+    """Two optimisers over disjoint parameters, stepped, zeroed, saved and restored as one."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [optimizer.state_dict() for optimizer in self.optimizers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+
+
+class Muon(Method):
+    name = "muon"
+    Settings = MuonSettings
+
+    @classmethod
+    def check(cls, cfg: TrialConfig, task: Task) -> None:
+        super().check(cfg, task)
+        with torch.random.fork_rng(devices=[]):  # building the model to look at it draws from torch's stream
+            model = task.build_model(cfg)
+        if not hidden_matrices(model):
+            raise ConfigError(
+                "method",
+                f"muon updates hidden weight matrices, and task {task.name}'s model has none "
+                "(no 2-D weight besides its input embedding and output layer)",
+            )
+
+    def make_optimizer(self, model: nn.Module, trials_own: OptimizerFactory) -> torch.optim.Optimizer:
+        hidden = hidden_matrices(model)
+        chosen = {id(p) for p in hidden}
+        s = self.settings
+        muon = torch.optim.Muon(
+            hidden,
+            lr=s.muon_lr,
+            weight_decay=self.cfg.weight_decay,
+            momentum=s.muon_momentum,
+            nesterov=s.muon_nesterov,
+            ns_steps=s.muon_ns_steps,
+            adjust_lr_fn=s.muon_adjust_lr_fn,
+        )
+        return OptimizerPair(muon, trials_own([p for p in model.parameters() if id(p) not in chosen]))
