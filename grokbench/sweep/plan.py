@@ -70,9 +70,8 @@ class StoredTrial:
 
     @classmethod
     def of(cls, record: Any) -> StoredTrial:
-        """The planner's view of a record the store returns (`TrackingStore.stored_trials`), by field name; a
-        record may leave out a field that has a default."""
-        return cls(**{f.name: getattr(record, f.name) for f in fields(cls) if hasattr(record, f.name)})
+        """The planner's view of a record the store returns (`TrackingStore.stored_trials`), by field name."""
+        return cls(**{f.name: getattr(record, f.name) for f in fields(cls)})
 
     def interrupted_continuation(self) -> bool:
         """A run whose larger budget a sweep began but did not finish (stopped, or failed past its retries): its
