@@ -1,5 +1,5 @@
 """`grokbench bench`: the cost of one optimiser update of each method on a task (`mnist` by default, with the
-GrokAlign estimators beside the four methods), relative to the baseline.
+GrokAlign estimators beside the methods), relative to the baseline.
 
 Every variant is a real `Trial` and is timed through the training loop's own `train_epochs` (so an
 adversarial epoch's accuracy pass counts). Variants run interleaved in rounds in one process; each figure is the
@@ -37,8 +37,12 @@ VARIANTS: dict[str, dict] = {
     "grokfast": {"method": "grokfast"},
     "grokfast[ma]": {"method": "grokfast", "grokfast_variant": "ma"},
     "adversarial": {"method": "adversarial"},
+    "orthograd": {"method": "orthograd"},
+    "muon": {"method": "muon"},
+    "norm_constraint": {"method": "norm_constraint"},
 }
-METHODS_ONLY = ("baseline", "grokalign", "grokfast", "adversarial")  # on other tasks: the four methods as they run
+# on other tasks: the methods as they run
+METHODS_ONLY = ("baseline", "grokalign", "grokfast", "adversarial", "orthograd", "muon", "norm_constraint")
 
 
 @dataclass(frozen=True)

@@ -69,14 +69,15 @@ def config_from(values: Mapping[str, Any], stored: bool = False) -> TrialConfig:
 
 
 def _renamed(values: Mapping[str, Any], task: Task) -> dict[str, Any]:
-    """`values` with a former setting's name and value put as the newer setting's (the newer one, if also
-    given, wins)."""
+    """`values` with a former setting's name and value put as the newer setting's (the newer one, if also given
+    a value, wins)."""
     out = dict(values)
     for f in [*dataclasses.fields(TrialConfig), *dataclasses.fields(task.Settings)]:
         former = former_of(f)
         if former is not None and former.name in out:
             old = out.pop(former.name)
-            out.setdefault(f.name, former.newer(old))
+            if out.get(f.name) in (None, "None"):
+                out[f.name] = former.newer(old)
     return out
 
 

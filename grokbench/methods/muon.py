@@ -5,7 +5,8 @@ The trial's own optimiser, with its lr and weight decay, steps the rest: embeddi
 norms. Under AdamW this is the split the Muon authors and Keller Jordan's reference use. Muon's weight decay is
 the trial's `weight_decay` (not torch's default of 0.1), and its learning rate is its own (`muon_lr`: Muon's
 scale, not AdamW's). A model's parameters are sorted by name and shape: those of an `nn.Embedding` or named
-`…embedding` are embeddings, and the last 2-D parameter registered is the output layer. torch computes the
+`…embedding` are embeddings, and the last 2-D parameter registered is the output layer unless the model names
+another (`output_layer`). torch computes the
 Newton–Schulz iteration in bfloat16.
 """
 
@@ -45,11 +46,13 @@ class MuonSettings(Settings):
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
-    """The trained 2-D weights that are neither the input embedding nor the output layer."""
+    """The trained 2-D weights that are neither the input embedding nor the output layer. The output layer is the
+    last 2-D parameter, unless the model names it (`output_layer`; None: its output weights are fixed, as
+    polynomial's mean over units)."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.ndim == 2]
-    matrices = [p for name, p in named[:-1] if id(p) not in embeddings and not name.endswith("embedding")]
-    return matrices
+    output = getattr(model, "output_layer", named[-1][1] if named else None)
+    return [p for name, p in named if p is not output and id(p) not in embeddings and not name.endswith("embedding")]
 
 
 class OptimizerPair:

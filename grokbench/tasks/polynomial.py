@@ -63,6 +63,8 @@ class CentredTwoLayer(nn.Module):
     last input that needs no gradient is kept: full-batch training passes the same tensor every epoch, and
     recomputing it would cost a third of each update."""
 
+    output_layer = None  # the output is a fixed mean over the units: the trained weights are a hidden layer
+
     def __init__(self, weight: torch.Tensor, alpha: float, epsilon: float):
         super().__init__()
         self.alpha, self.epsilon = alpha, epsilon

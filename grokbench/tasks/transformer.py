@@ -185,6 +185,12 @@ class Transformer(nn.Module):
             self.final_norm_weight, self.final_norm_bias = init.norm()
         self.unembedding = init.weight(arch.vocabulary, arch.d_model, unembedding=True)  # rows: output tokens
 
+    @property
+    def output_layer(self) -> nn.Parameter:
+        """The output layer (for methods that treat it apart: muon): registered before the blocks, it is not
+        the last matrix among the parameters."""
+        return self.unembedding
+
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         return (self.token_embedding[tokens] + self.position_embedding).flatten(1)
 

@@ -1,0 +1,79 @@
+"""Muon: torch.optim.Muon on the hidden weight matrices, the trial's optimiser on the rest."""
+
+import pytest
+import torch
+from helpers import parameters, straight_and_resumed
+from torch import nn
+
+from grokbench.config import ConfigError
+from grokbench.methods.muon import Muon, hidden_matrices
+from grokbench.resolve import config_of, resolve
+from grokbench.tasks import TASKS, Task
+from grokbench.train import Trial
+
+TINY_MLP = dict(task="modarith", p=11, train_fraction=0.5, architecture="mlp", warmup_steps=0)
+TINY_TRANSFORMER = dict(task="modarith", p=11, train_fraction=0.5, d_model=16, n_heads=2, d_mlp=32)
+
+
+def shapes(params):
+    return [tuple(p.shape) for p in params]
+
+
+def test_hidden_matrices_leave_out_the_embeddings_and_the_output_layer_but_not_a_dense_first_layer():
+    cfg = resolve(config_of(**TINY_MLP))
+    assert shapes(hidden_matrices(TASKS["modarith"].build_model(cfg))) == [(200, 22), (200, 200)]
+    transformer = TASKS["modarith"].build_model(resolve(config_of(**TINY_TRANSFORMER)))
+    names = {id(p): name for name, p in transformer.named_parameters()}
+    assert sorted(names[id(p)] for p in hidden_matrices(transformer)) == [
+        "blocks.0.k_weight",
+        "blocks.0.mlp_in_weight",
+        "blocks.0.mlp_out_weight",
+        "blocks.0.out_weight",
+        "blocks.0.q_weight",
+        "blocks.0.v_weight",
+    ]
+    assert hidden_matrices(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))) != []
+    assert hidden_matrices(nn.Linear(4, 2)) == []
+
+
+def test_muon_steps_the_hidden_matrices_with_the_trials_weight_decay_and_adamw_the_rest():
+    trial = Trial(config_of(**TINY_MLP, method="muon", weight_decay=0.3, lr=2e-3, muon_lr=0.05, muon_ns_steps=3))
+    muon, rest = trial.optimizer.optimizers
+    assert type(muon) is torch.optim.Muon and type(rest) is torch.optim.AdamW
+    assert shapes(muon.param_groups[0]["params"]) == [(200, 22), (200, 200)]
+    assert shapes(rest.param_groups[0]["params"]) == [(11, 200)]
+    group = muon.param_groups[0]
+    assert (group["lr"], group["weight_decay"], group["ns_steps"], group["adjust_lr_fn"]) == (0.05, 0.3, 3, "original")
+    assert (rest.param_groups[0]["lr"], rest.param_groups[0]["weight_decay"]) == (2e-3, 0.3)
+    before = parameters(trial)
+    trial.train_epoch()
+    assert not torch.equal(before, parameters(trial))
+
+
+def test_a_task_whose_model_has_no_hidden_matrix_is_refused():
+    class Linear(Task):
+        name, defaults, losses = "linear", TASKS["xor"].defaults, ("mse",)
+        Settings = TASKS["xor"].Settings
+
+        def build_model(self, cfg):
+            return nn.Linear(2, 1)
+
+    cfg = resolve(config_of(task="xor"))
+    with pytest.raises(ConfigError, match="method: muon updates hidden weight matrices, and task linear's model has"):
+        Muon.check(cfg, Linear())
+
+
+def test_bad_muon_settings_are_refused():
+    with pytest.raises(ConfigError, match="muon_adjust_lr_fn"):
+        resolve(config_of(task="xor", method="muon", muon_adjust_lr_fn="none"))
+    with pytest.raises(ConfigError, match="muon_momentum"):
+        resolve(config_of(task="xor", method="muon", muon_momentum=1))
+
+
+def test_a_resumed_trial_restores_both_optimizers_and_equals_the_uninterrupted_run_bit_for_bit():
+    cfg = config_of(**{**TINY_MLP, "warmup_steps": 5}, method="muon", batch_size=20, max_epochs=6, eval_every=2)
+    run = straight_and_resumed(cfg, stop_at_epoch=2)
+    # each optimiser warmed up to its own learning rate
+    assert [g["lr"] for g in run.resumed.optimizer.param_groups] == [0.02, run.resumed.cfg.lr]
+    assert torch.equal(parameters(run.straight), parameters(run.resumed))
+    assert run.seen == run.straight_seen
