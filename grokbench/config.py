@@ -85,7 +85,7 @@ class TrialConfig:
     method_settings: Any = None  # the method's Settings instance (its defaults when None)
     # the settings a user gave (flags, a sweep's or suite's values), not filled in by a preset or a default:
     # a method may treat a default differently from a choice (norm_constraint's weight decay)
-    given: frozenset[str] = frozenset()
+    given: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)  # not what the trial computes
 
     def to_dict(self) -> dict[str, Any]:
         """The flat view: shared settings, then the task's, then the method's."""

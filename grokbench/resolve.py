@@ -136,8 +136,8 @@ def _check_loss(cfg: TrialConfig, task: Task) -> None:
     if cfg.loss in CLASS_LOSSES and cfg.loss not in task.losses:
         raise ConfigError(
             "loss",
-            f"{cfg.loss} needs a class distribution to normalise, and task {task.name}'s model has a scalar output; "
-            f"use one of: {', '.join(task.losses)}",
+            f"{cfg.loss!r} is not one of: {', '.join(task.losses)} ({cfg.loss} needs a class distribution, and "
+            f"task {task.name}'s model has a scalar output)",
         )
     one_of("loss", cfg.loss, task.losses)
 

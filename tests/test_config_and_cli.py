@@ -79,7 +79,7 @@ def test_unknown_task_is_a_usage_error(capsys):
         (["run", "mnist", "--p", "5"], "--p: a setting of task xor, not of mnist"),  # never --probe-size
         (["run", "mnist", "--no-such", "3"], "--no-such: no such setting of mnist (see grokbench run mnist --help)"),
         (["run", "mnist", "--learning-rate", "1"], "--learning-rate: no such setting of mnist"),
-        (["run", "mnist", "--preset", "nanda"], "preset: task mnist has no presets"),
+        (["run", "xor", "--preset", "nanda"], "preset: task xor has no presets"),
         (["run", "xor", "--p", "2"], "p: must be at least 3"),
         (["run", "mnist", "--train-size", "70000"], "train_size: must be at most 60000 (MNIST's train split)"),
         (["run", "mnist", "--optimizer", "sgd", "--beta2", "0.98"], "beta2: applies to adam and adamw"),
