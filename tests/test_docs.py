@@ -24,7 +24,7 @@ NAMES_PAGE = DOCS / "names.md"
 EXAMPLE_PAGE = DOCS / "extending.md"
 SWEEP_FILES_PAGE = DOCS / "sweep-files.md"
 README_MAX_LINES = 200
-GENERATED = re.compile(r"(<!-- settings: (?P<owner>[a-z ]+?) -->\n)(?P<table>.*?)(<!-- end settings -->)", re.S)
+GENERATED = re.compile(r"(<!-- settings: (?P<owner>[a-z_ ]+?) -->\n)(?P<table>.*?)(<!-- end settings -->)", re.S)
 
 
 # ---- README ---------------------------------------------------------------------------------------------------
