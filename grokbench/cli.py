@@ -37,6 +37,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser, task) -> list[str]:
             help_text = help_of(f) + (default if f.name in task.Settings.names() else "")
             if f.name == "preset" and task.presets:
                 help_text += f": {', '.join(task.presets)}"
+            if f.name == "method":
+                help_text += "".join(f"; {m.name}: {m.description}" for m in METHODS.values() if m.description)
             group.add_argument(
                 "--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=f.name.upper(), help=help_text
             )

@@ -47,6 +47,7 @@ class Method:
     """
 
     name: ClassVar[str] = "baseline"
+    description: ClassVar[str] = ""  # one line for `grokbench run TASK --help`
     Settings: ClassVar[type[Settings]] = NoSettings
     requires: ClassVar[frozenset[str]] = frozenset()
 

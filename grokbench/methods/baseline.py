@@ -7,6 +7,7 @@ from grokbench.tasks import Task
 
 class Baseline(Method):
     name = "baseline"
+    description = "the task's optimiser and weight decay, nothing added"
 
     @classmethod
     def check(cls, cfg: TrialConfig, task: Task) -> None:

@@ -33,6 +33,7 @@ class GrokfastSettings(Settings):
 
 class Grokfast(Method):
     name = "grokfast"
+    description = "amplify the gradient's slow component (Lee et al. 2024)"
     Settings = GrokfastSettings
 
     def __init__(self, cfg: TrialConfig, generator: torch.Generator):

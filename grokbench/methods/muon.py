@@ -83,6 +83,7 @@ class OptimizerPair:
 
 class Muon(Method):
     name = "muon"
+    description = "torch.optim.Muon on the hidden weight matrices, the trial's optimiser on the rest"
     Settings = MuonSettings
 
     @classmethod

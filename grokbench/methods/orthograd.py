@@ -25,6 +25,7 @@ def orthogonalised(w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 class OrthoGrad(Method):
     name = "orthograd"
+    description = "⊥Grad: step only the gradient's part orthogonal to the weights (Prieto et al. 2025)"
 
     @torch.no_grad()
     def before_step(self, params: list[torch.Tensor]) -> None:
