@@ -56,7 +56,7 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
 
 
 class OptimizerPair:
-    """Two optimisers over disjoint parameters, stepped, zeroed, saved and restored as one."""
+    """Optimisers over disjoint parameters, stepped, zeroed, saved and restored as one."""
 
     def __init__(self, *optimizers: torch.optim.Optimizer):
         self.optimizers = optimizers
@@ -111,4 +111,5 @@ class Muon(Method):
             ns_steps=s.muon_ns_steps,
             adjust_lr_fn=s.muon_adjust_lr_fn,
         )
-        return OptimizerPair(muon, trials_own([p for p in model.parameters() if id(p) not in chosen]))
+        rest = [p for p in model.parameters() if id(p) not in chosen]
+        return OptimizerPair(muon, trials_own(rest)) if rest else OptimizerPair(muon)  # polynomial: only a matrix

@@ -58,7 +58,7 @@ class NormConstraint(Method):
                 f"norm_constraint holds the weight norm fixed instead of decaying it (Omnigrok), so it runs without "
                 f"weight decay; drop --weight-decay {cfg.weight_decay:g} or set it to 0",
             )
-        log.info("norm_constraint: weight decay %g from %s's defaults set to 0", cfg.weight_decay, task.name)
+        log.warning("norm_constraint: weight decay %g from %s's defaults set to 0", cfg.weight_decay, task.name)
         return cfg.replace(weight_decay=0.0)
 
     def on_start(self, model: nn.Module) -> None:

@@ -50,6 +50,14 @@ def test_muon_steps_the_hidden_matrices_with_the_trials_weight_decay_and_adamw_t
     assert not torch.equal(before, parameters(trial))
 
 
+def test_a_model_whose_only_parameter_is_a_hidden_matrix_trains_on_muon_alone():
+    trial = Trial(config_of(task="polynomial", method="muon", max_epochs=2))  # its output weights are fixed
+    assert [type(o) for o in trial.optimizer.optimizers] == [torch.optim.Muon]
+    before = parameters(trial)
+    trial.run()
+    assert not torch.equal(before, parameters(trial))
+
+
 def test_a_task_whose_model_has_no_hidden_matrix_is_refused():
     class Linear(Task):
         name, defaults, losses = "linear", TASKS["xor"].defaults, ("mse",)
