@@ -16,7 +16,7 @@ from grokbench.resolve import config_of
 from grokbench.train import Trial
 
 PLUGIN = '''
-"""A tiny example method from outside grokbench: the baseline with its gradients halved."""
+"""A tiny example method and task from outside grokbench: the baseline with its gradients halved, and xor again."""
 
 from dataclasses import dataclass
 
@@ -24,6 +24,7 @@ import torch
 
 from grokbench.methods.base import Method
 from grokbench.settings import Settings, setting
+from grokbench.tasks.xor import Xor
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class Halved(Method):
 
     def on_gradients(self, grads):
         torch._foreach_mul_(grads, self.settings.halved_factor)
+
+
+class XorAgain(Xor):
+    name = "xor_again"
+
+
+TASK = XorAgain()
 '''
 
 
@@ -48,6 +56,7 @@ def installed_plugin(root):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-grokbench-plugin\nVersion: 0.1\n")
     entry_points = (
         "[grokbench.methods]\nhalved = tiny_grokbench_plugin:Halved\nbaseline = tiny_grokbench_plugin:Halved\n"
+        "[grokbench.tasks]\nxor_again = tiny_grokbench_plugin:TASK\n"
     )
     (info / "entry_points.txt").write_text(entry_points)
     return root
@@ -58,6 +67,7 @@ def test_an_entry_point_adds_a_method_and_cannot_replace_a_built_in_one(tmp_path
     registry = plugged_in("grokbench.methods", {"baseline": Baseline})
     assert registry["baseline"] is Baseline
     assert registry["halved"].name == "halved"
+    assert plugged_in("grokbench.tasks", {})["xor_again"].name == "xor_again"
     assert "halved" not in METHODS  # this process's registry was built before the plugin was on the path
     monkeypatch.setitem(METHODS, "halved", registry["halved"])  # as a process started now would have it
     trial = Trial(config_of(task="xor", method="halved", halved_factor=0.25, max_epochs=2))
