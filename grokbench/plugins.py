@@ -1,5 +1,6 @@
 """Tasks and methods from other packages: each named in an entry-point group (`grokbench.tasks`,
-`grokbench.methods`) of an installed distribution, loaded when the registry is built."""
+`grokbench.methods`) of an installed distribution, loaded when the registry is built. The tasks load first (the
+methods' interface imports them), so a task's module must not import `grokbench.methods`."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from grokbench.resolve import config_of
 from grokbench.train import Trial
 
 PLUGIN = '''
-"""A tiny example method and task from outside grokbench: the baseline with its gradients halved, and xor again."""
+"""A tiny example method from outside grokbench: the baseline with its gradients halved."""
 
 from dataclasses import dataclass
 
@@ -24,7 +24,6 @@ import torch
 
 from grokbench.methods.base import Method
 from grokbench.settings import Settings, setting
-from grokbench.tasks.xor import Xor
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,13 @@ class Halved(Method):
     def on_gradients(self, grads):
         torch._foreach_mul_(grads, self.settings.halved_factor)
 
+'''
+TASK_PLUGIN = '''
+"""A tiny example task from outside grokbench (a module of its own: a task's module must not import
+grokbench.methods, which loads the tasks first)."""
+
+from grokbench.tasks.xor import Xor
+
 
 class XorAgain(Xor):
     name = "xor_again"
@@ -51,12 +57,13 @@ TASK = XorAgain()
 def installed_plugin(root):
     """The plugin as an installed distribution would leave it on the path: its module and its entry points."""
     (root / "tiny_grokbench_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    (root / "tiny_grokbench_task.py").write_text(textwrap.dedent(TASK_PLUGIN))
     info = root / "tiny_grokbench_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-grokbench-plugin\nVersion: 0.1\n")
     entry_points = (
         "[grokbench.methods]\nhalved = tiny_grokbench_plugin:Halved\nbaseline = tiny_grokbench_plugin:Halved\n"
-        "[grokbench.tasks]\nxor_again = tiny_grokbench_plugin:TASK\n"
+        "[grokbench.tasks]\nxor_again = tiny_grokbench_task:TASK\n"
     )
     (info / "entry_points.txt").write_text(entry_points)
     return root
