@@ -52,21 +52,36 @@ def test_every_command_in_the_readme_table_links_a_docs_page():
         assert links and all((REPO / link).is_file() for link in links), f"no docs page linked from: {row}"
 
 
-def test_every_grokbench_command_and_flag_the_readme_shows_exists():
-    """The README's commands as they really are: each `grokbench SUBCOMMAND --flag` it shows, the CLI has."""
+def shown_commands(path: Path) -> list[tuple[str, str]]:
+    """Each `grokbench SUBCOMMAND ...` in a page's bash blocks and code spans: (subcommand, the rest of its line)."""
+    text = path.read_text()
+    code = "\n".join(re.findall(r"```bash\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text))
+    return re.findall(r"grokbench ([a-z-]+)((?: [^`|#'\n]*)?)", code)
+
+
+def flags_of(subcommands: dict, command: str, rest: str) -> set[str]:
+    """The flags `grokbench COMMAND` takes; for `run`, those of the task it names (every task's setting flags)."""
+    parsers = [subcommands[command]]
+    task = re.match(r" ([A-Za-z]+)", rest)
+    if command == "run" and task:  # a task named, or a placeholder (TASK) standing for any
+        tasks = next(a for a in parsers[0]._actions if a.dest == "task").choices
+        parsers = [tasks[task.group(1)]] if task.group(1) in tasks else list(tasks.values())
+    return {o for parser in parsers for a in parser._actions for o in a.option_strings}
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(p.name for p in DOCS.glob("*.md"))])
+def test_every_grokbench_command_and_flag_a_page_shows_exists(page):
+    """The commands as they really are: each `grokbench SUBCOMMAND --flag` a page shows, the CLI has (but for the
+    example method's flags, which exist once a reader has added it)."""
     from grokbench.cli import build_parser
 
-    parser = build_parser()
-    subcommands = next(a for a in parser._actions if a.dest == "command").choices
-    text = (REPO / "README.md").read_text()
-    code = "\n".join(re.findall(r"```bash\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text))
-    shown = re.findall(r"grokbench ([a-z-]+)((?: [^`|#'\n]*)?)", code)
-    assert len(shown) >= 8
-    for command, rest in shown:
-        assert command in subcommands, f"README shows `grokbench {command}`, which the CLI does not have"
-        flags = {o for a in subcommands[command]._actions for o in a.option_strings}
-        unknown = [flag for flag in re.findall(r"(--[a-z-]+)", rest) if flag not in flags]
-        assert not unknown, f"README shows `grokbench {command}` with {unknown}, which it does not take"
+    subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    path = REPO / page if page == "README.md" else DOCS / page
+    for command, rest in shown_commands(path):
+        assert command in subcommands, f"{page} shows `grokbench {command}`, which the CLI does not have"
+        flags = flags_of(subcommands, command, rest)
+        unknown = [f for f in re.findall(r"(--[a-z0-9-]+)", rest) if f not in flags and "gradnoise" not in f]
+        assert not unknown, f"{page} shows `grokbench {command}{rest}` with {unknown}, which it does not take"
 
 
 # ---- settings tables, generated from the code ------------------------------------------------------------------
