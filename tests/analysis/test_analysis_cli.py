@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_analysis import log_trial
+from stores import log_trial
 
 from analysis.cli import selection_name
 from analysis.output import BUILD, build_dir, checkout, output_dir, results_dir

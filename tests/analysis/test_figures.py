@@ -7,7 +7,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import log_trial
+from stores import log_trial
 
 from analysis.figures import accuracy_figure, curves_figure, sensitivity_figure
 from analysis.plotting import grok_threshold, histories

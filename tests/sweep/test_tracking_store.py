@@ -8,7 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from test_analysis import log_trial
+from stores import log_trial
 
 from analysis.runs import load_runs
 from analysis.tables import main as tables_main
