@@ -245,7 +245,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _reachable_tracking_uri(args: argparse.Namespace, only_read: bool = False) -> str:
     """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; checked before any work starts. A store that is
     only read must exist already: none is created."""
-    from grokbench.sweep.mlflow_store import check_reachable, check_readable, tracking_uri
+    from grokbench.sweep.uri import check_reachable, check_readable, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
     (check_readable if only_read else check_reachable)(uri)
@@ -273,7 +273,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from grokbench.sweep.archive import import_runs
-    from grokbench.sweep.mlflow_store import retry_only_patiently
+    from grokbench.sweep.retry import retry_only_patiently
 
     retry_only_patiently()  # MLflow's HTTP retries would re-send a create_run; ours are safe to repeat
     uri = _reachable_tracking_uri(args)

@@ -21,22 +21,14 @@ from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
 from grokbench.sweep.execution import experiments, fit
 from grokbench.sweep.keys import experiment_name
 from grokbench.sweep.live import LiveView
-from grokbench.sweep.mlflow_store import (
-    TrackingStore,
-    check_reachable,
-    check_readable,
-    patiently,
-    retry_only_patiently,
-    sqlite_path,
-    store_errors,
-    tracking_patience_s,
-    tracking_uri,
-)
+from grokbench.sweep.mlflow_store import TrackingStore, store_errors
 from grokbench.sweep.plan import GridPlan, dry_run, plan_grid, planned_count, to_run, total_trials
 from grokbench.sweep.report import report_sweep, report_unfinished
+from grokbench.sweep.retry import patiently, retry_only_patiently, tracking_patience_s
 from grokbench.sweep.spec import SweepSpec, build_sweep
 from grokbench.sweep.storage import SweepStorage
 from grokbench.sweep.tracking import TrialRuns
+from grokbench.sweep.uri import check_reachable, check_readable, sqlite_path, tracking_uri
 
 PLAN_FILE = "sweep.json"
 

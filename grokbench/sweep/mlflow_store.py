@@ -23,10 +23,7 @@ from grokbench.sweep import storage
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG, outcome_rank
 from grokbench.sweep.provenance import code_version, context_tags
-
-# re-exported: they moved out of this module (issue 33), and older callers still import them from here
-from grokbench.sweep.retry import is_transient, patiently, retry_only_patiently, tracking_patience_s  # noqa: F401
-from grokbench.sweep.uri import check_reachable, check_readable, runs_link, sqlite_path, tracking_uri  # noqa: F401
+from grokbench.sweep.uri import sqlite_path
 
 STORE_SETUP_LOGGERS = ("mlflow.store.db.utils", "alembic")
 PAGE = 1000  # runs per search request

@@ -13,8 +13,10 @@ from grokbench.progress import counted, duration
 from grokbench.resolve import config_from
 from grokbench.sweep.keys import trial_key
 from grokbench.sweep.live import summary_table
-from grokbench.sweep.mlflow_store import BEST_PREFIX, TrackingStore, patiently, runs_link
+from grokbench.sweep.mlflow_store import BEST_PREFIX, TrackingStore
+from grokbench.sweep.retry import patiently
 from grokbench.sweep.spec import SweepSpec
+from grokbench.sweep.uri import runs_link
 
 
 def report_sweep(

@@ -545,7 +545,7 @@ def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_re
     from mlflow.exceptions import MlflowException
 
     from grokbench.sweep.errors import TrackingError
-    from grokbench.sweep.mlflow_store import is_transient, patiently
+    from grokbench.sweep.retry import is_transient, patiently
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries would wait minutes
     absent = mlflow.MlflowClient("http://127.0.0.1:9")
