@@ -3,7 +3,8 @@ the committed tables they quote.
 
 A page quotes a table in one of two ways:
 
-- an include, a block that holds a committed file word for word (a path relative to the page)::
+- an include, a block that holds a generated table (a .md with its .csv beside it) word for word (a path relative
+  to the page)::
 
       <!-- include: table1_ce.md -->
       ...the file's text...
@@ -105,6 +106,8 @@ def refresh_includes(page: Path) -> str:
         source = page.parent / match["file"]
         if not source.is_file():
             raise PageError(f"{page}: include of {match['file']}, which does not exist")
+        if not source.with_suffix(".csv").is_file():  # a hand-written file would carry its numbers past the check
+            raise PageError(f"{page}: include of {match['file']}, which is no generated table (no .csv beside it)")
         content = source.read_text(encoding="utf-8")
         return f"<!-- include: {match['file']} -->\n{content.rstrip()}\n<!-- end include -->"
 

@@ -166,6 +166,7 @@ def test_a_stray_number_is_found_and_names_are_not(tmp_path: Path) -> None:
 def test_update_rewrites_a_stale_include_and_the_check_then_passes(tmp_path: Path) -> None:
     results = tmp_path / "results"
     write(results, "e/t.md", "| a |\n| 1 |\n")
+    write(results, "e/t.csv", "a\n1\n")
     page = write(results, "e/README.md", "<!-- include: t.md -->\nold\n<!-- end include -->\n")
     write(results, "README.md", "index\n")
     assert pages.stale_includes(page) != []
@@ -178,7 +179,18 @@ def test_an_include_of_a_missing_file_exits_2_and_writes_nothing(tmp_path: Path)
     results = tmp_path / "results"
     first = write(results, "a/README.md", "<!-- include: t.md -->\nold\n<!-- end include -->\n")
     write(results, "a/t.md", "new\n")
+    write(results, "a/t.csv", "new\n")
     write(results, "b/README.md", "<!-- include: gone.md -->\nx\n<!-- end include -->\n")
     write(results, "README.md", "index\n")
     assert pages.main(["--update", "--results", str(results)]) == 2
     assert "old" in first.read_text(encoding="utf-8")
+
+
+def test_an_include_of_a_hand_written_file_is_refused(tmp_path: Path) -> None:
+    """Only a generated table (its .csv beside it) may be included: the numbers of a hand-written file would escape
+    the check."""
+    results = tmp_path / "results"
+    write(results, "a/notes.md", "grokked at 12 840\n")
+    write(results, "a/README.md", "<!-- include: notes.md -->\ngrokked at 12 840\n<!-- end include -->\n")
+    write(results, "README.md", "index\n")
+    assert pages.main(["--results", str(results)]) == 2
