@@ -29,6 +29,6 @@ def by_experiment(runs: pd.DataFrame) -> str:
 def experiments_note(rows: list[str]) -> str:
     """The footnote naming each row's runs' experiments (`rows`: "label experiment n, ..." per row)."""
     return (
-        "a trial that several experiments hold counts once (the run with the larger budget, on a tie the later "
-        f"one); each row's trials by experiment: {'; '.join(rows)}"
+        "a trial that several experiments hold counts once (the run with an outcome, then the one with the "
+        f"larger budget, then the later one); each row's trials by experiment: {'; '.join(rows)}"
     )

@@ -44,7 +44,8 @@ def label(machine: dict[str, str]) -> str:
     if not machine or any(field not in machine for field in FIELDS):
         return NOT_RECORDED
     gpu = "no GPU" if machine["gpu"] == "none" else machine["gpu"]
-    return f"{machine['cpu']} ×{machine['cpus']}, {gpu}, torch {machine['torch']}, {machine['threads']} threads"
+    threads = "1 thread" if machine["threads"] == "1" else f"{machine['threads']} threads"
+    return f"{machine['cpu']} ×{machine['cpus']}, {gpu}, torch {machine['torch']}, {threads}"
 
 
 def as_tags(machine: dict[str, str]) -> dict[str, str]:

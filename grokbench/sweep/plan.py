@@ -303,7 +303,8 @@ def warn_of_other_machines(grid_plan: GridPlan, here: str, out) -> None:
         return
     machines = "; ".join(f"{machine} ({counted(n, 'trial')})" for machine, n in sorted(elsewhere.items()))
     print(
-        f"warning: {counted(elsewhere.total(), 'trial')} it reuses ran on another machine than this one ({here}): "
+        f"warning: {counted(elsewhere.total(), 'trial')} it reuses ran on a machine other than this one or not "
+        f"recorded (this one: {here}): "
         f"{machines}. Their steps compare with this sweep's, their seconds do not (--rerun runs them all here)",
         file=out,
     )

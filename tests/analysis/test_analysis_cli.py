@@ -128,7 +128,10 @@ def test_a_trial_two_experiments_hold_counts_once_as_its_run_with_the_larger_bud
     trials = pd.read_csv(out / "trials.csv", dtype=str).set_index(["method", "seed"])
     assert len(trials) == 5 and trials.loc[("Baseline", "1"), "time to grok (s)"] == "66.0"
     notes = (out / "table1_ce.md").read_text()
-    assert "a trial that several experiments hold counts once (the run with the larger budget" in notes
+    assert (
+        "a trial that several experiments hold counts once (the run with an outcome, then the one with the larger "
+        "budget" in notes
+    )
     assert "Baseline mnist_ce 2; GrokAlign mnist_ce 3" in notes
 
 

@@ -400,9 +400,9 @@ def test_a_plan_reusing_trials_from_other_machines_warns_naming_them(capsys):
     machines = {"a": "box ×2", "b": "big ×64", "c": "big ×64", "d": NOT_RECORDED}
     warn_of_other_machines(GridPlan({"a": "s", "b": "s", "c": "s"}, {"d": {}}, machines), "box ×2", sys.stdout)
     assert capsys.readouterr().out == (
-        "warning: 3 trials it reuses ran on another machine than this one (box ×2): big ×64 (2 trials); machine not "
-        "recorded (1 trial). Their steps compare with this sweep's, their seconds do not (--rerun runs them all "
-        "here)\n"
+        "warning: 3 trials it reuses ran on a machine other than this one or not recorded (this one: box ×2): "
+        "big ×64 (2 trials); machine not recorded (1 trial). Their steps compare with this sweep's, their seconds "
+        "do not (--rerun runs them all here)\n"
     )
     warn_of_other_machines(GridPlan({"a": "s"}, {}, {"a": "box ×2"}), "box ×2", sys.stdout)
     assert capsys.readouterr().out == ""

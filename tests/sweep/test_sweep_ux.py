@@ -171,8 +171,8 @@ def test_a_dry_run_warns_of_reused_trials_that_ran_on_another_machine(tmp_path, 
     out = capsys.readouterr().out
     assert "3 of them already have an outcome in the tracking store" in out
     warning = (
-        f"warning: 2 trials it reuses ran on another machine than this one ({label(here)}): "
-        "AMD EPYC 7763 64-Core Processor ×64, NVIDIA A100, torch 2.5.1, 1 threads (1 trial); "
+        f"warning: 2 trials it reuses ran on a machine other than this one or not recorded (this one: {label(here)}): "
+        "AMD EPYC 7763 64-Core Processor ×64, NVIDIA A100, torch 2.5.1, 1 thread (1 trial); "
         "machine not recorded (1 trial). Their steps compare with this sweep's, their seconds do not (--rerun "
         "runs them all here)"
     )

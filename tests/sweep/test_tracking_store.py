@@ -145,7 +145,7 @@ def test_a_stored_trial_knows_which_further_events_its_run_reached_and_where(tmp
     held = store.stored_trials("grokbench/events")
     assert held["strict"].event_epochs == {"grok_strict": 70} and held["loose"].event_epochs == {}
     assert (held["strict"].epochs, held["strict"].epochs_to_grok) == (100, 40)
-    assert held["strict"].machine == "Some CPU ×8, no GPU, torch 2.5.1, 1 threads"
+    assert held["strict"].machine == "Some CPU ×8, no GPU, torch 2.5.1, 1 thread"
     assert held["loose"].machine == "machine not recorded"  # logged before runs recorded their machine
 
 

@@ -104,5 +104,5 @@ def test_a_sweep_records_each_trials_machine_and_keeps_mlflows_database_set_up_q
         assert tags["grokbench.machine.gpu"] == "none"
         assert tags["grokbench.machine.torch"] == torch.__version__
         assert tags["grokbench.machine.threads"] == "1"
-        expected = f"{machine.cpu_model()} ×{os.cpu_count()}, no GPU, torch {torch.__version__}, 1 threads"
+        expected = f"{machine.cpu_model()} ×{os.cpu_count()}, no GPU, torch {torch.__version__}, 1 thread"
         assert tags["grokbench.machine"] == expected
