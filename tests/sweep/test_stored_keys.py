@@ -7,7 +7,7 @@ import pytest
 from grokbench.sweep.archive import _records
 from grokbench.sweep.keys import KEY_TAG, trial_key
 
-ARCHIVES = sorted((Path(__file__).resolve().parents[1] / "results" / "runs").glob("*.jsonl.gz"))
+ARCHIVES = sorted((Path(__file__).resolve().parents[2] / "results" / "runs").glob("*.jsonl.gz"))
 
 
 @pytest.mark.slow  # reads every committed archive: about 10 s on one core
