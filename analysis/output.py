@@ -20,7 +20,7 @@ FORMATS = ("md", "tex", "csv")
 PACKAGE = Path(__file__).resolve().parent
 BUILD = Path("build") / "analysis"  # git-ignored: where the files go unless told otherwise
 RESULTS = Path("results")  # the committed tables, written only with --update-results (or --out)
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"grokbench.{__name__}")
 
 
 @dataclass
@@ -203,7 +203,7 @@ def run_command(prog: str, format_text: str, body: Callable[[list[str]], object]
         return 2
     notes = logging.StreamHandler(sys.stderr)
     notes.setFormatter(NoteFormatter(prog))
-    library = logging.getLogger("analysis")
+    library = logging.getLogger("grokbench.analysis")
     library.addHandler(notes)
     library.setLevel(logging.INFO)
     try:

@@ -13,7 +13,7 @@ from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, SWEEP_TAG, e
 from grokbench.sweep.mlflow_store import TrackingStore, store_errors
 from grokbench.sweep.uri import check_readable
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"grokbench.{__name__}")
 
 NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "eval_every", "weight_decay", "lr")
 SUMMARY_METRICS = (  # a trial's summary figures; max_epochs among them: a continued trial's last budget
