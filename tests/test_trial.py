@@ -222,6 +222,7 @@ def test_each_optimizer_gets_the_trials_lr_betas_and_weight_decay(optimizer, kin
     assert group.get("betas", (0.8, 0.98)) == (0.8, 0.98)
 
 
+@pytest.mark.slow  # a subprocess or seconds of training: kept out of the fast tier
 def test_a_censored_trial_given_a_larger_budget_continues_where_it_stopped():
     short = Trial(config_of(task="xor", max_epochs=60))
     assert short.run()["status"] == "censored"

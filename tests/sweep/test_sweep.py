@@ -433,6 +433,7 @@ def test_unreachable_ray_and_tracking_server_fail_before_any_trial(tmp_path, cap
     assert "\n4 trials to run" in out.getvalue()
 
 
+@pytest.mark.slow  # a subprocess or seconds of training: kept out of the fast tier
 def test_a_sweep_whose_data_is_missing_stops_before_any_trial_and_leaves_nothing_behind(tmp_path):
     blocker = tmp_path / "a-file"  # no data directory can be made beneath it, nor anything downloaded there
     blocker.write_text("")
@@ -539,6 +540,7 @@ def test_the_driver_finds_a_tracking_failure_however_tune_wrapped_it():
     assert tracking_failure(RuntimeError("a trial's own error")) is None
 
 
+@pytest.mark.slow  # a subprocess or seconds of training: kept out of the fast tier
 def test_tracking_calls_wait_out_an_absent_server_then_fail_clearly_and_never_retry_a_rejected_request(
     workdir, monkeypatch
 ):

@@ -58,6 +58,7 @@ setup._warn_token_auth_disabled()  # a cluster open to anyone on its network: th
 """
 
 
+@pytest.mark.slow  # a subprocess or seconds of training: kept out of the fast tier
 @pytest.mark.parametrize("quiet", [False, True])
 def test_a_sweep_silences_rays_token_notice_and_nothing_else(quiet):
     from grokbench.sweep.driver import RAY_TOKEN_NOTICE
