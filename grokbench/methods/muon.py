@@ -7,7 +7,8 @@ the trial's `weight_decay` (not torch's default of 0.1), and its learning rate i
 scale, not AdamW's). A model's parameters are sorted by name and shape: those of an `nn.Embedding` or named
 `…embedding` are embeddings, and the last 2-D parameter registered is the output layer unless the model names
 another (`output_layer`). torch computes the
-Newton–Schulz iteration in bfloat16.
+Newton–Schulz iteration in bfloat16; `muon_ns_precision: float64` runs the same update with the iteration in
+float64 (`Float64Muon`), the check of whether grokking, which is precision-sensitive, notices the difference.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim._muon import _adjust_lr  # torch's own lr scaling by shape, so both iterations scale alike
 
 from grokbench.config import ConfigError, TrialConfig
 from grokbench.methods.base import Method, OptimizerFactory
@@ -24,6 +26,7 @@ from grokbench.settings import Settings, one_of, positive, setting
 from grokbench.tasks import Task
 
 ADJUST_LR = ("original", "match_rms_adamw")
+NS_PRECISIONS = ("bfloat16", "float64")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ class MuonSettings(Settings):
         "original",
         "original (lr·√max(1, rows/cols), Keller Jordan's) | match_rms_adamw (lr·0.2·√max(rows, cols), Moonshot's)",
     )
+    muon_ns_precision: str = setting(
+        "bfloat16", "the Newton–Schulz iteration's precision: bfloat16 (torch's) | float64", neutral="bfloat16"
+    )
 
     def check(self) -> None:
         positive("muon_lr", self.muon_lr)
@@ -43,6 +49,7 @@ class MuonSettings(Settings):
             raise ConfigError("muon_momentum", f"must be in [0, 1), got {self.muon_momentum}")
         positive("muon_ns_steps", self.muon_ns_steps)
         one_of("muon_adjust_lr_fn", self.muon_adjust_lr_fn, ADJUST_LR)
+        one_of("muon_ns_precision", self.muon_ns_precision, NS_PRECISIONS)
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
@@ -53,6 +60,38 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.ndim == 2]
     output = getattr(model, "output_layer", named[-1][1] if named else None)
     return [p for name, p in named if p is not output and id(p) not in embeddings and not name.endswith("embedding")]
+
+
+def orthogonalised_float64(update: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float):
+    """torch's quintic Newton–Schulz iteration (`torch.optim._muon`), in float64 rather than bfloat16."""
+    a, b, c = coefficients
+    x = update.double()
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    x = x / x.norm().clamp(min=eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+class Float64Muon(torch.optim.Muon):
+    """torch.optim.Muon's update (momentum, Nesterov, decoupled weight decay, its lr adjustment and its state) with
+    the Newton–Schulz iteration in float64."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                buffer = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
+                buffer.lerp_(p.grad, 1 - group["momentum"])
+                update = p.grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer
+                update = orthogonalised_float64(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update.to(p.dtype), alpha=-_adjust_lr(group["lr"], group["adjust_lr_fn"], p.shape))
 
 
 class OptimizerPair:
@@ -102,7 +141,8 @@ class Muon(Method):
         hidden = hidden_matrices(model)
         chosen = {id(p) for p in hidden}
         s = self.settings
-        muon = torch.optim.Muon(
+        kind = Float64Muon if s.muon_ns_precision == "float64" else torch.optim.Muon
+        muon = kind(
             hidden,
             lr=s.muon_lr,
             weight_decay=self.cfg.weight_decay,

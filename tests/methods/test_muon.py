@@ -1,12 +1,13 @@
 """Muon: torch.optim.Muon on the hidden weight matrices, the trial's optimiser on the rest."""
 
+import numpy as np
 import pytest
 import torch
 from helpers import parameters, straight_and_resumed
 from torch import nn
 
 from grokbench.config import ConfigError
-from grokbench.methods.muon import Muon, hidden_matrices
+from grokbench.methods.muon import Float64Muon, Muon, hidden_matrices
 from grokbench.resolve import config_of, resolve
 from grokbench.tasks import TASKS, Task
 from grokbench.train import Trial
@@ -83,5 +84,44 @@ def test_a_resumed_trial_restores_both_optimizers_and_equals_the_uninterrupted_r
     run = straight_and_resumed(cfg, stop_at_epoch=2)
     # each optimiser warmed up to its own learning rate
     assert [g["lr"] for g in run.resumed.optimizer.param_groups] == [0.02, run.resumed.cfg.lr]
+    assert torch.equal(parameters(run.straight), parameters(run.resumed))
+    assert run.seen == run.straight_seen
+
+
+def newton_schulz_reference(g: np.ndarray, steps: int) -> np.ndarray:
+    """Keller Jordan's quintic iteration, written out in float64 numpy: X ← aX + (bA + cA²)X with A = XXᵀ, on the
+    wide orientation of G scaled to unit Frobenius norm."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.T if g.shape[0] > g.shape[1] else g
+    x = x / np.linalg.norm(x)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if g.shape[0] > g.shape[1] else x
+
+
+def test_the_float64_iteration_takes_torchs_muon_step_with_newton_schulz_in_float64():
+    torch.manual_seed(0)
+    w0, grad = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    lr, wd, momentum = 0.02, 0.1, 0.95
+    steps = {}
+    for kind in (Float64Muon, torch.optim.Muon):
+        w = nn.Parameter(w0.clone())
+        w.grad = grad.clone()
+        kind([w], lr=lr, weight_decay=wd, momentum=momentum, nesterov=True, ns_steps=5).step()
+        steps[kind] = w.detach()
+    # first step: the buffer is (1 − μ)g, so Nesterov's update is g + μ(buffer − g) = (1 − μ²)g; the 5×3 matrix is
+    # tall, so its lr is scaled by √(5/3)
+    update = newton_schulz_reference((1 - momentum**2) * grad.numpy(), steps=5)
+    expected = w0.numpy() * (1 - lr * wd) - lr * np.sqrt(5 / 3) * update
+    np.testing.assert_allclose(steps[Float64Muon].numpy(), expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(steps[torch.optim.Muon], steps[Float64Muon], rtol=0, atol=2e-3)  # bfloat16's 8 bits
+    assert not torch.equal(steps[torch.optim.Muon], steps[Float64Muon])
+
+
+def test_muon_ns_precision_float64_builds_the_float64_iteration_and_resumes_bit_for_bit():
+    cfg = config_of(**TINY_MLP, method="muon", muon_ns_precision="float64", max_epochs=4)
+    assert type(Trial(cfg).optimizer.optimizers[0]) is Float64Muon
+    run = straight_and_resumed(cfg, stop_at_epoch=2)
     assert torch.equal(parameters(run.straight), parameters(run.resumed))
     assert run.seen == run.straight_seen
