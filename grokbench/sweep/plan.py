@@ -208,8 +208,9 @@ def representatives(spec: SweepSpec, trials: list[TrialConfig]) -> dict[str, Tri
     return found
 
 
-def seconds_per_epoch(configs: dict[str, TrialConfig]) -> dict[str, float]:
-    """Per method: seconds per epoch, evaluation included, measured here at the trial's thread count."""
+def seconds_per_epoch(configs: dict[str, TrialConfig], epochs: int = 2) -> dict[str, float]:
+    """Per method (or any name for a config): seconds per epoch, evaluation included, measured here at the
+    trial's thread count over `epochs` epochs after one of warm-up."""
     from grokbench.train import Trial
 
     per_epoch: dict[str, float] = {}
@@ -217,8 +218,8 @@ def seconds_per_epoch(configs: dict[str, TrialConfig]) -> dict[str, float]:
         trial = Trial(cfg)
         trial.train_epochs(1)  # warm-up
         start = time.perf_counter()
-        trial.train_epochs(2)
-        train = (time.perf_counter() - start) / 2
+        trial.train_epochs(epochs)
+        train = (time.perf_counter() - start) / epochs
         start = time.perf_counter()
         trial.evaluate()
         per_epoch[method] = train + (time.perf_counter() - start) / cfg.eval_every
