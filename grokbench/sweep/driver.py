@@ -3,11 +3,14 @@ driver owns, report; or resume a sweep that stopped.
 
 Layout on disk: `<storage>/<sweep name>/<sweep id>/` holds `sweep.json` (what was planned, where it logs) and
 one Tune experiment per search (`grid`, or one per method for an Optuna search). `--resume` reads them back.
+In MLflow, a sweep that runs anything has one parent run (found by its sweep id, so a resume reuses it, and holding
+the plan as `sweep.json`), and each trial run it creates is its child.
 The jobs live apart: planning (`plan`), Ray (`cluster`), Tune (`execution`), the end of a sweep (`report`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -19,9 +22,9 @@ from grokbench.progress import counted
 from grokbench.sweep.cluster import check_data_here, connect_ray, on_this_machine, preflight
 from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
 from grokbench.sweep.execution import experiments, fit
-from grokbench.sweep.keys import experiment_name
+from grokbench.sweep.keys import SWEEP_TAG, experiment_name
 from grokbench.sweep.live import LiveView
-from grokbench.sweep.mlflow_store import TrackingStore, store_errors
+from grokbench.sweep.mlflow_store import SWEEP_PARENT, TrackingStore, store_errors
 from grokbench.sweep.plan import GridPlan, dry_run, plan_grid, planned_count, to_run, total_trials
 from grokbench.sweep.report import report_sweep, report_unfinished
 from grokbench.sweep.retry import patiently, retry_only_patiently, tracking_patience_s
@@ -106,12 +109,22 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=None) -> int:
             "overrides": options.overrides,
         }
         storage.write_json(plan, spec.name, sweep_id, PLAN_FILE)
+    parent_run_id = open_parent_run(store, experiment_id, sweep_id, plan)
     print(
         f"sweep {sweep_id}: {counted(planned, 'trial')} → MLflow experiment {experiment_name(spec.name)} at {uri}",
         file=out,
         flush=True,
     )
-    return _execute(spec, options, storage, store, experiment_id, sweep_id, trials, grid_plan, out)
+    return _execute(spec, options, storage, store, experiment_id, sweep_id, parent_run_id, trials, grid_plan, out)
+
+
+def open_parent_run(store: TrackingStore, experiment_id: str, sweep_id: str, plan: dict[str, Any]) -> str:
+    """The sweep's parent run, found (a resumed sweep has one) or made, and running, with the plan as `sweep.json`."""
+    run_id = patiently(
+        lambda: store.parent_run(experiment_id, SWEEP_PARENT, {SWEEP_TAG: sweep_id}, sweep_id), store.uri
+    )
+    patiently(lambda: store.log_text(run_id, json.dumps(plan, indent=2, default=str), PLAN_FILE), store.uri)
+    return run_id
 
 
 def _execute(
@@ -121,14 +134,16 @@ def _execute(
     store: TrackingStore,
     experiment_id: str,
     sweep_id: str,
+    parent_run_id: str,
     trials: list,
     grid_plan: GridPlan,
     out,
 ) -> int:
-    """Run the trials (until done or Ctrl-C), then report; the exit code says whether all of them finished."""
+    """Run the trials (until done or Ctrl-C), then report and end the parent run; the exit code says whether all of
+    them finished."""
     planned = planned_count(spec, trials)
     sweep_dir = storage.uri(spec.name, sweep_id)
-    callbacks = [TrialRuns(store.uri, experiment_id, sweep_id), LiveView(planned)]
+    callbacks = [TrialRuns(store.uri, experiment_id, sweep_id, parent_run_id), LiveView(planned)]
     started = time.monotonic()
     try:
         planned_experiments = experiments(spec, trials, sweep_dir, callbacks, options.fault, grid_plan.continued)
@@ -143,7 +158,9 @@ def _execute(
     seconds = time.monotonic() - started
     errors = report_sweep(spec, summaries, grids, store, experiment_id, sweep_id, seconds, selection, out, smoke)
     unfinished = planned - len(summaries)
-    if grids is None or unfinished > 0:
+    interrupted = grids is None or unfinished > 0
+    patiently(lambda: store.terminate(parent_run_id, "KILLED" if interrupted else "FINISHED"), store.uri)
+    if interrupted:
         report_unfinished(unfinished, spec, sweep_id, smoke, options.storage, out)
         return EXIT_INTERRUPTED
     return 0 if errors == 0 else 1

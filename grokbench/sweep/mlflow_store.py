@@ -2,7 +2,9 @@
 
 A sweep's runs are found by two tags, the sweep id and the trial key (`trial_filter`); every search is paged
 (`PAGE` runs a page), and readers see only runs of trials: a run without a trial key (the analysis run that
-`python -m analysis.tables` logs) is never counted as one. Reads return plain records (`TrialRecord`, flat dicts);
+`python -m analysis.tables` logs, a sweep's or a benchmark's parent run) is never counted as one. A parent run
+(`parent_run`) is found by its kind and its identifying tags; its children point at it with MLflow's own
+`mlflow.parentRunId` tag, so the MLflow UI nests them under it. Reads return plain records (`TrialRecord`, flat dicts);
 what the planner makes of them is its own business. Callers wrap calls that may meet a store that is down in
 `grokbench.sweep.retry.patiently`; URIs are checked in `grokbench.sweep.uri`, provenance comes from
 `grokbench.sweep.provenance`.
@@ -25,6 +27,8 @@ from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWE
 from grokbench.sweep.provenance import code_version, context_tags
 from grokbench.sweep.uri import sqlite_path
 
+log = logging.getLogger("grokbench.sweep.mlflow_store")
+
 STORE_SETUP_LOGGERS = ("mlflow.store.db.utils", "alembic")
 PAGE = 1000  # runs per search request
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -35,6 +39,10 @@ CHECKPOINT_TAG = "grokbench.checkpoint"  # where a trial's latest checkpoint is
 CONTINUED_TAG = "grokbench.continued_by"  # the sweep that continued a trial's run with a larger budget
 PRIOR_STATUS_TAG = "grokbench.prior_status"  # the outcome a continued run had before its budget was raised
 BEST_TAG = "grokbench.best"
+PARENT_TAG = "grokbench.parent"  # what a parent run groups: "sweep" or "benchmark"; parent runs have no trial key
+SWEEP_PARENT = "sweep"  # the PARENT_TAG of a sweep's parent run
+PARENT_IDENTITY_TAG = "grokbench.parent_identity"  # the names of the tags that tell a parent from others of its kind
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own link from a child run to its parent
 BEST_PREFIX = "best."  # experiment tags, one per searched setting: best.<sweep id>.<method>.<setting> = value
 
 
@@ -211,6 +219,49 @@ class TrackingStore:
             self.log_batch(run_id, tags={**tags, PRIOR_STATUS_TAG: prior} if prior in FINAL_STATUSES else tags)
         return run_id, max((step for step, _, _ in self.metric_history(run_id, CURVE_SENTINEL)), default=-1)
 
+    # ---- parent runs -------------------------------------------------------------------------------------------
+
+    def parent_runs(
+        self, experiment_id: str, kind: str | None = None, ident_tags: Mapping[str, str] | None = None
+    ) -> list:
+        """The experiment's parent runs (of one kind, with these identifying tags), oldest first."""
+        wanted = {PARENT_TAG: kind, **(ident_tags or {})} if kind else dict(ident_tags or {})
+        clauses = [f"tags.`{PARENT_TAG}` LIKE '%'"] + [f"tags.`{_named(k)}` = '{_named(v)}'" for k, v in wanted.items()]
+        pages = _paged(
+            lambda token: self.client.search_runs(
+                [experiment_id], filter_string=" and ".join(clauses), max_results=PAGE, page_token=token
+            )
+        )
+        return sorted((run for run in pages if KEY_TAG not in run.data.tags), key=lambda r: r.info.start_time or 0)
+
+    def parent_run(self, experiment_id: str, kind: str, ident_tags: Mapping[str, str], name: str) -> str:
+        """The id of the experiment's parent run of this kind and identity (e.g. "sweep", {SWEEP_TAG: sweep id}),
+        made if there is none, and marked running: the work under it starts, or starts again, now. Safe to repeat
+        (wrap it in `patiently`): a run whose creation's answer was lost is found by its tags the next time, and
+        where two were made, the oldest is always the one."""
+        if not ident_tags or KEY_TAG in ident_tags:
+            raise ValueError(f"a parent run needs identifying tags and no {KEY_TAG}: {dict(ident_tags)}")
+        found = self.parent_runs(experiment_id, kind, ident_tags)
+        if not found:
+            tags = {
+                **context_tags(),
+                "grokbench.version": code_version(),
+                **ident_tags,
+                PARENT_TAG: kind,
+                PARENT_IDENTITY_TAG: ",".join(sorted(ident_tags)),
+            }
+            return self.create_run(experiment_id, name, tags)
+        run = found[0]
+        if run.info.status != "RUNNING":
+            self.client.update_run(run.info.run_id, status="RUNNING")
+        return run.info.run_id
+
+    @staticmethod
+    def parent_identity(tags: Mapping[str, str]) -> dict[str, str]:
+        """The tags (of a parent run) that tell it from the others of its kind, its kind among them."""
+        names = [PARENT_TAG, *filter(None, tags.get(PARENT_IDENTITY_TAG, "").split(","))]
+        return {name: tags[name] for name in names if name in tags}
+
     def sweep_summaries(self, experiment_id: str, sweep_id: str) -> list[dict[str, Any]]:
         """The summary of every finished trial of a sweep, read back from MLflow (the sweep's record of truth): its
         own runs and those of other sweeps it continued."""
@@ -276,7 +327,12 @@ class TrackingStore:
         self.client.set_tag(run_id, key, value)
 
     def log_text(self, run_id: str, text: str, name: str) -> None:
+        """`text` as the artifact file `name` (a path such as `tables/leaderboard.md` makes folders)."""
         self.client.log_text(run_id, text, name)
+
+    def log_file(self, run_id: str, path: Path, folder: str | None = None) -> None:
+        """A local file as an artifact of the run (in `folder` of its artifacts, else at their top)."""
+        self.client.log_artifact(run_id, str(path), folder)
 
     def log_dataset(self, run_id: str, record: dict[str, Any]) -> None:
         """A dataset input (a record of `dataset_input`'s form); logging the same dataset twice adds nothing."""
@@ -305,17 +361,28 @@ class TrackingStore:
         """Step → value (of the last point logged at a step)."""
         return {m.step: m.value for m in self.client.get_metric_history(run_id, name)}
 
-    def text_artifacts(self, run_id: str, names: Iterable[str]) -> dict[str, str]:
+    def text_artifacts(self, run_id: str, names: Iterable[str] | None = None) -> dict[str, str]:
+        """Path → text of the run's artifacts of these names; with no names, of every artifact file that is text
+        (UTF-8), in any folder (the others, an image say, are left out with a note in the log)."""
         import tempfile
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise
-        present = {a.path for a in self.client.list_artifacts(run_id)}
+        present = self._artifact_files(run_id)
         texts = {}
         with tempfile.TemporaryDirectory() as scratch:
-            for name in names:
-                if name in present:
-                    texts[name] = Path(self.client.download_artifacts(run_id, name, scratch)).read_text()
+            for name in present if names is None else [n for n in names if n in present]:
+                data = Path(self.client.download_artifacts(run_id, name, scratch)).read_bytes()
+                try:
+                    texts[name] = data.decode()
+                except UnicodeDecodeError:
+                    log.info("run %s: artifact %s is not text; left out", run_id, name)
         return texts
+
+    def _artifact_files(self, run_id: str, folder: str | None = None) -> list[str]:
+        files = []
+        for entry in self.client.list_artifacts(run_id, folder):
+            files += self._artifact_files(run_id, entry.path) if entry.is_dir else [entry.path]
+        return files
 
     @staticmethod
     def datasets(run) -> list[dict[str, Any]]:
@@ -360,7 +427,7 @@ class TrackingStore:
         )
         try:
             for path in files:
-                self.client.log_artifact(run_id, str(path))
+                self.log_file(run_id, path)
             self.terminate(run_id, "FINISHED")
         except Exception:
             with contextlib.suppress(Exception):
@@ -383,6 +450,11 @@ def run_key(run) -> str:
         except (ConfigError, KeyError, ValueError, TypeError):
             pass  # settings this version cannot read: the tag is all there is
     return run.data.tags[KEY_TAG]
+
+
+def _named(text: str) -> str:
+    """A tag's name or value as a search filter can hold it (a name MLflow could not read there is refused)."""
+    return storage.check_name(text, "parent run tag")
 
 
 def _figure(run, name: str) -> float | None:

@@ -3,7 +3,9 @@
 Runs are owned by the sweep, not by Tune: each carries the sweep id and the trial's stable key as tags, so a
 resumed or retried trial finds and continues its run, and metric points at steps already logged are skipped
 (MLflow cannot delete a point, so none may be written twice). Each run also says where it came from (MLflow's
-user, source and git tags), which data it trained on (a dataset input) and where its latest checkpoint is.
+user, source and git tags), which data it trained on (a dataset input) and where its latest checkpoint is. Given a
+parent run (`TrackingStore.parent_run`), each run it creates is that run's child; a run it continues from another
+sweep keeps the parent it had.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from ray import tune
 from grokbench.machine import as_tags
 from grokbench.sweep.errors import TrackingError
 from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, trial_key
-from grokbench.sweep.mlflow_store import CHECKPOINT_TAG, CURVE_SENTINEL, MAX_METRICS_PER_BATCH, TrackingStore
+from grokbench.sweep.mlflow_store import (
+    CHECKPOINT_TAG,
+    CURVE_SENTINEL,
+    MAX_METRICS_PER_BATCH,
+    PARENT_RUN_TAG,
+    TrackingStore,
+)
 from grokbench.sweep.provenance import code_version, context_tags
 from grokbench.sweep.retry import patiently
 
@@ -37,10 +45,11 @@ class TrialRuns(tune.Callback):
     """Owns one MLflow run per trial. Pickled with the Tuner as its settings alone, so that a resumed sweep's
     restored callback is made afresh from them (and a newer grokbench can restore an older sweep)."""
 
-    def __init__(self, uri: str, experiment_id: str, sweep_id: str):
+    def __init__(self, uri: str, experiment_id: str, sweep_id: str, parent_run_id: str | None = None):
         self.uri = uri
         self.experiment_id = experiment_id
         self.sweep_id = sweep_id
+        self.parent_run_id = parent_run_id  # the run every run this callback creates is a child of
         self.store = TrackingStore(uri)
         self.version = code_version()
         self.context = context_tags()  # of this driver process, which creates the runs
@@ -50,10 +59,16 @@ class TrialRuns(tune.Callback):
         self.failure: TrackingError | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"uri": self.uri, "experiment_id": self.experiment_id, "sweep_id": self.sweep_id}
+        return {
+            "uri": self.uri,
+            "experiment_id": self.experiment_id,
+            "sweep_id": self.sweep_id,
+            "parent_run_id": self.parent_run_id,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["uri"], state["experiment_id"], state["sweep_id"])
+        # a sweep started before sweeps had parent runs was pickled without one
+        self.__init__(state["uri"], state["experiment_id"], state["sweep_id"], state.get("parent_run_id"))
 
     def _patiently(self, call: Callable[[], T]) -> T:
         if self.failure:  # the store is gone: write nothing more, wait no more
@@ -99,6 +114,8 @@ class TrialRuns(tune.Callback):
             "status": "running",
             "grokbench.version": self.version,
         }
+        if self.parent_run_id:
+            tags[PARENT_RUN_TAG] = self.parent_run_id
         return self.store.create_run(self.experiment_id, key, {**self.context, **tags})
 
     def _log_settings(self, run_id: str, key: str, config: dict[str, Any]) -> None:
