@@ -60,7 +60,7 @@ def uri(workdir: Path) -> str:
 def runs_of(workdir: Path, experiment: str):
     client = mlflow.MlflowClient(uri(workdir))
     exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([exp.experiment_id]) if exp else []
+    return client, [r for r in client.search_runs([exp.experiment_id]) if KEY_TAG in r.data.tags] if exp else []
 
 
 def assert_each_trial_logged_once(workdir: Path, experiment: str, expected_trials: int):
@@ -115,7 +115,7 @@ def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(lo
         == 0
     )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri(workdir))
-    runs = mlflow.search_runs(experiment_names=["grokbench/xor_tiny-smoke"], output_format="list")
+    runs = runs_of(workdir, "grokbench/xor_tiny-smoke")[1]
     assert len(runs) == 2
     for run in runs:
         tags = run.data.tags
@@ -132,7 +132,7 @@ def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(lo
     assert tables_main(["--tracking-uri", uri(workdir), "--experiment", "xor_tiny-smoke", "--out", str(out)]) == 0
     everything = mlflow.search_runs(experiment_names=["grokbench/xor_tiny-smoke"], output_format="list")
     (analysis,) = [r for r in everything if r.data.tags.get("grokbench.kind") == "analysis"]
-    assert len(everything) == 3 and {KEY_TAG, "status"}.isdisjoint(analysis.data.tags) and not analysis.data.params
+    assert len(everything) == 4 and {KEY_TAG, "status"}.isdisjoint(analysis.data.tags) and not analysis.data.params
     artifacts = {a.path for a in mlflow.MlflowClient(uri(workdir)).list_artifacts(analysis.info.run_id)}
     assert artifacts == {p.name for p in out.iterdir()} and "table1_mse.md" in artifacts
 
