@@ -1,4 +1,5 @@
-"""The `grokbench` command line: `run` one trial, `bench` the methods' update cost, `sweep` many trials."""
+"""The `grokbench` command line: `run` one trial, `bench` the methods' update cost, `sweep` many trials,
+`benchmark` a suite of workloads and arms."""
 
 from __future__ import annotations
 
@@ -186,6 +187,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return run_sweep(spec, options)
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from grokbench.benchmark.plan import dry_run
+    from grokbench.benchmark.suite import load_suite
+
+    if args.measure_updates < 0:
+        raise SweepError(f"--measure-updates: must be 0 (time nothing) or more, got {args.measure_updates}")
+    suite = load_suite(args.suite).with_resources(
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent
+    )
+    if not args.dry_run:
+        raise SweepError(f"running a benchmark is not built yet; `grokbench benchmark {args.suite} --dry-run` plans it")
+    return dry_run(suite, measure_updates=args.measure_updates)
+
+
 def cmd_bench_sweep(args: argparse.Namespace) -> int:
     from grokbench.sweep.overhead import measure_overhead
 
@@ -288,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="grokbench", description="Benchmark grokking interventions.", allow_abbrev=False
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (_add_run, _add_benches, _add_doctor, _add_sweep, _add_archives):
+    for add in (_add_run, _add_benches, _add_doctor, _add_sweep, _add_benchmark, _add_archives):
         add(commands)
     return parser
 
@@ -368,25 +383,12 @@ def _add_sweep(commands) -> None:
         "part of a sweep run on its own, as in the whole sweep)",
     )
     sweep.add_argument("--num-samples", type=int, help="Optuna trials per method (search sweeps)")
-    sweep.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (= its torch threads)")
-    sweep.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (fractions allowed); > 0 trains on CUDA")
-    sweep.add_argument("--max-concurrent", type=int, help="at most this many trials at once (0: as resources allow)")
-    sweep.add_argument(
-        "--address", help="Ray cluster address (default: RAY_ADDRESS, a running local cluster, else a new local Ray)"
+    _add_execution_flags(
+        sweep,
+        resume="continue the latest sweep of this file (or --sweep-id)",
+        dry_run="list the trials and an estimated cost, then exit",
     )
-    sweep.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI, or the path of a SQLite store (default: "
-        "MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
-    )
-    sweep.add_argument(
-        "--storage",
-        help="where Tune keeps checkpoints and sweep state (default ./grokbench_results; "
-        "shared storage such as s3://... on a multi-node cluster)",
-    )
-    sweep.add_argument("--resume", action="store_true", help="continue the latest sweep of this file (or --sweep-id)")
     sweep.add_argument("--sweep-id", help="name a new sweep, or pick the sweep to --resume")
-    sweep.add_argument("--dry-run", action="store_true", help="list the trials and an estimated cost, then exit")
     sweep.add_argument(
         "--rerun",
         action="store_true",
@@ -394,6 +396,48 @@ def _add_sweep(commands) -> None:
     )
     sweep.add_argument("--smoke", action="store_true", help="a small version of the sweep (fewer seeds, short budget)")
     sweep.set_defaults(handler=cmd_sweep)
+
+
+def _add_execution_flags(parser: argparse.ArgumentParser, resume: str, dry_run: str) -> None:
+    """Where and how trials run on Ray Tune and log to MLflow: the flags `sweep` and `benchmark` share."""
+    parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (= its torch threads)")
+    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (fractions allowed); > 0 trains on CUDA")
+    parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (0: as resources allow)")
+    parser.add_argument(
+        "--address", help="Ray cluster address (default: RAY_ADDRESS, a running local cluster, else a new local Ray)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI, or the path of a SQLite store (default: "
+        "MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    parser.add_argument(
+        "--storage",
+        help="where Tune keeps checkpoints and sweep state (default ./grokbench_results; "
+        "shared storage such as s3://... on a multi-node cluster)",
+    )
+    parser.add_argument("--resume", action="store_true", help=resume)
+    parser.add_argument("--dry-run", action="store_true", help=dry_run)
+
+
+def _add_benchmark(commands) -> None:
+    benchmark = commands.add_parser(
+        "benchmark",
+        help="tune every arm of a suite alike on every workload, confirm on fresh seeds, score (sweeps/benchmarks/)",
+    )
+    benchmark.add_argument("suite", help="a suite name in sweeps/benchmarks/ (smoke, lite, full) or a path")
+    _add_execution_flags(
+        benchmark,
+        resume="continue the latest run of this suite",
+        dry_run="list the workloads, arms, rulesets, n/a pairs, trial count and an estimated cost, then exit",
+    )
+    benchmark.add_argument(
+        "--measure-updates",
+        type=int,
+        default=20,
+        help="--dry-run: updates timed per (workload, arm) here for the estimate (default 20; 0: no estimate)",
+    )
+    benchmark.set_defaults(handler=cmd_benchmark)
 
 
 def _add_archives(commands) -> None:

@@ -40,9 +40,9 @@ from grokbench.benchmark.suite import (
     Suite,
 )
 from grokbench.config import ConfigError, TrialConfig
-from grokbench.progress import duration
+from grokbench.progress import counted, duration
 from grokbench.sweep.errors import SweepError
-from grokbench.sweep.plan import TRIAL_STARTUP_S, local_concurrency, placed, seconds_per_epoch
+from grokbench.sweep.plan import TRIAL_STARTUP_S, gpu_here, local_concurrency, placed, seconds_per_epoch
 from grokbench.sweep.spec import Range
 from grokbench.tasks import TASKS
 
@@ -199,6 +199,8 @@ def seconds_per_update(suite: Suite, measure_updates: int = 20) -> dict[tuple[st
     out = {}
     for workload, arm in suite.applicable():
         cfg = placed(suite.config(workload, arm, {}, seed=0), suite)
+        if cfg.device == "cuda" and not gpu_here():
+            cfg = cfg.replace(device="cpu")  # a cluster's GPU trials, timed on this machine's CPU
         per_epoch = updates_per_epoch(cfg)
         epochs = max(1, math.ceil(measure_updates / per_epoch))
         out[workload, arm] = seconds_per_epoch({arm: cfg}, epochs=epochs)[arm] / per_epoch
@@ -231,6 +233,7 @@ def estimate(suite: Suite, per_update: dict[tuple[str, str], float]) -> Estimate
 
 
 def dry_run(suite: Suite, out=None, measure_updates: int = 20) -> int:
+    """Print the plan and, unless `measure_updates` is 0, the cost estimate from that many updates timed here."""
     out = out or sys.stdout
     print(f"benchmark {suite.name} ({suite.path}): {suite.description}", file=out)
     _print_workloads(suite, out)
@@ -238,7 +241,7 @@ def dry_run(suite: Suite, out=None, measure_updates: int = 20) -> int:
     for name, rules in suite.rulesets.items():
         shared = ", ".join(f"{k} in [{r.low:g}, {r.high:g}]{' log' if r.log else ''}" for k, r in rules.ranges.items())
         print(
-            f"ruleset {name}: {rules.studies} studies × {rules.trials} trials"
+            f"ruleset {name}: {rules.studies} studies of {counted(rules.trials, 'trial')}"
             + (f"; shared {shared}" if shared else ""),
             file=out,
         )
@@ -255,6 +258,11 @@ def dry_run(suite: Suite, out=None, measure_updates: int = 20) -> int:
         "confirmation seeds, summed over the workloads, the arms each can run and the rulesets",
         file=out,
     )
+    if not measure_updates:
+        print("no estimate: nothing timed (--measure-updates 0)", file=out)
+        return 0
+    if suite.resources.gpus_per_trial > 0 and not gpu_here():
+        print("this machine has no GPU: the trials are timed on its CPU, and the estimate is of CPU time", file=out)
     print(f"measuring seconds per update on this machine ({os.cpu_count()} CPUs) ...", file=out, flush=True)
     per_update = seconds_per_update(suite, measure_updates)
     for workload in suite.workloads:
@@ -301,7 +309,7 @@ def _print_estimate(suite: Suite, cost: Estimate, count: int, out) -> None:
     wall = lambda s: duration(s / suite.resources.cpus_per_trial / concurrency)  # noqa: E731
     print(
         f"estimate (training and evaluation, at the rates above): without the r_max stopper "
-        f"{hours(cost.full):.1f} CPU-hours (every trial its full budget); with it {hours(cost.stopped):.1f} "
+        f"{hours(cost.full):.2f} CPU-hours (every trial its full budget); with it {hours(cost.stopped):.2f} "
         f"CPU-hours (each tuning trial to min(budget, r_max = {suite.r_max:g} × expected best), each confirmation "
         f"trial its full budget)",
         file=out,

@@ -13,6 +13,7 @@ never special-cased in code.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,16 @@ class Suite:
     def experiment(self) -> str:
         """The MLflow experiment of every run of the benchmark, tuning and confirmation alike."""
         return f"{EXPERIMENT_PREFIX}benchmark_{self.name}"
+
+    def with_resources(self, **given: float | None) -> Suite:
+        """The flags (--cpus-per-trial, --gpus-per-trial, --max-concurrent) over the file's `resources`."""
+        merged = {**dataclasses.asdict(self.resources), **{k: v for k, v in given.items() if v is not None}}
+        resources = Resources(
+            cpus_per_trial=_positive_number(self.path, "--cpus-per-trial", merged["cpus_per_trial"]),
+            gpus_per_trial=_non_negative(self.path, "--gpus-per-trial", merged["gpus_per_trial"]),
+            max_concurrent=int(_non_negative(self.path, "--max-concurrent", merged["max_concurrent"])),
+        )
+        return dataclasses.replace(self, resources=resources)
 
     def fixed(self, workload: str, arm: str) -> dict[str, Any]:
         """The arm's fixed settings on the workload: its own, then those the workload gives it."""
