@@ -120,7 +120,9 @@ def test_export_and_import_carry_parents_their_artifacts_and_links_once(tmp_path
     assert len(source.parent_runs(source_experiment)) == 2 and len(source.trial_runs([source_experiment])) == 3
 
     experiment_id = copy.experiment_id("grokbench/mnist")
-    sweep_parent, benchmark_parent = copy.parent_runs(experiment_id)
+    parents = {run.data.tags[PARENT_TAG]: run for run in copy.parent_runs(experiment_id)}
+    assert len(parents) == 2  # one of each kind
+    sweep_parent, benchmark_parent = parents["sweep"], parents["benchmark"]
     original = source.get_run(parent)
     assert {k: v for k, v in sweep_parent.data.tags.items() if k != IMPORTED_TAG} == original.data.tags
     assert sweep_parent.info.status == "FINISHED" and sweep_parent.info.run_name == SWEEP
