@@ -28,9 +28,18 @@ def _trainable(spec: SweepSpec):
     return tune.with_resources(run_trial, {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial})
 
 
-def _tuner(
-    spec: SweepSpec, name: str, storage: str, param_space: dict, callbacks: list, search_alg=None, num_samples: int = 1
+def tuner(
+    spec: SweepSpec,
+    name: str,
+    storage: str,
+    param_space: dict,
+    callbacks: list,
+    search_alg=None,
+    num_samples: int = 1,
+    stop=None,
 ):
+    """A Tune experiment of the spec's trials (a sweep's, or a benchmark suite's: anything with its resources,
+    `max_failures` and `keep_checkpoints`), with an optional Tune `Stopper`."""
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig
 
@@ -55,6 +64,7 @@ def _tuner(
             storage_path=storage,
             verbose=0,
             callbacks=callbacks,
+            stop=stop,
             failure_config=FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=spec.keep_checkpoints),
         ),
@@ -98,10 +108,10 @@ def experiments(
 
     if not spec.search:
         space = {"trial": tune.grid_search(grid_entries(spec, trials, fault, continued))}
-        return [(GRID, lambda: _tuner(spec, GRID, sweep_dir, space, callbacks))]
+        return [(GRID, lambda: tuner(spec, GRID, sweep_dir, space, callbacks))]
 
     def searched(method: str):
-        return _tuner(
+        return tuner(
             spec,
             method,
             sweep_dir,

@@ -32,6 +32,8 @@ from grokbench.sweep.retry import patiently
 
 T = TypeVar("T")
 
+STOPPED_BY = "stopped_by"  # a result a Tune stopper marked as its trial's last: its value names the stopper
+STOPPED_BY_TAG = "grokbench.stopped_by"  # on the run of a trial a stopper ended
 NOT_SUMMARY_METRICS = ("seed", "lr", "train_time_s")  # params, and a curve already logged at the final step
 
 
@@ -93,18 +95,21 @@ class TrialRuns(tune.Callback):
             self._runs[key] = self._patiently(lambda: self.store.reopen_run(continued["run_id"], self.sweep_id))
         elif key not in self._runs:
             # find-or-create as one retried unit: a create whose answer was lost is found by its tags next time
+            extra = trial.config["trial"].get("tags", {})
             found = self._patiently(
                 lambda: (
                     self.store.find_trial_run(self.experiment_id, self.sweep_id, key)
-                    or (self._create_run(key, config), -1)
+                    or (self._create_run(key, config, extra), -1)
                 )
             )
             self._log_settings(found[0], key, config)
             self._runs[key] = found  # only now: a run whose settings are not in it is never written to
         return (key, *self._runs[key])
 
-    def _create_run(self, key: str, config: dict[str, Any]) -> str:
+    def _create_run(self, key: str, config: dict[str, Any], extra: dict[str, str]) -> str:
+        """A new run of the trial; `extra`: tags its Tune config asks for (a benchmark trial's coordinates)."""
         tags = {
+            **extra,
             SWEEP_TAG: self.sweep_id,
             KEY_TAG: key,
             "method": config["method"],
@@ -161,6 +166,15 @@ class TrialRuns(tune.Callback):
             self._runs[key] = (run_id, fresh[-1]["step"])
         if "summary" in result:
             self._log_summary(run_id, result["summary"], int(result["step"]), result.get("machine", {}))
+        elif result.get(STOPPED_BY):
+            self._log_stopped(run_id, result[STOPPED_BY], int(result["step"]))
+
+    def _log_stopped(self, run_id: str, stopper: str, step: int) -> None:
+        """A trial a stopper ended before its outcome (the benchmark's r_max stopper: a miss) is censored at its
+        step, so that a resume does not run it again."""
+        tags = {"status": "censored", STOPPED_BY_TAG: stopper}
+        stamp = self._patiently(lambda: self.store.get_run(run_id)).info.start_time
+        self._patiently(lambda: self.store.log_batch(run_id, metrics=[("steps", float(step), stamp, step)], tags=tags))
 
     def _log_summary(self, run_id: str, summary: dict[str, Any], step: int, machine: dict[str, str]) -> None:
         run = self._patiently(lambda: self.store.get_run(run_id))

@@ -134,8 +134,10 @@ class Reporter:
 
     def flush(self, trial: Trial, with_checkpoint: bool, **extra: Any) -> None:
         # a search sees the objective as it stands (a trial still running projected to its budget)
+        grokked = trial.events.grokked
         result = {
             "step": trial.step,
+            "steps_to_grok": grokked.step if grokked is not None else None,  # a stopper tells a miss by it
             "curve": self.curve,
             OBJECTIVE: objective(trial),
             "node_id": self.node_id,
@@ -154,9 +156,9 @@ def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable. `config["trial"]`: {"config": TrialConfig fields, "checkpoint_every": epochs,
     "continue": None or the stored trial it continues ({"checkpoint": its final one, "run_id": ...})}.
 
-    Reports {"step", "curve": [metrics of each evaluation], "objective"}; the first report of each attempt adds
-    "dataset" (`dataset_record`), the last "summary" and "machine" (`grokbench.machine.this_machine`: where the
-    summary's seconds were measured)."""
+    Reports {"step", "steps_to_grok" (None before it groks), "curve": [metrics of each evaluation], "objective"};
+    the first report of each attempt adds "dataset" (`dataset_record`), the last "summary" and "machine"
+    (`grokbench.machine.this_machine`: where the summary's seconds were measured)."""
     config = config["trial"]
     trial = _load_or_start(config)
     reporter = Reporter(config, trial)
