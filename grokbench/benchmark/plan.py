@@ -285,22 +285,24 @@ def _print_workloads(suite: Suite, out) -> None:
         )
         settings = "".join(f" {k}={v}" for k, v in w.settings.items())
         expected = ", ".join(f"{r} {n:,}" for r, n in w.expected_best_updates.items())
+        ranges = "".join(f"; open {k} in [{r.low:g}, {r.high:g}]" for k, r in w.ranges.items())
         print(
             f"workload {name}: {w.task}{settings}; budget {w.budget_updates:,} updates = {epochs:,} epochs of "
-            f"{per_epoch}{rounded}; expected best {expected} updates",
+            f"{per_epoch}{rounded}; expected best {expected} updates{ranges}",
             file=out,
         )
 
 
 def _print_arms(suite: Suite, out) -> None:
-    print(f"  {'arm':<18}{'method and fixed settings':<40}" + "".join(f"{r:<34}" for r in suite.rulesets), file=out)
+    """A table: each arm, its method and fixed settings, and what it tunes under each ruleset (on any workload)."""
+    rows = [["arm", "method and fixed settings", *(f"tunes under {r}" for r in suite.rulesets)]]
     for name, arm in suite.arms.items():
         fixed = ", ".join([arm.method, *(f"{k}={v}" for k, v in arm.own.settings.items())])
-        tuned = []
-        for ruleset in suite.rulesets:
-            keys = {k for w in suite.workloads for k in suite.space(w, name, ruleset)}
-            tuned.append(", ".join(sorted(keys)) or "nothing")
-        print(f"  {name:<18}{fixed:<40}" + "".join(f"{t:<34}" for t in tuned), file=out)
+        tuned = [sorted({k for w in suite.workloads for k in suite.space(w, name, r)}) for r in suite.rulesets]
+        rows.append([name, fixed, *(", ".join(keys) or "nothing" for keys in tuned)])
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
+    for row in rows:
+        print("  " + "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
 def _print_estimate(suite: Suite, cost: Estimate, count: int, out) -> None:

@@ -71,6 +71,9 @@ RULESET_KEYS = {"studies", "trials", "ranges"}
 WORKLOAD_KEYS = {"task", "settings", "budget_updates", "expected_best_updates", "ranges", "arms"}
 SEARCH = "search"  # the key of an arm's own ranges, beside its fixed settings
 RESERVED = {"task", "method", "seed", "max_epochs"}  # the benchmark sets these for each trial
+# a task refuses an arm through these settings: the method (a capability it lacks, Muon's hidden matrices) or the
+# loss (StableMax needs a class distribution)
+REFUSALS = ("method", "loss")
 
 
 @dataclass(frozen=True)
@@ -161,13 +164,16 @@ class Suite:
     @functools.cached_property
     def refused(self) -> dict[tuple[str, str], str]:
         """(workload, arm) → why the workload's task refuses the arm (StableMax on a scalar output, Muon on a
-        model without hidden matrices): n/a, not an error."""
+        model without hidden matrices, adversarial training without accuracy): n/a, not an error. Any other
+        setting a trial refuses is a mistake in the file."""
         out = {}
         for workload in self.workloads:
             for arm in self.arms:
                 try:
                     self.config(workload, arm, {}, seed=0)
                 except ConfigError as err:
+                    if err.field not in REFUSALS:
+                        raise SweepError(f"{self.path}: arms.{arm}: on workload {workload}: {err}") from None
                     out[workload, arm] = str(err)
         return out
 

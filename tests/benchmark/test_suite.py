@@ -152,6 +152,10 @@ MISTAKES = [
     ),
     (lambda r: r["workloads"].pop("mnist"), r"arms\.stablemax: no workload of the suite can run it \(loss: "),
     (lambda r: r["workloads"]["xor"].update(arms={"muon": {}}), r"workloads\.xor\.arms\.muon: not one of"),
+    (
+        lambda r: r["workloads"]["xor"].update(arms={"grokalign": {"grokalign_projections": 0}}),
+        r"arms\.grokalign: on workload xor: grokalign_projections: ",
+    ),
     (lambda r: r["resources"].update(gpus=1), r"resources\.gpus: unknown key"),
 ]
 
