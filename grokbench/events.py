@@ -17,7 +17,8 @@ class Criterion(Protocol):
     def grokked(self, metrics: Mapping[str, float]) -> bool: ...
 
     def further_events(self) -> Mapping[str, Callable[[Mapping[str, float]], bool]]:
-        """Further named events whose first occurrence the summary reports (as steps_to_<name>, ...)."""
+        """Further named events whose first occurrence the summary reports (as steps_to_<name>, ...). A criterion
+        may also name one of them its `stop_event`: the run ends where that happens (see `GrokEvents.settled`)."""
         ...
 
 
@@ -87,7 +88,11 @@ class GrokEvents:
     @property
     def settled(self) -> Milestone | None:
         """The evaluation by which the run grokked and every further event happened (the latest of them): where
-        a run that stops at grokking stops, so that a stricter further event is measured too."""
+        a run that stops at grokking stops, so that a stricter further event is measured too. A criterion that
+        names one of its further events its `stop_event` (a run that has converged) settles there, grokked or not."""
+        stop_event = getattr(self.criterion, "stop_event", None)
+        if stop_event is not None and self.further.get(stop_event) is not None:
+            return self.further[stop_event]
         if self.grokked is None or any(self.further.get(name) is None for name in self.criterion.further_events()):
             return None
         return max([self.grokked, *self.further.values()], key=lambda m: m.step)
