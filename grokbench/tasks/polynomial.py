@@ -48,6 +48,10 @@ TARGETS = ("half_square", "square")
 LOSS_SCALINGS = ("none", "alpha_sq")
 LR_RULES = ("n_over_alpha_sq", "n")
 STOP_RULES = ("none", "converged")
+DATA_DRAWS = ("fixed", "per_seed")
+# a per-seed data draw's stream starts this far from the trial's seed: torch's global stream of seed s (the weights)
+# and a generator of seed s (the data) are near copies, which put one unit's w_i close to β (|cos| 0.9 at s = 0)
+DATA_STREAM_OFFSET = 0x5EED_DA7A
 NOT_YET = -1  # an epoch the watch has not seen happen (its metrics must stay finite: the loop reads NaN as divergence)
 
 
@@ -64,6 +68,12 @@ class PolynomialSettings(Settings):
     grok_threshold: float = setting(0.1, "grokked when test loss / its value at initialisation is below this")
     grok_strict_threshold: float = setting(0.05, "the stricter test threshold reported as steps_to_grok_strict")
     # added for Kumar et al.'s Fig. 3a and 3e cells; each neutral value is what every trial did before
+    data_draw: str = setting(
+        "fixed",
+        "fixed (β and the inputs from data_seed) | per_seed (from data_seed + the trial's seed, on a stream apart "
+        "from the weights': each seed its own draw of data and weights)",
+        neutral="fixed",
+    )
     input_scaling: str = setting(
         "input",
         "where the 1/√D goes: input (x ~ N(0, I/D), h = w·x; Fig. 1) | preactivation (x ~ N(0, I), h = w·x/√D; "
@@ -120,6 +130,7 @@ class PolynomialSettings(Settings):
             ("loss_scaling", LOSS_SCALINGS),
             ("lr_rule", LR_RULES),
             ("stop_rule", STOP_RULES),
+            ("data_draw", DATA_DRAWS),
         ):
             one_of(name, getattr(self, name), allowed)
         if self.converge_window < 2:
@@ -406,7 +417,8 @@ class Polynomial(Task):
 
     def load_data(self, cfg: TrialConfig) -> TaskData:
         s = cfg.task_settings
-        generator = torch.Generator().manual_seed(s.data_seed)
+        stream = s.data_seed if s.data_draw == "fixed" else DATA_STREAM_OFFSET + s.data_seed + cfg.seed
+        generator = torch.Generator().manual_seed(stream)
         dtype = getattr(torch, cfg.dtype)
         beta = torch.randn(s.dim, generator=generator, dtype=torch.float64)
         spread = s.dim**0.5 if s.input_scaling == "input" else 1.0  # else the first layer scales its input

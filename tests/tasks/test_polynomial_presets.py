@@ -11,7 +11,7 @@ from grokbench.events import GrokEvents, Milestone
 from grokbench.resolve import config_of, resolve
 from grokbench.tasks import TASKS
 from grokbench.tasks.base import TaskData
-from grokbench.tasks.polynomial import CentredTwoLayer, ConvergingLossCriterion, EpochWatch
+from grokbench.tasks.polynomial import DATA_STREAM_OFFSET, CentredTwoLayer, ConvergingLossCriterion, EpochWatch
 from grokbench.train import Trial
 
 POLYNOMIAL = TASKS["polynomial"]
@@ -26,6 +26,7 @@ NEW_SETTINGS = {
     "converge_tolerance",
     "converge_window",
     "crossing_mse",
+    "data_draw",
 }
 
 
@@ -170,3 +171,24 @@ def test_a_watched_trial_resumes_exactly():
 def test_bad_input_exits_2_with_a_clear_line(argv, message, capsys):
     assert main(["run", "polynomial", "--max-epochs", "1", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def largest_cosine_with_beta(**settings):
+    """The largest |cos(w_i, β)| over the units at initialisation; β recovered as the data's own stream makes it."""
+    cfg = resolve(config_of(task="polynomial", **settings))
+    torch.manual_seed(cfg.seed)  # as the trial draws its weights
+    weight = POLYNOMIAL.build_model(cfg).weight.detach()
+    stream = cfg.task_settings.data_seed + (DATA_STREAM_OFFSET + cfg.seed if settings.get("data_draw") else 0)
+    beta = torch.randn(cfg.task_settings.dim, generator=torch.Generator().manual_seed(stream), dtype=torch.float64)
+    return ((weight @ beta) / (weight.norm(dim=1) * beta.norm())).abs().max().item()
+
+
+def test_a_per_seed_data_draw_keeps_the_weights_apart_from_beta():
+    # seed s and data seed s share a stream: one unit starts near the target direction (random: ≈ 0.3 at most)
+    assert largest_cosine_with_beta(seed=0, data_seed=0) > 0.8
+    assert largest_cosine_with_beta(seed=0, data_draw="per_seed") < 0.4
+    first, again = (POLYNOMIAL.load_data(resolve(config_of(**TINY, seed=1, data_draw="per_seed"))) for _ in range(2))
+    other = POLYNOMIAL.load_data(resolve(config_of(**TINY, seed=2, data_draw="per_seed")))
+    assert torch.equal(first.x_train, again.x_train) and not torch.equal(first.x_train, other.x_train)
+    fixed = POLYNOMIAL.load_data(resolve(config_of(**TINY, seed=1, data_seed=DATA_STREAM_OFFSET + 1)))
+    assert torch.equal(first.y_test, fixed.y_test)
