@@ -1,0 +1,219 @@
+"""The leaderboard from a real SQLite MLflow store written as a benchmark's driver writes one: a parent run with the
+suite file, its stamp and the cost measurement, and trial runs with known times; every figure checked against
+values worked out by hand below."""
+
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.entities import Metric
+
+from analysis.leaderboard import FOLDER, build_leaderboard, main
+from grokbench.benchmark.outcomes import DRAWN_TAG, TRIAL_TAG
+from grokbench.benchmark.plan import Coordinates
+from grokbench.machine import as_tags
+from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
+from grokbench.sweep.mlflow_store import PARENT_RUN_TAG, PARENT_TAG, TrackingStore
+
+SUITE = """\
+name: tiny
+r_max: 4
+rulesets:
+  paper: {studies: 3, trials: 1}
+confirmation_seeds: 3
+workloads:
+  mod: {task: modarith, budget_updates: 200, expected_best_updates: 60}
+  xor: {task: xor, budget_updates: 400, expected_best_updates: 300}
+arms:
+  baseline: {method: baseline}
+  grokalign: {method: grokalign, search: {lam: {low: 1.0e-5, high: 1.0e-2}}}
+  stablemax: {method: baseline, loss: stablemax}
+"""
+BENCHMARK = "tiny-2"
+MACHINE = {"cpu": "Test CPU 9000", "cpus": "2", "gpu": "none", "torch": "2.9.0", "threads": "1"}
+COSTS = {
+    "machine": "quiet test machine",
+    "measure_updates": 20,
+    "seconds_per_update": {
+        "mod": {"baseline": 0.01, "grokalign": 0.02, "stablemax": 0.01},
+        "xor": {"baseline": 0.001, "grokalign": 0.001},
+    },
+}
+INF = math.inf
+# tuning: each study's one trial's steps to the target (∞: a miss); stablemax cannot run xor (a scalar output)
+TUNING = {
+    ("mod", "baseline"): [100, 120, INF],  # median 120 → r = 2 (the best: grokalign's 60)
+    ("mod", "grokalign"): [60, 50, 80],  # median 60 → r = 1; its median study is study 0 (60)
+    ("mod", "stablemax"): [INF, INF, 200],  # median ∞: a miss
+    ("xor", "baseline"): [300, 300, 300],  # 300 → r = 1
+    ("xor", "grokalign"): [400, 1500, 1300],  # 1300 > 4 × 300: a miss under r_max
+}
+LAMS = [0.002, 0.0005, 0.008]  # grokalign's draw in studies 0, 1, 2
+# confirmation: each seed's steps to the target (None: censored at the budget)
+CONFIRMED = {
+    ("mod", "baseline"): [100, 120, 144],  # geometric mean 120
+    ("mod", "grokalign"): [50, 60, 72],  # geometric mean 60: × 2 faster
+    ("mod", "stablemax"): [None, None, None],  # censored at 200
+    ("xor", "baseline"): [None, None, None],  # censored at 400
+    ("xor", "grokalign"): [200, 220, 240],  # median 220: > 400 / 220 faster
+}
+BUDGET = {"mod": 200, "xor": 400}
+
+
+def log_run(client, experiment, parent, coords, steps, drawn=None, before=False, benchmark_id=BENCHMARK):
+    tags = {
+        **coords.tags("tiny"),
+        KEY_TAG: f"{coords.workload}-{coords.arm}-{coords.phase}-{coords.study}-{coords.trial}",
+        SWEEP_TAG: benchmark_id,
+        TRIAL_TAG: str(coords.trial),
+        DRAWN_TAG: json.dumps(drawn or {}),
+        "status": "censored" if steps is None else "grokked",
+        "grokked_before_memorised": str(before),
+        PARENT_RUN_TAG: parent,
+        **as_tags(MACHINE),
+    }
+    run = client.create_run(experiment, tags=tags).info.run_id
+    ran = BUDGET[coords.workload] if steps is None else steps
+    metrics = {"steps": ran, "train_time_s": ran / 100, "steps_to_memorise": 40, "time_to_memorise_s": 0.4}
+    metrics["final_test_acc"] = 0.5 if steps is None else 0.96
+    if steps is not None:
+        metrics |= {"steps_to_grok": steps, "time_to_grok_s": steps / 100}
+    client.log_batch(run, metrics=[Metric(name, float(value), 0, 0) for name, value in metrics.items()])
+
+
+def log_parent(client, experiment, benchmark_id, suite_text):
+    tags = {
+        PARENT_TAG: "benchmark",
+        "grokbench.benchmark": "tiny",
+        SWEEP_TAG: benchmark_id,
+        "grokbench.suite_sha256": hashlib.sha256(suite_text.encode()).hexdigest(),
+        "grokbench.version": "abc1234",
+        **as_tags(MACHINE),
+    }
+    parent = client.create_run(experiment, tags=tags).info.run_id
+    client.log_text(parent, suite_text, "suite.yaml")
+    client.log_text(parent, json.dumps(COSTS), "costs.json")
+    return parent
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, migrated_store) -> TrackingStore:
+    """An older benchmark of the suite (one trial), then the one the tests read."""
+    root = tmp_path_factory.mktemp("leaderboard")
+    shutil.copy(migrated_store, root / "mlflow.db")
+    store = TrackingStore(f"sqlite:///{root}/mlflow.db")
+    experiment = store.prepare_experiment("grokbench/benchmark_tiny")
+    client = store.client
+    older = log_parent(client, experiment, "tiny-1", SUITE)
+    for study in range(3):
+        coords = Coordinates("mod", "baseline", "paper", "tuning", study, 0)
+        log_run(client, experiment, older, coords, 90, benchmark_id="tiny-1")
+    parent = log_parent(client, experiment, BENCHMARK, SUITE)
+    for (workload, arm), times in TUNING.items():
+        for study, steps in enumerate(times):
+            drawn = {"lam": LAMS[study]} if arm == "grokalign" else {}
+            coords = Coordinates(workload, arm, "paper", "tuning", study, 0)
+            log_run(client, experiment, parent, coords, None if steps == INF else steps, drawn)
+    for (workload, arm), times in CONFIRMED.items():
+        for seed, steps in enumerate(times):
+            coords = Coordinates(workload, arm, "paper", "confirmation", 0, seed)
+            log_run(client, experiment, parent, coords, steps, before=(arm, seed) == ("grokalign", 2))
+    return store
+
+
+@pytest.fixture(scope="module")
+def built(store, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("built")
+    build_leaderboard(store.uri, "tiny", None, out, log_to_parent=False)
+    return out
+
+
+def test_the_scores_are_the_areas_worked_out_by_hand(built):
+    board = pd.read_csv(built / "leaderboard.csv")
+    assert list(board.columns[:6]) == ["ruleset", "measure", "method", "score", "workloads", "speedup_vs_baseline"]
+    assert {"speedup_ci_low", "speedup_ci_high", "speedup_test", "na_workloads"} <= set(board.columns)
+    got = {(r.measure, r.method): (r.score, r.workloads, r.na_workloads) for r in board.itertuples()}
+    # B = mean over the arm's workloads of (4 − r)₊ / 3
+    assert got[("steps", "baseline")] == (pytest.approx((2 / 3 + 1) / 2), 2, 0)  # r = 2 on mod, 1 on xor
+    assert got[("steps", "grokalign")] == (pytest.approx(0.5), 2, 0)  # r = 1 on mod, capped (4.33) on xor
+    assert got[("steps", "stablemax")] == (0.0, 1, 1)  # a miss on mod, xor n/a
+    # modelled: 120 × 0.01 = 60 × 0.02 s on mod, a tie at the best; xor's costs are equal, its ratios as in steps
+    assert got[("modelled", "baseline")] == (pytest.approx(1.0), 2, 0)
+    assert got[("modelled", "grokalign")] == (pytest.approx(0.5), 2, 0)
+    assert list(board["method"][:3]) == ["baseline", "grokalign", "stablemax"]  # best first
+    assert board["ratio_xor"].isna().tolist()[2] and board["ratio_mod"][1] == 1.0
+
+
+def test_the_speed_ups_pool_the_workloads_and_show_a_censored_baseline_as_a_bound(built):
+    board = pd.read_csv(built / "leaderboard.csv").set_index(["measure", "method"])
+    grokalign = board.loc[("steps", "grokalign")]
+    # mod: 120 / 60 = 2 (every seed reached it); xor: the baseline missed: > 400 / 220; geometric mean, a bound
+    assert grokalign["speedup_vs_baseline"] == pytest.approx(math.sqrt(2 * 400 / 220), rel=1e-5)
+    assert grokalign["speedup_bound"] == ">" and grokalign["speedup_workloads"] == 2
+    stablemax = board.loc[("steps", "stablemax")]  # its seeds missed at 200 on mod: < 120 / 200
+    assert stablemax["speedup_vs_baseline"] == pytest.approx(0.6) and stablemax["speedup_bound"] == "<"
+    assert board.loc[("steps", "baseline"), "speedup_vs_baseline"] == 1.0
+    text = (built / "leaderboard.md").read_text()
+    assert "> ×1.91" in text and "< ×0.60" in text
+    for stamp in ("sha256 " + hashlib.sha256(SUITE.encode()).hexdigest(), "abc1234", "CPU Test CPU 9000", "threads 1"):
+        assert stamp in text
+    assert "quiet test machine over 20 updates" in text
+
+
+def test_the_confirmed_tables_give_fractions_bounds_and_the_grokking_figures(built):
+    mod = pd.read_csv(built / "confirmed_mod.csv").set_index("arm")
+    assert mod.loc["baseline", "reached target"] == "3/3" and mod.loc["stablemax", "reached target"] == "0/3"
+    assert mod.loc["stablemax", "steps: median [95 % CI]"] == "> 200"
+    assert mod.loc["stablemax", "seconds: geo. mean [95 % CI]"] == "> 2"  # censored at 2 s
+    assert mod.loc["baseline", "steps_geomean"] == pytest.approx(120)
+    assert mod.loc["baseline", "steps_median"] == 120 and mod.loc["baseline", "memorise→target (median steps)"] == "80"
+    assert mod.loc["grokalign", "target before memorising"] == "1/3"
+    assert mod.loc["grokalign", "steps_ratio"] == pytest.approx(2.0)  # ratio of geometric means
+    assert mod.loc["grokalign", "steps_ci_low"] < 2 < mod.loc["grokalign", "steps_ci_high"]
+    assert mod.loc["grokalign", "final test acc (median)"] == 0.96
+    xor = pd.read_csv(built / "confirmed_xor.csv", keep_default_na=False).set_index("arm")
+    assert xor.loc["baseline", "steps: median [95 % CI]"] == "> 400"
+    assert xor.loc["grokalign", "speed-up (steps)"].startswith("> ×1.82")
+    assert xor.loc["stablemax", "reached target"] == "n/a"
+
+
+def test_the_tuned_settings_are_the_median_studys_winner_beside_the_default(built):
+    tuned = pd.read_csv(built / "tuned_settings.csv")
+    row = tuned[(tuned["workload"] == "mod") & (tuned["arm"] == "grokalign")].iloc[0]
+    # studies took 60, 50, 80: sorted 50 (1), 60 (0), 80 (2), the middle one is study 0, drawn at λ = 0.002
+    assert (row["setting"], row["tuned_value"], row["winner"]) == ("lam", 0.002, "study 0, trial 0")
+    assert row["winner's steps"] == "60" and row["default_value"] > 0
+    assert set(tuned[tuned["arm"] == "baseline"]["setting"]) == {"(nothing tuned)"}
+
+
+def test_a_rebuild_is_byte_identical_names_no_local_path_and_replaces_the_parents_copy(store, built, tmp_path):
+    written = build_leaderboard(store.uri, "benchmark_tiny", BENCHMARK, tmp_path)  # logged this time
+    names = sorted(p.name for p in built.iterdir())
+    assert names == sorted(p.name for p in written)
+    assert "performance_profiles.png" in names and "leaderboard.tex" in names and "confirmed_xor.tex" in names
+    for name in names:
+        assert (built / name).read_bytes() == (tmp_path / name).read_bytes(), name
+        if not name.endswith(".png"):
+            assert str(tmp_path) not in (tmp_path / name).read_text() and "/tmp" not in (tmp_path / name).read_text()
+    parent = store.parent_runs(store.experiment_id("grokbench/benchmark_tiny"), "benchmark")[-1]
+    logged = store.text_artifacts(parent.info.run_id)
+    assert logged[f"{FOLDER}/leaderboard.md"] == (tmp_path / "leaderboard.md").read_text()
+    assert {f"{FOLDER}/{name}" for name in names} <= set(store._artifact_files(parent.info.run_id))
+
+
+def test_the_command_picks_a_benchmark_and_refuses_a_missing_one_in_one_line(store, tmp_path, capsys):
+    out = tmp_path / "older"
+    assert main(["--tracking-uri", store.uri, "--benchmark-id", "tiny-1", "--out", str(out), "--no-log"]) == 0
+    board = pd.read_csv(out / "leaderboard.csv")
+    # its only finished trials: the baseline's on mod, 90 steps in each study (r = 1); xor: a miss
+    assert board.loc[board["method"] == "baseline", "score"].tolist() == [0.5, 0.5]
+    assert "Leaderboard: benchmark tiny (tiny-1)" in capsys.readouterr().out
+    missing = tmp_path / "missing"
+    assert main(["--tracking-uri", store.uri, "--benchmark-id", "tiny-9", "--out", str(missing), "--no-log"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no benchmark tiny-9" in err and "tiny-1, tiny-2" in err
+    assert not missing.exists()
