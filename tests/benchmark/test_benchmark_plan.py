@@ -12,6 +12,7 @@ from scipy.stats import qmc
 from grokbench.benchmark import plan
 from grokbench.benchmark.suite import TUNING_SEED_BASE, load_suite
 from grokbench.cli import main
+from grokbench.sweep.keys import trial_key
 from grokbench.sweep.spec import Range
 
 SUITE = {
@@ -57,6 +58,13 @@ def test_the_count_is_the_formula_and_the_plan_has_that_many_trials(suite, trial
     winners = [t for t in trials if t.coords.study == 0 and t.coords.trial == 0]
     assert len(winners) == 10
     assert len(trials) + len(plan.confirmation_trials(suite, winners)) == 100
+
+
+def test_every_planned_trial_is_a_distinct_trial(suite, trials):
+    """Distinct trial keys (what resume and the store go by), confirmation trials included."""
+    winners = [t for t in trials if t.coords.study == 1 and t.coords.trial == 0]
+    keys = [trial_key(t.config) for t in [*trials, *plan.confirmation_trials(suite, winners)]]
+    assert len(set(keys)) == len(keys) == 100
 
 
 def test_an_arm_the_task_refuses_has_no_trials_there(suite, trials):
