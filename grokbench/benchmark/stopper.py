@@ -122,9 +122,6 @@ class RMaxStopper(Stopper):
         self.studies = dict(studies)
         self.r_max = r_max
         self.history = history
-        self._reset()
-
-    def _reset(self) -> None:
         # (workload, ruleset) → arm → study → fewest steps of a finished trial that reached the target
         self._best: dict[tuple[str, str], dict[str, dict[int, int]]] = {}
         self._stopped: dict[str, StoppedTrial] = {}

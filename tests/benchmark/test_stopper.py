@@ -4,17 +4,24 @@ are, and the rule's edges by hand."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+import pickle
 from dataclasses import dataclass
 
 import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
+from ray import tune
 
 from grokbench.benchmark.score import TimeTable, profile_curve, score_table, study_time
 from grokbench.benchmark.stopper import (
     REACHED_KEY,
+    STOPPED_BY_KEY,
+    FinishedTrial,
     RMaxStopper,
+    StoppedTrial,
     TrialCoordinates,
 )
 
@@ -217,3 +224,166 @@ def test_the_stopper_leaves_rho_and_b_unchanged(bench):
 @given(benchmarks())
 def test_the_stopper_leaves_rho_and_b_unchanged_long(bench):
     check_profiles_unchanged(bench)
+
+
+# ---- the rule's edges, by hand ------------------------------------------------------------------------------------
+
+
+def finish(stopper: RMaxStopper, arm: str, study: int, reached: int | None, status: str | None = None, **where):
+    """A trial's last report, as Tune hands it over; returns the stopper's answer."""
+    result = last_report(reached or 1000, reached, arm=arm, study=study, **where)
+    if status:
+        result["summary"]["status"] = status
+    return stopper(f"{arm}-{study}-{reached}-{status}-{where}", result)
+
+
+def test_thresholds_from_finished_trials_by_hand():
+    stopper = RMaxStopper({("w", "A"): 1.0, ("w", "B"): 3.0}, {"open": 3, "paper": 3}, R_MAX)
+    assert stopper.thresholds("w", "open") == (INF, INF)
+    for arm, study, reached in [("A", 0, 10), ("A", 1, 20), ("B", 0, 8), ("B", 1, 8), ("B", 2, None)]:
+        assert finish(stopper, arm, study, reached) is False
+    finish(stopper, "A", 2, 2, phase="confirmation")  # not a study's trial
+    finish(stopper, "A", 2, 3, status="diverged")  # reached, then diverged: counts as ∞
+    # steps: A median(10, 20, ∞) = 20, B median(8, 8, ∞) = 8 → 8
+    # modelled: A 1 s × (10, 20, ∞) → 20 s, B 3 s × (8, 8, ∞) → 24 s → 20 s
+    assert stopper.thresholds("w", "open") == (8, 20)
+    assert stopper.thresholds("w", "paper") == (INF, INF)
+
+
+def three_arms() -> RMaxStopper:
+    """One study; A (1 s per update) finished at step 10: U = 10 steps and 10 s, so the limits are 40 and 40 s."""
+    stopper = RMaxStopper({("w", "A"): 1.0, ("w", "B"): 3.0, ("w", "C"): 0.25}, {"open": 1}, R_MAX)
+    finish(stopper, "A", 0, 10)
+    return stopper
+
+
+def test_a_confirmation_trial_is_never_stopped():
+    stopper = three_arms()
+    assert stopper("conf", report(10_000, arm="A", phase="confirmation")) is False
+    assert stopper("tune", report(10_000, arm="A")) is True
+
+
+def test_both_measures_must_be_beyond_r_max_times_u():
+    stopper = three_arms()
+    assert stopper("c", report(50, arm="C")) is False  # 50 > 40 steps, but 50 × 0.25 = 12.5 s ≤ 40 s
+    assert stopper("c", report(161, arm="C")) is True  # 161 > 40 and 40.25 s > 40 s
+    assert stopper("b", report(20, arm="B")) is False  # 20 × 3 = 60 s > 40 s, but 20 ≤ 40 steps
+    assert stopper("b", report(41, arm="B")) is True  # 41 > 40 and 123 s > 40 s
+
+
+def test_exactly_r_max_times_u_is_not_stopped():
+    stopper = three_arms()
+    assert stopper("a", report(40, arm="A")) is False  # 40 = 4 × 10 steps, 40 s = 4 × 10 s
+    assert stopper("a", report(41, arm="A")) is True
+
+
+def test_an_even_study_count_doubles_the_limit():
+    stopper = RMaxStopper({("w", "A"): 1.0}, {"open": 2}, R_MAX)
+    finish(stopper, "A", 0, 10)
+    finish(stopper, "A", 1, 10)  # U = (10 + 10) / 2 = 10
+    assert stopper("a", report(80, arm="A")) is False  # 80 = 2 × 4 × 10
+    assert stopper("a", report(81, arm="A")) is True
+
+
+def test_a_trial_at_its_target_is_never_stopped(caplog):
+    stopper = three_arms()
+    assert stopper("a", report(1000, reached=30, arm="A")) is False  # at the target by step 30, training on
+    unsaid = report(1000, arm="A")
+    del unsaid[REACHED_KEY]
+    with caplog.at_level(logging.WARNING, "grokbench.benchmark.stopper"):
+        assert stopper("b", unsaid) is False
+        assert stopper("c", unsaid) is False
+    assert [r.message for r in caplog.records] == [
+        f"r_max stopper: reports carry no {REACHED_KEY!r}, so no trial is stopped"
+    ]
+
+
+def test_a_stop_is_marked_listed_and_logged(caplog):
+    stopper = three_arms()
+    result = report(60, arm="B", study=0)
+    with caplog.at_level(logging.INFO, "grokbench.benchmark.stopper"):
+        assert stopper("b", result) is True
+    assert result[STOPPED_BY_KEY] == "r_max"
+    assert dict(stopper.stopped) == {"b": StoppedTrial(TrialCoordinates("w", "B", "open", 0, "tuning"), 60, 40.0, 40.0)}
+    message = caplog.records[-1].getMessage()
+    assert "trial b (w, B, open, study 0) at step 60 > 40 = 1 × 4 × U_steps 10, modelled 180 s > 40 s" in message
+    assert stopper("b", report(61, arm="B")) is True  # a late report of a stopped trial
+    assert stopper.stop_all() is False
+
+
+def test_seeded_from_trials_finished_before_a_resume():
+    finished = [FinishedTrial(TrialCoordinates("w", "A", "open", 0, "tuning"), 10)]
+    costs = {("w", "A"): 1.0}
+    seeded = RMaxStopper(costs, {"open": 1}, R_MAX)
+    seeded.seed(finished)
+    assert seeded("a", report(41, arm="A")) is True
+    # Tune unpickles the stopper it started with: it reads `history` before its first decision
+    started = RMaxStopper(costs, {"open": 1}, R_MAX, history=functools.partial(list, finished))
+    restored = pickle.loads(pickle.dumps(started))
+    assert restored("a", report(41, arm="A")) is True
+    assert pickle.loads(pickle.dumps(RMaxStopper(costs, {"open": 1}, R_MAX)))("a", report(41, arm="A")) is False
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: RMaxStopper({}, {"open": 1}, 1.0), "r_max must be"),
+        (lambda: RMaxStopper({("w", "A"): 0.0}, {"open": 1}, R_MAX), "must be positive"),
+        (lambda: RMaxStopper({}, {"open": 0}, R_MAX), "studies: 'open': 0"),
+        (lambda: RMaxStopper({}, {"closed": 1}, R_MAX), "studies: 'closed'"),
+        (lambda: three_arms()("x", {"step": 1, "config": {"trial": {"config": {}}}}), "not a benchmark trial"),
+        (lambda: three_arms()("x", report(1, arm="D")), "no cost per update for arm D on w"),
+        (lambda: three_arms()("x", report(1, ruleset="paper")), "no study count for ruleset paper"),
+        (lambda: three_arms()("x", report(1, ruleset="closed")), "bad ruleset, phase or study"),
+        (lambda: finish(three_arms(), "A", 1, 5), "more studies than S"),
+    ],
+)
+def test_bad_settings_and_results_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+# ---- on Ray Tune ----------------------------------------------------------------------------------------------------
+
+
+class LastResults(tune.Callback):
+    """What the driver's recording callback reads of each trial when it ends: its last result, by arm."""
+
+    def __init__(self):
+        self.last: dict[str, dict] = {}
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.last[trial.config["trial"]["benchmark"]["arm"]] = trial.last_result
+
+
+@pytest.mark.slow
+def test_on_tune_the_stopper_reads_the_config_and_its_mark_reaches_the_callbacks(local_ray, tmp_path):
+    """Tune hands the stopper each result with the trial's config, ends the trial it stops, and its callbacks see
+    the stopper's mark on that result: A reaches the target at step 2 (U = 2), B is stopped at step 9 > 4 × 2."""
+
+    def reports_until(config):
+        """A function trainable reporting as grokbench's does: each step, then a summary at its end. Defined in the
+        test so that Ray pickles it by value (its workers cannot import a test module)."""
+        reach, last = config["trial"]["reach"], config["trial"]["last"]
+        for step in range(1, last):
+            tune.report({"step": step, REACHED_KEY: reach if reach is not None and reach <= step else None})
+        status = "grokked" if reach is not None else "censored"
+        tune.report({"step": last, "summary": {"status": status, "steps_to_grok": reach}})
+
+    def entry(arm, reach, last):
+        where = {"workload": "w", "arm": arm, "ruleset": "open", "study": 0, "phase": "tuning"}
+        return {"benchmark": where, "reach": reach, "last": last}
+
+    stopper = RMaxStopper({("w", "A"): 1.0, ("w", "B"): 1.0}, {"open": 1}, R_MAX)
+    marks = LastResults()
+    tuner = tune.Tuner(
+        reports_until,
+        param_space={"trial": tune.grid_search([entry("A", 2, 2), entry("B", None, 200)])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1),  # A first: U is set before B runs
+        run_config=tune.RunConfig(storage_path=str(tmp_path), stop=stopper, callbacks=[marks], verbose=0),
+    )
+    results = {r.config["trial"]["benchmark"]["arm"]: r.metrics for r in tuner.fit()}
+    assert results["B"]["step"] == 9 and results["B"][STOPPED_BY_KEY] == "r_max"
+    assert marks.last["B"][STOPPED_BY_KEY] == "r_max" and marks.last["B"]["step"] == 9
+    assert STOPPED_BY_KEY not in marks.last["A"] and marks.last["A"]["summary"]["steps_to_grok"] == 2
+    assert [s.coordinates.arm for s in stopper.stopped.values()] == ["B"]
