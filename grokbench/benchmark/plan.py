@@ -160,12 +160,13 @@ def tuning_trials(suite: Suite) -> list[PlannedTrial]:
                 for trial, drawn in enumerate(draws(space, rules.trials, seed)):
                     coords = Coordinates(workload, arm, ruleset, "tuning", study, trial)
                     out.append(planned(suite, coords, drawn, tuning_seed(study, trial, rules.trials)))
-    arms, rulesets = ({name: i for i, name in enumerate(names)} for names in (suite.arms, suite.rulesets))
-    return sorted(out, key=lambda p: (*_rank(p.coords, rulesets), arms[p.coords.arm]))
+    order = [{name: i for i, name in enumerate(names)} for names in (suite.workloads, suite.rulesets, suite.arms)]
+    return sorted(out, key=lambda p: _rank(p.coords, *order))
 
 
-def _rank(c: Coordinates, rulesets: dict[str, int]) -> tuple:
-    return c.workload, rulesets[c.ruleset], c.study, c.trial
+def _rank(c: Coordinates, workloads: dict[str, int], rulesets: dict[str, int], arms: dict[str, int]) -> tuple:
+    """In the file's order: workload, ruleset, study, trial, then arm."""
+    return workloads[c.workload], rulesets[c.ruleset], c.study, c.trial, arms[c.arm]
 
 
 def confirmation_trials(suite: Suite, winners: Iterable[PlannedTrial]) -> list[PlannedTrial]:
