@@ -24,6 +24,12 @@ name: tiny
 r_max: 4
 rulesets:
   paper: {studies: 3, trials: 1}
+  open:
+    studies: 1
+    trials: 1
+    ranges:
+      lr: {low: 1.0e-3, high: 1.0e-1}
+      weight_decay: {low: 1.0e-3, high: 1.0}
 confirmation_seeds: 3
 workloads:
   mod: {task: modarith, budget_updates: 200, expected_best_updates: 60}
@@ -53,6 +59,9 @@ TUNING = {
     ("xor", "grokalign"): [400, 1500, 1300],  # 1300 > 4 × 300: a miss under r_max
 }
 LAMS = [0.002, 0.0005, 0.008]  # grokalign's draw in studies 0, 1, 2
+# open: one study of one trial each, drawn at lr 0.03 and weight decay 0.2 (and λ 0.001); no confirmation runs yet
+OPEN = {("mod", "baseline"): 100, ("mod", "grokalign"): 100, ("mod", "stablemax"): 150}
+OPEN |= {("xor", "baseline"): INF, ("xor", "grokalign"): 200}
 # confirmation: each seed's steps to the target (None: censored at the budget)
 CONFIRMED = {
     ("mod", "baseline"): [100, 120, 144],  # geometric mean 120
@@ -118,6 +127,10 @@ def store(tmp_path_factory, migrated_store) -> TrackingStore:
             drawn = {"lam": LAMS[study]} if arm == "grokalign" else {}
             coords = Coordinates(workload, arm, "paper", "tuning", study, 0)
             log_run(client, experiment, parent, coords, None if steps == INF else steps, drawn)
+    for (workload, arm), steps in OPEN.items():
+        drawn = {"lr": 0.03, "weight_decay": 0.2} | ({"lam": 0.001} if arm == "grokalign" else {})
+        coords = Coordinates(workload, arm, "open", "tuning", 0, 0)
+        log_run(client, experiment, parent, coords, None if steps == INF else steps, drawn)
     for (workload, arm), times in CONFIRMED.items():
         for seed, steps in enumerate(times):
             coords = Coordinates(workload, arm, "paper", "confirmation", 0, seed)
@@ -136,7 +149,11 @@ def test_the_scores_are_the_areas_worked_out_by_hand(built):
     board = pd.read_csv(built / "leaderboard.csv")
     assert list(board.columns[:6]) == ["ruleset", "measure", "method", "score", "workloads", "speedup_vs_baseline"]
     assert {"speedup_ci_low", "speedup_ci_high", "speedup_test", "na_workloads"} <= set(board.columns)
-    got = {(r.measure, r.method): (r.score, r.workloads, r.na_workloads) for r in board.itertuples()}
+    got = {
+        (r.measure, r.method): (r.score, r.workloads, r.na_workloads)
+        for r in board.itertuples()
+        if r.ruleset == "paper"
+    }
     # B = mean over the arm's workloads of (4 − r)₊ / 3
     assert got[("steps", "baseline")] == (pytest.approx((2 / 3 + 1) / 2), 2, 0)  # r = 2 on mod, 1 on xor
     assert got[("steps", "grokalign")] == (pytest.approx(0.5), 2, 0)  # r = 1 on mod, capped (4.33) on xor
@@ -145,11 +162,15 @@ def test_the_scores_are_the_areas_worked_out_by_hand(built):
     assert got[("modelled", "baseline")] == (pytest.approx(1.0), 2, 0)
     assert got[("modelled", "grokalign")] == (pytest.approx(0.5), 2, 0)
     assert list(board["method"][:3]) == ["baseline", "grokalign", "stablemax"]  # best first
+    # open, steps: a tie at the best on mod (100) beside stablemax's 150 (r = 1.5); only grokalign reached xor
+    opened = board[(board["ruleset"] == "open") & (board["measure"] == "steps")]
+    assert list(opened["method"]) == ["grokalign", "stablemax", "baseline"]
+    assert opened["score"].tolist() == pytest.approx([1.0, 2.5 / 3, 0.5])
     assert board["ratio_xor"].isna().tolist()[2] and board["ratio_mod"][1] == 1.0
 
 
 def test_the_speed_ups_pool_the_workloads_and_show_a_censored_baseline_as_a_bound(built):
-    board = pd.read_csv(built / "leaderboard.csv").set_index(["measure", "method"])
+    board = pd.read_csv(built / "leaderboard.csv").query("ruleset == 'paper'").set_index(["measure", "method"])
     grokalign = board.loc[("steps", "grokalign")]
     # mod: 120 / 60 = 2 (every seed reached it); xor: the baseline missed: > 400 / 220; geometric mean, a bound
     assert grokalign["speedup_vs_baseline"] == pytest.approx(math.sqrt(2 * 400 / 220), rel=1e-5)
@@ -165,17 +186,24 @@ def test_the_speed_ups_pool_the_workloads_and_show_a_censored_baseline_as_a_boun
 
 
 def test_the_confirmed_tables_give_fractions_bounds_and_the_grokking_figures(built):
-    mod = pd.read_csv(built / "confirmed_mod.csv").set_index("arm")
+    confirmed = pd.read_csv(built / "confirmed_mod.csv", dtype=str)
+    opened = confirmed.query("ruleset == 'open'").set_index("arm")  # no confirmation run yet
+    assert (
+        opened.loc["baseline", "reached target"] == "0/0" and opened.loc["baseline", "steps: median [95 % CI]"] == "—"
+    )
+    mod = confirmed.query("ruleset == 'paper'").set_index("arm")
     assert mod.loc["baseline", "reached target"] == "3/3" and mod.loc["stablemax", "reached target"] == "0/3"
     assert mod.loc["stablemax", "steps: median [95 % CI]"] == "> 200"
     assert mod.loc["stablemax", "seconds: geo. mean [95 % CI]"] == "> 2"  # censored at 2 s
-    assert mod.loc["baseline", "steps_geomean"] == pytest.approx(120)
-    assert mod.loc["baseline", "steps_median"] == 120 and mod.loc["baseline", "memorise→target (median steps)"] == "80"
+    assert float(mod.loc["baseline", "steps_geomean"]) == pytest.approx(120)
+    assert (
+        mod.loc["baseline", "steps_median"] == "120" and mod.loc["baseline", "memorise→target (median steps)"] == "80"
+    )
     assert mod.loc["grokalign", "target before memorising"] == "1/3"
-    assert mod.loc["grokalign", "steps_ratio"] == pytest.approx(2.0)  # ratio of geometric means
-    assert mod.loc["grokalign", "steps_ci_low"] < 2 < mod.loc["grokalign", "steps_ci_high"]
-    assert mod.loc["grokalign", "final test acc (median)"] == 0.96
-    xor = pd.read_csv(built / "confirmed_xor.csv", keep_default_na=False).set_index("arm")
+    assert float(mod.loc["grokalign", "steps_ratio"]) == pytest.approx(2.0)  # ratio of geometric means
+    assert float(mod.loc["grokalign", "steps_ci_low"]) < 2 < float(mod.loc["grokalign", "steps_ci_high"])
+    assert mod.loc["grokalign", "final test acc (median)"] == "0.960"
+    xor = pd.read_csv(built / "confirmed_xor.csv", keep_default_na=False).query("ruleset == 'paper'").set_index("arm")
     assert xor.loc["baseline", "steps: median [95 % CI]"] == "> 400"
     assert xor.loc["grokalign", "speed-up (steps)"].startswith("> ×1.82")
     assert xor.loc["stablemax", "reached target"] == "n/a"
@@ -187,7 +215,14 @@ def test_the_tuned_settings_are_the_median_studys_winner_beside_the_default(buil
     # studies took 60, 50, 80: sorted 50 (1), 60 (0), 80 (2), the middle one is study 0, drawn at λ = 0.002
     assert (row["setting"], row["tuned_value"], row["winner"]) == ("lam", 0.002, "study 0, trial 0")
     assert row["winner's steps"] == "60" and row["default_value"] > 0
-    assert set(tuned[tuned["arm"] == "baseline"]["setting"]) == {"(nothing tuned)"}
+    paper = tuned[tuned["ruleset"] == "paper"]
+    assert set(paper[paper["arm"] == "baseline"]["setting"]) == {"(nothing tuned)"}
+    # open: the shared ranges beside XOR's published SGD at lr 0.04, weight decay 0.1
+    xor = tuned[(tuned["workload"] == "xor") & (tuned["arm"] == "baseline") & (tuned["ruleset"] == "open")]
+    assert xor[["setting", "tuned_value", "default_value"]].values.tolist() == [
+        ["lr", 0.03, 0.04],
+        ["weight_decay", 0.2, 0.1],
+    ]
 
 
 def test_a_rebuild_is_byte_identical_names_no_local_path_and_replaces_the_parents_copy(store, built, tmp_path):
@@ -210,7 +245,7 @@ def test_the_command_picks_a_benchmark_and_refuses_a_missing_one_in_one_line(sto
     assert main(["--tracking-uri", store.uri, "--benchmark-id", "tiny-1", "--out", str(out), "--no-log"]) == 0
     board = pd.read_csv(out / "leaderboard.csv")
     # its only finished trials: the baseline's on mod, 90 steps in each study (r = 1); xor: a miss
-    assert board.loc[board["method"] == "baseline", "score"].tolist() == [0.5, 0.5]
+    assert board.query("method == 'baseline' and ruleset == 'paper'")["score"].tolist() == [0.5, 0.5]
     assert "Leaderboard: benchmark tiny (tiny-1)" in capsys.readouterr().out
     missing = tmp_path / "missing"
     assert main(["--tracking-uri", store.uri, "--benchmark-id", "tiny-9", "--out", str(missing), "--no-log"]) == 2
