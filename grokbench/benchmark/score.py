@@ -12,7 +12,8 @@ area under each, for one ruleset and one time measure (steps, or modelled second
   workload adds (r_max − r_{m,w}) / (r_max − 1) for r_{m,w} ≤ r_max, and nothing for a miss.
 
 `threshold_u` is the U of the r_max stopper (`grokbench.benchmark.stopper`): the same best time, over the trials
-finished so far. Times are non-negative (0: a trial at the target when it started); math.inf is a miss.
+finished so far; `stop_factor` is its f. Times are non-negative (0: a trial at the target when it started);
+math.inf is a miss.
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ def threshold_u(finished: Mapping[str, Sequence[Sequence[float]]]) -> float:
     bound of the final one and min and median only rise with their inputs, so U is never below the final best;
     as trials finish a study's minimum only falls, so U only falls."""
     return min((arm_time([study_time(s) for s in studies]) for studies in finished.values()), default=math.inf)
+
+
+def stop_factor(studies: int) -> int:
+    """f of the r_max stopper: a study time above f × r_max × the best cannot move an arm time of `studies` studies
+    that is within r_max × the best. 1 for an odd count; 2 for an even one, whose median averages two studies."""
+    return 1 if studies % 2 else 2
 
 
 def ratios(table: TimeTable, r_max: float) -> dict[Key, float | None]:

@@ -54,7 +54,7 @@ from typing import Any
 
 from ray.tune.stopper import Stopper
 
-from grokbench.benchmark.score import threshold_u
+from grokbench.benchmark.score import stop_factor, threshold_u
 from grokbench.benchmark.suite import PHASES, RULESETS, STOPPED_BY_R_MAX
 
 log = logging.getLogger("grokbench.benchmark.stopper")
@@ -198,7 +198,7 @@ class RMaxStopper(Stopper):
 
     def _stop_if_beyond(self, trial_id: str, where: TrialCoordinates, result: dict[str, Any]) -> bool:
         u_steps, u_modelled = self.thresholds(where.workload, where.ruleset)
-        f = 1 if self._studies(where.ruleset) % 2 else 2  # why 2 for an even S: the module's docstring
+        f = stop_factor(self._studies(where.ruleset))  # why 2 for an even S: the module's docstring
         limit_steps, limit_modelled = f * (self.r_max * u_steps), f * (self.r_max * u_modelled)
         step, cost = result["step"], self._cost(where)
         if not (step > limit_steps and step * cost > limit_modelled):

@@ -12,6 +12,7 @@ from grokbench.benchmark.score import (
     ratios,
     rho,
     score_table,
+    stop_factor,
     study_time,
     threshold_u,
 )
@@ -151,3 +152,8 @@ def test_u_on_a_partial_table_by_hand():
     assert threshold_u(finished) == 10
     assert threshold_u({"A": [[4], []]}) == INF  # two studies: (4 + ∞) / 2
     assert threshold_u({}) == INF
+
+
+def test_the_stopper_factor_doubles_for_an_even_study_count():
+    # odd S: the median is one study's time; even S: the mean of two, so one of them may reach 2 × r_max × best
+    assert [stop_factor(s) for s in (1, 2, 3, 4, 5)] == [1, 2, 1, 2, 1]
