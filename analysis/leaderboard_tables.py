@@ -90,9 +90,10 @@ def record(bench: Benchmark, ruleset: str, measure: str, s: ArmScore, speed, cou
 def leaderboard_notes(bench: Benchmark) -> list[str]:
     suite, stamp, costs = bench.suite, bench.stamp, bench.costs
     return [
-        f"score B = ∫₁^r_max ρ(τ) dτ / (r_max − 1), r_max = {suite.r_max:g}, over the tuning studies: an arm's time "
-        "on a workload is the median over its studies of each study's fastest trial to the target (a miss: ∞), "
-        f"r = that time ÷ the best arm's, a time above r_max × the best a miss; ρ(τ): the fraction of the arm's "
+        f"score B: the area under ρ(τ) from τ = 1 to r_max, ÷ (r_max − 1), r_max = {suite.r_max:g}, over the "
+        "tuning studies: an arm's time on a workload is the median over its studies of each study's fastest trial "
+        "to the target (a miss: ∞), r = that time ÷ the best arm's, a time above r_max × the best a miss; ρ(τ): "
+        "the fraction of the arm's "
         f"workloads with r ≤ τ. {MEASURE_WORDS['steps']}; {MEASURE_WORDS['modelled']}",
         "workloads: how many the arm's profile is over; n/a: workloads whose task refuses the arm",
         f"speed-up vs baseline (> 1: faster than the {baseline_arm(bench) or '(no baseline arm)'} arm), from the "
