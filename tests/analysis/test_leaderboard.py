@@ -13,6 +13,10 @@ import pytest
 from mlflow.entities import Metric
 
 from analysis.leaderboard import FOLDER, build_leaderboard, main
+from analysis.leaderboard_confirmed import pooled_speed_up
+from analysis.leaderboard_data import _costs, _suite
+from analysis.runs import AnalysisError
+from analysis.stats import SpeedUp
 from grokbench.benchmark.outcomes import DRAWN_TAG, TRIAL_TAG
 from grokbench.benchmark.plan import Coordinates
 from grokbench.machine import as_tags
@@ -252,3 +256,34 @@ def test_the_command_picks_a_benchmark_and_refuses_a_missing_one_in_one_line(sto
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no benchmark tiny-9" in err and "tiny-1, tiny-2" in err
     assert not missing.exists()
+
+
+def test_the_pooled_speed_up_is_a_geometric_mean_with_a_t_interval_on_the_logs():
+    # two workloads at × 2 and × 8: logs ln 2, ln 8; mean ln 4; sd ln 4 / √2, so the standard error is ln 2; with
+    # 1 degree of freedom t(0.975) = 12.706205: the interval is 4 × 2^(∓ 12.706205)
+    pooled, count = pooled_speed_up([SpeedUp(2.0), SpeedUp(8.0), SpeedUp(None)])
+    assert count == 2 and pooled.ratio == pytest.approx(4.0)
+    assert (pooled.ci_low, pooled.ci_high) == (
+        pytest.approx(4 * 2**-12.706205, rel=1e-6),
+        pytest.approx(4 * 2**12.706205, rel=1e-6),
+    )
+    bounded, _ = pooled_speed_up([SpeedUp(2.0), SpeedUp(8.0, bound=">")])
+    assert (bounded.ratio, bounded.bound, bounded.ci_low) == (pytest.approx(4.0), ">", None)
+    both_ways, _ = pooled_speed_up([SpeedUp(2.0, bound="<"), SpeedUp(8.0, bound=">")])
+    assert both_ways.ratio is None
+    one = SpeedUp(3.0, ci_low=1.5, ci_high=6.0)
+    assert pooled_speed_up([one]) == (one, 1)  # one workload: its own interval
+
+
+def test_a_bad_suite_or_cost_artifact_is_one_line_naming_the_benchmark():
+    with pytest.raises(AnalysisError, match=r"^the suite.yaml of benchmark b-1: confirmation_seeds: missing") as err:
+        _suite({"suite.yaml": "name: x\nrulesets: {}\n"}, "b-1", {})
+    assert "/tmp" not in str(err.value) and "\n" not in str(err.value)
+    suite = _suite({"suite.yaml": SUITE}, "b-1", {})
+    costs = json.dumps(COSTS | {"seconds_per_update": {"mod": {"baseline": 0.01}}})
+    with pytest.raises(
+        AnalysisError, match=r"benchmark b-1: .*costs.json: no seconds per update for .*'mod', 'grokalign'"
+    ):
+        _costs({"costs.json": costs}, "b-1", suite)
+    with pytest.raises(AnalysisError, match="costs.json: missing 'seconds_per_update'"):
+        _costs({"costs.json": "{}"}, "b-1", suite)
