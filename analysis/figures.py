@@ -26,6 +26,7 @@ from analysis.plotting import (
     x_axis,
 )
 from analysis.runs import presentation
+from analysis.science_figures import science_figures
 from grokbench.tasks import TASKS
 from grokbench.tasks.base import Presentation
 
@@ -165,4 +166,4 @@ def write_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
     for by in ("lam", "init_scale"):
         fig = sensitivity_figure(finished, by)
         written += save(fig, out, f"time_to_grok_vs_{by}") if fig is not None else []
-    return written + event_figures(finished, out)
+    return written + event_figures(finished, out) + science_figures(uri, finished, out)

@@ -1,0 +1,156 @@
+"""Figures of particular experiments, drawn where a selection of runs holds them: Kumar et al.'s Fig. 3a (the
+`kumar_fig3a` cell: each loss over its initial value against epochs, a colour per α or σ, and the parameter
+movement against it), their Fig. 3e phase diagram (runs watched by `stop_rule: converged`), and steps to grok and
+the memorise→grok delay against the initialisation scale, a line per method (`mnist_init`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.curve_figures import epoch_histories
+from analysis.groups import METHOD_NAMES, method_rank
+from analysis.plotting import COLOURS, grid_over, median_while_all_run, save
+from analysis.runs import TASK_SETTING, value_text
+from analysis.stats import median_or_bound
+
+ALPHA, EPSILON = TASK_SETTING + "alpha", TASK_SETTING + "epsilon"
+# the swept knob of each Fig. 3a figure: the output scale α, or the first layer's weight scale σ (at α = 1)
+FIG3A_KNOBS = {ALPHA: ("α", "fig3a_loss_vs_alpha"), "init_scale": ("σ", "fig3a_loss_vs_sigma")}
+CROSSINGS = ("final_train_mse_below_epoch", "final_test_mse_below_epoch")
+
+
+def science_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
+    """Every figure below that the runs hold."""
+    written = []
+    polynomial = runs[runs["task"] == "polynomial"]
+    fig3a = polynomial[polynomial.get(TASK_SETTING + "input_scaling", pd.Series(dtype=object)) == "preactivation"]
+    for knob, (symbol, name) in FIG3A_KNOBS.items():
+        other = "init_scale" if knob == ALPHA else ALPHA  # each sweep moves one knob, the other at 1
+        swept = fig3a[fig3a[other] == 1.0]
+        if swept[knob].nunique() > 1:
+            hist = epoch_histories(uri, swept, (*LOSS_RATIOS, "weight_change"))
+            written += save(fig3a_losses(swept, hist, knob, symbol), out, name)
+            written += save(movement_figure(swept, hist, knob, symbol), out, name.replace("loss", "movement"))
+    phase = polynomial[polynomial.get(TASK_SETTING + "stop_rule", pd.Series(dtype=object)) == "converged"]
+    if not phase.empty:
+        written += save(phase_figure(phase_cells(phase)), out, "fig3e_phase_diagram")
+    by_init = runs[runs["task"] == "mnist"]
+    if by_init["init_scale"].nunique() > 1:
+        written += save(init_scale_figure(by_init), out, "steps_to_grok_vs_init_scale")
+    return written
+
+
+LOSS_RATIOS = ("train_loss_rel", "test_loss_rel")
+
+
+def fig3a_losses(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], knob: str, symbol: str):
+    """Train (dashed) and test (solid) loss, each over its value at initialisation, against epochs on a log axis,
+    a colour per value of the knob, the median over draws (Kumar et al. Fig. 3a)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (value, group) in enumerate(runs.groupby(knob, sort=True)):
+        for metric, style in zip(LOSS_RATIOS, ("--", "-"), strict=True):
+            curves = [hist[r][metric].dropna().loc[lambda c: c.index > 0] for r in group["run_id"]]
+            grid = grid_over(curves, log=True)
+            label = f"{symbol} = {value_text(value)}" if metric == "test_loss_rel" else None
+            ax.plot(grid, median_while_all_run(curves, grid), style, color=f"C{i}", label=label)
+    ax.set(xscale="log", xlabel="epochs", ylabel="loss / its initial value")
+    ax.set_title(f"dashed: train, solid: test; median over {runs['seed'].nunique()} draws", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    return fig
+
+
+def movement_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], knob: str, symbol: str):
+    """‖θ − θ₀‖²/‖θ₀‖² against the knob, each run's at the last epoch every run reached (a σ = 1 run may come from
+    the α sweep's longer budget): the logged `weight_change` is ‖θ − θ₀‖/‖θ₀‖, squared here as the authors' is."""
+    import matplotlib.pyplot as plt
+
+    curves = {r: hist[r]["weight_change"].dropna() for r in runs["run_id"]}
+    end = min(c.index.max() for c in curves.values())
+    movement = pd.Series([curves[r].loc[:end].iloc[-1] ** 2 for r in runs["run_id"]], index=runs.index)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter(runs[knob], movement, s=14, color="C0", alpha=0.5, label="each draw")
+    medians = movement.groupby(runs[knob]).median()
+    ax.plot(medians.index, medians.to_numpy(), "o-", color="C0", label="median")
+    ax.set(xscale="log", yscale="log", xlabel=symbol, ylabel=f"‖θ − θ₀‖² / ‖θ₀‖² at epoch {end:g}")
+    ax.set_xticks(medians.index, [value_text(v) for v in medians.index])
+    ax.legend(fontsize=8)
+    return fig
+
+
+def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (α, ε): the authors' amount of grokking, max(0, first epoch test MSE < 0.1 − first epoch train MSE
+    < 0.1), median over seeds; NaN (censored) where a seed's train or test MSE never fell below it (−1)."""
+    crossed = runs[list(CROSSINGS)].astype(float)
+    amount = (crossed[CROSSINGS[1]] - crossed[CROSSINGS[0]]).clip(lower=0).where((crossed >= 0).all(axis=1))
+    cells = runs.assign(amount=amount).groupby([ALPHA, EPSILON])["amount"]
+    return cells.agg(lambda a: a.median() if a.notna().all() else np.nan).unstack(EPSILON).sort_index()
+
+
+def phase_figure(cells: pd.DataFrame):
+    """The heatmap: ε across, α up, as the authors draw it; a censored cell hatched and marked ×, never 0."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    image = ax.imshow(np.ma.masked_invalid(cells.to_numpy(float)), origin="lower", cmap="OrRd", aspect="auto")
+    fig.colorbar(image, label="epochs: test MSE below the line minus train MSE below it (0.1: theirs)")
+    for i, j in zip(*np.nonzero(cells.isna().to_numpy()), strict=True):
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6", linewidth=0))
+        ax.text(j, i, "×", ha="center", va="center", color="0.3")
+    ax.set_xticks(range(len(cells.columns)), [value_text(v) for v in cells.columns], fontsize=7)
+    ax.set_yticks(range(len(cells.index)), [value_text(v) for v in cells.index], fontsize=7)
+    ax.set(xlabel="ε (kernel alignment)", ylabel="α (laziness)")
+    ax.set_title(
+        "amount of grokking (Kumar et al. Fig. 3e); ×: censored (an MSE never fell below the line)", fontsize=9
+    )
+    return fig
+
+
+def init_scale_figure(runs: pd.DataFrame):
+    """Steps to grok, and the memorise→grok delay, against the initialisation scale, a line per method: the
+    median over seeds (Kaplan–Meier where censored), each seed a small mark, △ a seed censored where its run
+    ended; a delay is 0 for a run that grokked before it memorised."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    several_losses = runs["loss"].nunique() > 1
+    for (method, loss), group in sorted(runs.groupby(["method", "loss"]), key=lambda item: method_rank(item[0][0])):
+        colour, label = COLOURS.get(method), METHOD_NAMES.get(method, method) + (f" ({loss})" if several_losses else "")
+        grok, delay = grok_and_delay(group)
+        for ax, values in zip(axes, (grok, delay), strict=True):
+            _median_line(ax, group["init_scale"], values, group["status"] == "grokked", colour, label)
+    for ax, what in zip(axes, ("optimiser steps to grok", "steps from memorised to grokked"), strict=True):
+        ax.set(xscale="log", yscale="symlog", xlabel="initialisation scale α", ylabel=what)
+        ax.set_xticks(sorted(runs["init_scale"].unique()), [value_text(v) for v in sorted(runs["init_scale"].unique())])
+    axes[0].legend(fontsize=8)
+    fig.suptitle("median over seeds (Kaplan–Meier where censored); △: censored where its run ended", fontsize=9)
+    return fig
+
+
+def grok_and_delay(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Steps to grok (a censored run: the steps it ran) and steps from memorised to grokked, 0 for a run that
+    grokked before it memorised or never memorised (as `grok_phase_time_s`); a censored run's delay is censored at
+    its end, counted from its memorisation, or from its start where it never memorised."""
+    grokked = runs["status"] == "grokked"
+    grok = runs["steps_to_grok"].where(grokked, runs["steps"]).astype(float)
+    start = runs["steps_to_memorise"].astype(float).fillna(grok.where(grokked, 0.0))
+    return grok, (grok - start).clip(lower=0)
+
+
+def _median_line(ax, x: pd.Series, values: pd.Series, observed: pd.Series, colour, label: str) -> None:
+    xs, medians = [], []
+    for value in sorted(x.unique()):
+        at = x == value
+        seen = observed[at].tolist()
+        ax.scatter([value] * at.sum(), values[at], s=12, color=colour, alpha=0.4)
+        lost = values[at][~observed[at]]
+        ax.scatter([value] * len(lost), lost, marker="^", s=40, facecolors="none", edgecolors=colour)
+        median, is_bound = median_or_bound(values[at].tolist(), seen)
+        if median is not None and not is_bound:
+            xs.append(value)
+            medians.append(median)
+    ax.plot(xs, medians, "o-", color=colour, label=label)

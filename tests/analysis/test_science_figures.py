@@ -1,0 +1,149 @@
+"""analysis.science_figures: Kumar et al.'s Fig. 3a and 3e figures and the init-scale figure, checked on hand-made
+tables and drawn by `python -m analysis.tables --figures` from tiny real sweeps in a real SQLite MLflow store."""
+
+import shutil
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from test_polynomial_analysis import log_sweep
+
+from analysis.runs import load_runs
+from analysis.science_figures import ALPHA, EPSILON, grok_and_delay, phase_cells
+from analysis.tables import main as tables_main
+from grokbench.sweep.keys import experiment_name
+
+TINY = "task: polynomial\nbase: {dim: 8, train_size: 40, test_size: 60, width: 20, probe_size: 16, "
+SWEEPS = {
+    # the kumar_fig3a cell on the tiny problem: three α, two draws, every trial its whole budget; and its σ arms
+    "fig3a": TINY
+    + """input_scaling: preactivation, target: square, loss_scaling: alpha_sq, lr_rule: n, lr_factor: 0.5,
+       epsilon: 0.25, eval_every: 10, epochs_after_grok: 200, data_draw: per_seed}
+budget: {max_epochs: 200}
+grid: {seed: [0, 1], alpha: [0.25, 1.0, 4.0]}
+methods: {baseline: {}}
+""",
+    "sigma": TINY
+    + """input_scaling: preactivation, target: square, loss_scaling: alpha_sq, lr_rule: n, epsilon: 0.25,
+       eval_every: 10, epochs_after_grok: 150, data_draw: per_seed, alpha: 1.0}
+budget: {max_epochs: 150}
+grid: {seed: [0, 1]}
+methods: {baseline: {arms: [{init_scale: 0.5, lr_factor: 2.0}, {init_scale: 2.0, lr_factor: 0.125}]}}
+""",
+    # Fig. 3e's rule on the tiny problem: within 250 epochs the test MSE of (α 2, ε 0.1) never falls below 0.01
+    "phase": TINY
+    + """stop_rule: converged, lr_factor: 3.0, crossing_mse: 0.01, converge_tolerance: 1.0e-4, eval_every: 25}
+budget: {max_epochs: 250}
+grid: {seed: [0], alpha: [1.0, 2.0], epsilon: [0.1, 0.2]}
+methods: {baseline: {}}
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, migrated_store):
+    path = tmp_path_factory.mktemp("science") / "mlflow.db"
+    shutil.copy(migrated_store, path)
+    for name, text in SWEEPS.items():
+        sweep_file = path.parent / f"{name}.yaml"
+        sweep_file.write_text(f"name: {name}\n{text}")
+        log_sweep(f"sqlite:///{path}", sweep_file)
+    return path
+
+
+@pytest.fixture
+def uri(store, tmp_path):
+    shutil.copy(store, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_phase_cells_take_the_authors_measure_and_censor_a_cell_that_never_crossed():
+    runs = pd.DataFrame(
+        {
+            ALPHA: [0.8, 0.8, 1.6, 1.6, 1.6],
+            EPSILON: [0.04, 0.08, 0.04, 0.08, 0.08],
+            "final_train_mse_below_epoch": [100.0, 300.0, 50.0, 40.0, 40.0],
+            "final_test_mse_below_epoch": [250.0, 200.0, -1.0, 90.0, 70.0],
+        }
+    )
+    cells = phase_cells(runs)
+    assert cells.loc[0.8, 0.04] == 150  # 250 − 100
+    assert cells.loc[0.8, 0.08] == 0  # the test MSE crossed first: max(0, 200 − 300)
+    assert np.isnan(cells.loc[1.6, 0.04])  # never below 0.1: censored, not 0
+    assert cells.loc[1.6, 0.08] == 40  # two seeds: the median of 50 and 30
+    assert list(cells.index) == [0.8, 1.6] and list(cells.columns) == [0.04, 0.08]
+
+
+def test_grok_and_delay_count_censored_runs_at_their_end_and_an_early_grok_as_no_delay():
+    runs = pd.DataFrame(
+        {
+            "status": ["grokked", "grokked", "censored", "censored"],
+            "steps_to_grok": [1000.0, 300.0, np.nan, np.nan],
+            "steps_to_memorise": [400.0, np.nan, 700.0, np.nan],
+            "steps": [1000, 300, 5000, 5000],
+        }
+    )
+    grok, delay = grok_and_delay(runs)
+    assert grok.tolist() == [1000, 300, 5000, 5000]
+    assert delay.tolist() == [600, 0, 4300, 5000]
+
+
+def summaries(uri, experiment):
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name(experiment_name(experiment)).experiment_id
+    return pd.DataFrame(
+        [{**run.data.metrics, **run.data.params} for run in client.search_runs([experiment_id])]
+    ).astype({"alpha": float, "epsilon": float})
+
+
+@pytest.mark.slow  # the store's tiny sweeps take tens of seconds on a busy machine
+def test_the_phase_cells_of_real_watched_runs(uri):
+    logged = summaries(uri, "phase")
+    crossed = logged[["final_train_mse_below_epoch", "final_test_mse_below_epoch"]]
+    assert (crossed == -1).any(axis=1).sum() == 1  # one cell censored within the budget
+    cells = phase_cells(load_runs(uri, ["phase"])[0])
+    for _, run in logged.iterrows():
+        train, test = run["final_train_mse_below_epoch"], run["final_test_mse_below_epoch"]
+        expected = np.nan if min(train, test) < 0 else max(0.0, test - train)
+        assert cells.loc[run["alpha"], run["epsilon"]] == pytest.approx(expected, nan_ok=True)
+
+
+@pytest.mark.slow  # three experiments' figures in two formats: several seconds
+def test_the_figures_command_draws_each_experiments_own_figures(uri, tmp_path):
+    drawn = {}
+    for experiment in ("fig3a", "fig3a,sigma", "phase"):
+        out = tmp_path / experiment.replace(",", "+")
+        assert (
+            tables_main(["--tracking-uri", uri, "--experiment", experiment, "--out", str(out), "--no-log", "--figures"])
+            == 0
+        )
+        drawn[experiment] = {p.name for p in out.glob("*.png")}
+    assert {"fig3a_loss_vs_alpha.png", "fig3a_movement_vs_alpha.png"} <= drawn["fig3a"]
+    assert "fig3a_loss_vs_sigma.png" not in drawn["fig3a"]  # a single σ there
+    assert {"fig3a_loss_vs_sigma.png", "fig3a_movement_vs_sigma.png"} <= drawn["fig3a,sigma"]
+    assert "fig3e_phase_diagram.png" in drawn["phase"] and not any(n.startswith("fig3a") for n in drawn["phase"])
+
+
+def test_the_init_scale_figure_draws_each_methods_median_censored_runs_counted_at_their_end():
+    import matplotlib
+
+    from analysis.science_figures import init_scale_figure
+
+    matplotlib.use("Agg")
+    runs = pd.DataFrame(
+        {
+            "method": ["baseline"] * 6,
+            "loss": ["ce"] * 6,
+            "init_scale": [1.0, 1.0, 1.0, 8.0, 8.0, 8.0],
+            "status": ["grokked"] * 5 + ["censored"],
+            "steps_to_grok": [100.0, 200.0, 300.0, 1000.0, 1200.0, np.nan],
+            "steps_to_memorise": [100.0, 150.0, 200.0, 200.0, 400.0, 300.0],
+            "steps": [100, 200, 300, 1000, 1200, 5000],
+        }
+    )
+    grok_axis, delay_axis = init_scale_figure(runs).axes
+    # α = 8: 1000, 1200 and one censored at 5000: the Kaplan–Meier median is 1200 (survival 1/3 after it)
+    assert grok_axis.lines[0].get_ydata().tolist() == [200, 1200]
+    # delays: α = 1: 0, 50, 100; α = 8: 800, 800 and 4700 censored: median 800
+    assert delay_axis.lines[0].get_ydata().tolist() == [50, 800]
