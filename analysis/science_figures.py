@@ -27,7 +27,7 @@ def science_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
     written = []
     polynomial = runs[runs["task"] == "polynomial"]
     fig3a = polynomial[polynomial.get(TASK_SETTING + "input_scaling", pd.Series(dtype=object)) == "preactivation"]
-    for knob, (symbol, name) in FIG3A_KNOBS.items():
+    for knob, (symbol, name) in FIG3A_KNOBS.items() if not fig3a.empty else ():
         other = "init_scale" if knob == ALPHA else ALPHA  # each sweep moves one knob, the other at 1
         swept = fig3a[fig3a[other] == 1.0]
         if swept[knob].nunique() > 1:
