@@ -22,25 +22,27 @@ from pathlib import Path
 
 from analysis.runs import AnalysisError
 from grokbench.benchmark.outcomes import TrialOutcome, latest_outcomes
-from grokbench.benchmark.suite import Suite, load_suite
+from grokbench.benchmark.suite import (
+    BENCHMARK_PARENT,
+    COSTS_ARTIFACT,
+    SUITE_ARTIFACT,
+    SUITE_HASH_TAG,
+    Suite,
+    load_suite,
+)
 from grokbench.machine import NOT_RECORDED, TAG_PREFIX
 from grokbench.sweep.errors import SweepError
-from grokbench.sweep.keys import EXPERIMENT_PREFIX, SWEEP_TAG
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, SWEEP_TAG, VERSION_TAG
 from grokbench.sweep.mlflow_store import TrackingStore, store_errors
 from grokbench.sweep.uri import check_readable
 
 log = logging.getLogger(f"grokbench.{__name__}")
 
-BENCHMARK_PARENT = "benchmark"  # the grokbench.parent tag of a benchmark's parent run
 BENCHMARK_PREFIX = f"{EXPERIMENT_PREFIX}benchmark_"
-SUITE_HASH_KEY = "grokbench.suite_sha256"
-VERSION_KEY = "grokbench.version"
-SUITE_ARTIFACT = "suite.yaml"
-COSTS_ARTIFACT = "costs.json"
 # the stamp under the leaderboard: what each line says, and the parent run's tag it comes from
 STAMP_TAGS = {
-    "suite sha256": SUITE_HASH_KEY,
-    "commit": VERSION_KEY,
+    "suite sha256": SUITE_HASH_TAG,
+    "commit": VERSION_TAG,
     "CPU": f"{TAG_PREFIX}.cpu",
     "threads": f"{TAG_PREFIX}.threads",
 }
@@ -155,9 +157,9 @@ def _suite(texts: Mapping[str, str], bench_id: str, tags: Mapping[str, str]) -> 
     text = texts.get(SUITE_ARTIFACT)
     if text is None:
         raise AnalysisError(f"benchmark {bench_id}: its parent run has no {SUITE_ARTIFACT} artifact")
-    recorded = tags.get(SUITE_HASH_KEY)
+    recorded = tags.get(SUITE_HASH_TAG)
     if recorded and hashlib.sha256(text.encode()).hexdigest() != recorded:
-        log.warning("benchmark %s: its %s does not hash to the %s recorded", bench_id, SUITE_ARTIFACT, SUITE_HASH_KEY)
+        log.warning("benchmark %s: its %s does not hash to the %s recorded", bench_id, SUITE_ARTIFACT, SUITE_HASH_TAG)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / SUITE_ARTIFACT
         path.write_text(text)

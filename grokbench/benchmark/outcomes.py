@@ -26,12 +26,11 @@ from grokbench.benchmark.suite import (
     ARM_TAG,
     PHASE_TAG,
     RULESET_TAG,
-    STOPPED_BY_TAG,
     STUDY_TAG,
     WORKLOAD_TAG,
     Suite,
 )
-from grokbench.sweep.keys import FINAL_STATUSES, SWEEP_TAG, outcome_rank
+from grokbench.sweep.keys import FINAL_STATUSES, STOPPED_BY_TAG, SWEEP_TAG, outcome_rank
 
 DRAWN_TAG = "grokbench.drawn"  # the tuned settings' values of a trial, as JSON (absent: nothing drawn)
 TRIAL_TAG = "grokbench.trial"  # a tuning trial's index in its study; a confirmation trial's index among its seeds

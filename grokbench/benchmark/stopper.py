@@ -36,7 +36,7 @@ A finished trial counts at its `steps_to_grok` only with status "grokked" (a div
 bound whatever the score makes of it).
 
 **Stopped trials** are listed by `stopped` (Tune trial id → `StoppedTrial`) and marked on the result itself,
-`result[STOPPED_BY_KEY] = STOPPED_BY_R_MAX`: Tune hands that same dict to its callbacks' `on_trial_result` and keeps
+`result[STOPPED_BY] = STOPPED_BY_R_MAX`: Tune hands that same dict to its callbacks' `on_trial_result` and keeps
 it as the trial's `last_result`, so the callback that records the trial sees the mark without a reference to the
 stopper. **Resume:** `Tuner.restore` unpickles the stopper it was started with (it takes no run config), so trials
 finished before the resume reach it through `history`, a picklable callable it calls once, before its first
@@ -56,11 +56,11 @@ from ray.tune.stopper import Stopper
 
 from grokbench.benchmark.score import stop_factor, threshold_u
 from grokbench.benchmark.suite import PHASES, RULESETS, STOPPED_BY_R_MAX
+from grokbench.sweep.keys import STOPPED_BY
 
 log = logging.getLogger("grokbench.benchmark.stopper")
 
 REACHED_KEY = "steps_to_grok"  # the step at which the trial reached the target, None before (the summary's name)
-STOPPED_BY_KEY = "stopped_by"  # set to STOPPED_BY_R_MAX on the result at which the stopper ended the trial
 TUNING = "tuning"
 
 
@@ -204,7 +204,7 @@ class RMaxStopper(Stopper):
         if not (step > limit_steps and step * cost > limit_modelled):
             return False
         self._stopped[trial_id] = StoppedTrial(where, step, limit_steps, limit_modelled)
-        result[STOPPED_BY_KEY] = STOPPED_BY_R_MAX
+        result[STOPPED_BY] = STOPPED_BY_R_MAX
         log.info(
             "r_max stop: trial %s (%s, %s, %s, study %d) at step %d > %g = %g × %g × U_steps %g, modelled %.4g s > "
             "%.4g s = %g × %g × U_modelled %.4g s",

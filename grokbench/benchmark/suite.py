@@ -23,7 +23,7 @@ import yaml
 
 from grokbench.config import SHARED, ConfigError, TrialConfig
 from grokbench.resolve import config_from, resolve
-from grokbench.shipped import SWEEPS_DIR
+from grokbench.shipped import SUITES_DIR
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX
 from grokbench.sweep.spec import (
@@ -38,7 +38,6 @@ from grokbench.sweep.spec import (
     _positive_number,
 )
 
-SUITES_DIR = SWEEPS_DIR / "benchmarks"
 RULESETS = ("paper", "open")
 PHASES = ("tuning", "confirmation")
 R_MAX = 4.0  # AlgoPerf's: a time above r_max × the best on a workload scores as a miss
@@ -52,8 +51,12 @@ ARM_TAG = "grokbench.arm"
 RULESET_TAG = "grokbench.ruleset"
 STUDY_TAG = "grokbench.study"  # an int
 PHASE_TAG = "grokbench.phase"  # one of PHASES
-STOPPED_BY_TAG = "grokbench.stopped_by"  # STOPPED_BY_R_MAX on a tuning trial the stopper ended as a miss
 STOPPED_BY_R_MAX = "r_max"
+# the benchmark's parent run: its kind (the grokbench.parent tag), the suite file's hash, and its artifacts
+BENCHMARK_PARENT = "benchmark"
+SUITE_HASH_TAG = "grokbench.suite_sha256"
+SUITE_ARTIFACT = "suite.yaml"  # the suite file as run
+COSTS_ARTIFACT = "costs.json"  # the cost measurement: {"machine", "measure_updates", "seconds_per_update"}
 
 TOP_LEVEL_KEYS = {
     "name",
@@ -123,6 +126,7 @@ class Suite:
     resources: Resources = field(default_factory=Resources)
     checkpoint_every: int = 500  # epochs
     max_failures: int = 3
+    keep_checkpoints: int = 2  # each trial's newest checkpoints Tune keeps (a sweep's default)
 
     @property
     def experiment(self) -> str:

@@ -12,6 +12,9 @@ from grokbench.resolve import stored_config
 
 SWEEP_TAG = "grokbench.sweep_id"
 KEY_TAG = "grokbench.trial_key"
+VERSION_TAG = "grokbench.version"  # the code version (commit) that made a run
+STOPPED_BY = "stopped_by"  # the key a Tune stopper marks a trial's last result with: its value names the stopper
+STOPPED_BY_TAG = "grokbench.stopped_by"  # on the run of a trial a stopper ended before its outcome (censored)
 EXPERIMENT_PREFIX = "grokbench/"
 FINAL_STATUSES = ("grokked", "censored", "diverged")  # a trial's outcomes; "failed" is none: it runs again
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from grokbench.sweep import storage
 from grokbench.sweep.errors import TrackingError
-from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG, outcome_rank
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, KEY_TAG, SWEEP_TAG, VERSION_TAG, outcome_rank
 from grokbench.sweep.provenance import code_version, context_tags
 from grokbench.sweep.uri import sqlite_path
 
@@ -245,7 +245,7 @@ class TrackingStore:
         if not found:
             tags = {
                 **context_tags(),
-                "grokbench.version": code_version(),
+                VERSION_TAG: code_version(),
                 **ident_tags,
                 PARENT_TAG: kind,
                 PARENT_IDENTITY_TAG: ",".join(sorted(ident_tags)),
@@ -423,7 +423,7 @@ class TrackingStore:
         run_id = self.create_run(
             experiment_id,
             "analysis",
-            {**context_tags(), **tags, KIND_TAG: "analysis", "grokbench.version": code_version()},
+            {**context_tags(), **tags, KIND_TAG: "analysis", VERSION_TAG: code_version()},
         )
         try:
             for path in files:

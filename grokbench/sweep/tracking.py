@@ -19,7 +19,7 @@ from ray import tune
 
 from grokbench.machine import as_tags
 from grokbench.sweep.errors import TrackingError
-from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, SWEEP_TAG, trial_key
+from grokbench.sweep.keys import FINAL_STATUSES, KEY_TAG, STOPPED_BY, STOPPED_BY_TAG, SWEEP_TAG, VERSION_TAG, trial_key
 from grokbench.sweep.mlflow_store import (
     CHECKPOINT_TAG,
     CURVE_SENTINEL,
@@ -32,8 +32,6 @@ from grokbench.sweep.retry import patiently
 
 T = TypeVar("T")
 
-STOPPED_BY = "stopped_by"  # a result a Tune stopper marked as its trial's last: its value names the stopper
-STOPPED_BY_TAG = "grokbench.stopped_by"  # on the run of a trial a stopper ended
 NOT_SUMMARY_METRICS = ("seed", "lr", "train_time_s")  # params, and a curve already logged at the final step
 
 
@@ -117,7 +115,7 @@ class TrialRuns(tune.Callback):
             "seed": str(config["seed"]),
             "task": config["task"],
             "status": "running",
-            "grokbench.version": self.version,
+            VERSION_TAG: self.version,
         }
         if self.parent_run_id:
             tags[PARENT_RUN_TAG] = self.parent_run_id

@@ -18,12 +18,12 @@ from ray import tune
 from grokbench.benchmark.score import TimeTable, profile_curve, score_table, study_time
 from grokbench.benchmark.stopper import (
     REACHED_KEY,
-    STOPPED_BY_KEY,
     FinishedTrial,
     RMaxStopper,
     StoppedTrial,
     TrialCoordinates,
 )
+from grokbench.sweep.keys import STOPPED_BY
 
 R_MAX = 4.0
 INF = math.inf
@@ -303,7 +303,7 @@ def test_a_stop_is_marked_listed_and_logged(caplog):
     result = report(60, arm="B", study=0)
     with caplog.at_level(logging.INFO, "grokbench.benchmark.stopper"):
         assert stopper("b", result) is True
-    assert result[STOPPED_BY_KEY] == "r_max"
+    assert result[STOPPED_BY] == "r_max"
     assert dict(stopper.stopped) == {"b": StoppedTrial(TrialCoordinates("w", "B", "open", 0, "tuning"), 60, 40.0, 40.0)}
     message = caplog.records[-1].getMessage()
     assert "trial b (w, B, open, study 0) at step 60 > 40 = 1 × 4 × U_steps 10, modelled 180 s > 40 s" in message
@@ -383,7 +383,7 @@ def test_on_tune_the_stopper_reads_the_config_and_its_mark_reaches_the_callbacks
         run_config=tune.RunConfig(storage_path=str(tmp_path), stop=stopper, callbacks=[marks], verbose=0),
     )
     results = {r.config["trial"]["benchmark"]["arm"]: r.metrics for r in tuner.fit()}
-    assert results["B"]["step"] == 9 and results["B"][STOPPED_BY_KEY] == "r_max"
-    assert marks.last["B"][STOPPED_BY_KEY] == "r_max" and marks.last["B"]["step"] == 9
-    assert STOPPED_BY_KEY not in marks.last["A"] and marks.last["A"]["summary"]["steps_to_grok"] == 2
+    assert results["B"]["step"] == 9 and results["B"][STOPPED_BY] == "r_max"
+    assert marks.last["B"][STOPPED_BY] == "r_max" and marks.last["B"]["step"] == 9
+    assert STOPPED_BY not in marks.last["A"] and marks.last["A"]["summary"]["steps_to_grok"] == 2
     assert [s.coordinates.arm for s in stopper.stopped.values()] == ["B"]
