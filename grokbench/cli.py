@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from grokbench.config import SHARED, ConfigError, TrialConfig
@@ -188,17 +189,47 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from grokbench.benchmark.plan import dry_run
+    from grokbench.benchmark.driver import MEASURE_UPDATES, BenchmarkOptions, run_benchmark
+    from grokbench.benchmark.plan import DRY_RUN_UPDATES, dry_run
     from grokbench.benchmark.suite import load_suite
 
-    if args.measure_updates < 0:
-        raise SweepError(f"--measure-updates: must be 0 (time nothing) or more, got {args.measure_updates}")
+    if args.measure_updates is not None and args.measure_updates < (0 if args.dry_run else 1):
+        least = "0 (time nothing) or more" if args.dry_run else "at least 1 (the run records each arm's cost)"
+        raise SweepError(f"--measure-updates: must be {least}, got {args.measure_updates}")
     suite = load_suite(args.suite).with_resources(
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent
     )
-    if not args.dry_run:
-        raise SweepError(f"running a benchmark is not built yet; `grokbench benchmark {args.suite} --dry-run` plans it")
-    return dry_run(suite, measure_updates=args.measure_updates)
+    if args.dry_run:
+        return dry_run(suite, measure_updates=_or(args.measure_updates, DRY_RUN_UPDATES))
+    options = BenchmarkOptions(
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        resume=args.resume,
+        benchmark_id=args.benchmark_id,
+        measure_updates=_or(args.measure_updates, MEASURE_UPDATES),
+    )
+    code, started = run_benchmark(suite, options)
+    if code == 0 and started is not None:
+        _leaderboard(suite.experiment, started, args.out)
+    return code
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _leaderboard(experiment: str, started, out: str | None) -> None:
+    """The leaderboard the benchmark ends with, logged to its parent run (the command line is the one edge where
+    grokbench calls the analysis: `python -m analysis.leaderboard` rebuilds it the same way)."""
+    from analysis.leaderboard import build_leaderboard
+    from analysis.output import build_dir
+
+    name = experiment.removeprefix("grokbench/")
+    out = Path(out) if out else build_dir(name)
+    paths = build_leaderboard(started.uri, experiment, started.benchmark_id, out, log_to_parent=True)
+    print(f"leaderboard: {out / 'leaderboard.md'} ({len(paths)} files, also on the benchmark's parent run)")
+    print(f"rebuild: python -m analysis.leaderboard --tracking-uri {started.uri} --experiment {name}")
 
 
 def cmd_bench_sweep(args: argparse.Namespace) -> int:
@@ -268,8 +299,6 @@ def _reachable_tracking_uri(args: argparse.Namespace, only_read: bool = False) -
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from grokbench.sweep.archive import export_runs
     from grokbench.sweep.keys import EXPERIMENT_PREFIX, experiment_name
 
@@ -285,8 +314,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from grokbench.sweep.archive import import_runs
     from grokbench.sweep.retry import retry_only_patiently
 
@@ -432,10 +459,16 @@ def _add_benchmark(commands) -> None:
         dry_run="list the workloads, arms, rulesets, n/a pairs, trial count and an estimated cost, then exit",
     )
     benchmark.add_argument(
+        "--benchmark-id", help="name a new benchmark (default <suite>-<date>-<time>), or pick the one to resume"
+    )
+    benchmark.add_argument(
+        "--out", help="where the leaderboard it ends with is written (default build/analysis/benchmark_<suite>/)"
+    )
+    benchmark.add_argument(
         "--measure-updates",
         type=int,
-        default=20,
-        help="--dry-run: updates timed per (workload, arm) here for the estimate (default 20; 0: no estimate)",
+        help="updates timed per (workload, arm) on this machine: for the dry run's estimate (default 20; 0: no "
+        "estimate), or for the cost per update a run records (default 200)",
     )
     benchmark.set_defaults(handler=cmd_benchmark)
 

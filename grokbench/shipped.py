@@ -1,8 +1,8 @@
 """Where grokbench finds the sweep files it ships, from whatever folder it runs in.
 
-The sweep files live at the top of the repository, in `sweeps/` (and its subfolders, such as `sweeps/benchmarks/`).
-`grokbench sweep NAME` reads `sweeps/NAME.yaml`; NAME may name a subfolder: `grokbench sweep benchmarks/x` reads
-`sweeps/benchmarks/x.yaml`. The folder is found next to the `grokbench` package itself, never in the current
+The sweep files live at the top of the repository, in `sweeps/` (and its subfolders), the benchmark suites in
+`sweeps/benchmarks/`. `grokbench sweep NAME` reads `sweeps/NAME.yaml`; NAME may name a subfolder: `grokbench sweep
+extra/x` reads `sweeps/extra/x.yaml`. The folder is found next to the `grokbench` package itself, never in the current
 directory:
 
 - installed from a wheel (`pip install .`), the files travel inside the package as `grokbench/sweeps/`
@@ -23,6 +23,11 @@ SWEEPS_DIR = next(
 )
 
 
+SUITES_DIR = SWEEPS_DIR / "benchmarks"  # benchmark suites (`grokbench benchmark NAME`), not sweep files
+
+
 def sweep_names() -> list[str]:
-    """The shipped sweeps by name: their paths under `sweeps/` without `.yaml` (`mnist`, `benchmarks/x`)."""
-    return sorted(path.relative_to(SWEEPS_DIR).with_suffix("").as_posix() for path in SWEEPS_DIR.rglob("*.yaml"))
+    """The shipped sweeps by name: their paths under `sweeps/` without `.yaml` (`mnist`, `extra/x`), the benchmark
+    suites in `sweeps/benchmarks/` left out."""
+    paths = (p for p in SWEEPS_DIR.rglob("*.yaml") if SUITES_DIR not in p.parents)
+    return sorted(path.relative_to(SWEEPS_DIR).with_suffix("").as_posix() for path in paths)

@@ -18,7 +18,7 @@ from grokbench.sweep.spec import find_sweep_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "grokbench", "analysis", "sweeps")
-EXTRA_SWEEP = "benchmarks/xor_copy"  # a sweep in a subfolder, as sweeps/benchmarks/ will hold them
+EXTRA_SWEEP = "extra/xor_copy"  # a sweep in a subfolder
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +68,22 @@ def test_the_wheel_carries_every_module_every_sweep_file_and_the_license(wheel):
 
 
 def test_an_installed_grokbench_finds_its_sweeps_from_another_folder(site_packages, tmp_path):
-    code = "import grokbench.shipped as s; print(s.SWEEPS_DIR); print(*s.sweep_names())"
-    folder, names = run_installed(site_packages, tmp_path, "-c", code).stdout.splitlines()
+    code = "import grokbench.shipped as s, grokbench.benchmark.suite as b; print(s.SWEEPS_DIR); print(*s.sweep_names())"
+    code += "; print(*b.suite_names()); print(b.load_suite('smoke').path)"
+    folder, names, suites, smoke = run_installed(site_packages, tmp_path, "-c", code).stdout.splitlines()
     assert Path(folder) == site_packages / "grokbench" / "sweeps"
-    assert {"xor_tiny", "mnist", EXTRA_SWEEP} <= set(names.split())
+    assert {"xor_tiny", "mnist", EXTRA_SWEEP} <= set(names.split()) and "benchmarks/smoke" not in names.split()
+    assert set(suites.split()) == {"smoke", "lite", "full"}
+    assert Path(smoke) == site_packages / "grokbench" / "sweeps" / "benchmarks" / "smoke.yaml"
 
 
 def test_a_checkout_finds_its_sweeps_from_another_folder(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert find_sweep_file("xor_tiny") == ROOT / "sweeps" / "xor_tiny.yaml"
     assert sweep_names() == sorted(
-        p.relative_to(ROOT / "sweeps").with_suffix("").as_posix() for p in (ROOT / "sweeps").rglob("*.yaml")
+        p.relative_to(ROOT / "sweeps").with_suffix("").as_posix()
+        for p in (ROOT / "sweeps").rglob("*.yaml")
+        if p.parent.name != "benchmarks"
     )
 
 

@@ -233,7 +233,10 @@ def estimate(suite: Suite, per_update: dict[tuple[str, str], float]) -> Estimate
 # ---- the dry run ----------------------------------------------------------------------------------------------------
 
 
-def dry_run(suite: Suite, out=None, measure_updates: int = 20) -> int:
+DRY_RUN_UPDATES = 20  # updates each (workload, arm) is timed over for a dry run's estimate
+
+
+def dry_run(suite: Suite, out=None, measure_updates: int = DRY_RUN_UPDATES) -> int:
     """Print the plan and, unless `measure_updates` is 0, the cost estimate from that many updates timed here."""
     out = out or sys.stdout
     print(f"benchmark {suite.name} ({suite.path}): {suite.description}", file=out)
@@ -294,13 +297,19 @@ def _print_workloads(suite: Suite, out) -> None:
         )
 
 
-def _print_arms(suite: Suite, out) -> None:
-    """A table: each arm, its method and fixed settings, and what it tunes under each ruleset (on any workload)."""
+def arm_rows(suite: Suite) -> list[list[str]]:
+    """A header and a row per arm: its method and fixed settings, and what it tunes under each ruleset (on any
+    workload): the dry run's table and the docs' (docs/benchmark.md)."""
     rows = [["arm", "method and fixed settings", *(f"tunes under {r}" for r in suite.rulesets)]]
     for name, arm in suite.arms.items():
         fixed = ", ".join([arm.method, *(f"{k}={v}" for k, v in arm.own.settings.items())])
         tuned = [sorted({k for w in suite.workloads for k in suite.space(w, name, r)}) for r in suite.rulesets]
         rows.append([name, fixed, *(", ".join(keys) or "nothing" for keys in tuned)])
+    return rows
+
+
+def _print_arms(suite: Suite, out) -> None:
+    rows = arm_rows(suite)
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
     for row in rows:
         print("  " + "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)

@@ -1,0 +1,283 @@
+"""`grokbench benchmark SUITE`: measure each arm's cost per update, run the tuning studies on Ray Tune with the r_max
+stopper, then rerun each (workload, arm, ruleset)'s winning setting on the confirmation seeds; or resume one that
+stopped.
+
+Layout on disk: `<storage>/benchmark_<suite>/<benchmark id>/` holds `benchmark.json` (the suite file's hash, where
+it logs, the cost measurement) and one Tune experiment per phase (`tuning`, `confirmation`). In MLflow, the
+benchmark has one parent run (found by its id, so a resume reuses it) holding the suite file as run, the cost
+measurement and the stamp of the machine, and every trial run is its child. A trial whose key already has an
+outcome in the suite's experiment, from any benchmark of the suite, is not run again: it counts as it is.
+The leaderboard is built from the runs afterwards (`analysis.leaderboard`), by the command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from grokbench.benchmark.outcomes import DRAWN_TAG, TRIAL_TAG, latest_outcomes, winners
+from grokbench.benchmark.plan import PlannedTrial, confirmation_trials, seconds_per_update, tuning_trials
+from grokbench.benchmark.stopper import FinishedTrial, RMaxStopper, TrialCoordinates
+from grokbench.benchmark.suite import (
+    BENCHMARK_PARENT,
+    BENCHMARK_TAG,
+    COSTS_ARTIFACT,
+    SUITE_ARTIFACT,
+    SUITE_HASH_TAG,
+    Suite,
+)
+from grokbench.machine import as_tags, label, this_machine
+from grokbench.progress import counted
+from grokbench.sweep.cluster import connect_ray, on_this_machine
+from grokbench.sweep.doctor import Finding, check_cluster, check_data, format_findings
+from grokbench.sweep.driver import quiet_ray
+from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
+from grokbench.sweep.execution import fit, tuner
+from grokbench.sweep.keys import FINAL_STATUSES, SWEEP_TAG, trial_key
+from grokbench.sweep.live import LiveView
+from grokbench.sweep.mlflow_store import TrackingStore, run_key
+from grokbench.sweep.plan import placed
+from grokbench.sweep.retry import patiently, retry_only_patiently, tracking_patience_s
+from grokbench.sweep.storage import SweepStorage, check_name
+from grokbench.sweep.tracking import TrialRuns
+from grokbench.sweep.uri import check_reachable, tracking_uri
+
+log = logging.getLogger("grokbench.benchmark.driver")
+
+PLAN_FILE = "benchmark.json"
+MEASURE_UPDATES = 200  # updates each (workload, arm) is timed over for its cost per update
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    address: str | None = None
+    tracking_uri: str | None = None
+    storage: str | None = None
+    resume: bool = False
+    benchmark_id: str | None = None
+    measure_updates: int = MEASURE_UPDATES
+
+
+@dataclass(frozen=True)
+class Started:
+    """Where a benchmark logs: what the leaderboard is built from."""
+
+    uri: str
+    experiment_id: str
+    benchmark_id: str
+    parent_run_id: str
+
+
+def suite_hash(suite: Suite) -> str:
+    return hashlib.sha256(suite.path.read_bytes()).hexdigest()
+
+
+def run_benchmark(suite: Suite, options: BenchmarkOptions, out=None) -> tuple[int, Started | None]:
+    """Run (or resume) the benchmark; (exit code, where it logged). Exit 0 when every trial of both phases has an
+    outcome, EXIT_INTERRUPTED when it stopped before."""
+    out = out or sys.stdout
+    retry_only_patiently()
+    tracking_patience_s()
+    quiet_ray()
+    storage = SweepStorage(options.storage)
+    folder = suite.experiment.removeprefix("grokbench/")
+    plan = _resumed_plan(suite, options, storage, folder) if options.resume else _new_plan(suite, options, storage)
+    benchmark_id, uri = plan["benchmark_id"], plan["tracking_uri"]
+    here = on_this_machine(options.address)
+    tuning = tuning_trials(suite)
+    if here:  # before Ray starts or anything is written: a benchmark that cannot run leaves nothing behind
+        _check_data(suite, tuning)
+    if "costs" not in plan:
+        print(f"timing each arm's update on each workload ({options.measure_updates} updates each) ...", file=out)
+        plan["costs"] = {"machine": label(this_machine("cpu")), "measure_updates": options.measure_updates} | {
+            "seconds_per_update": _nested(seconds_per_update(suite, options.measure_updates))
+        }
+    connect_ray(options.address, suite)
+    if not here:
+        _preflight(uri, storage.root, suite, tuning)
+    store = TrackingStore(uri)
+    experiment_id = patiently(lambda: store.prepare_experiment(suite.experiment), uri)
+    storage.write_json(plan, folder, benchmark_id, PLAN_FILE)
+    parent = _open_parent(store, experiment_id, suite, plan)
+    started = Started(uri, experiment_id, benchmark_id, parent)
+    print(f"benchmark {benchmark_id} → MLflow experiment {suite.experiment} at {uri}", file=out, flush=True)
+    costs = _flat(plan["costs"]["seconds_per_update"])
+    phase_dir = storage.uri(folder, benchmark_id)
+    runs = TrialRuns(uri, experiment_id, benchmark_id, parent)
+    done = _run_phase(suite, "tuning", tuning, store, experiment_id, phase_dir, runs, options.resume, costs, out)
+    if done:
+        chosen = winners(suite, _outcomes(store, experiment_id))
+        by_coords = {p.coords: p for p in tuning}
+        confirmation = confirmation_trials(suite, [by_coords[c] for c in chosen.values()])
+        done = _run_phase(
+            suite, "confirmation", confirmation, store, experiment_id, phase_dir, runs, options.resume, costs, out
+        )
+    patiently(lambda: store.terminate(parent, "FINISHED" if done else "KILLED"), uri)
+    if not done:
+        storage_flag = f" --storage {options.storage}" if options.storage else ""
+        print(
+            f"continue with: grokbench benchmark {suite.path} --resume --benchmark-id {benchmark_id}{storage_flag}",
+            file=out,
+        )
+        return EXIT_INTERRUPTED, started
+    return 0, started
+
+
+def _new_plan(suite: Suite, options: BenchmarkOptions, storage: SweepStorage) -> dict[str, Any]:
+    uri = tracking_uri(options.tracking_uri)
+    benchmark_id = check_name(options.benchmark_id or f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}", "benchmark id")
+    folder = suite.experiment.removeprefix("grokbench/")
+    if storage.exists(folder, benchmark_id):
+        raise SweepError(f"benchmark {benchmark_id} already exists in {storage.uri(folder)}; --resume continues it")
+    check_reachable(uri)
+    return {
+        "benchmark_id": benchmark_id,
+        "suite_file": str(suite.path),
+        "suite_sha256": suite_hash(suite),
+        "tracking_uri": uri,
+    }
+
+
+def _resumed_plan(suite: Suite, options: BenchmarkOptions, storage: SweepStorage, folder: str) -> dict[str, Any]:
+    found = storage.children_with(PLAN_FILE, folder)
+    benchmark_id = options.benchmark_id or (found[-1] if found else None)
+    if benchmark_id is None or benchmark_id not in found:
+        where = storage.uri(folder)
+        raise SweepError(f"nothing to resume: no benchmark {benchmark_id or ''} under {where} (--storage?)")
+    plan = storage.read_json(folder, benchmark_id, PLAN_FILE)
+    if plan["suite_sha256"] != suite_hash(suite):
+        raise SweepError(
+            f"{suite.path} changed since benchmark {benchmark_id} started; a benchmark runs one suite file to the "
+            "end: restore the file, or start a new benchmark without --resume"
+        )
+    if options.tracking_uri and tracking_uri(options.tracking_uri) != plan["tracking_uri"]:
+        raise SweepError(f"benchmark {benchmark_id} logs to {plan['tracking_uri']}; resume it with that URI")
+    check_reachable(plan["tracking_uri"])
+    return plan
+
+
+def _examples(trials: list[PlannedTrial]) -> list:
+    """One trial of each workload: what the data check loads."""
+    first: dict[str, Any] = {}
+    for p in trials:
+        first.setdefault(p.coords.workload, p.config)
+    return list(first.values())
+
+
+def _check_data(suite: Suite, trials: list[PlannedTrial]) -> None:
+    for cfg in _examples(trials):
+        check, ok, detail, fix = check_data(placed(cfg, suite).to_dict())
+        if not ok:
+            finding = Finding("this machine", check, ok, detail, fix)
+            raise SweepError("this machine cannot run this benchmark's trials:\n" + format_findings([finding]))
+
+
+def _preflight(uri: str, storage_root: str, suite: Suite, trials: list[PlannedTrial]) -> None:
+    cpus, gpus = suite.resources.cpus_per_trial, suite.resources.gpus_per_trial
+    for cfg in _examples(trials):
+        failed = [f for f in check_cluster(uri, storage_root, placed(cfg, suite).to_dict(), cpus, gpus) if not f.ok]
+        if failed:
+            raise SweepError("the cluster cannot run this benchmark:\n" + format_findings(failed))
+
+
+def _nested(costs: dict[tuple[str, str], float]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for (workload, arm), seconds in costs.items():
+        out.setdefault(workload, {})[arm] = seconds
+    return out
+
+
+def _flat(costs: dict[str, dict[str, float]]) -> dict[tuple[str, str], float]:
+    return {(workload, arm): s for workload, arms in costs.items() for arm, s in arms.items()}
+
+
+def _open_parent(store: TrackingStore, experiment_id: str, suite: Suite, plan: dict[str, Any]) -> str:
+    """The benchmark's parent run, found or made, with the suite file as run, the costs and the stamp."""
+    ident = {BENCHMARK_TAG: suite.name, SWEEP_TAG: plan["benchmark_id"]}
+    name = plan["benchmark_id"]
+    run_id = patiently(lambda: store.parent_run(experiment_id, BENCHMARK_PARENT, ident, name), store.uri)
+    tags = {SUITE_HASH_TAG: plan["suite_sha256"], **as_tags(this_machine("cpu"))}
+    patiently(lambda: store.log_batch(run_id, tags=tags), store.uri)
+    patiently(lambda: store.log_text(run_id, suite.path.read_text(), SUITE_ARTIFACT), store.uri)
+    patiently(lambda: store.log_text(run_id, json.dumps(plan["costs"], indent=2), COSTS_ARTIFACT), store.uri)
+    return run_id
+
+
+def _outcomes(store: TrackingStore, experiment_id: str):
+    return latest_outcomes(patiently(lambda: store.trial_runs([experiment_id]), store.uri))
+
+
+class StoredHistory:
+    """The tuning trials the store holds finished (picklable: a restored stopper calls it once, after a resume)."""
+
+    def __init__(self, uri: str, experiment_id: str):
+        self.uri, self.experiment_id = uri, experiment_id
+
+    def __call__(self) -> list[FinishedTrial]:
+        finished = [o for o in _outcomes(TrackingStore(self.uri), self.experiment_id) if o.finished]
+        return [FinishedTrial(_coordinates(o.coords), o.steps_to_target) for o in finished]
+
+
+def _coordinates(c) -> TrialCoordinates:
+    return TrialCoordinates(c.workload, c.arm, c.ruleset, c.study, c.phase)
+
+
+def _entries(suite: Suite, trials: Iterable[PlannedTrial]) -> list[dict[str, Any]]:
+    """Tune's config of each trial: its settings, and where it sits in the benchmark (for the stopper and its run)."""
+    return [
+        {
+            "config": placed(p.config, suite).to_dict(),
+            "checkpoint_every": suite.checkpoint_every,
+            "benchmark": asdict(_coordinates(p.coords)),
+            "tags": {**p.coords.tags(suite.name), TRIAL_TAG: str(p.coords.trial), DRAWN_TAG: json.dumps(p.drawn)},
+        }
+        for p in trials
+    ]
+
+
+def _run_phase(
+    suite: Suite,
+    phase: str,
+    trials: list[PlannedTrial],
+    store: TrackingStore,
+    experiment_id: str,
+    phase_dir: str,
+    runs: TrialRuns,
+    resume: bool,
+    costs: dict[tuple[str, str], float],
+    out,
+) -> bool:
+    """Run the phase's trials that have no outcome yet; whether every trial of the phase has one after."""
+    from ray import tune
+
+    settled = {trial_key(o.config) for o in trials} & _settled_keys(store, experiment_id)
+    todo = [p for p in trials if trial_key(p.config) not in settled]
+    print(f"{phase}: {counted(len(trials), 'trial')}, {len(todo)} to run", file=out, flush=True)
+    if todo:
+        stopper = None
+        if phase == "tuning":
+            studies = {name: r.studies for name, r in suite.rulesets.items()}
+            stopper = RMaxStopper(costs, studies, suite.r_max, history=StoredHistory(store.uri, experiment_id))
+        space = {"trial": tune.grid_search(_entries(suite, todo))}
+        callbacks = [runs, LiveView(len(todo))]
+
+        def make():
+            return tuner(suite, phase, phase_dir, space, callbacks, stop=stopper)
+
+        try:
+            fit(suite, [(phase, make)], phase_dir, resume)
+        except KeyboardInterrupt:
+            return False
+    left = {trial_key(p.config) for p in trials} - _settled_keys(store, experiment_id)
+    return not left
+
+
+def _settled_keys(store: TrackingStore, experiment_id: str) -> set[str]:
+    runs = patiently(lambda: store.trial_runs([experiment_id]), store.uri)
+    return {run_key(r) for r in runs if r.data.tags.get("status") in FINAL_STATUSES}
