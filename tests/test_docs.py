@@ -118,6 +118,27 @@ def generated_page(text: str) -> str:
     return GENERATED.sub(lambda m: m.group(1) + settings_table(owners[m.group("owner")]) + m.group(4), text)
 
 
+BENCHMARK_PAGE = DOCS / "benchmark.md"
+SPACES = re.compile(r"(<!-- spaces: (?P<suite>[a-z_]+) -->\n)(?P<table>.*?)(<!-- end spaces -->)", re.S)
+
+
+def spaces_table(suite_name: str) -> str:
+    """What each arm of a shipped suite tunes under each ruleset, as its dry run prints it."""
+    from grokbench.benchmark.plan import arm_rows
+    from grokbench.benchmark.suite import load_suite
+
+    header, *rows = arm_rows(load_suite(suite_name))
+    cells = [header, ["---"] * len(header), *([f"`{r[0]}`", *r[1:]] for r in rows)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in cells) + "\n"
+
+
+def test_the_benchmark_page_shows_what_each_arm_tunes_as_the_suite_file_says():
+    text = BENCHMARK_PAGE.read_text()
+    generated = SPACES.sub(lambda m: m.group(1) + spaces_table(m.group("suite")) + m.group(4), text)
+    assert SPACES.search(text), "docs/benchmark.md shows no suite's search spaces"
+    assert text == generated, "the arms' search spaces differ from the suite file: run `python tests/test_docs.py`"
+
+
 def test_the_settings_tables_are_those_of_the_code():
     text = SETTINGS_PAGE.read_text()
     on_page = [m.group("owner") for m in GENERATED.finditer(text)]
@@ -377,3 +398,6 @@ def test_the_example_method_registers_and_groks_on_xor():
 
 if __name__ == "__main__":
     SETTINGS_PAGE.write_text(generated_page(SETTINGS_PAGE.read_text()))
+    BENCHMARK_PAGE.write_text(
+        SPACES.sub(lambda m: m.group(1) + spaces_table(m.group("suite")) + m.group(4), BENCHMARK_PAGE.read_text())
+    )
