@@ -14,7 +14,7 @@ import torch
 from grokbench import machine
 from grokbench.cli import main as cli
 from grokbench.sweep.errors import SweepError, TrackingError
-from grokbench.sweep.keys import trial_key
+from grokbench.sweep.keys import STOPPED_BY, STOPPED_BY_TAG, trial_key
 from grokbench.sweep.mlflow_store import TrackingStore
 from grokbench.sweep.spec import load_sweep
 from grokbench.sweep.tracking import TrialRuns
@@ -106,3 +106,25 @@ def test_a_sweep_records_each_trials_machine_and_keeps_mlflows_database_set_up_q
         assert tags["grokbench.machine.threads"] == "1"
         expected = f"{machine.cpu_model()} ×{os.cpu_count()}, no GPU, torch {torch.__version__}, 1 thread"
         assert tags["grokbench.machine"] == expected
+
+
+def test_a_trial_a_stopper_ended_is_censored_at_its_step_with_the_tags_its_entry_asks_for(store):
+    store, experiment_id = store
+    config = load_sweep(str(XOR_TINY)).trials()[0].to_dict()
+    trial = tune_trial(config)
+    trial.config["trial"]["tags"] = {"grokbench.arm": "baseline", "grokbench.phase": "tuning"}
+    runs = TrialRuns(store.uri, experiment_id, "stopped-1", parent_run_id=None)
+    runs.on_trial_start(0, [], trial)
+    point = {"step": 30, "epoch": 30, "train_acc": 1.0, "test_acc": 0.5, "train_time_s": 0.1}
+    runs.on_trial_result(1, [], trial, {"step": 30, "steps_to_grok": None, "curve": [point], STOPPED_BY: "r_max"})
+    runs.on_trial_complete(2, [], trial)
+    (run,) = store.trial_runs([experiment_id], "stopped-1")
+    tags = run.data.tags
+    assert (tags["status"], tags[STOPPED_BY_TAG], tags["grokbench.arm"], tags["grokbench.phase"]) == (
+        "censored",
+        "r_max",
+        "baseline",
+        "tuning",
+    )
+    assert run.data.metrics["steps"] == 30 and run.info.status == "FINISHED"
+    assert trial_key(config) in TrackingStore(store.uri).stored_trials("grokbench/xor_tiny")  # a resume skips it
