@@ -212,7 +212,9 @@ class EpochWatch(nn.Module):
     """Kumar et al.'s Fig. 3e bookkeeping, every epoch of full-batch training, at no second forward pass over the
     training set: the train MSE is read off the training forward's output, the test MSE from the weights in
     closed form, f(x) − f₀(x) = (α/N)·(u·(s − s₀) + (ε/2)·uᵀ(G − G₀)u) with s = Σ_i w_i, G = WᵀW, u = cx, which
-    costs O(ND² + TD²) (≈ 15 % of an update at D = 100, N = 500, P = 550, T = 1 000) against O(TND) for a forward.
+    costs O(ND² + TD²) against O(TND) for a forward: at D = 100, N = 500, P = 550, T = 1 000 a watched epoch took
+    7.7 ms against 5.9 ms unwatched (+30 %, medians of 3 × 1 000 epochs, one thread, beside two running experiments),
+    where a test forward alone costs ≈ 80 % of an update.
 
     The forward of update t sees the weights after t updates: epoch t. The watch records the first epoch each MSE
     falls below `threshold`, and the first epoch e > `window` at which both MSEs differ by less than `tolerance` from
