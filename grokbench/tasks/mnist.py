@@ -15,7 +15,7 @@ from torch import nn
 
 from grokbench.config import TrialConfig
 from grokbench.settings import Settings, at_most, non_negative, one_of, positive, setting
-from grokbench.tasks.base import DataError, Task, TaskData, data_root, mlp, scale_weights
+from grokbench.tasks.base import DataError, Presentation, Task, TaskData, data_root, mlp, scale_weights
 
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 MEAN, STD = 0.1307, 0.3081
@@ -139,6 +139,9 @@ class Mnist(Task):
         )
     }
     grok_threshold = 0.85
+    # a weight decay off the task's (or preset's) default is named in a trial's row: a weight-decay control (the
+    # Omnigrok preset's baseline at Grokfast's 2.0) is a row of its own, not pooled with the baseline
+    presentation = Presentation(variants=("weight_decay",))
 
     def load_data(self, cfg: TrialConfig) -> TaskData:
         train, test = _mnist_splits(data_root(cfg))
