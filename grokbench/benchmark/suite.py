@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from grokbench.config import SHARED, ConfigError, TrialConfig
 from grokbench.resolve import config_from, resolve
 from grokbench.shipped import SUITES_DIR
@@ -36,6 +34,7 @@ from grokbench.sweep.spec import (
     _non_negative,
     _positive_int,
     _positive_number,
+    read_mapping,
 )
 
 RULESETS = ("paper", "open")
@@ -228,13 +227,7 @@ def find_suite_file(name_or_path: str) -> Path:
 
 def load_suite(name_or_path: str) -> Suite:
     path = find_suite_file(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise SweepError(f"{path}: a suite file is a mapping with keys {', '.join(sorted(TOP_LEVEL_KEYS))}")
-    suite = _parse(path, raw)
+    suite = _parse(path, read_mapping(path, "suite file", TOP_LEVEL_KEYS))
     suite.check()
     return suite
 

@@ -279,14 +279,23 @@ def find_sweep_file(name_or_path: str) -> Path:
     return candidate
 
 
-def load_sweep(name_or_path: str) -> SweepSpec:
-    path = find_sweep_file(name_or_path)
+def read_mapping(path: Path, what: str, keys: set[str]) -> dict[str, Any]:
+    """A sweep or suite file's YAML mapping; a file that is not UTF-8 text, not YAML or not a mapping is refused
+    with one line."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise SweepError(f"{path}: not UTF-8 text (byte {err.start}): a {what} is a YAML text file") from None
     except yaml.YAMLError as err:
         raise SweepError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
-        raise SweepError(f"{path}: a sweep file is a mapping with keys {', '.join(sorted(TOP_LEVEL_KEYS))}")
+        raise SweepError(f"{path}: a {what} is a mapping with keys {', '.join(sorted(keys))}")
+    return raw
+
+
+def load_sweep(name_or_path: str) -> SweepSpec:
+    path = find_sweep_file(name_or_path)
+    raw = read_mapping(path, "sweep file", TOP_LEVEL_KEYS)
     spec = _parse(path, raw)
     spec.check()
     return spec

@@ -178,3 +178,14 @@ def test_a_dry_run_warns_of_reused_trials_that_ran_on_another_machine(tmp_path, 
         "runs them all here)"
     )
     assert warning in out, out
+
+
+@pytest.mark.parametrize("command", ["sweep", "benchmark"])
+def test_a_file_that_is_not_utf8_is_refused_in_one_line(command, tmp_path, capsys):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: café\n".encode("latin-1"))  # was a UnicodeDecodeError traceback and exit 1
+    assert main([command, str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    kind = "sweep" if command == "sweep" else "suite"
+    assert err.endswith(f"not UTF-8 text (byte 9): a {kind} file is a YAML text file")
+    assert "\n" not in err and not list(tmp_path.glob("*.db"))
