@@ -93,12 +93,12 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions, out=None) -> tuple[in
     tuning = tuning_trials(suite)
     if here:  # before Ray starts or anything is written: a benchmark that cannot run leaves nothing behind
         _check_data(suite, tuning)
+    connect_ray(options.address, suite)  # first: an address that does not answer costs no timing
     if "costs" not in plan:
         print(f"timing each arm's update on each workload ({options.measure_updates} updates each) ...", file=out)
         plan["costs"] = {"machine": label(this_machine("cpu")), "measure_updates": options.measure_updates} | {
             "seconds_per_update": _nested(seconds_per_update(suite, options.measure_updates))
         }
-    connect_ray(options.address, suite)
     if not here:
         _preflight(uri, storage.root, suite, tuning)
     store = TrackingStore(uri)

@@ -222,7 +222,8 @@ def settled_by_store(spec: SweepSpec, store: TrackingStore) -> GridPlan:
     skipped, those whose outcome the sweep's larger budget reopens continue. The same key is the same computation
     (up to floating-point differences between machines), so a grid sweep runs only what the store lacks: a sweep
     extended by seeds or budget, or started again after its checkpoints were lost, repeats nothing."""
-    if spec.search:
+    path = sqlite_path(store.uri)
+    if spec.search or (path and not path.is_file()):  # no store yet: nothing settled, and none made before it must
         return GridPlan({}, {})
     return plan_grid(spec, patiently(lambda: store.stored_trials(experiment_name(spec.name)), store.uri))
 

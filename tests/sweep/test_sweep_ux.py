@@ -189,3 +189,11 @@ def test_a_file_that_is_not_utf8_is_refused_in_one_line(command, tmp_path, capsy
     kind = "sweep" if command == "sweep" else "suite"
     assert err.endswith(f"not UTF-8 text (byte 9): a {kind} file is a YAML text file")
     assert "\n" not in err and not list(tmp_path.glob("*.db"))
+
+
+@pytest.mark.parametrize("command", [["sweep", "xor_tiny"], ["benchmark", "smoke", "--measure-updates", "1"]])
+def test_a_ray_address_that_does_not_answer_leaves_nothing_behind(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the default store (./mlflow.db) and storage (./grokbench_results) live here
+    assert main([*command, "--address", "127.0.0.1:1"]) == 2
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # was an empty, migrated ./mlflow.db
