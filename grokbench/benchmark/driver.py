@@ -118,6 +118,8 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions, out=None) -> tuple[in
         done = _run_phase(
             suite, "confirmation", confirmation, store, experiment_id, phase_dir, runs, options.resume, costs, out
         )
+    if not done:
+        patiently(lambda: store.kill_unfinished(experiment_id, benchmark_id), uri)
     patiently(lambda: store.terminate(parent, "FINISHED" if done else "KILLED"), uri)
     if not done:
         storage_flag = f" --storage {options.storage}" if options.storage else ""

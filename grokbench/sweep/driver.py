@@ -159,6 +159,8 @@ def _execute(
     errors = report_sweep(spec, summaries, grids, store, experiment_id, sweep_id, seconds, selection, out, smoke)
     unfinished = planned - len(summaries)
     interrupted = grids is None or unfinished > 0
+    if interrupted:
+        patiently(lambda: store.kill_unfinished(experiment_id, sweep_id), store.uri)
     patiently(lambda: store.terminate(parent_run_id, "KILLED" if interrupted else "FINISHED"), store.uri)
     if interrupted:
         report_unfinished(unfinished, spec, sweep_id, smoke, options.storage, out)

@@ -344,6 +344,23 @@ class TrackingStore:
         tags = [InputTag(k, v) for k, v in record.get("tags", {}).items()]
         self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
 
+    def kill_unfinished(self, experiment_id: str, sweep_id: str) -> int:
+        """Mark the sweep's trial runs that were still training KILLED (MLflow's status for an interrupted run, so
+        the UI shows which were); a resume sets each running again (`mark_running`). How many it marked."""
+        unfinished = [
+            run
+            for run in self.trial_runs([experiment_id], sweep_id)
+            if run.info.status == "RUNNING" and run.data.tags.get("status") not in FINAL_STATUSES
+        ]
+        for run in unfinished:
+            self.terminate(run.info.run_id, "KILLED")
+        return len(unfinished)
+
+    def mark_running(self, run_id: str) -> None:
+        """A run that trains again (resumed, retried) is RUNNING, whatever ended its last attempt."""
+        if self.get_run(run_id).info.status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+
     def terminate(self, run_id: str, status: str, end_time: int | None = None) -> None:
         self.client.set_terminated(run_id, status=status, end_time=end_time)
 

@@ -145,7 +145,8 @@ class TrialRuns(tune.Callback):
             raise self.failure from err
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._run(trial)
+        run_id = self._run(trial)[1]
+        self._patiently(lambda: self.store.mark_running(run_id))  # a resumed run was KILLED by the interruption
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         key, run_id, last_step = self._run(trial)

@@ -218,6 +218,8 @@ def test_a_sweep_has_one_parent_run_that_a_resume_reuses_and_export_carries(loca
     (parent,) = store.parent_runs(experiment_id)
     assert parent.info.status == "KILLED" and parent.info.run_name == "parents-1"
     assert json.loads(store.text_artifacts(parent.info.run_id)["sweep.json"])["trials"] == 2
+    interrupted = [r for r in store.trial_runs([experiment_id]) if r.data.tags["status"] == "running"]
+    assert interrupted and {r.info.status for r in interrupted} == {"KILLED"}  # the UI shows which were stopped
 
     resumed = SweepOptions(storage=str(tmp_path / "results"), sweep_id="parents-1", resume=True)
     assert run_sweep(load_sweep(str(path)), resumed) == 0
@@ -225,6 +227,11 @@ def test_a_sweep_has_one_parent_run_that_a_resume_reuses_and_export_carries(loca
     assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
     runs = store.trial_runs([experiment_id])
     assert len(runs) == 2 and {r.data.tags[PARENT_RUN_TAG] for r in runs} == {parent.info.run_id}
+    assert {r.info.status for r in runs} == {"FINISHED"}  # each interrupted run continued in place
+    for run in runs:
+        for metric in run.data.metrics:
+            steps = [m.step for m in store.client.get_metric_history(run.info.run_id, metric)]
+            assert len(steps) == len(set(steps)), f"{run.info.run_name}: {metric} logged twice at a step"
 
     archive = tmp_path / "runs.jsonl.gz"
     assert cli(["export", "parents", "--tracking-uri", uri, "--out", str(archive)]) == 0
