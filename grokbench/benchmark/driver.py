@@ -39,8 +39,9 @@ from grokbench.sweep.doctor import Finding, check_cluster, check_data, format_fi
 from grokbench.sweep.driver import quiet_ray
 from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
 from grokbench.sweep.execution import fit, tuner
-from grokbench.sweep.keys import FINAL_STATUSES, SWEEP_TAG, trial_key
+from grokbench.sweep.keys import EXPERIMENT_PREFIX, FINAL_STATUSES, SWEEP_TAG, trial_key
 from grokbench.sweep.live import LiveView
+from grokbench.sweep.lock import experiment_lock
 from grokbench.sweep.mlflow_store import TrackingStore, run_key
 from grokbench.sweep.plan import placed
 from grokbench.sweep.retry import patiently, retry_only_patiently, tracking_patience_s
@@ -86,11 +87,19 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions, out=None) -> tuple[in
     tracking_patience_s()
     quiet_ray()
     storage = SweepStorage(options.storage)
-    folder = suite.experiment.removeprefix("grokbench/")
-    plan = _resumed_plan(suite, options, storage, folder) if options.resume else _new_plan(suite, options, storage)
-    benchmark_id, uri = plan["benchmark_id"], plan["tracking_uri"]
-    here = on_this_machine(options.address)
-    tuning = tuning_trials(suite)
+    plan = _resumed_plan(suite, options, storage) if options.resume else _new_plan(suite, options, storage)
+    with experiment_lock(plan["tracking_uri"], suite.experiment):
+        tuning = tuning_trials(suite)
+        started = _start(suite, options, storage, plan, tuning, out)
+        done = _run_phases(suite, options, storage, started, plan, tuning, out)
+        return _finish(suite, options, started, done, out), started
+
+
+def _start(
+    suite: Suite, options: BenchmarkOptions, storage: SweepStorage, plan: dict[str, Any], tuning: list, out
+) -> Started:
+    """Check this machine or the cluster, measure the costs (a new benchmark), then write: the plan, the parent."""
+    uri, here = plan["tracking_uri"], on_this_machine(options.address)
     if here:  # before Ray starts or anything is written: a benchmark that cannot run leaves nothing behind
         _check_data(suite, tuning)
     connect_ray(options.address, suite)  # first: an address that does not answer costs no timing
@@ -103,40 +112,66 @@ def run_benchmark(suite: Suite, options: BenchmarkOptions, out=None) -> tuple[in
         _preflight(uri, storage.root, suite, tuning)
     store = TrackingStore(uri)
     experiment_id = patiently(lambda: store.prepare_experiment(suite.experiment), uri)
-    storage.write_json(plan, folder, benchmark_id, PLAN_FILE)
+    storage.write_json(plan, _folder(suite), plan["benchmark_id"], PLAN_FILE)
     parent = _open_parent(store, experiment_id, suite, plan)
-    started = Started(uri, experiment_id, benchmark_id, parent)
-    print(f"benchmark {benchmark_id} → MLflow experiment {suite.experiment} at {uri}", file=out, flush=True)
-    costs = _flat(plan["costs"]["seconds_per_update"])
-    phase_dir = storage.uri(folder, benchmark_id)
-    runs = TrialRuns(uri, experiment_id, benchmark_id, parent)
-    done = _run_phase(suite, "tuning", tuning, store, experiment_id, phase_dir, runs, options.resume, costs, out)
+    print(f"benchmark {plan['benchmark_id']} → MLflow experiment {suite.experiment} at {uri}", file=out, flush=True)
+    return Started(uri, experiment_id, plan["benchmark_id"], parent)
+
+
+def _run_phases(
+    suite: Suite,
+    options: BenchmarkOptions,
+    storage: SweepStorage,
+    started: Started,
+    plan: dict[str, Any],
+    tuning: list[PlannedTrial],
+    out,
+) -> bool:
+    """The tuning studies, then (once every tuning trial has an outcome) the confirmation; whether both ended."""
+    phases = Phases(
+        suite=suite,
+        store=TrackingStore(started.uri),
+        experiment_id=started.experiment_id,
+        directory=storage.uri(_folder(suite), started.benchmark_id),
+        runs=TrialRuns(started.uri, started.experiment_id, started.benchmark_id, started.parent_run_id),
+        resume=options.resume,
+        costs=_flat(plan["costs"]["seconds_per_update"]),
+        out=out,
+    )
+    if not phases.run("tuning", tuning):
+        return False
+    chosen = winners(suite, _outcomes(phases.store, started.experiment_id))
+    by_coords = {p.coords: p for p in tuning}
+    return phases.run("confirmation", confirmation_trials(suite, [by_coords[c] for c in chosen.values()]))
+
+
+def _finish(suite: Suite, options: BenchmarkOptions, started: Started, done: bool, out) -> int:
+    """End the parent run (and, interrupted, mark the unfinished trial runs KILLED); the exit code."""
+    store = TrackingStore(started.uri)
+    if not done:
+        patiently(lambda: store.kill_unfinished(started.experiment_id, started.benchmark_id), started.uri)
+    patiently(lambda: store.terminate(started.parent_run_id, "FINISHED" if done else "KILLED"), started.uri)
     if done:
-        chosen = winners(suite, _outcomes(store, experiment_id))
-        by_coords = {p.coords: p for p in tuning}
-        confirmation = confirmation_trials(suite, [by_coords[c] for c in chosen.values()])
-        done = _run_phase(
-            suite, "confirmation", confirmation, store, experiment_id, phase_dir, runs, options.resume, costs, out
-        )
-    if not done:
-        patiently(lambda: store.kill_unfinished(experiment_id, benchmark_id), uri)
-    patiently(lambda: store.terminate(parent, "FINISHED" if done else "KILLED"), uri)
-    if not done:
-        storage_flag = f" --storage {options.storage}" if options.storage else ""
-        print(
-            f"continue with: grokbench benchmark {suite.path} --resume --benchmark-id {benchmark_id}{storage_flag}",
-            file=out,
-        )
-        return EXIT_INTERRUPTED, started
-    return 0, started
+        return 0
+    storage_flag = f" --storage {options.storage}" if options.storage else ""
+    print(
+        f"continue with: grokbench benchmark {suite.path} --resume --benchmark-id {started.benchmark_id}{storage_flag}",
+        file=out,
+    )
+    return EXIT_INTERRUPTED
+
+
+def _folder(suite: Suite) -> str:
+    """The suite's folder under the storage root: its experiment's name without the prefix."""
+    return suite.experiment.removeprefix(EXPERIMENT_PREFIX)
 
 
 def _new_plan(suite: Suite, options: BenchmarkOptions, storage: SweepStorage) -> dict[str, Any]:
     uri = tracking_uri(options.tracking_uri)
     benchmark_id = check_name(options.benchmark_id or f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}", "benchmark id")
-    folder = suite.experiment.removeprefix("grokbench/")
-    if storage.exists(folder, benchmark_id):
-        raise SweepError(f"benchmark {benchmark_id} already exists in {storage.uri(folder)}; --resume continues it")
+    if storage.exists(_folder(suite), benchmark_id):
+        where = storage.uri(_folder(suite))
+        raise SweepError(f"benchmark {benchmark_id} already exists in {where}; --resume continues it")
     check_reachable(uri)
     return {
         "benchmark_id": benchmark_id,
@@ -146,7 +181,8 @@ def _new_plan(suite: Suite, options: BenchmarkOptions, storage: SweepStorage) ->
     }
 
 
-def _resumed_plan(suite: Suite, options: BenchmarkOptions, storage: SweepStorage, folder: str) -> dict[str, Any]:
+def _resumed_plan(suite: Suite, options: BenchmarkOptions, storage: SweepStorage) -> dict[str, Any]:
+    folder = _folder(suite)
     found = storage.children_with(PLAN_FILE, folder)
     benchmark_id = options.benchmark_id or (found[-1] if found else None)
     if benchmark_id is None or benchmark_id not in found:
@@ -243,41 +279,44 @@ def _entries(suite: Suite, trials: Iterable[PlannedTrial]) -> list[dict[str, Any
     ]
 
 
-def _run_phase(
-    suite: Suite,
-    phase: str,
-    trials: list[PlannedTrial],
-    store: TrackingStore,
-    experiment_id: str,
-    phase_dir: str,
-    runs: TrialRuns,
-    resume: bool,
-    costs: dict[tuple[str, str], float],
-    out,
-) -> bool:
-    """Run the phase's trials that have no outcome yet; whether every trial of the phase has one after."""
-    from ray import tune
+@dataclass
+class Phases:
+    """Runs a phase's trials as one Tune experiment under the benchmark's storage, recorded by one callback."""
 
-    settled = {trial_key(o.config) for o in trials} & _settled_keys(store, experiment_id)
-    todo = [p for p in trials if trial_key(p.config) not in settled]
-    print(f"{phase}: {counted(len(trials), 'trial')}, {len(todo)} to run", file=out, flush=True)
-    if todo:
-        stopper = None
-        if phase == "tuning":
-            studies = {name: r.studies for name, r in suite.rulesets.items()}
-            stopper = RMaxStopper(costs, studies, suite.r_max, history=StoredHistory(store.uri, experiment_id))
-        space = {"trial": tune.grid_search(_entries(suite, todo))}
-        callbacks = [runs, LiveView(len(todo))]
+    suite: Suite
+    store: TrackingStore
+    experiment_id: str
+    directory: str  # the benchmark's folder under the storage root: one Tune experiment per phase in it
+    runs: TrialRuns
+    resume: bool
+    costs: dict[tuple[str, str], float]
+    out: Any
 
-        def make():
-            return tuner(suite, phase, phase_dir, space, callbacks, stop=stopper)
+    def run(self, phase: str, trials: list[PlannedTrial]) -> bool:
+        """Run the phase's trials that have no outcome yet; whether every trial of the phase has one after."""
+        from ray import tune
 
-        try:
-            fit(suite, [(phase, make)], phase_dir, resume)
-        except KeyboardInterrupt:
-            return False
-    left = {trial_key(p.config) for p in trials} - _settled_keys(store, experiment_id)
-    return not left
+        keys = {trial_key(p.config) for p in trials}
+        settled = _settled_keys(self.store, self.experiment_id)
+        todo = [p for p in trials if trial_key(p.config) not in settled]
+        print(f"{phase}: {counted(len(trials), 'trial')}, {len(todo)} to run", file=self.out, flush=True)
+        if todo:
+            space = {"trial": tune.grid_search(_entries(self.suite, todo))}
+            stopper = self._stopper() if phase == "tuning" else None  # confirmation trials are never stopped
+
+            def make():
+                return tuner(self.suite, phase, self.directory, space, [self.runs, LiveView(len(todo))], stop=stopper)
+
+            try:
+                fit(self.suite, [(phase, make)], self.directory, self.resume)
+            except KeyboardInterrupt:
+                return False
+        return not keys - _settled_keys(self.store, self.experiment_id)
+
+    def _stopper(self) -> RMaxStopper:
+        studies = {name: r.studies for name, r in self.suite.rulesets.items()}
+        history = StoredHistory(self.store.uri, self.experiment_id)
+        return RMaxStopper(self.costs, studies, self.suite.r_max, history=history)
 
 
 def _settled_keys(store: TrackingStore, experiment_id: str) -> set[str]:

@@ -24,6 +24,7 @@ from grokbench.sweep.errors import EXIT_INTERRUPTED, SweepError
 from grokbench.sweep.execution import experiments, fit
 from grokbench.sweep.keys import SWEEP_TAG, experiment_name
 from grokbench.sweep.live import LiveView
+from grokbench.sweep.lock import experiment_lock
 from grokbench.sweep.mlflow_store import SWEEP_PARENT, TrackingStore, store_errors
 from grokbench.sweep.plan import GridPlan, dry_run, plan_grid, planned_count, to_run, total_trials
 from grokbench.sweep.report import report_sweep, report_unfinished
@@ -61,6 +62,15 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=None) -> int:
     tracking_patience_s()  # a bad value fails now, not at the first outage
     storage = SweepStorage(options.storage)
     spec, sweep_id, uri, plan = _resumed(spec, options, storage) if options.resume else _new(spec, options, storage)
+    with experiment_lock(uri, experiment_name(spec.name)):
+        return _run_locked(spec, options, storage, sweep_id, uri, plan, out)
+
+
+def _run_locked(
+    spec: SweepSpec, options: SweepOptions, storage: SweepStorage, sweep_id: str, uri: str, plan: dict | None, out
+) -> int:
+    """The sweep, once this driver holds its experiment: what to run, Ray, the plan and the parent run, then the
+    trials."""
     store = TrackingStore(uri)
     checked_here = on_this_machine(options.address)
     if checked_here:  # before anything is written: a sweep that cannot run leaves nothing behind

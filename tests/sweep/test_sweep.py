@@ -725,3 +725,23 @@ def test_the_polynomial_alpha_smoke_sweep_reads_back_as_tables_and_figures_per_a
         "polynomial_diagnostics.png",
     ):
         assert (out / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_the_same_sweep_started_twice_at_once_runs_once_and_the_other_refuses(local_ray, workdir):
+    path = write_sweep(workdir, name="twice", grid={"seed": [0, 1]}, methods={"baseline": {}})
+    where = ["--address", local_ray, "--tracking-uri", uri(workdir)]
+    commands = [
+        [sys.executable, "-m", "grokbench.cli", "sweep", str(path), *where, "--storage", str(workdir / f"results{i}")]
+        for i in (1, 2)  # two shells, two storage folders, one store
+    ]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    drivers = [subprocess.Popen(command, cwd=workdir, **pipes) for command in commands]
+    outcomes = sorted((d.returncode, err) for d in drivers for _, err in [d.communicate(timeout=400)])
+    (finished, _), (refused, message) = outcomes
+    assert (finished, refused) == (0, 2), outcomes
+    assert "a grokbench driver (pid " in message and "is already running grokbench/twice against" in message
+    assert "Traceback" not in message
+    assert_each_trial_logged_once(workdir, "grokbench/twice", expected_trials=2)
+    later = SweepOptions(tracking_uri=uri(workdir), storage=str(workdir / "results3"))
+    assert run_sweep(load_sweep(str(path)), later, out=io.StringIO()) == 0  # released: nothing left to run
