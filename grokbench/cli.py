@@ -162,6 +162,7 @@ SWEEP_OVERRIDES = (
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from grokbench.sweep.driver import SweepOptions, run_sweep
+    from grokbench.sweep.plan import MEASURE_EPOCHS
     from grokbench.sweep.spec import build_sweep
 
     given = {k: getattr(args, k) for k in SWEEP_OVERRIDES}
@@ -174,6 +175,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{', '.join(changed)} would be ignored; drop it, or start a new sweep without --resume "
             "(a larger --max-epochs continues the censored trials of the old one)"
         )
+    if args.measure_epochs is not None and (args.measure_epochs < 0 or not args.dry_run):
+        raise SweepError(f"--measure-epochs: a --dry-run's epochs to time, 0 or more; got {args.measure_epochs}")
     spec = build_sweep(args.sweep, overrides)
     options = SweepOptions(
         address=args.address,
@@ -182,6 +185,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         resume=args.resume,
         sweep_id=args.sweep_id,
         dry_run=args.dry_run,
+        measure_epochs=_or(args.measure_epochs, MEASURE_EPOCHS),
         rerun=args.rerun,
         overrides=overrides,
     )
@@ -224,10 +228,16 @@ def _leaderboard(experiment: str, started, out: str | None) -> None:
     grokbench calls the analysis: `python -m analysis.leaderboard` rebuilds it the same way)."""
     from analysis.leaderboard import build_leaderboard
     from analysis.output import build_dir
+    from analysis.runs import AnalysisError
+    from grokbench.sweep.keys import EXPERIMENT_PREFIX
 
-    name = experiment.removeprefix("grokbench/")
+    name = experiment.removeprefix(EXPERIMENT_PREFIX)
     out = Path(out) if out else build_dir(name)
-    paths = build_leaderboard(started.uri, experiment, started.benchmark_id, out, log_to_parent=True)
+    try:
+        paths = build_leaderboard(started.uri, experiment, started.benchmark_id, out, log_to_parent=True)
+    except AnalysisError as err:  # its runs are all there; say why the leaderboard could not be built
+        why = f"benchmark {started.benchmark_id} ran, but its leaderboard could not be built: {err}"
+        raise SweepError(why) from None
     print(f"leaderboard: {out / 'leaderboard.md'} ({len(paths)} files, also on the benchmark's parent run)")
     print(f"rebuild: python -m analysis.leaderboard --tracking-uri {started.uri} --experiment {name}")
 
@@ -279,7 +289,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     spec = load_sweep(args.sweep)
     cpus = args.cpus_per_trial if args.cpus_per_trial is not None else spec.resources.cpus_per_trial
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else spec.resources.gpus_per_trial
-    uri = _reachable_tracking_uri(args)
+    uri = _reachable_tracking_uri(args, login=False)  # a refused login is one of the findings, not an exit
     connect_ray(args.address, spec)
     findings = check_cluster(uri, SweepStorage(args.storage).root, example_trial(spec).to_dict(), cpus, gpus)
     print(format_findings(findings))
@@ -288,13 +298,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if not failed else 1
 
 
-def _reachable_tracking_uri(args: argparse.Namespace, only_read: bool = False) -> str:
+def _reachable_tracking_uri(args: argparse.Namespace, only_read: bool = False, login: bool = True) -> str:
     """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; checked before any work starts. A store that is
     only read must exist already: none is created."""
     from grokbench.sweep.uri import check_reachable, check_readable, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
-    (check_readable if only_read else check_reachable)(uri)
+    check_readable(uri) if only_read else check_reachable(uri, login=login)
     return uri
 
 
@@ -414,6 +424,11 @@ def _add_sweep(commands) -> None:
         sweep,
         resume="continue the latest sweep of this file (or --sweep-id)",
         dry_run="list the trials and an estimated cost, then exit",
+    )
+    sweep.add_argument(
+        "--measure-epochs",
+        type=int,
+        help="epochs timed per method on this machine for the dry run's estimate (default 2; 0: no estimate)",
     )
     sweep.add_argument("--sweep-id", help="name a new sweep, or pick the sweep to --resume")
     sweep.add_argument(

@@ -132,6 +132,7 @@ def _run_phases(
         suite=suite,
         store=TrackingStore(started.uri),
         experiment_id=started.experiment_id,
+        benchmark_id=started.benchmark_id,
         directory=storage.uri(_folder(suite), started.benchmark_id),
         runs=TrialRuns(started.uri, started.experiment_id, started.benchmark_id, started.parent_run_id),
         resume=options.resume,
@@ -140,7 +141,7 @@ def _run_phases(
     )
     if not phases.run("tuning", tuning):
         return False
-    chosen = winners(suite, _outcomes(phases.store, started.experiment_id))
+    chosen = winners(suite, _outcomes(phases.store, started.experiment_id, started.benchmark_id))
     by_coords = {p.coords: p for p in tuning}
     return phases.run("confirmation", confirmation_trials(suite, [by_coords[c] for c in chosen.values()]))
 
@@ -240,25 +241,33 @@ def _open_parent(store: TrackingStore, experiment_id: str, suite: Suite, plan: d
     ident = {BENCHMARK_TAG: suite.name, SWEEP_TAG: plan["benchmark_id"]}
     name = plan["benchmark_id"]
     run_id = patiently(lambda: store.parent_run(experiment_id, BENCHMARK_PARENT, ident, name), store.uri)
-    tags = {SUITE_HASH_TAG: plan["suite_sha256"], **as_tags(this_machine("cpu"))}
-    patiently(lambda: store.log_batch(run_id, tags=tags), store.uri)
+    if SUITE_HASH_TAG in patiently(lambda: store.get_run(run_id), store.uri).data.tags:
+        return run_id  # resumed: the stamp stays that of the start, where the costs were measured
+    # the trials' thread count, not this driver's: the leaderboard's stamp says what the trials ran at
+    machine = {**this_machine("cpu"), "threads": str(max(int(suite.resources.cpus_per_trial), 1))}
     patiently(lambda: store.log_text(run_id, suite.path.read_text(), SUITE_ARTIFACT), store.uri)
     patiently(lambda: store.log_text(run_id, json.dumps(plan["costs"], indent=2), COSTS_ARTIFACT), store.uri)
+    tags = {SUITE_HASH_TAG: plan["suite_sha256"], **as_tags(machine)}  # last: the mark that the stamp is whole
+    patiently(lambda: store.log_batch(run_id, tags=tags), store.uri)
     return run_id
 
 
-def _outcomes(store: TrackingStore, experiment_id: str):
-    return latest_outcomes(patiently(lambda: store.trial_runs([experiment_id]), store.uri))
+def _outcomes(store: TrackingStore, experiment_id: str, benchmark_id: str):
+    """This benchmark's trials: another benchmark of the suite (other code, another suite file, another machine)
+    is a run of its own, never mixed into this one's studies, stopper or winners."""
+    return latest_outcomes(patiently(lambda: store.trial_runs([experiment_id], benchmark_id), store.uri))
 
 
 class StoredHistory:
-    """The tuning trials the store holds finished (picklable: a restored stopper calls it once, after a resume)."""
+    """The benchmark's tuning trials the store holds finished (picklable: a restored stopper calls it once, after
+    a resume)."""
 
-    def __init__(self, uri: str, experiment_id: str):
-        self.uri, self.experiment_id = uri, experiment_id
+    def __init__(self, uri: str, experiment_id: str, benchmark_id: str):
+        self.uri, self.experiment_id, self.benchmark_id = uri, experiment_id, benchmark_id
 
     def __call__(self) -> list[FinishedTrial]:
-        finished = [o for o in _outcomes(TrackingStore(self.uri), self.experiment_id) if o.finished]
+        store = TrackingStore(self.uri)
+        finished = [o for o in _outcomes(store, self.experiment_id, self.benchmark_id) if o.finished]
         return [FinishedTrial(_coordinates(o.coords), o.steps_to_target) for o in finished]
 
 
@@ -286,6 +295,7 @@ class Phases:
     suite: Suite
     store: TrackingStore
     experiment_id: str
+    benchmark_id: str
     directory: str  # the benchmark's folder under the storage root: one Tune experiment per phase in it
     runs: TrialRuns
     resume: bool
@@ -297,7 +307,7 @@ class Phases:
         from ray import tune
 
         keys = {trial_key(p.config) for p in trials}
-        settled = _settled_keys(self.store, self.experiment_id)
+        settled = _settled_keys(self.store, self.experiment_id, self.benchmark_id)
         todo = [p for p in trials if trial_key(p.config) not in settled]
         print(f"{phase}: {counted(len(trials), 'trial')}, {len(todo)} to run", file=self.out, flush=True)
         if todo:
@@ -311,14 +321,14 @@ class Phases:
                 fit(self.suite, [(phase, make)], self.directory, self.resume)
             except KeyboardInterrupt:
                 return False
-        return not keys - _settled_keys(self.store, self.experiment_id)
+        return not keys - _settled_keys(self.store, self.experiment_id, self.benchmark_id)
 
     def _stopper(self) -> RMaxStopper:
         studies = {name: r.studies for name, r in self.suite.rulesets.items()}
-        history = StoredHistory(self.store.uri, self.experiment_id)
+        history = StoredHistory(self.store.uri, self.experiment_id, self.benchmark_id)
         return RMaxStopper(self.costs, studies, self.suite.r_max, history=history)
 
 
-def _settled_keys(store: TrackingStore, experiment_id: str) -> set[str]:
-    runs = patiently(lambda: store.trial_runs([experiment_id]), store.uri)
+def _settled_keys(store: TrackingStore, experiment_id: str, benchmark_id: str) -> set[str]:
+    runs = patiently(lambda: store.trial_runs([experiment_id], benchmark_id), store.uri)
     return {run_key(r) for r in runs if r.data.tags.get("status") in FINAL_STATUSES}

@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 from optuna.distributions import FloatDistribution
 
+from grokbench.benchmark.score import stop_factor
 from grokbench.benchmark.suite import (
     ARM_TAG,
     BENCHMARK_TAG,
@@ -42,6 +43,7 @@ from grokbench.benchmark.suite import (
 from grokbench.config import ConfigError, TrialConfig
 from grokbench.progress import counted, duration
 from grokbench.sweep.errors import SweepError
+from grokbench.sweep.keys import trial_key
 from grokbench.sweep.plan import TRIAL_STARTUP_S, gpu_here, local_concurrency, placed, seconds_per_epoch
 from grokbench.sweep.spec import Range
 from grokbench.tasks import TASKS
@@ -161,7 +163,25 @@ def tuning_trials(suite: Suite) -> list[PlannedTrial]:
                     coords = Coordinates(workload, arm, ruleset, "tuning", study, trial)
                     out.append(planned(suite, coords, drawn, tuning_seed(study, trial, rules.trials)))
     order = [{name: i for i, name in enumerate(names)} for names in (suite.workloads, suite.rulesets, suite.arms)]
-    return sorted(out, key=lambda p: _rank(p.coords, *order))
+    return _distinct(suite, sorted(out, key=lambda p: _rank(p.coords, *order)))
+
+
+def _distinct(suite: Suite, trials: list[PlannedTrial]) -> list[PlannedTrial]:
+    """The trials, each its own computation: two with one trial key (two workloads alike but for their budgets, two
+    arms with the same settings, an open ruleset that draws nothing) would share one run and one outcome."""
+    seen: dict[str, Coordinates] = {}
+    for p in trials:
+        first = seen.setdefault(trial_key(p.config), p.coords)
+        if first != p.coords:
+            raise SweepError(
+                f"{suite.path}: {_where(first)} and {_where(p.coords)} are the same trial (the same settings and "
+                "seed): make the workloads, arms or rulesets differ in what they train"
+            )
+    return trials
+
+
+def _where(c: Coordinates) -> str:
+    return f"{c.arm} on {c.workload} ({c.ruleset}, study {c.study}, trial {c.trial})"
 
 
 def _rank(c: Coordinates, workloads: dict[str, int], rulesets: dict[str, int], arms: dict[str, int]) -> tuple:
@@ -211,7 +231,8 @@ def seconds_per_update(suite: Suite, measure_updates: int = 20) -> dict[tuple[st
 @dataclass(frozen=True)
 class Estimate:
     """CPU-seconds (cpus per trial × seconds) of the whole benchmark: every trial its full budget (`full`), or the
-    tuning trials stopped at r_max × the expected best (`stopped`); training and evaluation only."""
+    tuning trials stopped at f × r_max × the expected best (`stopped`; f: `score.stop_factor`, 2 for an even number
+    of studies); training and evaluation only."""
 
     full: float
     stopped: float
@@ -224,7 +245,8 @@ def estimate(suite: Suite, per_update: dict[tuple[str, str], float]) -> Estimate
         cost = per_update[workload, arm] * suite.resources.cpus_per_trial
         for ruleset, rules in suite.rulesets.items():
             tuning = rules.studies * rules.trials
-            cut = min(w.budget_updates, suite.r_max * w.expected_best_updates[ruleset])
+            limit = stop_factor(rules.studies) * suite.r_max * w.expected_best_updates[ruleset]
+            cut = min(w.budget_updates, limit)
             full += cost * w.budget_updates * (tuning + suite.confirmation_seeds)
             stopped += cost * (cut * tuning + w.budget_updates * suite.confirmation_seeds)
     return Estimate(full, stopped)
@@ -253,6 +275,7 @@ def dry_run(suite: Suite, out=None, measure_updates: int = DRY_RUN_UPDATES) -> i
     print(f"confirmation: {len(seeds)} seeds ({seeds[0]}–{seeds[-1]}); tuning seeds from {TUNING_SEED_BASE}", file=out)
     for (workload, arm), reason in suite.refused.items():
         print(f"n/a: {arm} on {workload} ({reason})", file=out)
+    tuning_trials(suite)  # a suite whose trials collide is refused here, not when it runs
     count = trial_count(suite)
     terms = " + ".join(
         f"{n} ({r.studies} × {r.trials} + {suite.confirmation_seeds})" for n, r in suite.rulesets.items()
@@ -322,7 +345,8 @@ def _print_estimate(suite: Suite, cost: Estimate, count: int, out) -> None:
     print(
         f"estimate (training and evaluation, at the rates above): without the r_max stopper "
         f"{hours(cost.full):.2f} CPU-hours (every trial its full budget); with it {hours(cost.stopped):.2f} "
-        f"CPU-hours (each tuning trial to min(budget, r_max = {suite.r_max:g} × expected best), each confirmation "
+        f"CPU-hours (each tuning trial to min(budget, f × r_max × expected best), r_max = {suite.r_max:g}, f = 2 for an "
+        f"even number of studies, else 1; each confirmation "
         f"trial its full budget)",
         file=out,
     )

@@ -190,6 +190,10 @@ class Suite:
             reasons = [self.refused[w, arm] for w in self.workloads if (w, arm) in self.refused]
             if len(reasons) == len(self.workloads):
                 raise SweepError(f"{self.path}: arms.{arm}: no workload of the suite can run it ({reasons[0]})")
+        for workload in self.workloads:  # a typo in its loss or task settings refuses every arm: not an n/a
+            reasons = [self.refused[workload, a] for a in self.arms if (workload, a) in self.refused]
+            if len(reasons) == len(self.arms):
+                raise SweepError(f"{self.path}: workloads.{workload}: it can run no arm of the suite ({reasons[0]})")
         for workload, arm in self.applicable():
             for ruleset in self.rulesets:
                 space = self.space(workload, arm, ruleset)

@@ -149,7 +149,7 @@ def test_the_confirmation_reruns_each_winner_on_every_confirmation_seed(suite, t
 
 def test_the_estimate_with_and_without_the_stopper(suite):
     """By hand, at 1 s an update for every pair: without the stopper every trial runs its budget; with it tuning
-    trials run min(budget, 4 × expected best): xor min(100, 200) = 100, mnist min(1001, 1600) = 1001, so the same;
+    trials run min(budget, f × 4 × expected best), f = 2 for an even number of studies: xor min(100, 200) = 100, mnist min(1001, 1600) = 1001, so the same;
     a smaller expected best shows the cut."""
     per_update = dict.fromkeys(suite.applicable(), 1.0)
     cost = plan.estimate(suite, per_update)
@@ -159,7 +159,9 @@ def test_the_estimate_with_and_without_the_stopper(suite):
     xor = replace(suite.workloads["xor"], expected_best_updates={"paper": 10, "open": 10})
     cut = replace(suite, workloads={"xor": xor})
     cost = plan.estimate(cut, dict.fromkeys(cut.applicable(), 1.0))
-    assert cost.stopped == 2 * ((6 + 6) * 40 + (4 + 4) * 100)
+    # paper has 2 studies (even: f = 2), so its tuning trials stop at min(100, 2 × 4 × 10) = 80; open has 3 (f = 1):
+    # min(100, 4 × 10) = 40; 2 arms × [paper 6 × 80 + 4 × 100, open 6 × 40 + 4 × 100]
+    assert cost.stopped == 2 * ((6 * 80 + 4 * 100) + (6 * 40 + 4 * 100))
 
 
 def test_the_dry_run_prints_the_plan_and_the_count_through_the_command_line(capsys):

@@ -185,3 +185,21 @@ def test_the_shipped_suites_parse():
     for name in suite_names():
         suite = load_suite(name)
         assert suite.name == name and suite.applicable()
+
+
+def test_two_workloads_alike_but_for_their_budgets_are_refused_as_the_same_trials(tmp_path, capsys):
+    xor = SUITE["workloads"]["xor"]
+    arms = {name: SUITE["arms"][name] for name in ("baseline", "grokalign")}
+    raw = {**SUITE, "arms": arms, "workloads": {"a": xor, "b": {**xor, "budget_updates": 200}}}
+    path = write(tmp_path, raw)  # was planned: 2 cells sharing each trial's run, one of them losing its trials
+    assert main(["benchmark", str(path), "--dry-run", "--measure-updates", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "baseline on a (paper, study 0, trial 0) and baseline on b (paper, study 0, trial 0) are the same" in err
+
+
+def test_a_workload_that_can_run_no_arm_is_an_error_not_n_a(tmp_path):
+    mnist = {**SUITE["workloads"]["mnist"], "settings": {"loss": "cross_entropy"}}  # a typo
+    arms = {name: SUITE["arms"][name] for name in ("baseline", "grokalign")}
+    raw = {**SUITE, "arms": arms, "workloads": {**SUITE["workloads"], "mnist": mnist}}
+    with pytest.raises(SweepError, match="workloads.mnist: it can run no arm of the suite"):
+        load(tmp_path, raw)  # was: "it refuses every arm", exit 0, and a leaderboard that crashed
