@@ -26,7 +26,7 @@ from grokbench.sweep.keys import SWEEP_TAG, experiment_name
 from grokbench.sweep.live import LiveView
 from grokbench.sweep.lock import experiment_lock
 from grokbench.sweep.mlflow_store import SWEEP_PARENT, TrackingStore, store_errors
-from grokbench.sweep.plan import GridPlan, dry_run, plan_grid, planned_count, to_run, total_trials
+from grokbench.sweep.plan import MEASURE_EPOCHS, GridPlan, dry_run, plan_grid, planned_count, to_run, total_trials
 from grokbench.sweep.report import report_sweep, report_unfinished
 from grokbench.sweep.retry import patiently, retry_only_patiently, tracking_patience_s
 from grokbench.sweep.spec import SweepSpec, build_sweep
@@ -45,6 +45,7 @@ class SweepOptions:
     resume: bool = False
     sweep_id: str | None = None
     dry_run: bool = False
+    measure_epochs: int = MEASURE_EPOCHS  # a dry run's epochs timed per method (0: no estimate)
     rerun: bool = False  # run trials that already have an outcome in the tracking store again
     overrides: dict[str, Any] = field(default_factory=dict)  # the command line's changes to the sweep file
     fault: dict[str, Any] | None = None  # tests only: kill each trial's worker once (see trainable._maybe_fail)
@@ -56,8 +57,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, out=None) -> int:
         raise SweepError("--rerun starts a new sweep that runs every trial; it cannot be combined with --resume")
     retry_only_patiently()
     if options.dry_run:
-        nothing = GridPlan({}, {})
-        return dry_run(spec, nothing if options.rerun else known_outcomes(spec, options.tracking_uri, out), out)
+        known = GridPlan({}, {}) if options.rerun else known_outcomes(spec, options.tracking_uri, out)
+        return dry_run(spec, known, out, options.measure_epochs)
     quiet_ray()
     tracking_patience_s()  # a bad value fails now, not at the first outage
     storage = SweepStorage(options.storage)

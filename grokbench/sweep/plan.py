@@ -27,6 +27,7 @@ from grokbench.tasks import TASKS
 # trial; a trial's worker process and data before its first epoch
 SWEEP_STARTUP_S = 20.0
 TRIAL_STARTUP_S = 8.0
+MEASURE_EPOCHS = 2  # timed per method for a dry run's estimate, after one of warm-up
 
 
 def placed(cfg: TrialConfig, spec: SweepSpec) -> TrialConfig:
@@ -208,7 +209,7 @@ def representatives(spec: SweepSpec, trials: list[TrialConfig]) -> dict[str, Tri
     return found
 
 
-def seconds_per_epoch(configs: dict[str, TrialConfig], epochs: int = 2) -> dict[str, float]:
+def seconds_per_epoch(configs: dict[str, TrialConfig], epochs: int = MEASURE_EPOCHS) -> dict[str, float]:
     """Per method (or any name for a config): seconds per epoch, evaluation included, measured here at the
     trial's thread count over `epochs` epochs after one of warm-up."""
     from grokbench.train import Trial
@@ -248,7 +249,8 @@ def estimate_seconds(
     return SWEEP_STARTUP_S + total / max(min(concurrency, count), 1)
 
 
-def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
+def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None, measure_epochs: int = MEASURE_EPOCHS) -> int:
+    """Print the trials and, unless `measure_epochs` is 0, the cost estimate from that many epochs timed here."""
     out = out or sys.stdout
     print(f"sweep {spec.name} ({spec.path}): {spec.description}", file=out)
     if spec.search:
@@ -284,8 +286,11 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None) -> int:
         print(f"{text}; on the cluster's GPU nodes: this machine has no GPU, so no time estimate here", file=out)
         return 0
     print(f"{text}; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)", file=out)
+    if not measure_epochs:
+        print("no estimate: nothing timed (--measure-epochs 0)", file=out)
+        return 0
     print("measuring seconds per epoch on this machine ...", file=out, flush=True)
-    per_epoch = seconds_per_epoch(representatives(spec, trials))
+    per_epoch = seconds_per_epoch(representatives(spec, trials), epochs=measure_epochs)
     seconds = estimate_seconds(spec, trials, concurrency, per_epoch, continued)
     rates = ", ".join(f"{m} {1e3 * s:.0f} ms" for m, s in per_epoch.items())
     print(f"per epoch (evaluation included): {rates}", file=out)

@@ -311,7 +311,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> SweepSpec:
             raise fail(required, "missing (required)")
     from grokbench.tasks import TASKS
 
-    if raw["task"] not in TASKS:
+    if not isinstance(raw["task"], str) or raw["task"] not in TASKS:
         raise fail("task", f"{raw['task']!r} is not one of: {', '.join(TASKS)}")
     allowed = trial_fields(raw["task"])
     budget = _mapping(path, "budget", raw["budget"])
@@ -380,7 +380,10 @@ def _parse_search(path: Path, raw: Any, methods: dict[str, Any], allowed: set[st
             space[method][key] = Range(low, high, bool(spec.get("log", True)))
     if not space:
         raise SweepError(f"{path}: search.space: no method to search")
-    return Search(_positive_int(path, "search.num_samples", raw.get("num_samples")), space, int(raw.get("seed", 0)))
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:  # as Optuna's sampler takes
+        raise SweepError(f"{path}: search.seed: must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    return Search(_positive_int(path, "search.num_samples", raw.get("num_samples")), space, seed)
 
 
 def _arms(path: Path, where: str, raw: Any, allowed: set[str]) -> list[dict]:
@@ -434,6 +437,6 @@ def _positive_number(path: Path, where: str, value: Any) -> float:
 
 
 def _non_negative(path: Path, where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise SweepError(f"{path}: {where}: must be a number >= 0, got {value!r}")
     return value

@@ -352,6 +352,14 @@ def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(local_ray, workdir, m
         ({"budget": {"max_epochs": 0}}, "budget.max_epochs: must be a positive integer"),
         ({"grid": {"learning_rate": [1]}}, "grid.learning_rate: unknown key"),
         ({"resources": {"cpus_per_trial": 0}}, "resources.cpus_per_trial: must be a positive number"),
+        # found by tests/test_fuzz.py: each was a traceback (TypeError, OverflowError, ValueError)
+        ({"task": []}, "task: [] is not one of"),
+        ({"resources": {"max_concurrent": float("inf")}}, "resources.max_concurrent: must be a number >= 0"),
+        ({"max_failures": float("nan")}, "max_failures: must be a number >= 0"),
+        (
+            {"search": {"num_samples": 2, "seed": "x", "space": {"grokalign": {"lam": {"low": 1e-5, "high": 1e-2}}}}},
+            "search.seed: must be an integer from 0",
+        ),
     ],
 )
 def test_bad_sweep_file_names_file_and_key_with_exit_code_2(tmp_path, capsys, change, message):

@@ -197,3 +197,13 @@ def test_a_ray_address_that_does_not_answer_leaves_nothing_behind(command, tmp_p
     assert main([*command, "--address", "127.0.0.1:1"]) == 2
     assert "cannot reach the Ray cluster at 127.0.0.1:1" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # was an empty, migrated ./mlflow.db
+
+
+def test_a_dry_run_with_measure_epochs_0_times_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("grokbench.sweep.plan.seconds_per_epoch", None)  # calling it (training) would fail
+    assert main(["sweep", "xor_tiny", "--dry-run", "--measure-epochs", "0"]) == 0
+    assert "no estimate: nothing timed (--measure-epochs 0)" in capsys.readouterr().out
+    assert main(["sweep", "xor_tiny", "--measure-epochs", "0"]) == 2  # a run is not a dry run: refused, not ignored
+    assert "--measure-epochs: a --dry-run's epochs to time" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
