@@ -1,8 +1,9 @@
 """`grokbench doctor`, and a sweep's pre-flight: can every node run a trial?
 
-On each alive Ray node a zero-CPU task checks that grokbench imports at the driver's version, that the tracking
-server answers, that the checkpoint storage takes a write, that the task's data loads, and that a GPU is there
-when trials ask for one. Every failure names the node and the fix.
+On the driver, the one process that talks to MLflow, it checks whether the tracking server asks for credentials and
+whether it accepts the driver's. On each alive Ray node a zero-CPU task checks that grokbench imports at the driver's
+version, that the tracking server answers, that the checkpoint storage takes a write, that the task's data loads,
+and that a GPU is there when trials ask for one. Every failure names the node and the fix.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def check_this_node(tracking_uri: str, storage: str, trial: dict[str, Any], need
         ]
     if tracking_uri.startswith("http"):
         try:
-            check_reachable(tracking_uri)
+            check_reachable(tracking_uri, login=False)  # only the driver holds credentials: `check_login`
             results.append(("tracking", True, tracking_uri, ""))
         except Exception as err:
             results.append(
@@ -113,8 +114,43 @@ def check_this_node(tracking_uri: str, storage: str, trial: dict[str, Any], need
     return results
 
 
+def check_login(tracking_uri: str) -> list[Finding]:
+    """On the driver, the only process that talks to MLflow: does the tracking server ask for credentials, and does
+    it accept the driver's? One finding each; none for a SQLite store."""
+    from grokbench.sweep.credentials import HOW_TO_LOG_IN, REFUSED, login_status, read_credentials
+
+    if not tracking_uri.startswith("http"):
+        return []
+    try:
+        asks = login_status(tracking_uri, None) in REFUSED
+        credentials = read_credentials()
+        status = login_status(tracking_uri, credentials) if credentials else None
+    except Exception as err:  # a server that does not answer, or a credentials file that does not parse
+        return [Finding("driver", "auth", False, f"cannot ask {tracking_uri}: {getattr(err, 'reason', err)}")]
+    findings = [
+        Finding(
+            "driver",
+            "auth",
+            True,
+            "the tracking server asks for credentials"
+            if asks
+            else "the tracking server asks for no credentials: whoever reaches it may read and delete every run",
+        )
+    ]
+    if credentials is None:
+        detail = "none set, and the server asks for them" if asks else "none set"
+        findings.append(Finding("driver", "login", not asks, detail, HOW_TO_LOG_IN))
+    else:
+        accepted = status not in REFUSED
+        verdict = "accepted" if accepted else f"refused (HTTP {status})"
+        detail = f"user {credentials.username!r} from {credentials.source}: {verdict}"
+        findings.append(Finding("driver", "login", accepted, detail, f"{HOW_TO_LOG_IN}, that the server accepts"))
+    return findings
+
+
 def check_cluster(tracking_uri: str, storage: str, trial: dict[str, Any], cpus: float, gpus: float) -> list[Finding]:
-    """Run `check_this_node` on every alive node, and check that some node fits one trial."""
+    """Check the driver's login to the tracking server, run `check_this_node` on every alive node, and check that
+    some node fits one trial."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -123,7 +159,7 @@ def check_cluster(tracking_uri: str, storage: str, trial: dict[str, Any], cpus: 
 
     expected = code_version()
     nodes = [n for n in ray.nodes() if n["Alive"]]
-    findings = []
+    findings = check_login(tracking_uri)
     fits = nodes_fitting(cpus, gpus)
     detail = f"{len(fits)} of {len(nodes)} nodes fit a trial of {cpus:g} CPU(s) and {gpus:g} GPU(s)"
     if not fits and autoscaling():

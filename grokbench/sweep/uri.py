@@ -1,5 +1,6 @@
 """Where the MLflow tracking store is, and whether a command can use it: URIs made absolute (every trial runs in
-its own directory), a server that answers, a SQLite file that exists and is one MLflow wrote.
+its own directory), a server that answers and accepts the driver's credentials, a SQLite file that exists and is one
+MLflow wrote.
 
 Nothing here imports MLflow: a command checks its store before paying for that import.
 """
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from grokbench.sweep.credentials import check_login
 from grokbench.sweep.errors import TrackingError
 
 
@@ -39,8 +41,9 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
-def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """A store a command may write to: a server that answers, or a SQLite file whose directory exists."""
+def check_reachable(uri: str, timeout_s: float = 5.0, login: bool = True) -> None:
+    """A store a command may write to: a server that answers, and lets this driver in (`login`; the nodes, which
+    hold no credentials, check only that it answers), or a SQLite file whose directory exists."""
     path = sqlite_path(uri)
     if path is not None:
         if not path.parent.is_dir():
@@ -59,6 +62,8 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
                 f"the MLflow tracking server at {uri} does not answer ({getattr(err, 'reason', err)}); "
                 "start it (mlflow server ...) or pass --tracking-uri / MLFLOW_TRACKING_URI"
             ) from None
+        if login:
+            check_login(uri, timeout_s)
 
 
 def check_readable(uri: str) -> None:
