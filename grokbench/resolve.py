@@ -104,7 +104,8 @@ def foreign_setting(name: str, task: str, method: str) -> ConfigError:
     for other in TASKS.values():
         if name in other.Settings.names():
             return ConfigError(name, f"a setting of task {other.name}, not of {task}")
-    allowed = sorted({*SHARED, *TASKS[task].Settings.names(), *METHODS[method].Settings.names()} - {"task"})
+    method_names = METHODS[method].Settings.names() if method in METHODS else ()  # an unknown one is refused later
+    allowed = sorted({*SHARED, *TASKS[task].Settings.names(), *method_names} - {"task"})
     return ConfigError(name, f"unknown setting; {task} with method {method} takes: {', '.join(allowed)}")
 
 

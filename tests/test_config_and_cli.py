@@ -78,6 +78,7 @@ def test_unknown_task_is_a_usage_error(capsys):
         (["run", "mnist", "--method", "baseline", "--grokfast-window", "5"], "it needs --method grokfast"),
         (["run", "mnist", "--p", "5"], "--p: a setting of task xor, not of mnist"),  # never --probe-size
         (["run", "mnist", "--no-such", "3"], "--no-such: no such setting of mnist (see grokbench run mnist --help)"),
+        (["run", "mnist", "--method", "0", "--no-such", "3"], "--no-such: no such setting of mnist"),  # was a KeyError
         (["run", "mnist", "--learning-rate", "1"], "--learning-rate: no such setting of mnist"),
         (["run", "xor", "--preset", "nanda"], "preset: task xor has no presets"),
         (["run", "xor", "--p", "2"], "p: must be at least 3"),

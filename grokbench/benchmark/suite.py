@@ -308,7 +308,7 @@ def _arm(path: Path, name: str, raw: Any) -> Arm:
     where = f"arms.{name}"
     raw = _mapping(path, where, raw or {})
     method = raw.get("method")
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise SweepError(f"{path}: {where}.method: {method!r} is not one of: {', '.join(METHODS)}")
     allowed = ({*SHARED, *METHODS[method].Settings.names()} - RESERVED - {"preset"}) | {"method"}
     own = _arm_settings(path, where, raw, allowed)
@@ -336,7 +336,7 @@ def _workload(path: Path, name: str, raw: Any, rulesets: dict[str, Ruleset], arm
         if required not in raw:
             raise SweepError(f"{path}: {where}.{required}: missing (required)")
     task = raw["task"]
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise SweepError(f"{path}: {where}.task: {task!r} is not one of: {', '.join(TASKS)}")
     settings = _mapping(path, f"{where}.settings", raw.get("settings") or {})
     _no_unknown_keys(path, f"{where}.settings", settings, {*SHARED, *TASKS[task].Settings.names()} - RESERVED)

@@ -157,6 +157,9 @@ MISTAKES = [
         r"arms\.grokalign: on workload xor: grokalign_projections: ",
     ),
     (lambda r: r["resources"].update(gpus=1), r"resources\.gpus: unknown key"),
+    # found by tests/test_fuzz.py: each was a TypeError traceback
+    (lambda r: r["workloads"]["xor"].update(task=[]), r"workloads\.xor\.task: \[\] is not one of"),
+    (lambda r: r["arms"]["baseline"].update(method={}), r"arms\.baseline\.method: \{\} is not one of"),
 ]
 
 
