@@ -132,9 +132,9 @@ def check_login(tracking_uri: str) -> list[Finding]:
             "driver",
             "auth",
             True,
-            "the tracking server asks for credentials"
+            "the server asks for credentials"
             if asks
-            else "the tracking server asks for no credentials: whoever reaches it may read and delete every run",
+            else "the server asks for none: whoever reaches it may read and delete every run",
         )
     ]
     if credentials is None:
