@@ -285,6 +285,9 @@ def dry_run(spec: SweepSpec, grid_plan: GridPlan, out=None, measure_epochs: int 
         # a `ray up` cluster's head has no GPU: the trials run on its GPU workers, and a CPU here times nothing
         print(f"{text}; on the cluster's GPU nodes: this machine has no GPU, so no time estimate here", file=out)
         return 0
+    if not concurrency:  # timing a trial at more threads than there are cores here measures nothing (or crashes)
+        print(f"{text}; more CPUs than this machine has ({os.cpu_count()}): no time estimate here", file=out)
+        return 0
     print(f"{text}; {concurrency} at a time on this machine ({os.cpu_count()} CPUs)", file=out)
     if not measure_epochs:
         print("no estimate: nothing timed (--measure-epochs 0)", file=out)

@@ -207,3 +207,12 @@ def test_a_dry_run_with_measure_epochs_0_times_nothing(tmp_path, monkeypatch, ca
     assert main(["sweep", "xor_tiny", "--measure-epochs", "0"]) == 2  # a run is not a dry run: refused, not ignored
     assert "--measure-epochs: a --dry-run's epochs to time" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dry_run_of_trials_wider_than_this_machine_times_nothing(tmp_path, capsys):
+    """Found by tests/test_fuzz.py: --cpus-per-trial 1e9 timed a trial at a billion torch threads (a segfault)."""
+    flags = ["--cpus-per-trial", "1e9", "--dry-run", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert main(["sweep", "xor_tiny", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials to run, 1e+09 CPU(s) and 0 GPU(s) each; more CPUs than this machine has" in out
+    assert "measuring" not in out
