@@ -32,6 +32,7 @@ FORMAT = "grokbench-runs/2"  # 2: parent runs, and every record's run id (a chil
 READABLE = ("grokbench-runs/1", FORMAT)
 OUTCOMES = (*FINAL_STATUSES, "failed")  # a failed trial is a record too (the tables count it apart)
 TEXT_ARTIFACTS = ("config.json", "summary.json")
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")  # MLflow's
 IMPORTED_TAG = "grokbench.imported_from"
 RECORD_KEYS = ("run_name", "start_time", "end_time", "status", "params", "tags", "metrics", "artifacts")
 # and "datasets" (the run's dataset inputs), which archives written before runs had them lack
@@ -146,7 +147,7 @@ def _checked(path: Path) -> dict[str, Any]:
         raise ArchiveError(damaged.format(err)) from None
     except (OSError, ValueError):  # not gzip (BadGzipFile is an OSError), or not JSON
         header = None
-    if not isinstance(header, dict) or header.get("format") not in READABLE or "experiment" not in header:
+    if not isinstance(header, dict) or header.get("format") not in READABLE or not _named(header.get("experiment")):
         raise ArchiveError(f"{path} is not a grokbench archive ({FORMAT}, written by `grokbench export`)")
     if not _valid_best_tags(header.get("best", {})):
         raise ArchiveError(
@@ -167,6 +168,10 @@ def _checked(path: Path) -> dict[str, Any]:
         what = ", ".join(f"{counts[k]} of {expected[k]} {named[k]}" for k in counts if counts[k] != expected[k])
         raise ArchiveError(f"{path} is incomplete ({what}); nothing was imported; export it again")
     return header
+
+
+def _named(experiment: Any) -> bool:
+    return isinstance(experiment, str) and bool(experiment.strip())
 
 
 def _valid_best_tags(best: Any) -> bool:
@@ -195,11 +200,52 @@ def _check_record(record: Any, number: int) -> None:
             raise ValueError(f"run {number} is a parent run without its run id or identifying tags")
     elif not _identity(record["tags"]) or record["tags"].get("status") not in OUTCOMES:
         raise ValueError(f"run {number} lacks its sweep id, trial key or outcome")
-    if not isinstance(record.get("datasets", []), list):
-        raise ValueError(f"run {number} has datasets that are not a list")
-    for history in record["metrics"].values():
-        if any(len(point) != 3 for point in history):
-            raise ValueError(f"run {number} has a metric point that is not [step, value, timestamp]")
+    if not isinstance(record.get("datasets", []), list) or not all(map(_is_dataset, record.get("datasets", []))):
+        raise ValueError(f"run {number} has datasets that are not a list of dataset inputs")
+    if not all(_is_text_map(record[k]) for k in ("params", "tags", "artifacts")) or not _are_paths(record["artifacts"]):
+        raise ValueError(f"run {number} has params, tags or artifacts that are not names and texts")
+    if not isinstance(record["run_name"], str) or record["status"] not in RUN_STATUSES:
+        raise ValueError(f"run {number} has a run name that is not text, or a status not MLflow's")
+    if not _whole(record["start_time"]) or not (_whole(record["end_time"]) or record["end_time"] is None):
+        raise ValueError(f"run {number} has a start or end time that is not a whole number of milliseconds")
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict) or not all(_is_history(h) for h in metrics.values()):
+        raise ValueError(f"run {number} has a metric point that is not [step, value, timestamp]")
+
+
+def _is_text_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _are_paths(artifacts: dict[str, str]) -> bool:
+    """Artifact names stay inside the run's artifacts: relative, no `..` (a damaged name must not write elsewhere)."""
+    return all(name and not os.path.isabs(name) and ".." not in Path(name).parts for name in artifacts)
+
+
+def _is_dataset(value: Any) -> bool:
+    keys = ("name", "digest", "source_type", "source")
+    return (
+        isinstance(value, dict)
+        and all(isinstance(value.get(k), str) for k in keys)
+        and isinstance(value.get("profile"), str | None)
+        and _is_text_map(value.get("tags", {}))
+    )
+
+
+def _whole(n: Any) -> bool:
+    """A step, a timestamp: an integer the store holds (64 bits)."""
+    return isinstance(n, int) and not isinstance(n, bool) and -(2**63) <= n < 2**63
+
+
+def _is_history(history: Any) -> bool:
+    return isinstance(history, list) and all(
+        isinstance(p, list)
+        and len(p) == 3
+        and _whole(p[0])
+        and _whole(p[2])
+        and (isinstance(p[1], float) or _whole(p[1]))
+        for p in history
+    )
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:

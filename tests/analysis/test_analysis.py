@@ -3,6 +3,7 @@
 import gzip
 import json
 import shutil
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -492,3 +493,29 @@ def test_the_median_stops_where_the_first_seed_ends_and_each_seed_is_marked_on_i
     }
     assert marks == {("s", 5.0, 0.5), ("s", 15.0, 4.5), ("*", 20.0, 2.0)}  # b never grokked: no ★
     plt.close("all")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"metrics": []},  # was an AttributeError traceback
+        {"metrics": {"test_acc": [[0, "high", 1]]}},
+        {"artifacts": {"../../outside.txt": "x"}},  # would write beside the store's artifacts
+        {"params": {"lr": 0.1}},
+        {"status": "DONE"},
+        {"end_time": "later"},
+    ],
+)
+def test_an_import_refuses_a_record_it_could_not_write_whole(tmp_path, change, capsys):
+    """Found by tests/test_fuzz.py: a record whose fields had the wrong types passed the check, then failed (or wrote
+    outside the store) part-way through the import."""
+    from grokbench.cli import main as cli
+
+    committed = Path(__file__).resolve().parents[2] / "results" / "runs" / "mnist_tuned.jsonl.gz"
+    header, record = (json.loads(line) for line in gzip.open(committed, "rt").read().splitlines()[:2])
+    archive = tmp_path / "one.jsonl.gz"
+    lines = [json.dumps({**header, "runs": 1}), json.dumps({**record, **change})]
+    archive.write_bytes(gzip.compress("\n".join(lines).encode()))
+    assert cli(["import", str(archive), "--tracking-uri", f"sqlite:///{tmp_path / 'new.db'}"]) == 2
+    assert "is damaged (run 1 has " in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.jsonl.gz"]
