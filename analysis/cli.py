@@ -38,6 +38,7 @@ from analysis.runs import (
     varied_task_settings,
 )
 from analysis.table1 import table1
+from grokbench.cli import Parser
 from grokbench.sweep.keys import EXPERIMENT_PREFIX
 from grokbench.sweep.uri import tracking_uri
 
@@ -65,7 +66,7 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m analysis.tables", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--tracking-uri",
         default=None,

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from grokbench.config import SHARED, ConfigError, TrialConfig
 from grokbench.resolve import config_from, foreign_setting
@@ -336,9 +336,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="grokbench", description="Benchmark grokking interventions.", allow_abbrev=False
-    )
+    parser = Parser(prog="grokbench", description="Benchmark grokking interventions.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in (_add_run, _add_benches, _add_doctor, _add_sweep, _add_benchmark, _add_archives):
         add(commands)
@@ -502,10 +500,14 @@ def _add_archives(commands) -> None:
 
 
 class Parser(argparse.ArgumentParser):
-    """Flags are never taken by abbreviation (`--p` must not quietly mean `--probe-size`)."""
+    """Flags are never taken by abbreviation (`--p` must not quietly mean `--probe-size`), and a refusal is one
+    line, as every other refusal is: the usage is a --help away."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -232,3 +232,12 @@ def test_a_stored_config_is_read_as_stored_not_through_its_presets_values_of_tod
     assert stored["op"] == "mul"
     del stored["op"]
     assert stored_config(stored).task_settings.op == "add"  # the setting's default, not the preset's "mul"
+
+
+def test_a_flag_argparse_refuses_is_one_line_not_the_usage(capsys):
+    """Found by tests/test_fuzz.py: a value of the wrong type printed 11 lines of usage before its error."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "xor_tiny", "--max-epochs", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "grokbench sweep: error: argument --max-epochs: invalid int value: 'x' (see grokbench sweep --help)\n"

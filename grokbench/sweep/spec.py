@@ -286,8 +286,8 @@ def read_mapping(path: Path, what: str, keys: set[str]) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         raise SweepError(f"{path}: not UTF-8 text (byte {err.start}): a {what} is a YAML text file") from None
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path}: not valid YAML: {err}") from None
+    except yaml.YAMLError as err:  # PyYAML's message spans lines: the problem, then where
+        raise SweepError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(raw, dict):
         raise SweepError(f"{path}: a {what} is a mapping with keys {', '.join(sorted(keys))}")
     return raw
@@ -409,7 +409,8 @@ def _no_unknown_keys(path: Path, where: str, raw: dict, allowed: set[str]) -> No
     for key in raw:
         if key not in allowed:
             prefix = f"{where}." if where else ""
-            raise SweepError(f"{path}: {prefix}{key}: unknown key; allowed here: {', '.join(sorted(allowed))}")
+            shown = key if isinstance(key, str) and key.isprintable() else repr(key)  # a newline in a key, say
+            raise SweepError(f"{path}: {prefix}{shown}: unknown key; allowed here: {', '.join(sorted(allowed))}")
 
 
 def _mapping(path: Path, where: str, raw: Any) -> dict:

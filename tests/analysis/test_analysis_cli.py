@@ -99,7 +99,9 @@ def test_outside_a_checkout_the_default_is_under_the_working_directory_and_resul
 def test_out_and_update_results_exclude_each_other(store, capsys):
     with pytest.raises(SystemExit) as exit_:
         tables_main(["--out", "x", "--update-results"])
-    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "not allowed with argument" in err
+    assert err.count("\n") == 1 and "usage" not in err  # one line, as every refusal (was the usage, then the error)
 
 
 def test_after_the_quick_start_the_tables_are_of_the_sweep_run_last_and_say_so(store, tmp_path, capsys):

@@ -216,3 +216,22 @@ def test_a_dry_run_of_trials_wider_than_this_machine_times_nothing(tmp_path, cap
     out = capsys.readouterr().out
     assert "4 trials to run, 1e+09 CPU(s) and 0 GPU(s) each; more CPUs than this machine has" in out
     assert "measuring" not in out
+
+
+@pytest.mark.parametrize("command", ["sweep", "benchmark"])
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"\x00", 'not valid YAML: unacceptable character #x0000: special characters are not allowed in "<unicode'),
+        (b"? '\n\n  '\n: null\n", "odd.yaml: '\\n': unknown key; allowed here: "),
+    ],
+)
+def test_a_file_that_is_not_yaml_or_has_a_key_with_a_newline_is_refused_in_one_line(
+    command, content, said, tmp_path, capsys
+):
+    """Found by tests/test_fuzz.py: PyYAML's error, and a key holding a newline, each printed on two lines."""
+    path = tmp_path / "odd.yaml"
+    path.write_bytes(content)
+    assert main([command, str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1, err
