@@ -129,6 +129,9 @@ VALUES = st.recursive(
     ),
     max_leaves=6,
 )
+NAMES = st.one_of(  # of keys: a typo, another section's, one no message could show on a line
+    st.text(min_size=1, max_size=8), st.sampled_from(["baseline", "seed", "lam", "xor", "a\nb", "\t", " ", "ü", "1"])
+)
 TEXT = st.one_of(
     st.text(max_size=20),
     st.from_regex(r"-?[0-9]{1,25}(\.[0-9]*)?(e-?[0-9]{1,4})?", fullmatch=True),
@@ -171,7 +174,8 @@ def key_paths(value, prefix=()) -> list[tuple]:
 
 
 def mutated(document, place: tuple, how: str, value, name: str):
-    """The document with one change at `place`: replaced by `value`, deleted, or given an unknown key `name`."""
+    """The document with one change at `place`: replaced by `value`, deleted, renamed `name`, or given an unknown key
+    `name`."""
     document = copy.deepcopy(document)
     if not place:
         return value if how == "replace" else document
@@ -182,6 +186,8 @@ def mutated(document, place: tuple, how: str, value, name: str):
         parent[place[-1]] = value
     elif how == "delete":
         del parent[place[-1]]
+    elif how == "rename" and isinstance(parent, dict):
+        parent[name] = parent.pop(place[-1])
     elif isinstance(parent[place[-1]], dict):
         parent[place[-1]][name] = value
     return document
@@ -207,8 +213,8 @@ def documents(draw, base: dict) -> bytes:
     document = base
     for _ in range(draw(st.integers(1, 3))):
         place = draw(st.sampled_from(key_paths(document)))
-        how = draw(st.sampled_from(["replace", "replace", "delete", "unknown key"]))
-        document = mutated(document, place, how, draw(VALUES), draw(st.text(min_size=1, max_size=8)))
+        how = draw(st.sampled_from(["replace", "replace", "delete", "rename", "unknown key"]))
+        document = mutated(document, place, how, draw(VALUES), draw(NAMES))
     return yaml_text(document).encode()
 
 

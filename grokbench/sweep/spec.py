@@ -290,7 +290,25 @@ def read_mapping(path: Path, what: str, keys: set[str]) -> dict[str, Any]:
         raise SweepError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(raw, dict):
         raise SweepError(f"{path}: a {what} is a mapping with keys {', '.join(sorted(keys))}")
+    odd = _unprintable_key(raw)
+    if odd is not None:  # every message names keys as they are: one holding a newline would break its line
+        raise SweepError(f"{path}: {odd!r}: a key holds a newline or another unprintable character")
     return raw
+
+
+def _unprintable_key(value: Any) -> str | None:
+    """The first key, at any depth, that a one-line message could not show as it is."""
+    if isinstance(value, list):
+        return next((k for v in value if (k := _unprintable_key(v)) is not None), None)
+    if not isinstance(value, dict):
+        return None
+    for key, inner in value.items():
+        if isinstance(key, str) and not key.isprintable():
+            return key
+        found = _unprintable_key(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def load_sweep(name_or_path: str) -> SweepSpec:
@@ -409,8 +427,7 @@ def _no_unknown_keys(path: Path, where: str, raw: dict, allowed: set[str]) -> No
     for key in raw:
         if key not in allowed:
             prefix = f"{where}." if where else ""
-            shown = key if isinstance(key, str) and key.isprintable() else repr(key)  # a newline in a key, say
-            raise SweepError(f"{path}: {prefix}{shown}: unknown key; allowed here: {', '.join(sorted(allowed))}")
+            raise SweepError(f"{path}: {prefix}{key}: unknown key; allowed here: {', '.join(sorted(allowed))}")
 
 
 def _mapping(path: Path, where: str, raw: Any) -> dict:

@@ -223,7 +223,8 @@ def test_a_dry_run_of_trials_wider_than_this_machine_times_nothing(tmp_path, cap
     "content, said",
     [
         (b"\x00", 'not valid YAML: unacceptable character #x0000: special characters are not allowed in "<unicode'),
-        (b"? '\n\n  '\n: null\n", "odd.yaml: '\\n': unknown key; allowed here: "),
+        (b"? '\n\n  '\n: null\n", "odd.yaml: '\\n': a key holds a newline"),
+        (b'methods:\n  "a\\nb": {}\n', "odd.yaml: 'a\\nb': a key holds a newline"),  # was methods.a⏎b: ...
     ],
 )
 def test_a_file_that_is_not_yaml_or_has_a_key_with_a_newline_is_refused_in_one_line(
