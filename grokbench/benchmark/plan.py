@@ -288,6 +288,9 @@ def dry_run(suite: Suite, out=None, measure_updates: int = DRY_RUN_UPDATES) -> i
     if not measure_updates:
         print("no estimate: nothing timed (--measure-updates 0)", file=out)
         return 0
+    if suite.resources.cpus_per_trial > (os.cpu_count() or 1):  # timing at that many torch threads crashes
+        print(f"no estimate: a trial needs more CPUs than this machine has ({os.cpu_count()})", file=out)
+        return 0
     if suite.resources.gpus_per_trial > 0 and not gpu_here():
         print("this machine has no GPU: the trials are timed on its CPU, and the estimate is of CPU time", file=out)
     print(f"measuring seconds per update on this machine ({os.cpu_count()} CPUs) ...", file=out, flush=True)

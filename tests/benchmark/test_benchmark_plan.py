@@ -173,6 +173,14 @@ def test_the_dry_run_prints_the_plan_and_the_count_through_the_command_line(caps
     assert "no estimate" in out
 
 
+def test_a_dry_run_of_trials_wider_than_this_machine_times_nothing(capsys):
+    """Found beside tests/test_fuzz.py: --cpus-per-trial 1e9 timed updates at a billion torch threads (libgomp ran
+    out of memory)."""
+    assert main(["benchmark", "smoke", "--dry-run", "--cpus-per-trial", "1e9", "--measure-updates", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "no estimate: a trial needs more CPUs than this machine has" in out and "measuring" not in out
+
+
 def test_the_cost_per_update_is_measured_for_every_pair_that_runs(tmp_path, capsys):
     """On a tiny XOR (5 training points in batches of 2: 3 updates an epoch), timed over 1 epoch."""
     raw = {
