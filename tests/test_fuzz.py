@@ -355,9 +355,10 @@ def packed(lines: Sequence[str]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def filled_store(tmp_path_factory) -> Path:
+def filled_store(tmp_path_factory, migrated_store) -> Path:
     """A store holding the small archive's runs: importing it again (re-ordered, say) adds nothing, fast."""
     folder = tmp_path_factory.mktemp("filled")
+    shutil.copy(migrated_store, folder / "mlflow.db")
     (folder / "small.jsonl.gz").write_bytes(packed(small_archive_lines()))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with contextlib.chdir(folder), contextlib.redirect_stderr(io.StringIO()):
