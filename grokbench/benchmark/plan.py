@@ -348,9 +348,8 @@ def _print_estimate(suite: Suite, cost: Estimate, count: int, out) -> None:
     print(
         f"estimate (training and evaluation, at the rates above): without the r_max stopper "
         f"{hours(cost.full):.2f} CPU-hours (every trial its full budget); with it {hours(cost.stopped):.2f} "
-        f"CPU-hours (each tuning trial to min(budget, f × r_max × expected best), r_max = {suite.r_max:g}, f = 2 for an "
-        f"even number of studies, else 1; each confirmation "
-        f"trial its full budget)",
+        f"CPU-hours (each tuning trial to min(budget, f × r_max × expected best), r_max = {suite.r_max:g}, f = 2 "
+        "for an even number of studies, else 1; each confirmation trial its full budget)",
         file=out,
     )
     print(
