@@ -26,7 +26,6 @@ from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX
 from grokbench.sweep.spec import (
     RANGE_KEYS,
-    RESOURCE_KEYS,
     Range,
     Resources,
     _mapping,
@@ -34,6 +33,7 @@ from grokbench.sweep.spec import (
     _non_negative,
     _positive_int,
     _positive_number,
+    parse_resources,
     read_mapping,
 )
 
@@ -261,8 +261,6 @@ def _parse(path: Path, raw: dict[str, Any]) -> Suite:
         str(name): _workload(path, str(name), spec, rulesets, arms)
         for name, spec in _nonempty(path, "workloads", raw["workloads"]).items()
     }
-    resources = _mapping(path, "resources", raw.get("resources") or {})
-    _no_unknown_keys(path, "resources", resources, RESOURCE_KEYS)
     return Suite(
         name=str(raw.get("name") or path.stem),
         path=path,
@@ -272,11 +270,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> Suite:
         workloads=workloads,
         arms=arms,
         r_max=r_max,
-        resources=Resources(
-            cpus_per_trial=_positive_number(path, "resources.cpus_per_trial", resources.get("cpus_per_trial", 1)),
-            gpus_per_trial=_non_negative(path, "resources.gpus_per_trial", resources.get("gpus_per_trial", 0)),
-            max_concurrent=int(_non_negative(path, "resources.max_concurrent", resources.get("max_concurrent", 0))),
-        ),
+        resources=parse_resources(path, raw.get("resources")),
         checkpoint_every=_positive_int(path, "checkpoint_every", raw.get("checkpoint_every", 500)),
         max_failures=int(_non_negative(path, "max_failures", raw.get("max_failures", 3))),
     )

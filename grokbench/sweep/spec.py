@@ -311,6 +311,17 @@ def _unprintable_key(value: Any) -> str | None:
     return None
 
 
+def parse_resources(path: Path, raw: Any) -> Resources:
+    """A sweep's or a suite's `resources` section (each key optional)."""
+    given = _mapping(path, "resources", raw or {})
+    _no_unknown_keys(path, "resources", given, RESOURCE_KEYS)
+    return Resources(
+        cpus_per_trial=_positive_number(path, "resources.cpus_per_trial", given.get("cpus_per_trial", 1)),
+        gpus_per_trial=_non_negative(path, "resources.gpus_per_trial", given.get("gpus_per_trial", 0)),
+        max_concurrent=int(_non_negative(path, "resources.max_concurrent", given.get("max_concurrent", 0))),
+    )
+
+
 def load_sweep(name_or_path: str) -> SweepSpec:
     path = find_sweep_file(name_or_path)
     raw = read_mapping(path, "sweep file", TOP_LEVEL_KEYS)
@@ -352,8 +363,6 @@ def _parse(path: Path, raw: dict[str, Any]) -> SweepSpec:
         if "arms" in settings:
             settings["arms"] = _arms(path, f"methods.{method}.arms", settings["arms"], allowed)
         parsed_methods[str(method)] = settings
-    resources = _mapping(path, "resources", raw.get("resources") or {})
-    _no_unknown_keys(path, "resources", resources, RESOURCE_KEYS)
     smoke = _mapping(path, "smoke", raw.get("smoke") or {})
     _no_unknown_keys(path, "smoke", smoke, SMOKE_KEYS)
     return SweepSpec(
@@ -365,11 +374,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> SweepSpec:
         base=base,
         grid=grid,
         methods=parsed_methods,
-        resources=Resources(
-            cpus_per_trial=_positive_number(path, "resources.cpus_per_trial", resources.get("cpus_per_trial", 1)),
-            gpus_per_trial=_non_negative(path, "resources.gpus_per_trial", resources.get("gpus_per_trial", 0)),
-            max_concurrent=int(_non_negative(path, "resources.max_concurrent", resources.get("max_concurrent", 0))),
-        ),
+        resources=parse_resources(path, raw.get("resources")),
         checkpoint_every=_positive_int(path, "checkpoint_every", raw.get("checkpoint_every", 500)),
         keep_checkpoints=_positive_int(path, "keep_checkpoints", raw.get("keep_checkpoints", 2)),
         max_failures=int(_non_negative(path, "max_failures", raw.get("max_failures", 3))),
