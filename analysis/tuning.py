@@ -200,6 +200,17 @@ def matches(runs: pd.DataFrame, tuned: pd.Series | dict) -> pd.Series:
     return hit
 
 
+def tuned_runs(uri: str, experiments: list[str], sweep: str | None = None) -> pd.DataFrame:
+    """The runs, their variants without the settings a search tunes (MNIST names its weight decay in a trial's
+    variant): here those are the tuned values, named by `setting_label` and matched as numbers within MATCH_RTOL."""
+    runs, _ = load_runs(uri, experiments, sweep)
+
+    def untuned(variant: str) -> str:
+        return ", ".join(p for p in variant.split(", ") if p and p.split("=")[0] not in TUNABLE)
+
+    return runs.assign(variant=runs["variant"].fillna("").map(untuned))
+
+
 def select_tuned(runs: pd.DataFrame, hist: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The confirmation's runs at each method's tuned setting, each labelled with it (its `variant`, which names
     the table row), and notes on what was left out. A method the confirmation ran only at other settings (the
@@ -284,7 +295,7 @@ def confirmation_runs(uri: str, confirm: str) -> pd.DataFrame | None:
     """The confirmation's runs; None where it has not run yet."""
     if experiment_name(confirm) not in TrackingStore(uri).grokbench_experiments():
         return None
-    runs, _ = load_runs(uri, [confirm])
+    runs = tuned_runs(uri, [confirm])
     return runs[runs["status"] != "running"]
 
 
@@ -292,7 +303,7 @@ def analyse(args: argparse.Namespace, formats: list[str]) -> list[Path]:
     from grokbench.sweep.report import methods_block
 
     uri = tracking_uri(args.tracking_uri)
-    tuning_runs, _ = load_runs(uri, [args.tuning], args.sweep)
+    tuning_runs = tuned_runs(uri, [args.tuning], args.sweep)
     sweep = args.sweep or newest_sweep(tuning_runs)
     hist = history(tuning_runs[tuning_runs["sweep_id"] == sweep])
     if hist["objective"].isna().all():

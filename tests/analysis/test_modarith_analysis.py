@@ -131,8 +131,12 @@ def test_a_trial_is_named_by_the_settings_its_task_presents_where_they_leave_the
     assert labels(
         task="modarith", preset="grokfast", method="grokfast", grokfast_variant="ma", lam=5.0, weight_decay=0.01
     ) == ("variant=ma, weight_decay=0.01", "")
-    # tasks that present nothing keep their method's own settings alone
-    assert labels(task="mnist", method="grokalign", grokalign_subset=32, weight_decay=0.1) == ("subset=32", "")
+    # MNIST presents its weight decay (a weight-decay control is a row of its own), beside the method's own settings
+    assert labels(task="mnist", method="grokalign", grokalign_subset=32, weight_decay=0.1) == (
+        "subset=32, weight_decay=0.1",
+        "",
+    )
+    assert labels(task="mnist", method="grokalign", grokalign_subset=32) == ("subset=32", "")
     # polynomial's learning rate is read against N/α² at the trial's own α and width
     assert labels(task="polynomial", alpha=4.0) == labels(task="polynomial", width=50, alpha=0.5) == ("", "")
     assert labels(task="polynomial", lr=13000.0) == ("lr=13000", "")

@@ -236,3 +236,12 @@ def test_a_file_that_is_not_yaml_or_has_a_key_with_a_newline_is_refused_in_one_l
     assert main([command, str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert said in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["sweep", "xor_tiny"], ["benchmark", "smoke", "--measure-updates", "1"]])
+def test_a_gpu_no_node_has_leaves_nothing_behind(command, local_ray, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the local Ray of the tests has 2 CPUs and no GPU
+    assert main([*command, "--address", local_ray, "--gpus-per-trial", "1"]) == 2
+    assert "no node of the Ray cluster has the 1 CPU(s) and 1 GPU(s) one trial asks for" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no ./mlflow.db, no ./grokbench_results
