@@ -220,6 +220,7 @@ def test_the_stopper_leaves_rho_and_b_unchanged(bench):
 
 
 @pytest.mark.long
+@pytest.mark.slow  # so that the fast tier's -m "not slow", which replaces the default -m "not long", leaves it out
 @settings(derandomize=True, max_examples=3000, deadline=None)
 @given(benchmarks())
 def test_the_stopper_leaves_rho_and_b_unchanged_long(bench):
