@@ -23,6 +23,7 @@ from analysis.output import (
     Table,
     add_format_argument,
     add_output_arguments,
+    add_tracking_argument,
     log_analysis_run,
     output_dir,
     run_command,
@@ -67,11 +68,7 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = Parser(prog="python -m analysis.tables", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow store, or the path of a SQLite one (default MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
-    )
+    add_tracking_argument(parser)
     parser.add_argument(
         "--experiment",
         default=None,

@@ -19,7 +19,16 @@ from analysis.leaderboard_confirmed import confirmed_table
 from analysis.leaderboard_data import Benchmark, read_benchmark
 from analysis.leaderboard_figure import profiles_figure
 from analysis.leaderboard_tables import leaderboard, scores, tuned_settings
-from analysis.output import FORMATS, Table, add_output_arguments, output_dir, run_command, to_markdown, write
+from analysis.output import (
+    FORMATS,
+    Table,
+    add_output_arguments,
+    add_tracking_argument,
+    output_dir,
+    run_command,
+    to_markdown,
+    write,
+)
 from grokbench.sweep.keys import EXPERIMENT_PREFIX
 from grokbench.sweep.mlflow_store import TrackingStore, store_errors
 from grokbench.sweep.uri import tracking_uri
@@ -80,11 +89,7 @@ def log_files(uri: str, bench: Benchmark, files: list[Path]) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m analysis.leaderboard", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow store, or the path of a SQLite one (default MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
-    )
+    add_tracking_argument(parser)
     parser.add_argument(
         "--experiment",
         default=None,

@@ -147,6 +147,15 @@ def results_dir(name: str, package: Path = PACKAGE) -> Path:
     return root / RESULTS / name
 
 
+def add_tracking_argument(parser: argparse.ArgumentParser) -> None:
+    """--tracking-uri, as every analysis command takes it."""
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store, or the path of a SQLite one (default MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+
+
 def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument(

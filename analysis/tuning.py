@@ -25,6 +25,7 @@ from analysis.output import (
     Table,
     add_format_argument,
     add_output_arguments,
+    add_tracking_argument,
     log_analysis_run,
     output_dir,
     run_command,
@@ -277,11 +278,7 @@ def tuned_tables(runs: pd.DataFrame, hist: pd.DataFrame, tuning: str, sweep: str
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m analysis.tuning", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow store, or the path of a SQLite one (default MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
-    )
+    add_tracking_argument(parser)
     parser.add_argument("--tuning", default="mnist_tune", help="the tuning sweep's name (default mnist_tune)")
     parser.add_argument("--sweep", default=None, help="the tuning sweep id (default: the newest in --tuning)")
     parser.add_argument("--confirm", default="mnist_tuned", help="the confirmation sweep's name (default mnist_tuned)")
