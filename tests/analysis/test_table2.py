@@ -1,0 +1,125 @@
+"""analysis.table2: GrokAlign's Table 2 read at the end of the budget and at the paper's accuracy, from runs logged to
+a real SQLite MLflow store with known curves, checked against values worked out by hand."""
+
+import math
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.entities import Metric
+from scipy import stats
+from stores import log_trial
+
+from analysis.table2 import main as table2_main
+from grokbench.sweep.mlflow_store import TrackingStore
+
+# per trial: (epoch, test accuracy, row alignment min, max) at each evaluation; the paper's CE accuracies are
+# baseline 0.889, GrokAlign 0.918, adversarial 0.880
+CURVES = {
+    ("baseline", 0): [(10, 0.86, -0.10, 0.20), (20, 0.89, -0.24, 0.28), (30, 0.90, -0.30, 0.30)],
+    ("baseline", 1): [(10, 0.87, -0.12, 0.21), (20, 0.88, -0.15, 0.22), (30, 0.92, -0.20, 0.26)],
+    ("grokalign", 0): [(10, 0.91, -0.30, 0.40), (20, 0.93, -0.45, 0.45), (30, 0.94, -0.50, 0.48)],
+    ("grokalign", 1): [(10, 0.90, -0.32, 0.38), (20, 0.91, -0.36, 0.41), (30, 0.92, -0.40, 0.44)],
+    ("adversarial", 0): [(10, 0.85, -0.20, 0.22), (20, 0.86, -0.22, 0.25), (30, 0.87, -0.25, 0.27)],
+}
+
+
+def log_curves(client, run_id, points):
+    entries = []
+    for epoch, acc, low, high in points:
+        step = 4 * epoch
+        for name, value in (
+            ("epoch", epoch),
+            ("test_acc", acc),
+            ("row_alignment_min", low),
+            ("row_alignment_max", high),
+        ):
+            entries.append(Metric(name, float(value), 0, step))
+    client.log_batch(run_id, metrics=entries)
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory):
+    path = tmp_path_factory.mktemp("table2") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist_init")
+    for (method, seed), points in CURVES.items():
+        run_id = log_trial(
+            client, experiment_id, method, "ce", seed, "grokked", 40, 4.0, curve=False, epochs_after_grok=100
+        )
+        log_curves(client, run_id, points)
+    # not Table 2's: a trial that stopped at grokking, and one at another init scale (both would change the means)
+    for settings in ({"epochs_after_grok": 0}, {"epochs_after_grok": 100, "init_scale": 4.0}):
+        run_id = log_trial(client, experiment_id, "baseline", "ce", 7, "grokked", 40, 4.0, curve=False, **settings)
+        log_curves(client, run_id, [(10, 0.99, -0.9, 0.9)])
+    return uri
+
+
+@pytest.fixture
+def table(uri, tmp_path):
+    assert table2_main(["--tracking-uri", uri, "--experiment", "mnist_init", "--out", str(tmp_path), "--no-log"]) == 0
+    assert (tmp_path / "row_alignment_ce.png").exists() and not (tmp_path / "table2_mse.csv").exists()
+    return pd.read_csv(tmp_path / "table2_ce.csv").set_index("method")
+
+
+def test_reads_the_end_of_the_budget(table):
+    assert list(table.index) == ["baseline", "grokalign", "adversarial"]
+    assert list(table["n"]) == [2, 2, 1]  # the two trials that are not Table 2's are left out
+    base = table.loc["baseline"]
+    assert base["end_accuracy"] == pytest.approx((0.90 + 0.92) / 2)
+    assert base["end_row_min"] == pytest.approx((-0.30 - 0.20) / 2)
+    assert base["end_row_max"] == pytest.approx((0.30 + 0.26) / 2)
+    assert base["end: min / max"] == "-0.25 ± 0.071 / 0.28 ± 0.028"
+    assert table.loc["adversarial", "end: min / max"] == "-0.25 / 0.27"  # one seed: no spread
+
+
+def test_reads_the_first_evaluation_at_the_papers_accuracy(table):
+    # baseline (0.889): seed 0 at epoch 20, seed 1 at epoch 30; GrokAlign (0.918): seed 0 at 20, seed 1 at 30;
+    # adversarial (0.880): never
+    assert table.loc["baseline", "paper_n"] == 2
+    assert table.loc["baseline", "paper_epoch"] == pytest.approx(25)
+    assert table.loc["baseline", "paper_row_min"] == pytest.approx((-0.24 - 0.20) / 2)
+    assert table.loc["grokalign", "paper_row_max"] == pytest.approx((0.45 + 0.44) / 2)
+    assert table.loc["adversarial", "paper's acc reached"] == "0/1"
+    assert table.loc["adversarial", "at it: min / max"] == "— / —"
+
+
+def test_difference_from_the_baseline_is_welchs(table):
+    base, ours = [-0.30, -0.20], [-0.50, -0.40]
+    se2 = [pd.Series(x).var() / 2 for x in (ours, base)]  # each group: s² / n
+    se = math.sqrt(sum(se2))
+    dof = sum(se2) ** 2 / sum(v**2 / 1 for v in se2)  # Welch–Satterthwaite, n − 1 = 1
+    diff = -0.2
+    half = stats.t.ppf(0.975, dof) * se
+    p = 2 * stats.t.sf(abs(diff / se), dof)
+    assert dof == pytest.approx(2.0)
+    assert (
+        table.loc["grokalign", "Δ min vs baseline (end)"]
+        == f"{diff:+.3f} [{diff - half:+.3f}, {diff + half:+.3f}] p={p:.2g}"
+    )
+    assert table.loc["adversarial", "Δ min vs baseline (end)"] == "—"  # one seed: no interval
+
+
+def test_distance_to_the_paper_names_both_readings(uri, tmp_path):
+    table2_main(["--tracking-uri", uri, "--experiment", "mnist_init", "--out", str(tmp_path), "--no-log"])
+    text = (tmp_path / "table2_ce.md").read_text()
+    end_pairs = [(-0.25, 0.28, -0.254, 0.283), (-0.45, 0.46, -0.509, 0.478), (-0.25, 0.27, -0.253, 0.274)]
+    gaps = [g for a, b, pa, pb in end_pairs for g in (a - pa, b - pb)]
+    assert f"at the end of the budget {math.sqrt(sum(g * g for g in gaps) / len(gaps)):.3f} (3 methods)" in text
+    paper_pairs = [(-0.22, 0.27, -0.254, 0.283), (-0.425, 0.445, -0.509, 0.478)]
+    gaps = [g for a, b, pa, pb in paper_pairs for g in (a - pa, b - pb)]
+    assert f"at the paper's accuracy {math.sqrt(sum(g * g for g in gaps) / len(gaps)):.3f} (2 methods)" in text
+
+
+def test_no_table2_trials_is_a_clear_error(uri, tmp_path, capsys):
+    assert table2_main(["--tracking-uri", uri, "--experiment", "mnist_init,nothing", "--out", str(tmp_path)]) == 2
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    client = mlflow.MlflowClient(empty)
+    experiment_id = TrackingStore(empty).prepare_experiment("grokbench/mnist_init")
+    log_trial(client, experiment_id, "baseline", "ce", 0, "grokked", 40, 4.0, curve=False)
+    capsys.readouterr()
+    assert table2_main(["--tracking-uri", empty, "--experiment", "mnist_init", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "epochs_after_grok > 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
