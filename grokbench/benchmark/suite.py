@@ -25,7 +25,6 @@ from grokbench.shipped import SUITES_DIR
 from grokbench.sweep.errors import SweepError
 from grokbench.sweep.keys import EXPERIMENT_PREFIX
 from grokbench.sweep.spec import (
-    RANGE_KEYS,
     Range,
     Resources,
     _mapping,
@@ -33,6 +32,7 @@ from grokbench.sweep.spec import (
     _non_negative,
     _positive_int,
     _positive_number,
+    parse_ranges,
     parse_resources,
     read_mapping,
 )
@@ -291,7 +291,7 @@ def _rulesets(path: Path, raw: Any) -> dict[str, Ruleset]:
             name=name,
             studies=_positive_int(path, f"{where}.studies", spec.get("studies")),
             trials=_positive_int(path, f"{where}.trials", spec.get("trials")),
-            ranges=_ranges(path, f"{where}.ranges", spec.get("ranges") or {}, shared),
+            ranges=parse_ranges(path, f"{where}.ranges", spec.get("ranges") or {}, shared),
         )
     return out
 
@@ -315,7 +315,7 @@ def _arm_settings(path: Path, where: str, raw: dict, allowed: set[str]) -> ArmSe
     for key, value in raw.items():
         if isinstance(value, list | dict) and key != SEARCH:
             raise SweepError(f"{path}: {where}.{key}: an arm fixes one value (a range to tune goes under {SEARCH})")
-    search = _ranges(path, f"{where}.{SEARCH}", raw.get(SEARCH) or {}, allowed - {"method"})
+    search = parse_ranges(path, f"{where}.{SEARCH}", raw.get(SEARCH) or {}, allowed - {"method"})
     return ArmSettings({k: v for k, v in raw.items() if k != SEARCH}, search)
 
 
@@ -335,7 +335,7 @@ def _workload(path: Path, name: str, raw: Any, rulesets: dict[str, Ruleset], arm
     settings = _mapping(path, f"{where}.settings", raw.get("settings") or {})
     _no_unknown_keys(path, f"{where}.settings", settings, {*SHARED, *TASKS[task].Settings.names()} - RESERVED)
     open_keys = set(rulesets["open"].ranges) if "open" in rulesets else set()
-    ranges = _ranges(path, f"{where}.ranges", raw.get("ranges") or {}, open_keys)
+    ranges = parse_ranges(path, f"{where}.ranges", raw.get("ranges") or {}, open_keys)
     given = _mapping(path, f"{where}.arms", raw.get("arms") or {})
     per_arm = {}
     for arm, spec in given.items():
@@ -365,24 +365,6 @@ def _expected(path: Path, where: str, raw: Any, rulesets: dict[str, Ruleset]) ->
     if missing:
         raise SweepError(f"{path}: {where}.{missing[0]}: missing (give one number, or one per ruleset)")
     return {r: _positive_int(path, f"{where}.{r}", raw[r]) for r in rulesets}
-
-
-def _ranges(path: Path, where: str, raw: Any, allowed: set[str]) -> dict[str, Range]:
-    raw = _mapping(path, where, raw)
-    _no_unknown_keys(path, where, raw, allowed)
-    out = {}
-    for key, spec in raw.items():
-        at = f"{where}.{key}"
-        spec = _mapping(path, at, spec)
-        _no_unknown_keys(path, at, spec, RANGE_KEYS)
-        low, high = (_positive_number(path, f"{at}.{k}", spec.get(k)) for k in ("low", "high"))
-        if not low < high:
-            raise SweepError(f"{path}: {at}: low ({low}) must be below high ({high})")
-        log = spec.get("log", True)
-        if not isinstance(log, bool):
-            raise SweepError(f"{path}: {at}.log: must be true or false, got {log!r}")
-        out[str(key)] = Range(low, high, log)
-    return out
 
 
 def _nonempty(path: Path, where: str, raw: Any) -> dict:

@@ -391,22 +391,32 @@ def _parse_search(path: Path, raw: Any, methods: dict[str, Any], allowed: set[st
     for method, ranges in space_raw.items():
         if method not in methods:
             raise SweepError(f"{path}: search.space.{method}: not one of the sweep's methods ({', '.join(methods)})")
-        ranges = _trial_fields(path, f"search.space.{method}", ranges, allowed)
-        space[method] = {}
-        for key, spec in ranges.items():
-            where = f"search.space.{method}.{key}"
-            spec = _mapping(path, where, spec)
-            _no_unknown_keys(path, where, spec, RANGE_KEYS)
-            low, high = (_positive_number(path, f"{where}.{k}", spec.get(k)) for k in ("low", "high"))
-            if not low < high:
-                raise SweepError(f"{path}: {where}: low ({low}) must be below high ({high})")
-            space[method][key] = Range(low, high, bool(spec.get("log", True)))
+        space[method] = parse_ranges(path, f"search.space.{method}", ranges, allowed)
     if not space:
         raise SweepError(f"{path}: search.space: no method to search")
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:  # as Optuna's sampler takes
         raise SweepError(f"{path}: search.seed: must be an integer from 0 to 2**32 - 1, got {seed!r}")
     return Search(_positive_int(path, "search.num_samples", raw.get("num_samples")), space, seed)
+
+
+def parse_ranges(path: Path, where: str, raw: Any, allowed: set[str]) -> dict[str, Range]:
+    """Settings' ranges, `{name: {low, high, log}}`: low < high, both positive and finite; log true by default."""
+    raw = _mapping(path, where, raw)
+    _no_unknown_keys(path, where, raw, allowed)
+    out = {}
+    for key, spec in raw.items():
+        at = f"{where}.{key}"
+        spec = _mapping(path, at, spec)
+        _no_unknown_keys(path, at, spec, RANGE_KEYS)
+        low, high = (_positive_number(path, f"{at}.{k}", spec.get(k)) for k in ("low", "high"))
+        if not low < high:
+            raise SweepError(f"{path}: {at}: low ({low}) must be below high ({high})")
+        log = spec.get("log", True)
+        if not isinstance(log, bool):
+            raise SweepError(f"{path}: {at}.log: must be true or false, got {log!r}")
+        out[str(key)] = Range(low, high, log)
+    return out
 
 
 def _arms(path: Path, where: str, raw: Any, allowed: set[str]) -> list[dict]:

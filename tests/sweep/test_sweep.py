@@ -360,6 +360,10 @@ def test_a_grid_sweep_runs_only_the_trials_the_store_lacks(local_ray, workdir, m
             {"search": {"num_samples": 2, "seed": "x", "space": {"grokalign": {"lam": {"low": 1e-5, "high": 1e-2}}}}},
             "search.seed: must be an integer from 0",
         ),
+        (  # a string was truthy: read as a log range without a word
+            {"search": {"num_samples": 2, "space": {"grokalign": {"lam": {"low": 1e-5, "high": 1e-2, "log": "no"}}}}},
+            "search.space.grokalign.lam.log: must be true or false, got 'no'",
+        ),
     ],
 )
 def test_bad_sweep_file_names_file_and_key_with_exit_code_2(tmp_path, capsys, change, message):
