@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from grokbench.config import TrialConfig
-from grokbench.machine import NOT_RECORDED, label, this_machine
+from grokbench.machine import label, this_machine
 from grokbench.progress import counted, duration
 from grokbench.sweep.keys import FINAL_STATUSES, trial_key
+from grokbench.sweep.mlflow_store import TrialRecord
 from grokbench.sweep.spec import SweepSpec, fixed_settings
 from grokbench.tasks import TASKS
 
@@ -56,23 +57,13 @@ def grid_entries(
 
 
 @dataclass(frozen=True)
-class StoredTrial:
-    """What the tracking store holds of a trial: its latest run's outcome, how far it went, and where it can go on."""
-
-    sweep_id: str
-    run_id: str
-    status: str
-    epochs: int  # trained
-    epochs_to_grok: int | None
-    checkpoint: str | None  # its latest checkpoint (its final one once it ended), where a sweep saved one
-    prior_status: str | None = None  # the outcome it had when a sweep raised its budget
-    event_epochs: Mapping[str, int] = field(default_factory=dict)  # its task's further events that happened
-    machine: str = NOT_RECORDED  # the label of the machine its run trained on (grokbench.machine.label)
+class StoredTrial(TrialRecord):
+    """The planner's view of what the store holds of a trial (`TrackingStore.stored_trials`): whether it is done,
+    asks for more, or can go on from a checkpoint."""
 
     @classmethod
-    def of(cls, record: Any) -> StoredTrial:
-        """The planner's view of a record the store returns (`TrackingStore.stored_trials`), by field name."""
-        return cls(**{f.name: getattr(record, f.name) for f in fields(cls)})
+    def from_record(cls, record: TrialRecord) -> StoredTrial:
+        return cls(**{f.name: getattr(record, f.name) for f in fields(record)})
 
     def interrupted_continuation(self) -> bool:
         """A run whose larger budget a sweep began but did not finish (stopped, or failed past its retries): its
@@ -129,7 +120,7 @@ def plan_grid(spec: SweepSpec, stored: Mapping[str, Any]) -> GridPlan:
         return GridPlan(skipped, continued)
     for cfg in spec.trials():
         key = trial_key(cfg)
-        found = StoredTrial.of(stored[key]) if key in stored else None
+        found = StoredTrial.from_record(stored[key]) if key in stored else None
         if found is None or (found.status not in FINAL_STATUSES and not found.interrupted_continuation()):
             continue
         if found.status in FINAL_STATUSES and not found.wants_more(cfg):
