@@ -29,6 +29,7 @@ from analysis.output import (
     run_command,
     show_and_write,
 )
+from analysis.phase import phase_table
 from analysis.runs import (
     AnalysisError,
     at_budget,
@@ -60,7 +61,13 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
         if table is not None:
             tables.append(table)
     groups = row_groups(runs, varied_task_settings(runs))
-    for extra in (search_table(uri, experiments), geometry_table(uri, runs), gap_table(uri, runs, groups)):
+    extras = (
+        search_table(uri, experiments),
+        geometry_table(uri, runs),
+        gap_table(uri, runs, groups),
+        phase_table(runs),
+    )
+    for extra in extras:
         if extra is not None:
             tables.append(extra)
     return (tables + [trials_table(runs)]) if tables else []

@@ -123,6 +123,8 @@ def test_the_figures_command_draws_each_experiments_own_figures(uri, tmp_path):
     assert "fig3a_loss_vs_sigma.png" not in drawn["fig3a"]  # a single σ there
     assert {"fig3a_loss_vs_sigma.png", "fig3a_movement_vs_sigma.png"} <= drawn["fig3a,sigma"]
     assert "fig3e_phase_diagram.png" in drawn["phase"] and not any(n.startswith("fig3a") for n in drawn["phase"])
+    phase = (tmp_path / "phase" / "fig3e_phase.md").read_text()  # the table beside the figure; fig3a has none
+    assert "censored" in phase and "CPU-hours" in phase and not (tmp_path / "fig3a" / "fig3e_phase.md").exists()
 
 
 def test_the_init_scale_figure_draws_each_methods_median_censored_runs_counted_at_their_end():

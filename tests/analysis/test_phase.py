@@ -1,0 +1,60 @@
+"""analysis.phase: the Fig. 3e table from hand-made runs, its shape statistic and its cost rule checked by hand."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.phase import phase_table
+from analysis.runs import TASK_SETTING
+from analysis.science_figures import ALPHA, EPSILON
+
+
+def runs(wall_s=(10.0, 20.0, 30.0, 40.0, 50.0, 60.0)):
+    return pd.DataFrame(
+        {
+            "task": "polynomial",
+            "status": "censored",
+            TASK_SETTING + "stop_rule": "converged",
+            ALPHA: [0.8, 0.8, 1.6, 1.6, 2.4, 2.4],
+            EPSILON: [0.04, 0.08, 0.04, 0.08, 0.04, 0.08],
+            "final_train_mse_below_epoch": [100.0, 300.0, 60.0, 80.0, 50.0, 70.0],
+            # amounts: 10, 0 (the test MSE first), 40, 20, censored (never below), 30
+            "final_test_mse_below_epoch": [110.0, 200.0, 100.0, 100.0, -1.0, 100.0],
+            "wall_s": list(wall_s),
+        }
+    )
+
+
+def test_the_table_has_alpha_down_epsilon_across_and_censored_cells_named():
+    table = phase_table(runs())
+    assert table.headers == ["α \\ ε", "0.04", "0.08"]
+    assert table.rows == [["0.8", "10", "0"], ["1.6", "40", "20"], ["2.4", "censored", "30"]]
+
+
+def test_the_shape_is_spearmans_correlation_over_the_cells_not_censored():
+    # the five cells not censored: (α, ε, amount); Spearman's ρ = Pearson's r of the average ranks
+    alpha_ranks = [1.5, 1.5, 3.5, 3.5, 5.0]  # α 0.8, 0.8, 1.6, 1.6, 2.4
+    epsilon_ranks = [1.5, 4.0, 1.5, 4.0, 4.0]  # ε 0.04, 0.08, 0.04, 0.08, 0.08
+    amount_ranks = [2.0, 1.0, 5.0, 3.0, 4.0]  # amounts 10, 0, 40, 20, 30
+    note = phase_table(runs()).notes[1]
+    for name, ranks in (("α", alpha_ranks), ("ε", epsilon_ranks)):
+        rho = np.corrcoef(ranks, amount_ranks)[0, 1]
+        t = rho * np.sqrt((5 - 2) / (1 - rho**2))
+        p = 2 * stats.t.sf(abs(t), 5 - 2)
+        assert f"with {name} ρ = {rho:+.2f} (p = {p:.2g})" in note
+    assert "over the 5 cells not censored" in note
+
+
+@pytest.mark.parametrize("wall_s, verdict", [((110.0,) * 6, "within"), ((111.0,) * 6, "over")])
+def test_the_cost_rule_multiplies_the_mean_cell_by_196(wall_s, verdict):
+    note = phase_table(runs(wall_s)).notes[2]
+    hours = np.mean(wall_s) * 196 / 3600
+    assert f"= {hours:.1f} CPU-hours" in note
+    if verdict in ("within", "over"):
+        assert f"{verdict} the 6 CPU-hours" in note
+
+
+def test_runs_without_the_converged_rule_make_no_table():
+    assert phase_table(runs().drop(columns=TASK_SETTING + "stop_rule")) is None
+    assert phase_table(runs().assign(**{TASK_SETTING + "stop_rule": "grokked"})) is None
