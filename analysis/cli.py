@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.delay import delay_table
 from analysis.detail_tables import events_table, geometry_table, search_table, sensitivity, trials_table
 from analysis.figures import write_figures
 from analysis.gap import gap_table
@@ -66,6 +67,7 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
         geometry_table(uri, runs),
         gap_table(uri, runs, groups),
         phase_table(runs),
+        delay_table(runs),
     )
     for extra in extras:
         if extra is not None:

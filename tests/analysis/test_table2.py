@@ -11,6 +11,7 @@ from scipy import stats
 from stores import log_trial
 
 from analysis.table2 import main as table2_main
+from analysis.tables import main as tables_main
 from grokbench.sweep.mlflow_store import TrackingStore
 
 # per trial: (epoch, test accuracy, row alignment min, max) at each evaluation; the paper's CE accuracies are
@@ -123,3 +124,10 @@ def test_no_table2_trials_is_a_clear_error(uri, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "epochs_after_grok > 0" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_analysis_tables_adds_the_delay_table_where_init_scales_differ(uri, tmp_path):
+    argv = ["--tracking-uri", uri, "--experiment", "mnist_init", "--out", str(tmp_path), "--no-log"]
+    assert tables_main(argv) == 0
+    text = (tmp_path / "init_scale_delay.md").read_text()
+    assert "| Baseline | ce | 4 | 1/1 |" in text and "| Baseline | ce | 8 | 3/3 |" in text
