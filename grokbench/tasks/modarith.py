@@ -253,7 +253,8 @@ class ModArith(Task):
     grok_threshold = 0.95
     final_metrics = ("train_acc", "test_acc", "gini_embed", "gini_unembed")
     # Grokfast's authors plot accuracy against log steps; GrokAlign Figs. 8–9 the Gini coefficients, with trained and
-    # with frozen embeddings (two conditions); the Grokfast arms change the weight decay with the filter
+    # with frozen embeddings (two conditions); the Grokfast arms change the weight decay with the filter, and
+    # Prieto et al.'s softmax-collapse arms the loss's precision, the step size and Adam's ε
     presentation = Presentation(
         name="gini",
         title="Gini coefficients",
@@ -261,7 +262,7 @@ class ModArith(Task):
         plotted=("gini_embed", "gini_unembed"),
         log_steps=True,
         conditions=("freeze_embeddings",),
-        variants=("weight_decay",),
+        variants=("weight_decay", "softmax_precision", "lr", "adam_eps"),
     )
 
     def shared_defaults(self, settings: ModArithSettings) -> dict[str, Any]:
