@@ -15,7 +15,10 @@ from grokbench.sweep.uri import check_readable
 
 log = logging.getLogger(f"grokbench.{__name__}")
 
-NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "epochs_after_grok", "eval_every", "weight_decay", "lr")
+NUMERIC_PARAMS = (
+    *("lam", "init_scale", "seed", "max_epochs", "epochs_after_grok", "eval_every", "weight_decay", "lr"),
+    "softmax_precision",
+)
 SUMMARY_METRICS = (  # a trial's summary figures; max_epochs among them: a continued trial's last budget
     "max_epochs",
     "steps",

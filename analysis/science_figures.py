@@ -1,7 +1,9 @@
 """Figures of particular experiments, drawn where a selection of runs holds them: Kumar et al.'s Fig. 3a (the
 `kumar_fig3a` cell: each loss over its initial value against epochs, a colour per α or σ, and the parameter
 movement against it), their Fig. 3e phase diagram (runs watched by `stop_rule: converged`), and steps to grok and
-the memorise→grok delay against the initialisation scale, a line per method (`mnist_init`)."""
+the memorise→grok delay against the initialisation scale, a line per method (`mnist_init`); and Prieto et al.'s
+softmax collapse (Fig. 2: test accuracy and the share of training points at exactly zero loss, a line per arm,
+where runs differ in the loss's precision)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.curve_figures import epoch_histories
-from analysis.groups import METHOD_NAMES, method_rank
-from analysis.plotting import COLOURS, grid_over, median_while_all_run, save
+from analysis.groups import METHOD_NAMES, method_rank, run_groups
+from analysis.plotting import COLOURS, coloured, grid_over, median_while_all_run, save, seed_lines
 from analysis.runs import TASK_SETTING, value_text
 from analysis.stats import median_or_bound
 
@@ -40,7 +42,35 @@ def science_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
     by_init = runs[runs["task"] == "mnist"]
     if by_init["init_scale"].nunique() > 1:
         written += save(init_scale_figure(by_init), out, "steps_to_grok_vs_init_scale")
+    by_precision = runs[runs["task"] == "modarith"]
+    if by_precision["softmax_precision"].nunique() > 1:
+        hist = epoch_histories(uri, by_precision, COLLAPSE)
+        written += save(collapse_figure(by_precision, hist), out, "softmax_collapse")
     return written
+
+
+COLLAPSE = ("test_acc", "train_zero_loss_fraction")
+
+
+def collapse_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame]):
+    """Test accuracy, and the share of training points whose float32 softmax cross-entropy is exactly 0 (those
+    softmax collapse stopped learning from), against epochs on a log axis: a line per arm and loss, the median over
+    seeds, each seed thin beside it (Prieto et al. Fig. 2)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for group, colour in coloured(run_groups(runs, by=("loss",))):
+        label = group.label if group.by[0] == "ce" else f"{group.label}, {group.by[0]}"
+        for ax, metric in zip(axes, COLLAPSE, strict=True):
+            curves = [hist[r][metric].dropna().loc[lambda c: c.index > 0] for r in group.runs["run_id"]]
+            grid = grid_over(curves, log=True)
+            ax.plot(grid, median_while_all_run(curves, grid), color=colour, label=label)
+            seed_lines(ax, curves, grid, colour)
+    for ax, what in zip(axes, ("test accuracy", "training points at zero loss (float32)"), strict=True):
+        ax.set(xscale="log", xlabel="epochs", ylabel=what, ylim=(-0.02, 1.02))
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    fig.suptitle("median over seeds, drawn while every seed runs; thin: each seed", fontsize=9)
+    return fig
 
 
 LOSS_RATIOS = ("train_loss_rel", "test_loss_rel")

@@ -149,3 +149,34 @@ def test_the_init_scale_figure_draws_each_methods_median_censored_runs_counted_a
     assert grok_axis.lines[0].get_ydata().tolist() == [200, 1200]
     # delays: α = 1: 0, 50, 100; α = 8: 800, 800 and 4700 censored: median 800
     assert delay_axis.lines[0].get_ydata().tolist() == [50, 800]
+
+
+def test_the_collapse_figure_draws_each_arms_median_of_accuracy_and_zero_loss_share():
+    import matplotlib
+
+    from analysis.science_figures import collapse_figure
+
+    matplotlib.use("Agg")
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c"],
+            "method": "baseline",
+            "lam": 0.0,
+            "loss": "ce",
+            "variant": ["", "softmax_precision=32", "softmax_precision=32"],
+        }
+    )
+    epochs = [10.0, 100.0, 1000.0]
+    zero = {"a": [0.0, 0.0, 0.0], "b": [0.0, 0.5, 1.0], "c": [0.0, 0.7, 0.9]}
+    hist = {
+        r: pd.DataFrame({"test_acc": [0.1, 0.2, 0.3], "train_zero_loss_fraction": z}, index=epochs)
+        for r, z in zero.items()
+    }
+    figure = collapse_figure(runs, hist)
+    accuracy, zero_axis = figure.axes[:2]
+    medians = {line.get_label(): line for line in zero_axis.get_lines() if not line.get_label().startswith("_")}
+    assert set(medians) == {"Baseline", "Baseline (softmax_precision=32)"}
+    collapsed = medians["Baseline (softmax_precision=32)"]
+    # the two float32 seeds' median at the grid's first and last epochs: (0 + 0) / 2 and (1.0 + 0.9) / 2
+    assert collapsed.get_ydata()[0] == pytest.approx(0.0) and collapsed.get_ydata()[-1] == pytest.approx(0.95)
+    assert zero_axis.get_xscale() == "log" and accuracy.get_ylabel() == "test accuracy"
