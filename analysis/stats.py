@@ -129,13 +129,22 @@ def geometric_mean_ratio(base: Sample, method: Sample) -> SpeedUp:
     ratio = float(np.exp(logs[0].mean() - logs[1].mean()))
     if min(len(logs[0]), len(logs[1])) < 2:
         return SpeedUp(ratio, GEOMETRIC, note="one trial in a row: no interval, no test")
-    if np.ptp(logs[0]) == 0 and np.ptp(logs[1]) == 0:  # t would be infinite: p = 0 and a zero-width interval
+    found = welch(*logs)
+    if found is None:
         return SpeedUp(ratio, GEOMETRIC, note="every trial of each row took the same: no interval, no test")
-    result = stats.ttest_ind(*logs, equal_var=False)
+    low, high, p = found
+    return SpeedUp(ratio, GEOMETRIC, WELCH, finite(np.exp(low)), finite(np.exp(high)), finite(p))
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float] | None:
+    """Welch's t-test of mean(a) − mean(b): its 95% interval and two-sided p; None where a sample has fewer than
+    two values, or neither varies (t would be infinite: p = 0 and an interval of zero width)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(len(a), len(b)) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return None
+    result = stats.ttest_ind(a, b, equal_var=False)
     interval = result.confidence_interval(0.95)
-    return SpeedUp(
-        ratio, GEOMETRIC, WELCH, finite(np.exp(interval.low)), finite(np.exp(interval.high)), finite(result.pvalue)
-    )
+    return float(interval.low), float(interval.high), float(result.pvalue)
 
 
 def logrank_p(base: Sample, method: Sample) -> float | None:

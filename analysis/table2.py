@@ -4,20 +4,19 @@ adversarial training, per loss, beside the paper's values.
 
 The paper does not say when it measured, so each trial is read twice: at the end of its fixed budget, and at its
 first evaluation at or above the paper's test accuracy for that method and loss. A trial counts when it trained on
-past grokking (`epochs_after_grok` > 0) at Table 1's initialisation scale; trials that stop at grokking (85 %) never
-reach the paper's accuracies.
+past grokking to its whole budget (`epochs_after_grok` ≥ `max_epochs`) at Table 1's initialisation scale; trials
+that stop at grokking (85 %) never reach the paper's accuracies.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.cells import fmt
 from analysis.groups import LOSS_NAMES, METHOD_NAMES
@@ -33,6 +32,7 @@ from analysis.output import (
 )
 from analysis.plotting import COLOURS, histories, legend_beside, save
 from analysis.runs import AnalysisError, load_runs
+from analysis.stats import welch
 from grokbench.sweep.uri import tracking_uri
 
 
@@ -46,26 +46,37 @@ class Reading:
     row_max: float
 
 
-# SPEC "GrokAlign Table 2" (its two sub-tables read as cross-entropy, then MSE): test accuracy, row alignment min, max
+@dataclass(frozen=True)
+class Published:
+    """A cell of the paper's Table 2: test accuracy and row alignment (min, max), when measured not said."""
+
+    accuracy: float
+    row_min: float
+    row_max: float
+
+
+# SPEC "GrokAlign Table 2" (its two sub-tables read as cross-entropy, then MSE)
 PUBLISHED = {
     "ce": {
-        "baseline": Reading(np.nan, 0.889, -0.254, 0.283),
-        "grokalign": Reading(np.nan, 0.918, -0.509, 0.478),
-        "adversarial": Reading(np.nan, 0.880, -0.253, 0.274),
+        "baseline": Published(0.889, -0.254, 0.283),
+        "grokalign": Published(0.918, -0.509, 0.478),
+        "adversarial": Published(0.880, -0.253, 0.274),
     },
     "mse": {
-        "baseline": Reading(np.nan, 0.868, -0.170, 0.272),
-        "grokalign": Reading(np.nan, 0.882, -0.638, 0.709),
-        "adversarial": Reading(np.nan, 0.878, -0.263, 0.376),
+        "baseline": Published(0.868, -0.170, 0.272),
+        "grokalign": Published(0.882, -0.638, 0.709),
+        "adversarial": Published(0.878, -0.263, 0.376),
     },
 }
 TABLE1_INIT_SCALE = 8.0
 CURVES = ("epoch", "test_acc", "row_alignment_min", "row_alignment_max")
-READINGS = ("end", "paper")  # at the end of the budget; at the first evaluation at or above the paper's accuracy
+READINGS = {"end": "at the end of the budget", "paper": "at the paper's accuracy"}
+ALIGNMENTS = ("row_min", "row_max")
 
 
 def table2_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished MNIST trials of Table 2's methods at Table 1's init scale that trained on past grokking."""
+    """The MNIST trials of Table 2's methods at Table 1's init scale that trained on past grokking to the whole
+    budget (`epochs_after_grok` ≥ `max_epochs`), of every outcome (a diverged one is counted, not read)."""
     published = pd.Series(
         [method in PUBLISHED.get(loss, {}) for method, loss in zip(runs["method"], runs["loss"], strict=True)],
         index=runs.index,
@@ -75,7 +86,7 @@ def table2_runs(runs: pd.DataFrame) -> pd.DataFrame:
         (runs["task"] == "mnist")
         & (runs["status"] != "running")
         & (runs["init_scale"] == TABLE1_INIT_SCALE)
-        & (runs["epochs_after_grok"].fillna(0) > 0)
+        & (runs["epochs_after_grok"] >= runs["max_epochs"])
         & published
     )
     return runs[keep]
@@ -102,128 +113,161 @@ def at_accuracy(history: pd.DataFrame, accuracy: float) -> Reading | None:
     return reading(reached.iloc[0]) if len(reached) else None
 
 
-def mean_std(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
-    if not values:
+def values(readings: list[Reading], name: str) -> list[float]:
+    return [getattr(r, name) for r in readings]
+
+
+def mean_std(readings: list[Reading], name: str, scale: float = 1.0) -> str:
+    found = [v * scale for v in values(readings, name)]
+    if not found:
         return "—"
-    spread = f" ± {fmt(float(np.std(values, ddof=1)) * scale, 2)}" if len(values) > 1 else ""
-    return f"{fmt(float(np.mean(values)) * scale, digits)}{spread}"
+    spread = f" ± {fmt(float(np.std(found, ddof=1)), 2)}" if len(found) > 1 else ""
+    return f"{fmt(float(np.mean(found)), 5 if name == 'epoch' else 3)}{spread}"
 
 
 def alignment_text(readings: list[Reading]) -> str:
-    return f"{mean_std([r.row_min for r in readings])} / {mean_std([r.row_max for r in readings])}"
+    return " / ".join(mean_std(readings, name) for name in ALIGNMENTS)
 
 
-def welch_difference(method: list[float], baseline: list[float]) -> tuple[float, float, float, float] | None:
-    """Difference of means (method − baseline), its 95 % Welch interval and the Welch t-test's p (two-sided)."""
-    if len(method) < 2 or len(baseline) < 2:
-        return None
-    test = stats.ttest_ind(method, baseline, equal_var=False)
-    interval = test.confidence_interval(0.95)
-    return float(np.mean(method) - np.mean(baseline)), float(interval.low), float(interval.high), float(test.pvalue)
-
-
-def difference_text(found: tuple[float, float, float, float] | None) -> str:
-    if found is None:
+def difference_text(method: list[Reading], baseline: list[Reading], name: str) -> str:
+    """Difference of means (method − baseline) with its 95 % Welch interval and p."""
+    if not method or not baseline:
         return "—"
-    diff, low, high, p = found
+    diff = float(np.mean(values(method, name)) - np.mean(values(baseline, name)))
+    found = welch(values(method, name), values(baseline, name))
+    if found is None:
+        return f"{diff:+.3f}"
+    low, high, p = found
     return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] p={p:.2g}"
 
 
-def rms_distance(pairs: list[tuple[Reading, Reading]]) -> float | None:
-    """Root mean square of (ours − paper's) over the row alignments (min and max) of the readings paired."""
-    gaps = [g for ours, paper in pairs for g in (ours.row_min - paper.row_min, ours.row_max - paper.row_max)]
-    return float(np.sqrt(np.mean(np.square(gaps)))) if gaps else None
+def mean_reading(readings: list[Reading]) -> Reading:
+    return Reading(*(float(np.mean(values(readings, f.name))) for f in fields(Reading)))
 
 
-def means(readings: list[Reading]) -> Reading:
-    return Reading(*(float(np.mean([getattr(r, f) for r in readings])) for f in Reading.__dataclass_fields__))
+def distance(ours: Reading, paper: Published) -> float:
+    """Root mean square of ours − the paper's over the row alignment's min and max."""
+    return float(np.sqrt(np.mean([(getattr(ours, a) - getattr(paper, a)) ** 2 for a in ALIGNMENTS])))
+
+
+@dataclass
+class MethodReadings:
+    """One method's trials on one loss, read both ways."""
+
+    method: str
+    paper: Published
+    trials: pd.DataFrame  # every outcome
+    read: dict[str, list[Reading]]  # reading → the seeds that have it (grokked or censored trials only)
+
+
+def method_readings(method: str, paper: Published, trials: pd.DataFrame, hist) -> MethodReadings:
+    finished = trials[trials["status"].isin(["grokked", "censored"])]
+    ends = [at_end(hist[r]) for r in finished["run_id"]]
+    reached = [at_accuracy(hist[r], paper.accuracy) for r in finished["run_id"]]
+    read = {"end": [r for r in ends if r], "paper": [r for r in reached if r]}
+    return MethodReadings(method, paper, trials, read)
 
 
 def loss_table(loss: str, runs: pd.DataFrame, hist: dict[str, pd.DataFrame]) -> Table:
     """One sub-table of Table 2: a row per method, read at the end and at the paper's accuracy."""
-    headers = ["Method", "seeds", "paper: test acc (%)", "paper: min / max", "end: epoch", "end: test acc (%)"]
+    headers = ["Method", "seeds read", "paper: test acc (%)", "paper: min / max", "end: epoch", "end: test acc (%)"]
     headers += ["end: min / max", "Δ min vs baseline (end)", "Δ max vs baseline (end)"]
     headers += ["paper's acc reached", "at it: epoch", "at it: min / max"]
     table = Table(f"table2_{loss}", f"Table 2 — {LOSS_NAMES[loss]}: Jacobian row alignment and test accuracy", headers)
-    read = {r: {} for r in READINGS}
+    rows, missing = [], []
     for method, paper in PUBLISHED[loss].items():
         trials = runs[(runs["loss"] == loss) & (runs["method"] == method)].sort_values("seed")
         if trials.empty:
-            continue
-        ends = [at_end(hist[r]) for r in trials["run_id"]]
-        reached = [at_accuracy(hist[r], paper.accuracy) for r in trials["run_id"]]
-        read["end"][method] = [r for r in ends if r is not None]
-        read["paper"][method] = [r for r in reached if r is not None]
-        table.rows.append(method_row(method, paper, read, len(trials)))
-        table.stats.append(method_stats(method, paper, read, len(trials)))
-    table.notes += table2_notes(loss, read)
+            missing.append(METHOD_NAMES.get(method, method))
+        else:
+            rows.append(method_readings(method, paper, trials, hist))
+    baseline = next((r for r in rows if r.method == "baseline"), None)
+    for found in rows:
+        table.rows.append(method_row(found, baseline))
+        table.stats.append(method_stats(found))
+    table.notes += table2_notes(rows, missing)
     return table
 
 
-def method_row(method: str, paper: Reading, read: dict[str, dict[str, list[Reading]]], n: int) -> list[str]:
-    ends, reached, base = read["end"][method], read["paper"][method], read["end"].get("baseline", [])
+def method_row(found: MethodReadings, baseline: MethodReadings | None) -> list[str]:
+    ends, reached, paper = found.read["end"], found.read["paper"], found.paper
     differences = ["—", "—"]
-    if method != "baseline":
-        differences = [
-            difference_text(welch_difference([getattr(r, f) for r in ends], [getattr(r, f) for r in base]))
-            for f in ("row_min", "row_max")
-        ]
+    if found.method != "baseline" and baseline is not None:
+        differences = [difference_text(ends, baseline.read["end"], name) for name in ALIGNMENTS]
+    n = len(found.trials)
     return [
-        METHOD_NAMES.get(method, method),
-        str(n),
+        METHOD_NAMES.get(found.method, found.method),
+        f"{len(ends)}/{n}",
         f"{paper.accuracy * 100:.1f}",
         f"{paper.row_min:.3f} / {paper.row_max:.3f}",
-        mean_std([r.epoch for r in ends], digits=5),
-        mean_std([r.accuracy for r in ends], scale=100),
+        mean_std(ends, "epoch"),
+        mean_std(ends, "accuracy", scale=100),
         alignment_text(ends),
         *differences,
-        f"{len(reached)}/{n}",
-        mean_std([r.epoch for r in reached], digits=5),
+        f"{len(reached)}/{len(ends)}",
+        mean_std(reached, "epoch"),
         alignment_text(reached),
     ]
 
 
-def method_stats(method: str, paper: Reading, read: dict[str, dict[str, list[Reading]]], n: int) -> dict:
-    columns = {"method": method, "n": n, "paper_acc": paper.accuracy}
-    for which in READINGS:
-        found = read[which][method]
-        columns[f"{which}_n"] = len(found)
-        if found:
-            mean = means(found)
-            columns |= {f"{which}_{f}": getattr(mean, f) for f in Reading.__dataclass_fields__}
+def method_stats(found: MethodReadings) -> dict:
+    columns = {"method": found.method, "n": len(found.trials), "paper_acc": found.paper.accuracy}
+    for which, readings in found.read.items():
+        columns[f"{which}_n"] = len(readings)
+        if readings:
+            columns |= {f"{which}_{f.name}": getattr(mean_reading(readings), f.name) for f in fields(Reading)}
     return columns
 
 
-def table2_notes(loss: str, read: dict[str, dict[str, list[Reading]]]) -> list[str]:
-    fits = []
-    for which, name in zip(READINGS, ("at the end of the budget", "at the paper's accuracy"), strict=True):
-        pairs = [(means(r), PUBLISHED[loss][m]) for m, r in read[which].items() if r]
-        distance = rms_distance(pairs)
-        if distance is not None:
-            fits.append(f"{name} {distance:.3f} ({len(pairs)} methods)")
-    return [
+def table2_notes(rows: list[MethodReadings], missing: list[str]) -> list[str]:
+    notes = [
         "each cell: mean ± std over the seeds read (row alignment: min / max over the Jacobian's rows, averaged over "
-        "the probe points); paper: GrokAlign Table 2, as SPEC gives it, one value per cell",
+        "the probe points); paper: GrokAlign Table 2, as SPEC gives it, one value per cell; seeds read: the trials "
+        "that grokked or were censored, of all run (a diverged or failed one is not read)",
         "end: the last evaluation of each trial's fixed budget; at it: each seed's first evaluation with test "
         "accuracy at or above the paper's for that method (a seed that never reached it is not read there)",
         "Δ vs baseline: difference of means at the end of the budget, with a 95 % Welch interval and the two-sided "
         "Welch t-test's p (scipy), seeds as the sample",
-        "distance to the paper's row alignments (root mean square of ours − paper's over min and max, means over "
-        "seeds): " + ("; ".join(fits) or "—"),
+        fit_note(rows),
     ]
+    return notes + ([f"not run: {', '.join(missing)}"] if missing else [])
 
 
-def table2(uri: str, runs: pd.DataFrame) -> tuple[list[Table], dict[str, pd.DataFrame]]:
-    """Table 2 per loss that the runs hold, and the runs' histories (for the figure)."""
+def fit_note(rows: list[MethodReadings]) -> str:
+    """Which reading lies nearer the paper's row alignments, over the methods that have both readings."""
+    both = [r for r in rows if all(r.read.values())]
+    if not both:
+        return "distance to the paper's row alignments: no method has both readings"
+    distances = {w: [distance(mean_reading(r.read[w]), r.paper) for r in both] for w in READINGS}
+    means = {w: float(np.mean(d)) for w, d in distances.items()}
+    per_method = "; ".join(
+        f"{METHOD_NAMES.get(r.method, r.method)} {distances['end'][i]:.3f} / {distances['paper'][i]:.3f}"
+        for i, r in enumerate(both)
+    )
+    nearer = min(means, key=means.get)
+    return (
+        f"distance to the paper's row alignments (root mean square of ours − paper's over min and max, means over "
+        f"seeds), at the end / at the paper's accuracy: {per_method}; mean {means['end']:.3f} / "
+        f"{means['paper']:.3f}: nearer {READINGS[nearer]}"
+    )
+
+
+def table2(uri: str, runs: pd.DataFrame) -> tuple[list[Table], pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Table 2 per loss that the runs hold, the runs it read and their histories (for the figure)."""
     runs = table2_runs(runs)
     if runs.empty:
         raise AnalysisError(
-            "no finished MNIST trial of the baseline, GrokAlign or adversarial training at init scale 8 trained on "
-            "past grokking (epochs_after_grok > 0): run sweeps/mnist_init.yaml or sweeps/mnist_table2_mse.yaml"
+            "no MNIST trial of the baseline, GrokAlign or adversarial training at init scale 8 trained on past "
+            "grokking to its whole budget (epochs_after_grok ≥ max_epochs): run sweeps/mnist_init.yaml or "
+            "sweeps/mnist_table2_mse.yaml"
         )
+    strengths = runs.groupby(["loss", "method"])["lam"].nunique()
+    if (strengths > 1).any():
+        loss, method = strengths[strengths > 1].index[0]
+        raise AnalysisError(f"{method} ran at several λ on {loss} among these runs: read one experiment per loss")
     hist = histories(uri, runs, CURVES)
     tables = [loss_table(loss, runs, hist) for loss in PUBLISHED if loss in set(runs["loss"])]
-    return tables, hist
+    return tables, runs, hist
 
 
 def alignment_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], loss: str):
@@ -234,10 +278,11 @@ def alignment_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], loss: st
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, paper in PUBLISHED[loss].items():
         colour = COLOURS.get(method, "k")
-        for i, run_id in enumerate(runs[(runs["loss"] == loss) & (runs["method"] == method)]["run_id"]):
+        read = runs[(runs["loss"] == loss) & (runs["method"] == method) & runs["status"].isin(["grokked", "censored"])]
+        for i, run_id in enumerate(read["run_id"]):
             points = evaluations(hist[run_id])
             for column in ("row_alignment_max", "row_alignment_min"):
-                label = METHOD_NAMES[method] if i == 0 and column == "row_alignment_max" else None
+                label = METHOD_NAMES.get(method, method) if i == 0 and column == "row_alignment_max" else None
                 ax.plot(points["test_acc"], points[column], "-", color=colour, lw=0.8, alpha=0.6, label=label)
                 ax.plot(points["test_acc"].iloc[-1:], points[column].iloc[-1:], "o", color=colour, markersize=5)
         ax.plot([paper.accuracy] * 2, [paper.row_min, paper.row_max], "*", color=colour, markersize=13, mec="k")
@@ -272,10 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def command(args: argparse.Namespace, formats: list[str]) -> list[Path]:
     uri = tracking_uri(args.tracking_uri)
     runs, read = load_runs(uri, [e.strip() for e in args.experiment.split(",") if e.strip()])
-    tables, hist = table2(uri, runs)
+    tables, chosen, hist = table2(uri, runs)
     out = output_dir(args, "mnist_table2")
     written = show_and_write(tables, out, formats)
-    chosen = table2_runs(runs)
     for loss in [t.name.removeprefix("table2_") for t in tables]:
         written += save(alignment_figure(chosen, hist, loss), out, f"row_alignment_{loss}")
     print(f"wrote {len(written)} files to {out.resolve()}")

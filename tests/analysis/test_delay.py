@@ -28,6 +28,8 @@ def runs():
     )
     # 4 updates an epoch, evaluated every 10 epochs (40 updates)
     return frame.assign(
+        task="mnist",
+        lam=0.0,
         loss="ce",
         eval_every=10.0,
         epochs_to_memorise=frame["steps_to_memorise"] / 4,
@@ -55,6 +57,19 @@ def test_no_delay_counts_seeds_that_grokked_within_one_evaluation_of_memorising(
     assert by[("GrokAlign", "1")]["no delay"] == "2/2"  # before memorising, or without it
     assert by[("Baseline", "8")]["no delay"] == "0/3"
     assert by[("GrokAlign", "1")]["steps to memorise"].startswith("1/2: ")
+
+
+def test_without_an_evaluation_interval_only_grokking_before_memorising_counts():
+    table = delay_table(runs().assign(eval_every=np.nan))
+    by = {(r[0], r[2]): r[6] for r in table.rows}
+    assert by[("GrokAlign", "1")] == "2/2" and by[("Baseline", "1")] == "0/3"
+
+
+def test_against_a_censored_baseline_the_ratio_is_a_bound():
+    slow = runs()
+    slow.loc[(slow["method"] == "baseline") & (slow["init_scale"] == 8.0), ["status", "steps"]] = ["censored", 10000]
+    by = {(r[0], r[2]): r[-1] for r in delay_table(slow).rows}
+    assert by[("GrokAlign", "8")] == f"≤ {800 / 9600:.3g}"  # the baseline's delay exceeds 10000 − 400
 
 
 def test_the_ratio_to_the_baseline_is_of_medians_at_the_same_init():

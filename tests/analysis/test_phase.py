@@ -46,13 +46,26 @@ def test_the_shape_is_spearmans_correlation_over_the_cells_not_censored():
     assert "over the 5 cells not censored" in note
 
 
-@pytest.mark.parametrize("wall_s, verdict", [((110.0,) * 6, "within"), ((111.0,) * 6, "over")])
+@pytest.mark.parametrize("wall_s, verdict", [(110.0, "within"), (111.0, "over")])
 def test_the_cost_rule_multiplies_the_mean_cell_by_196(wall_s, verdict):
-    note = phase_table(runs(wall_s)).notes[2]
-    hours = np.mean(wall_s) * 196 / 3600
-    assert f"= {hours:.1f} CPU-hours" in note
-    if verdict in ("within", "over"):
-        assert f"{verdict} the 6 CPU-hours" in note
+    note = phase_table(runs((wall_s,) * 6)).notes[2]
+    assert f"= {wall_s * 196 / 3600:.1f} CPU-hours, {verdict} the 6 CPU-hours" in note  # 110 s × 196 = 5.99 h
+
+
+def test_a_cells_cost_sums_its_seeds_and_a_diverged_cell_is_named():
+    second = runs().iloc[[0]].assign(wall_s=30.0)  # cell (0.8, 0.04) again, another seed: 10 + 30 s
+    gone = runs().iloc[[5]].assign(**{ALPHA: 3.2, "status": "diverged"})  # a cell whose one seed diverged
+    both = pd.concat([runs(), second, gone], ignore_index=True)
+    table = phase_table(both)
+    # per cell: 40, 20, 30, 40, 50, 60 and 60 s: mean 300 / 7
+    assert f"= {300 / 7 * 196 / 3600:.1f} CPU-hours" in table.notes[2] and "8 runs" in table.notes[2]
+    assert table.rows[-1] == ["3.2", "—", "diverged"]  # (3.2, 0.04) never ran
+
+
+def test_equal_amounts_give_no_correlation_and_the_verdict_reads_the_signs():
+    flat = runs().assign(final_test_mse_below_epoch=lambda r: r["final_train_mse_below_epoch"] + 5)
+    assert "all equal: no correlation" in phase_table(flat).notes[1]
+    assert phase_table(runs()).notes[1].endswith("neither holds")  # 5 cells cannot reach p < 0.05 here
 
 
 def test_runs_without_the_converged_rule_make_no_table():
