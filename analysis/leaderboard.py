@@ -3,9 +3,10 @@
 Reads the benchmark's parent run (the suite file as run, its stamp, the cost measurement) and its trial runs, and
 writes: leaderboard.md/.tex/.csv (each arm's score B per ruleset and time measure, over the tuning studies, beside
 its confirmation speed-up against the baseline), performance_profiles.png, confirmed_<workload>.md/.tex/.csv (the
-winning settings rerun on fresh seeds) and tuned_settings.md/.csv (what each arm's tuning landed on beside its
-published default). Without --no-log the files replace the parent run's copy, in its artifact folder leaderboard/.
-A rebuild reads neither git nor this machine: from the same store it writes the same bytes.
+winning settings rerun on fresh seeds), tuned_settings.md/.csv (what each arm's tuning landed on beside its
+published default) and stopper.md/.csv (the tuning updates the r_max stopper saved). Without --no-log the files
+replace the parent run's copy, in its artifact folder leaderboard/. A rebuild reads neither git nor this machine:
+from the same store it writes the same bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from analysis.leaderboard_confirmed import confirmed_table
 from analysis.leaderboard_data import Benchmark, read_benchmark
 from analysis.leaderboard_figure import profiles_figure
+from analysis.leaderboard_stopper import stopper_table
 from analysis.leaderboard_tables import leaderboard, scores, tuned_settings
 from analysis.output import (
     FORMATS,
@@ -55,6 +57,7 @@ def write_leaderboard(uri: str, bench: Benchmark, out: Path, log_to_parent: bool
     board = scores(bench)
     shown, frame = leaderboard(bench, board)
     tables = [shown, *(confirmed_table(bench, w) for w in bench.suite.workloads), tuned_settings(bench)]
+    tables.append(stopper_table(bench))
     out.mkdir(parents=True, exist_ok=True)
     written = write_tables(tables, frame, out)
     written.append(profiles_figure(board, bench.suite.r_max, out / "performance_profiles.png"))
@@ -64,12 +67,13 @@ def write_leaderboard(uri: str, bench: Benchmark, out: Path, log_to_parent: bool
 
 
 def write_tables(tables: list[Table], leaderboard_csv, out: Path) -> list[Path]:
-    """Markdown and LaTeX of each (the tuned settings: Markdown and CSV), the CSVs with fixed float digits."""
-    board, *confirmed, tuned = tables
-    written = write([board, *confirmed], out, ("md", "tex")) + write([tuned], out, ("md",))
+    """Markdown and LaTeX of each (the tuned settings and the stopper's savings: Markdown and CSV), the CSVs with
+    fixed float digits."""
+    board, *confirmed, tuned, stopper = tables
+    written = write([board, *confirmed], out, ("md", "tex")) + write([tuned, stopper], out, ("md",))
     leaderboard_csv.to_csv(out / "leaderboard.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
     written.append(out / "leaderboard.csv")
-    written += write([*confirmed, tuned], out, ("csv",))
+    written += write([*confirmed, tuned, stopper], out, ("csv",))
     return written
 
 

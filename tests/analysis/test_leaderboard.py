@@ -19,8 +19,9 @@ from analysis.runs import AnalysisError
 from analysis.stats import SpeedUp
 from grokbench.benchmark.outcomes import DRAWN_TAG, TRIAL_TAG
 from grokbench.benchmark.plan import Coordinates
+from grokbench.benchmark.suite import STOPPED_BY_R_MAX
 from grokbench.machine import as_tags
-from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
+from grokbench.sweep.keys import KEY_TAG, STOPPED_BY_TAG, SWEEP_TAG
 from grokbench.sweep.mlflow_store import PARENT_RUN_TAG, PARENT_TAG, TrackingStore
 
 SUITE = """\
@@ -75,9 +76,11 @@ CONFIRMED = {
     ("xor", "grokalign"): [200, 220, 240],  # median 220: > 400 / 220 faster
 }
 BUDGET = {"mod": 200, "xor": 400}
+STOPPED = {("mod", "stablemax", 0): 150}  # the r_max stopper ended this miss at step 150 of its 200
 
 
-def log_run(client, experiment, parent, coords, steps, drawn=None, before=False, benchmark_id=BENCHMARK):
+def log_run(client, experiment, parent, coords, steps, drawn=None, before=False, benchmark_id=BENCHMARK, stopped=None):
+    """`stopped`: the step at which the r_max stopper ended the trial (a miss)."""
     tags = {
         **coords.tags("tiny"),
         KEY_TAG: f"{coords.workload}-{coords.arm}-{coords.phase}-{coords.study}-{coords.trial}",
@@ -88,9 +91,9 @@ def log_run(client, experiment, parent, coords, steps, drawn=None, before=False,
         "grokked_before_memorised": str(before),
         PARENT_RUN_TAG: parent,
         **as_tags(MACHINE),
-    }
+    } | ({STOPPED_BY_TAG: STOPPED_BY_R_MAX} if stopped else {})
     run = client.create_run(experiment, tags=tags).info.run_id
-    ran = BUDGET[coords.workload] if steps is None else steps
+    ran = stopped or (BUDGET[coords.workload] if steps is None else steps)
     metrics = {"steps": ran, "train_time_s": ran / 100, "steps_to_memorise": 40, "time_to_memorise_s": 0.4}
     metrics["final_test_acc"] = 0.5 if steps is None else 0.96
     if steps is not None:
@@ -130,7 +133,8 @@ def store(tmp_path_factory, migrated_store) -> TrackingStore:
         for study, steps in enumerate(times):
             drawn = {"lam": LAMS[study]} if arm == "grokalign" else {}
             coords = Coordinates(workload, arm, "paper", "tuning", study, 0)
-            log_run(client, experiment, parent, coords, None if steps == INF else steps, drawn)
+            stopped = STOPPED.get((workload, arm, study))
+            log_run(client, experiment, parent, coords, None if steps == INF else steps, drawn, stopped=stopped)
     for (workload, arm), steps in OPEN.items():
         drawn = {"lr": 0.03, "weight_decay": 0.2} | ({"lam": 0.001} if arm == "grokalign" else {})
         coords = Coordinates(workload, arm, "open", "tuning", 0, 0)
@@ -287,3 +291,17 @@ def test_a_bad_suite_or_cost_artifact_is_one_line_naming_the_benchmark():
         _costs({"costs.json": costs}, "b-1", suite)
     with pytest.raises(AnalysisError, match="costs.json: missing 'seconds_per_update'"):
         _costs({"costs.json": "{}"}, "b-1", suite)
+
+
+def test_the_stopper_table_counts_what_a_stopped_miss_would_have_run(built):
+    saved = pd.read_csv(built / "stopper.csv").set_index(["workload", "ruleset"])
+    mod = saved.loc[("mod", "paper")]
+    # baseline 100 + 120 + 200 (a miss at the budget), grokalign 60 + 50 + 80, stablemax 150 (stopped) + 200 + 200
+    assert (mod["tuning trials"], mod["stopped"]) == (9, 1)
+    assert (mod["updates_run"], mod["updates_without"]) == (1160, 1210)  # the stopped one to its budget of 200
+    assert mod["saved"] == f"{1 - 1160 / 1210:.0%}"
+    # modelled: × 0.01 s (baseline, stablemax) and 0.02 s (grokalign) an update
+    assert mod["modelled_s_run"] == pytest.approx(4.2 + 3.8 + 5.5)
+    assert mod["modelled_s_without"] == pytest.approx(4.2 + 3.8 + 5.5 + 50 * 0.01)
+    assert saved.loc[("xor", "paper"), "stopped"] == 0
+    assert saved.loc[("all", "both"), "updates_without"] - saved.loc[("all", "both"), "updates_run"] == 50
