@@ -2,6 +2,7 @@
 a real SQLite MLflow store with known curves, checked against values worked out by hand."""
 
 import math
+import shutil
 
 import mlflow
 import pandas as pd
@@ -40,8 +41,9 @@ def log_curves(client, run_id, points):
 
 
 @pytest.fixture(scope="module")
-def uri(tmp_path_factory):
+def uri(tmp_path_factory, migrated_store):
     path = tmp_path_factory.mktemp("table2") / "mlflow.db"
+    shutil.copy(migrated_store, path)
     uri = f"sqlite:///{path}"
     client = mlflow.MlflowClient(uri)
     experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist_init")
@@ -128,8 +130,9 @@ def test_distance_to_the_paper_is_over_the_methods_read_both_ways(uri, tmp_path)
     assert end < paper and f"mean {end:.3f} / {paper:.3f}: nearer at the end of the budget" in text
 
 
-def test_no_table2_trials_is_a_clear_error(uri, tmp_path, capsys):
+def test_no_table2_trials_is_a_clear_error(uri, tmp_path, capsys, migrated_store):
     assert table2_main(["--tracking-uri", uri, "--experiment", "mnist_init,nothing", "--out", str(tmp_path)]) == 2
+    shutil.copy(migrated_store, tmp_path / "empty.db")
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
     client = mlflow.MlflowClient(empty)
     experiment_id = TrackingStore(empty).prepare_experiment("grokbench/mnist_init")
