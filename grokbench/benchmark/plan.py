@@ -216,15 +216,19 @@ def trial_count(suite: Suite) -> int:
 
 def seconds_per_update(suite: Suite, measure_updates: int = 20) -> dict[tuple[str, str], float]:
     """(workload, arm) → seconds per update, evaluation included, measured here on the arm's paper-ruleset trial
-    at its thread count (as `grokbench sweep --dry-run` times an epoch), over at least `measure_updates` updates."""
-    out = {}
+    at its thread count (as `grokbench sweep --dry-run` times an epoch), over at least `measure_updates` updates;
+    a workload's arms are timed side by side, taking turns, so that their ratios hold where the machine drifts."""
+    configs: dict[str, dict[str, TrialConfig]] = {}
     for workload, arm in suite.applicable():
         cfg = placed(suite.config(workload, arm, {}, seed=0), suite)
         if cfg.device == "cuda" and not gpu_here():
             cfg = cfg.replace(device="cpu")  # a cluster's GPU trials, timed on this machine's CPU
-        per_epoch = updates_per_epoch(cfg)
-        epochs = max(1, math.ceil(measure_updates / per_epoch))
-        out[workload, arm] = seconds_per_epoch({arm: cfg}, epochs=epochs)[arm] / per_epoch
+        configs.setdefault(workload, {})[arm] = cfg
+    out = {}
+    for workload, arms in configs.items():
+        epochs = max(max(1, math.ceil(measure_updates / updates_per_epoch(cfg))) for cfg in arms.values())
+        for arm, seconds in seconds_per_epoch(arms, epochs=epochs).items():
+            out[workload, arm] = seconds / updates_per_epoch(arms[arm])
     return out
 
 

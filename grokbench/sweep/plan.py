@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ from grokbench.tasks import TASKS
 SWEEP_STARTUP_S = 20.0
 TRIAL_STARTUP_S = 8.0
 MEASURE_EPOCHS = 2  # timed per method for a dry run's estimate, after one of warm-up
+TIMING_ROUNDS = 5  # turns the configs timed together take, each a share of the epochs
 
 
 def placed(cfg: TrialConfig, spec: SweepSpec) -> TrialConfig:
@@ -202,20 +204,32 @@ def representatives(spec: SweepSpec, trials: list[TrialConfig]) -> dict[str, Tri
 
 def seconds_per_epoch(configs: dict[str, TrialConfig], epochs: int = MEASURE_EPOCHS) -> dict[str, float]:
     """Per method (or any name for a config): seconds per epoch, evaluation included, measured here at the
-    trial's thread count over `epochs` epochs after one of warm-up."""
+    trial's thread count over `epochs` epochs after one of warm-up. The configs take turns, in rounds of a share
+    of the epochs each, and each keeps its median round: a slow spell of the machine then falls on every config
+    alike, so their ratios hold even where the seconds drift."""
     from grokbench.train import Trial
 
-    per_epoch: dict[str, float] = {}
-    for method, cfg in configs.items():
-        trial = Trial(cfg)
+    trials = {name: Trial(cfg) for name, cfg in configs.items()}
+    for trial in trials.values():
         trial.train_epochs(1)  # warm-up
-        start = time.perf_counter()
-        trial.train_epochs(epochs)
-        train = (time.perf_counter() - start) / epochs
-        start = time.perf_counter()
-        trial.evaluate()
-        per_epoch[method] = train + (time.perf_counter() - start) / cfg.eval_every
-    return per_epoch
+    rounds = min(epochs, TIMING_ROUNDS)
+    chunks = [epochs // rounds + (i < epochs % rounds) for i in range(rounds)]
+    train: dict[str, list[float]] = {name: [] for name in trials}
+    evaluation: dict[str, list[float]] = {name: [] for name in trials}
+    for chunk in chunks:
+        for name, trial in trials.items():
+            train[name].append(_timed(lambda trial=trial, chunk=chunk: trial.train_epochs(chunk)) / chunk)
+            evaluation[name].append(_timed(trial.evaluate))
+    return {
+        name: statistics.median(train[name]) + statistics.median(evaluation[name]) / trials[name].cfg.eval_every
+        for name in trials
+    }
+
+
+def _timed(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
 
 
 def estimate_seconds(
