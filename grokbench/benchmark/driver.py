@@ -23,7 +23,7 @@ from typing import Any
 
 from grokbench.benchmark.outcomes import DRAWN_TAG, TRIAL_TAG, latest_outcomes, winners
 from grokbench.benchmark.plan import PlannedTrial, confirmation_trials, seconds_per_update, tuning_trials
-from grokbench.benchmark.stopper import FinishedTrial, RMaxStopper, TrialCoordinates
+from grokbench.benchmark.stopper import FinishedTrial, RMaxStopper
 from grokbench.benchmark.suite import (
     BENCHMARK_PARENT,
     BENCHMARK_TAG,
@@ -268,11 +268,7 @@ class StoredHistory:
     def __call__(self) -> list[FinishedTrial]:
         store = TrackingStore(self.uri)
         finished = [o for o in _outcomes(store, self.experiment_id, self.benchmark_id) if o.finished]
-        return [FinishedTrial(_coordinates(o.coords), o.steps_to_target) for o in finished]
-
-
-def _coordinates(c) -> TrialCoordinates:
-    return TrialCoordinates(c.workload, c.arm, c.ruleset, c.study, c.phase)
+        return [FinishedTrial(o.coords, o.steps_to_target) for o in finished]
 
 
 def _entries(suite: Suite, trials: Iterable[PlannedTrial]) -> list[dict[str, Any]]:
@@ -281,7 +277,7 @@ def _entries(suite: Suite, trials: Iterable[PlannedTrial]) -> list[dict[str, Any
         {
             "config": placed(p.config, suite).to_dict(),
             "checkpoint_every": suite.checkpoint_every,
-            "benchmark": asdict(_coordinates(p.coords)),
+            "benchmark": asdict(p.coords),
             "tags": {**p.coords.tags(suite.name), TRIAL_TAG: str(p.coords.trial), DRAWN_TAG: json.dumps(p.drawn)},
         }
         for p in trials

@@ -20,7 +20,6 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from grokbench.benchmark.plan import Coordinates
 from grokbench.benchmark.score import TimeTable, study_time
 from grokbench.benchmark.suite import (
     ARM_TAG,
@@ -28,6 +27,7 @@ from grokbench.benchmark.suite import (
     RULESET_TAG,
     STUDY_TAG,
     WORKLOAD_TAG,
+    Coordinates,
     Suite,
 )
 from grokbench.sweep.keys import FINAL_STATUSES, STOPPED_BY_TAG, SWEEP_TAG, outcome_rank

@@ -30,16 +30,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 
 from grokbench.benchmark.score import stop_factor
-from grokbench.benchmark.suite import (
-    ARM_TAG,
-    BENCHMARK_TAG,
-    PHASE_TAG,
-    RULESET_TAG,
-    STUDY_TAG,
-    TUNING_SEED_BASE,
-    WORKLOAD_TAG,
-    Suite,
-)
+from grokbench.benchmark.suite import TUNING_SEED_BASE, Coordinates, Suite
 from grokbench.config import ConfigError, TrialConfig
 from grokbench.progress import counted, duration
 from grokbench.sweep.errors import SweepError
@@ -47,30 +38,6 @@ from grokbench.sweep.keys import trial_key
 from grokbench.sweep.plan import TRIAL_STARTUP_S, gpu_here, local_concurrency, placed, seconds_per_epoch
 from grokbench.sweep.spec import Range
 from grokbench.tasks import TASKS
-
-
-@dataclass(frozen=True)
-class Coordinates:
-    """Where a trial sits in the benchmark. A confirmation trial keeps the study its setting won and counts its
-    seeds as trials."""
-
-    workload: str
-    arm: str
-    ruleset: str
-    phase: str  # "tuning" | "confirmation"
-    study: int
-    trial: int
-
-    def tags(self, suite: str) -> dict[str, str]:
-        """The MLflow tags of the trial's run."""
-        return {
-            BENCHMARK_TAG: suite,
-            WORKLOAD_TAG: self.workload,
-            ARM_TAG: self.arm,
-            RULESET_TAG: self.ruleset,
-            STUDY_TAG: str(self.study),
-            PHASE_TAG: self.phase,
-        }
 
 
 @dataclass(frozen=True)

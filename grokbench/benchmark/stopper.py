@@ -28,7 +28,7 @@ study; arm A's studies take 1 and 1 (best T = 1), arm B's 1 and 6, so r_B = (1 +
 finish U = 1, and B's second trial would be stopped at step 5 > 4 × 1; B's median becomes (1 + ∞) / 2 = ∞.
 
 **What the stopper reads from a result** (Ray 2.60: `Trainable.train` adds the trial's `config` to every result):
-`config["trial"]["benchmark"]` = {workload, arm, ruleset, study, phase} (`TrialCoordinates`); `step` (updates so
+`config["trial"]["benchmark"]` = {workload, arm, ruleset, phase, study, trial} (`Coordinates`); `step` (updates so
 far); on the last report `summary`, whose `status` is "grokked" when the trial reached the target, at
 `steps_to_grok`; and on every report `steps_to_grok` (REACHED_KEY, None before the target). A report without
 REACHED_KEY never stops its trial (the stopper cannot tell it has not reached the target) and logs a warning once.
@@ -55,7 +55,7 @@ from typing import Any
 from ray.tune.stopper import Stopper
 
 from grokbench.benchmark.score import stop_factor, threshold_u
-from grokbench.benchmark.suite import PHASES, RULESETS, STOPPED_BY_R_MAX
+from grokbench.benchmark.suite import RULESETS, STOPPED_BY_R_MAX, Coordinates
 from grokbench.sweep.keys import STOPPED_BY
 
 log = logging.getLogger("grokbench.benchmark.stopper")
@@ -65,40 +65,16 @@ TUNING = "tuning"
 
 
 @dataclass(frozen=True)
-class TrialCoordinates:
-    """Where a benchmark trial belongs, as the coordinator puts it in Tune's config."""
-
-    workload: str
-    arm: str
-    ruleset: str  # one of RULESETS
-    study: int
-    phase: str  # one of PHASES
-
-    def __post_init__(self) -> None:
-        if self.ruleset not in RULESETS or self.phase not in PHASES or type(self.study) is not int:
-            raise ValueError(f"benchmark trial coordinates: bad ruleset, phase or study in {self}")
-
-    @classmethod
-    def of(cls, config: Mapping[str, Any]) -> TrialCoordinates:
-        """From Tune's config of a trial: config["trial"]["benchmark"]."""
-        try:
-            block = config["trial"]["benchmark"]
-            return cls(block["workload"], block["arm"], block["ruleset"], block["study"], block["phase"])
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"not a benchmark trial's config: no trial.benchmark.{err}") from None
-
-
-@dataclass(frozen=True)
 class FinishedTrial:
     """A trial that ended: at the target after `steps_to_target` updates, or None (censored, diverged, stopped)."""
 
-    coordinates: TrialCoordinates
+    coordinates: Coordinates
     steps_to_target: int | None
 
 
 @dataclass(frozen=True)
 class StoppedTrial:
-    coordinates: TrialCoordinates
+    coordinates: Coordinates
     step: int  # where it was stopped: the coordinator records the trial as censored there
     limit_steps: float  # f · r_max · U_steps when it was stopped
     limit_modelled_s: float  # f · r_max · U_modelled
@@ -144,7 +120,7 @@ class RMaxStopper(Stopper):
                 self.seed(self.history())
         if trial_id in self._stopped:
             return True
-        where = TrialCoordinates.of(result["config"])
+        where = Coordinates.of(result["config"])
         if where.phase != TUNING:
             return False
         if "summary" in result:  # its last report
@@ -196,7 +172,7 @@ class RMaxStopper(Stopper):
 
     # ---- the rule ---------------------------------------------------------------------------------------------
 
-    def _stop_if_beyond(self, trial_id: str, where: TrialCoordinates, result: dict[str, Any]) -> bool:
+    def _stop_if_beyond(self, trial_id: str, where: Coordinates, result: dict[str, Any]) -> bool:
         u_steps, u_modelled = self.thresholds(where.workload, where.ruleset)
         f = stop_factor(self._studies(where.ruleset))  # why 2 for an even S: the module's docstring
         limit_steps, limit_modelled = f * (self.r_max * u_steps), f * (self.r_max * u_modelled)
@@ -223,7 +199,7 @@ class RMaxStopper(Stopper):
             return False
         return result[REACHED_KEY] is None
 
-    def _cost(self, where: TrialCoordinates) -> float:
+    def _cost(self, where: Coordinates) -> float:
         try:
             return self.costs[where.workload, where.arm]
         except KeyError:

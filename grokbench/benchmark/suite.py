@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,47 @@ RESERVED = {"task", "method", "seed", "max_epochs"}  # the benchmark sets these 
 # a task refuses an arm through these settings: the method (a capability it lacks, Muon's hidden matrices) or the
 # loss (StableMax needs a class distribution)
 REFUSALS = ("method", "loss")
+
+
+@dataclass(frozen=True)
+class Coordinates:
+    """Where a trial sits in the benchmark. A confirmation trial keeps the study its setting won and counts its
+    seeds as trials. The coordinator puts them in Tune's config (`config["trial"]["benchmark"]`), where the r_max
+    stopper reads them."""
+
+    workload: str
+    arm: str
+    ruleset: str  # one of RULESETS
+    phase: str  # one of PHASES
+    study: int
+    trial: int
+
+    def __post_init__(self) -> None:
+        if self.ruleset not in RULESETS or self.phase not in PHASES or not _whole(self.study, self.trial):
+            raise ValueError(f"benchmark trial coordinates: bad ruleset, phase, study or trial in {self}")
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Coordinates:
+        """From Tune's config of a trial: config["trial"]["benchmark"]."""
+        try:
+            return cls(**{f.name: config["trial"]["benchmark"][f.name] for f in dataclasses.fields(cls)})
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not a benchmark trial's config: no trial.benchmark.{err}") from None
+
+    def tags(self, suite: str) -> dict[str, str]:
+        """The MLflow tags of the trial's run."""
+        return {
+            BENCHMARK_TAG: suite,
+            WORKLOAD_TAG: self.workload,
+            ARM_TAG: self.arm,
+            RULESET_TAG: self.ruleset,
+            STUDY_TAG: str(self.study),
+            PHASE_TAG: self.phase,
+        }
+
+
+def _whole(*values: Any) -> bool:
+    return all(type(v) is int for v in values)
 
 
 @dataclass(frozen=True)

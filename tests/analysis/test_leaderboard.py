@@ -18,8 +18,7 @@ from analysis.leaderboard_data import _costs, _suite
 from analysis.runs import AnalysisError
 from analysis.stats import SpeedUp
 from grokbench.benchmark.outcomes import DRAWN_TAG, TRIAL_TAG
-from grokbench.benchmark.plan import Coordinates
-from grokbench.benchmark.suite import STOPPED_BY_R_MAX
+from grokbench.benchmark.suite import STOPPED_BY_R_MAX, Coordinates
 from grokbench.machine import as_tags
 from grokbench.sweep.keys import KEY_TAG, STOPPED_BY_TAG, SWEEP_TAG
 from grokbench.sweep.mlflow_store import PARENT_RUN_TAG, PARENT_TAG, TrackingStore

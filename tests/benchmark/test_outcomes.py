@@ -5,8 +5,7 @@ import math
 import pytest
 
 from grokbench.benchmark.outcomes import DRAWN_TAG, TRIAL_TAG, TrialOutcome, latest_outcomes, time_table, winners
-from grokbench.benchmark.plan import Coordinates
-from grokbench.benchmark.suite import load_suite
+from grokbench.benchmark.suite import Coordinates, load_suite
 from grokbench.sweep.keys import KEY_TAG, SWEEP_TAG
 from grokbench.sweep.mlflow_store import TrackingStore
 

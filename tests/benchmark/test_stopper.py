@@ -21,8 +21,8 @@ from grokbench.benchmark.stopper import (
     FinishedTrial,
     RMaxStopper,
     StoppedTrial,
-    TrialCoordinates,
 )
+from grokbench.benchmark.suite import Coordinates
 from grokbench.sweep.keys import STOPPED_BY
 
 R_MAX = 4.0
@@ -31,7 +31,7 @@ INF = math.inf
 
 def config(workload="w", arm="A", ruleset="open", study=0, phase="tuning") -> dict:
     """Tune's config of a benchmark trial, as the coordinator builds it."""
-    where = {"workload": workload, "arm": arm, "ruleset": ruleset, "study": study, "phase": phase}
+    where = {"workload": workload, "arm": arm, "ruleset": ruleset, "phase": phase, "study": study, "trial": 0}
     return {"trial": {"config": {"task": "xor", "seed": 1}, "checkpoint_every": 500, "benchmark": where}}
 
 
@@ -51,7 +51,7 @@ def last_report(step: int, reached: int | None, **where) -> dict:
 @dataclass(frozen=True)
 class SimTrial:
     trial_id: str
-    where: TrialCoordinates
+    where: Coordinates
     reached: int | None  # the step of the first evaluation at the target; None: a miss within the budget
     reports: tuple[int, ...]  # the steps it reports at; the last one carries the summary
     start: float  # when it starts, and its seconds per update: the order in which reports reach Tune
@@ -112,7 +112,7 @@ def benchmarks(draw) -> Benchmark:
                 for study in range(studies[rs]):
                     for _ in range(per_study[rs]):
                         reached, reports = draw(trial_steps(every, 40, typical))
-                        where = TrialCoordinates(w, a, rs, study, "tuning")
+                        where = Coordinates(w, a, rs, "tuning", study, 0)
                         start, pace = rng.uniform(0, 20), rng.uniform(0.1, 3)
                         trials.append(SimTrial(f"t{len(trials)}", where, reached, reports, start, pace))
     return Benchmark(costs, studies, refused, tuple(trials))
@@ -180,7 +180,7 @@ def by_hand(costs: dict[str, float], studies: int, trials: list[tuple[str, int, 
     """A one-workload benchmark under `open`: trials as (arm, study, reached, last step, start, pace), each
     reporting at every step up to its last."""
     sims = tuple(
-        SimTrial(f"t{i}", TrialCoordinates("w", arm, "open", study, "tuning"), reached, tuple(range(last + 1)), t0, v)
+        SimTrial(f"t{i}", Coordinates("w", arm, "open", "tuning", study, 0), reached, tuple(range(last + 1)), t0, v)
         for i, (arm, study, reached, last, t0, v) in enumerate(trials)
     )
     return Benchmark({("w", a): c for a, c in costs.items()}, {"open": studies}, frozenset(), sims)
@@ -305,7 +305,7 @@ def test_a_stop_is_marked_listed_and_logged(caplog):
     with caplog.at_level(logging.INFO, "grokbench.benchmark.stopper"):
         assert stopper("b", result) is True
     assert result[STOPPED_BY] == "r_max"
-    assert dict(stopper.stopped) == {"b": StoppedTrial(TrialCoordinates("w", "B", "open", 0, "tuning"), 60, 40.0, 40.0)}
+    assert dict(stopper.stopped) == {"b": StoppedTrial(Coordinates("w", "B", "open", "tuning", 0, 0), 60, 40.0, 40.0)}
     message = caplog.records[-1].getMessage()
     assert "trial b (w, B, open, study 0) at step 60 > 40 = 1 × 4 × U_steps 10, modelled 180 s > 40 s" in message
     assert stopper("b", report(61, arm="B")) is True  # a late report of a stopped trial
@@ -313,7 +313,7 @@ def test_a_stop_is_marked_listed_and_logged(caplog):
 
 
 def test_seeded_from_trials_finished_before_a_resume():
-    finished = [FinishedTrial(TrialCoordinates("w", "A", "open", 0, "tuning"), 10)]
+    finished = [FinishedTrial(Coordinates("w", "A", "open", "tuning", 0, 0), 10)]
     costs = {("w", "A"): 1.0}
     seeded = RMaxStopper(costs, {"open": 1}, R_MAX)
     seeded.seed(finished)
@@ -335,7 +335,7 @@ def test_seeded_from_trials_finished_before_a_resume():
         (lambda: three_arms()("x", {"step": 1, "config": {"trial": {"config": {}}}}), "not a benchmark trial"),
         (lambda: three_arms()("x", report(1, arm="D")), "no cost per update for arm D on w"),
         (lambda: three_arms()("x", report(1, ruleset="paper")), "no study count for ruleset paper"),
-        (lambda: three_arms()("x", report(1, ruleset="closed")), "bad ruleset, phase or study"),
+        (lambda: three_arms()("x", report(1, ruleset="closed")), "bad ruleset, phase, study or trial"),
         (lambda: finish(three_arms(), "A", 1, 5), "more studies than S"),
     ],
 )
@@ -372,7 +372,7 @@ def test_on_tune_the_stopper_reads_the_config_and_its_mark_reaches_the_callbacks
         tune.report({"step": last, "summary": {"status": status, "steps_to_grok": reach}})
 
     def entry(arm, reach, last):
-        where = {"workload": "w", "arm": arm, "ruleset": "open", "study": 0, "phase": "tuning"}
+        where = {"workload": "w", "arm": arm, "ruleset": "open", "phase": "tuning", "study": 0, "trial": 0}
         return {"benchmark": where, "reach": reach, "last": last}
 
     stopper = RMaxStopper({("w", "A"): 1.0, ("w", "B"): 1.0}, {"open": 1}, R_MAX)
