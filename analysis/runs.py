@@ -15,10 +15,7 @@ from grokbench.sweep.uri import check_readable
 
 log = logging.getLogger(f"grokbench.{__name__}")
 
-NUMERIC_PARAMS = (
-    *("lam", "init_scale", "seed", "max_epochs", "epochs_after_grok", "eval_every", "weight_decay", "lr"),
-    "softmax_precision",
-)
+NUMERIC_PARAMS = ("lam", "init_scale", "seed", "max_epochs", "epochs_after_grok", "eval_every", "weight_decay", "lr")
 SUMMARY_METRICS = (  # a trial's summary figures; max_epochs among them: a continued trial's last budget
     "max_epochs",
     "steps",
@@ -137,6 +134,8 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
     runs["condition"] = [c for _, c in labels]
     for name in NUMERIC_PARAMS:
         runs[name] = pd.to_numeric(column(f"params.{name}"), errors="coerce")
+    # from the resolved settings: runs logged before `softmax_precision` stored `float64_loss`
+    runs["softmax_precision"] = pd.to_numeric([getattr(c, "softmax_precision", None) for c in configs], errors="coerce")
     finals = [name.removeprefix("metrics.") for name in raw if name.startswith("metrics.final_")]
     further = [name for event in _declared_and_logged_events(raw, configs) for name in event_columns(event)]
     for name in dict.fromkeys([*SUMMARY_METRICS, *finals, *further]):

@@ -204,20 +204,26 @@ def representatives(spec: SweepSpec, trials: list[TrialConfig]) -> dict[str, Tri
 
 def seconds_per_epoch(configs: dict[str, TrialConfig], epochs: int = MEASURE_EPOCHS) -> dict[str, float]:
     """Per method (or any name for a config): seconds per epoch, evaluation included, measured here at the
-    trial's thread count over `epochs` epochs after one of warm-up. The configs take turns, in rounds of a share
-    of the epochs each, and each keeps its median round: a slow spell of the machine then falls on every config
-    alike, so their ratios hold even where the seconds drift."""
+    trial's thread count over `epochs` epochs after one epoch and one evaluation of warm-up. The configs take
+    turns, in up to TIMING_ROUNDS rounds of a share of the epochs each, and each keeps the median of its rounds'
+    training and evaluation times: a slow spell of the machine then falls on every config alike, so their ratios
+    hold where the seconds drift (with two rounds the median is their mean)."""
+    import torch
+
     from grokbench.train import Trial
 
     trials = {name: Trial(cfg) for name, cfg in configs.items()}
     for trial in trials.values():
-        trial.train_epochs(1)  # warm-up
+        trial.train_epochs(1)
+        trial.evaluate()
     rounds = min(epochs, TIMING_ROUNDS)
     chunks = [epochs // rounds + (i < epochs % rounds) for i in range(rounds)]
     train: dict[str, list[float]] = {name: [] for name in trials}
     evaluation: dict[str, list[float]] = {name: [] for name in trials}
     for chunk in chunks:
         for name, trial in trials.items():
+            if trial.cfg.threads is not None:  # Trial() sets the process's threads: the last one built set them
+                torch.set_num_threads(trial.cfg.threads)
             train[name].append(_timed(lambda trial=trial, chunk=chunk: trial.train_epochs(chunk)) / chunk)
             evaluation[name].append(_timed(trial.evaluate))
     return {
