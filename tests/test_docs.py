@@ -380,6 +380,7 @@ def example_method() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow  # trains XOR to grokking with the example method: seconds
 def test_the_example_method_registers_and_groks_on_xor():
     registered = dict(METHODS)
     namespace: dict = {}

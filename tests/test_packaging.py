@@ -67,6 +67,7 @@ def test_the_wheel_carries_every_module_every_sweep_file_and_the_license(wheel):
     assert "License-Expression: Apache-2.0" in zipfile.ZipFile(wheel).read(f"{dist_info}/METADATA").decode()
 
 
+@pytest.mark.slow  # runs the installed package in a subprocess: seconds
 def test_an_installed_grokbench_finds_its_sweeps_from_another_folder(site_packages, tmp_path):
     code = "import grokbench.shipped as s, grokbench.benchmark.suite as b; print(s.SWEEPS_DIR); print(*s.sweep_names())"
     code += "; print(*b.suite_names()); print(b.load_suite('smoke').path)"

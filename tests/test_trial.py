@@ -236,6 +236,7 @@ def test_a_censored_trial_given_a_larger_budget_continues_where_it_stopped():
     assert summary["train_time_s"] > short.train_time_s  # the clock carries on
 
 
+@pytest.mark.slow  # trains two XOR trials past grokking: seconds
 def test_a_grokked_trial_asked_to_train_further_past_grokking_continues():
     first = Trial(config_of(task="xor"))
     assert first.run()["epochs"] == 112

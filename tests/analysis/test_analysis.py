@@ -172,6 +172,7 @@ def test_every_trial_has_a_row_with_its_speed_per_update(store, tmp_path, capsys
     assert by_key.loc[("Adversarial Training", "2"), "status"] == "diverged"
 
 
+@pytest.mark.slow  # every figure in two formats: seconds
 def test_figures_are_written_and_not_empty(store, tmp_path):
     shutil.copy(store, tmp_path / "mlflow.db")
     out = tmp_path / "figs"

@@ -234,6 +234,7 @@ def real_trials(tmp_path, migrated_store) -> str:
     return uri
 
 
+@pytest.mark.slow  # four real trials, then their figures: seconds
 def test_accuracy_and_gini_figures_of_real_trials_use_a_log_step_axis_a_panel_per_embedding_and_mark_memorising(
     tmp_path, migrated_store
 ):

@@ -58,6 +58,10 @@ def log_sweep(uri, path):
         callback.on_trial_complete(0, [], tune_trial)
 
 
+# every test here reads the same tiny real sweeps, whose training takes seconds: the slow tier
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, migrated_store):
     path = tmp_path_factory.mktemp("polynomial") / "mlflow.db"
@@ -217,7 +221,6 @@ def test_a_smaller_budget_censors_the_strict_event_too(uri, tmp_path):
     assert events.loc["0.25", "epochs to grok_strict"] == f"> {budget} (2 of 2 censored)"
 
 
-@pytest.mark.slow  # four figures in two formats: several seconds
 def test_figures_come_from_the_curves_the_task_declares(uri, tmp_path):
     out = tables(uri, tmp_path, "polynomial_alpha", "--figures")
     for name in ("polynomial_curves", "polynomial_diagnostics", "epochs_to_grok_vs_alpha"):

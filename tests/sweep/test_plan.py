@@ -215,6 +215,7 @@ def test_the_estimate_is_every_budget_at_the_measured_pace_spread_over_the_slots
     assert estimate_seconds(search, [], 1, rates) == pytest.approx(SWEEP_STARTUP_S + 9.0 + 6 * TRIAL_STARTUP_S)
 
 
+@pytest.mark.slow  # imports the planner in a fresh interpreter: seconds
 def test_planning_needs_neither_ray_nor_mlflow():
     import subprocess
 

@@ -76,6 +76,7 @@ def test_a_store_that_is_missing_or_empty_is_reported_and_left_alone(tmp_path, c
         check_readable(f"sqlite:///{empty}")
 
 
+@pytest.mark.slow  # three analysis commands against one store: seconds
 def test_each_invocation_logs_one_analysis_run_that_no_reader_counts_as_a_trial(smoke_store, tmp_path, capsys):
     uri, experiment_id = smoke_store
     assert tables_main(["--tracking-uri", uri, "--out", "first", "--figures"]) == 0

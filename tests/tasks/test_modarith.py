@@ -111,6 +111,7 @@ def test_bad_settings_give_one_clear_line_and_exit_code_2(flags, message, capsys
     assert err.startswith("grokbench: error: ") and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # a real process per bad setting: seconds
 def test_bad_settings_exit_2_in_a_real_process_from_another_directory(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "grokbench.cli", "run", "modarith", "--p", "21"],
@@ -371,6 +372,7 @@ def test_gini_of_matrices_with_known_fourier_content():
     assert additive(legendre.unsqueeze(1)).item() == pytest.approx(hand_gini([0.0] * 7 + [1.0] * 6))
 
 
+@pytest.mark.slow  # times every method's updates: seconds
 def test_bench_gives_every_methods_ratio_to_the_baseline(capsys):
     assert main(["bench", "--task", "modarith", "--rounds", "2", "--threads", "1", "--device", "cpu", "--json"]) == 0
     out = capsys.readouterr().out
