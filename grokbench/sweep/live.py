@@ -32,7 +32,7 @@ class LiveView(tune.Callback):
         self.durations: list[float] = []
         self.trial_started: dict[str, float] = {}
         self.resumed: set[str] = set()  # began before this driver: their time here says nothing of a trial's
-        self.pace_from: dict[str, tuple[float, int]] = {}  # trial id → (time, epoch) it was first seen training at
+        self.pace_from: dict[str, tuple[float, int]] = {}  # trial id → (time, epoch) this driver's pace counts from
         self.position: dict[str, tuple[float, int]] = {}  # trial id → (time, epoch) at its last report
         self.budget: dict[str, int] = {}  # trial id → its epoch budget
         self.slots = 1  # the most trials seen running at once: how many run side by side
@@ -64,18 +64,23 @@ class LiveView(tune.Callback):
         if trial.trial_id not in self.trial_started and trial.checkpoint is not None:
             self.resumed.add(trial.trial_id)
         self.trial_started.setdefault(trial.trial_id, time.monotonic())
-        if trial.trial_id not in self.resumed:
-            self.pace_from.setdefault(trial.trial_id, (self.trial_started[trial.trial_id], 0))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if result.get("curve"):
             now, epoch = time.monotonic(), result["curve"][-1]["epoch"]
-            self.pace_from.setdefault(trial.trial_id, (now, epoch))
+            self.pace_from.setdefault(trial.trial_id, self._pace_origin(trial.trial_id, result, now, epoch))
             self.position[trial.trial_id] = (now, epoch)
         if "summary" in result and trial.trial_id not in self.outcome:
             self.outcome[trial.trial_id] = result["summary"]["status"]
             if trial.trial_id not in self.resumed:
                 self.durations.append(time.monotonic() - self.trial_started.get(trial.trial_id, self.started))
+
+    def _pace_origin(self, trial_id: str, result: dict, now: float, epoch: int) -> tuple[float, int]:
+        """Where a trial's pace counts from: when this driver started it, at the epoch it began at (a continued or
+        restored trial begins where it stopped, not at 0); without that, its first report."""
+        if "start_epoch" not in result:
+            return now, epoch
+        return self.trial_started.get(trial_id, now), result["start_epoch"]
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)

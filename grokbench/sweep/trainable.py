@@ -122,7 +122,8 @@ class Reporter:
         self.curve: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
         self.node_id = ray.get_runtime_context().get_node_id()
-        self.dataset: dict[str, Any] | None = dataset_record(trial)  # sent once, with the first report
+        # sent once, with the attempt's first report; a continued or restored trial starts past epoch 0
+        self.first_report: dict[str, Any] = {"dataset": dataset_record(trial), "start_epoch": trial.epoch}
 
     def __call__(self, ev: Evaluation, trial: Trial) -> None:
         self.curve.append(curve_point(ev))
@@ -143,8 +144,8 @@ class Reporter:
             "node_id": self.node_id,
             **extra,
         }
-        if self.dataset is not None:
-            result["dataset"], self.dataset = self.dataset, None
+        result |= self.first_report
+        self.first_report = {}
         _report(result, trial if with_checkpoint else None)
         if with_checkpoint:
             self.last_checkpoint_epoch = trial.epoch
@@ -157,7 +158,8 @@ def run_trial(config: dict[str, Any]) -> None:
     "continue": None or the stored trial it continues ({"checkpoint": its final one, "run_id": ...})}.
 
     Reports {"step", "steps_to_grok" (None before it groks), "curve": [metrics of each evaluation], "objective"};
-    the first report of each attempt adds "dataset" (`dataset_record`), the last "summary" and "machine"
+    the first report of each attempt adds "dataset" (`dataset_record`) and "start_epoch" (the epoch it began
+    at), the last "summary" and "machine"
     (`grokbench.machine.this_machine`: where the summary's seconds were measured)."""
     config = config["trial"]
     trial = _load_or_start(config)

@@ -635,10 +635,26 @@ def test_before_any_trial_finishes_the_eta_bounds_the_whole_budgets(monkeypatch,
         view.on_trial_start(0, [], trial)
     assert eta_shown(view, trials, capsys) == "?"  # no pace known yet
     clock[0] = 10.0
-    view.on_trial_result(0, [], trials[0], {"curve": [{"epoch": 5}, {"epoch": 10}]})  # 1 epoch/s, 90 s left
-    view.on_trial_result(0, [], trials[1], {"curve": [{"epoch": 50}]})  # 5 epochs/s, 10 s left
+    first = {"start_epoch": 0}  # an attempt's first report says where it began
+    view.on_trial_result(0, [], trials[0], {**first, "curve": [{"epoch": 5}, {"epoch": 10}]})  # 1/s, 90 s left
+    view.on_trial_result(0, [], trials[1], {**first, "curve": [{"epoch": 50}]})  # 5 epochs/s, 10 s left
     # the slot that frees first takes the next queued trial; 100 epochs at the slowest pace each: 10+100+100, 90+100
     assert eta_shown(view, trials, capsys) == "≤" + duration(210.0)
+
+
+def test_a_continued_trial_is_paced_from_the_epoch_it_began_at_not_from_zero(monkeypatch, capsys):
+    from grokbench.progress import duration
+    from grokbench.sweep.live import LiveView
+
+    clock, (trial,) = fake_tune_trials(monkeypatch, "a", budget=80_000)  # continued from 20 000 epochs
+    view = LiveView(total=1)
+    view.on_trial_start(0, [], trial)
+    clock[0] = 100.0
+    view.on_trial_result(0, [], trial, {"start_epoch": 20_000, "curve": [{"epoch": 21_000}]})  # 10 epochs/s
+    assert eta_shown(view, [trial], capsys) == "≤" + duration(5_900.0)  # 59 000 epochs left at 10 a second
+    clock[0] = 200.0
+    view.on_trial_result(0, [], trial, {"curve": [{"epoch": 22_000}]})
+    assert eta_shown(view, [trial], capsys) == "≤" + duration(5_800.0)
 
 
 def test_once_trials_have_finished_the_eta_follows_the_typical_trial(monkeypatch, capsys):
@@ -651,7 +667,7 @@ def test_once_trials_have_finished_the_eta_follows_the_typical_trial(monkeypatch
     for trial in (a, b):
         view.on_trial_start(0, [], trial)
     clock[0] = 10.0
-    view.on_trial_result(0, [], b, {"curve": [{"epoch": 10}]})  # 1 epoch/s
+    view.on_trial_result(0, [], b, {"start_epoch": 0, "curve": [{"epoch": 10}]})  # 1 epoch/s
     clock[0] = 20.0  # a groks: 20 s is the typical trial now
     view.on_trial_result(0, [], a, {"summary": {"status": "grokked"}})
     view.on_trial_complete(0, [], a)
