@@ -176,7 +176,7 @@ def event_figure(runs: pd.DataFrame, column: str, out: Path) -> list[Path]:
     events = ["memorise", "grok", *further_events(runs)]
     others = [c for c in varied_task_settings(runs) if c != column]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for setting, colour in coloured(run_groups(runs, by=tuple(others))):
+    for setting, colour in coloured(run_groups(runs, by=tuple(others)), one_axes=True):
         label = ", ".join(t for t in (setting.label, setting_text(others, setting.by)) if t)
         for event in events:
             _event_line(ax, setting.runs, column, event, colour, f"{label}: {event}")

@@ -30,7 +30,11 @@ from analysis.science_figures import science_figures
 from grokbench.tasks import TASKS
 from grokbench.tasks.base import Presentation
 
-LOSS_STYLES = {"ce": "-", "mse": "--"}
+LOSS_STYLES = {
+    "ce": ("-", "solid: cross-entropy"),
+    "mse": ("--", "dashed: MSE"),
+    "stablemax": (":", "dotted: StableMax"),
+}
 X_AXES = {"step": ("optimiser steps", "accuracy_vs_steps"), "train_time_s": ("training seconds", "accuracy_vs_seconds")}
 
 
@@ -124,7 +128,7 @@ def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pres
             (line,) = ax.plot(
                 grid,
                 median_while_all_run(list(series.values()), grid),
-                LOSS_STYLES.get(loss, "-"),
+                LOSS_STYLES.get(loss, ("-",))[0],
                 color=colour,
                 label=label,
             )
@@ -133,7 +137,9 @@ def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pres
         ax.set(title=metric_title(metric), ylabel=metric_label(metric))
         x_axis(ax, "optimiser steps", shown.log_steps)
     legend_beside(axes[0][-1])  # every panel has the same lines
-    styles = " (solid: cross-entropy, dashed: MSE)" if len(losses) > 1 else ""
+    styles = (
+        f" ({', '.join(LOSS_STYLES[loss][1] for loss in LOSS_STYLES if loss in losses)})" if len(losses) > 1 else ""
+    )
     fig.suptitle(f"{MEDIAN_NOTE}; {EVENTS_NOTE}{styles}", fontsize=9)
     return fig
 

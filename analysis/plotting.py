@@ -12,11 +12,13 @@ import pandas as pd
 
 from analysis.groups import METHOD_NAMES, RunGroup
 from analysis.runs import TASK_SETTING
+from grokbench.methods import METHODS
 from grokbench.sweep.mlflow_store import TrackingStore
 from grokbench.tasks import TASKS
 
 CURVES = ("train_acc", "test_acc", "train_time_s")  # and what a figure asks for besides
-COLOURS = {method: f"C{i}" for i, method in enumerate(METHOD_NAMES)}  # one colour a method in every panel
+# one colour a method in every panel: the paper's four first, as before the registry grew
+COLOURS = {method: f"C{i % 10}" for i, method in enumerate(METHODS)}
 GRID = 400  # points the seeds' curves are interpolated onto
 # the figures' titles say how to read them
 MEDIAN_NOTE = "median over seeds, drawn while every seed runs"
@@ -126,20 +128,23 @@ def save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def coloured(groups: list[RunGroup]) -> list[tuple[RunGroup, Any]]:
+def coloured(groups: list[RunGroup], one_axes: bool = False) -> list[tuple[RunGroup, Any]]:
     """Each group with its line colour: a method run as its authors ran it, at one λ, keeps its own; a line per λ
     or per variant (its own settings off their defaults) gets a colour of its own from a palette no method uses,
-    the same for the same label in every panel."""
+    the same for the same label in every panel. With `one_axes` (every group drawn in one panel), so does a second
+    line of one label (another `by` value, such as another loss)."""
     import matplotlib
 
     spare_palette = matplotlib.colormaps["tab20b"]
-    spare: dict[str, int] = {}
+    spare: dict[tuple, int] = {}
+    first_by: dict[str, tuple] = {}
     out = []
     for setting in groups:
-        if setting.label != METHOD_NAMES.get(setting.method, setting.method):
-            i = spare.setdefault(setting.label, len(spare))
-            # tab20b comes in hue groups of four shades: step across the groups first, so neighbours differ in hue
-            out.append((setting, spare_palette((4 * i + i // 5) % 20)))
-        else:
-            out.append((setting, COLOURS.get(setting.method)))
+        first = not one_axes or first_by.setdefault(setting.label, setting.by) == setting.by
+        if first and setting.label == METHOD_NAMES.get(setting.method, setting.method):
+            out.append((setting, COLOURS[setting.method]))
+            continue
+        i = spare.setdefault((setting.label,) if first else (setting.label, *setting.by), len(spare))
+        # tab20b comes in hue groups of four shades: step across the groups first, so neighbours differ in hue
+        out.append((setting, spare_palette((4 * i + i // 5) % 20)))
     return out

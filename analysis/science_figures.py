@@ -59,7 +59,7 @@ def collapse_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame]):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for group, colour in coloured(run_groups(runs, by=("loss",))):
+    for group, colour in coloured(run_groups(runs, by=("loss",)), one_axes=True):
         label = group.label if group.by[0] == "ce" else f"{group.label}, {group.by[0]}"
         for ax, metric in zip(axes, COLLAPSE, strict=True):
             curves = [hist[r][metric].dropna().loc[lambda c: c.index > 0] for r in group.runs["run_id"]]

@@ -395,6 +395,11 @@ def test_figure_lines_are_per_method_and_per_lambda_only_where_a_method_ran_at_s
     assert list(lines) == ["Baseline", "GrokAlign (λ=0.0001)", "GrokAlign (λ=0.001)", "GrokAlign (λ=0.01)"]
     spare = [lines[label] for label in list(lines)[1:]]
     assert len(set(spare)) == 3 and not set(spare) & set(COLOURS.values())
+    # every group in one panel: a label's second loss needs a colour of its own; a newer method has its own too
+    arms = pd.DataFrame({"method": ["baseline", "baseline", "orthograd"], "loss": ["ce", "stablemax", "ce"]})
+    lines = {(s.label, s.by): colour for s, colour in coloured(run_groups(arms.assign(lam=0.0), by=("loss",)), True)}
+    assert lines[("Baseline", ("ce",))] == "C0" and lines[("orthograd", ("ce",))] == "C4"
+    assert lines[("Baseline", ("stablemax",))] not in {"C0", "C4", *COLOURS.values()}
 
 
 def test_a_budget_counts_a_trial_that_grokked_later_as_censored_at_it(tmp_path, migrated_store):
