@@ -13,6 +13,7 @@ from analysis.groups import METHOD_NAMES, method_rank, run_groups, varied_groups
 from analysis.names import SETTINGS, lambda_label, metric_label, metric_title
 from analysis.plotting import (
     EVENTS_NOTE,
+    LOSS_STYLES,
     MEDIAN_NOTE,
     coloured,
     grid_over,
@@ -30,11 +31,6 @@ from analysis.science_figures import science_figures
 from grokbench.tasks import TASKS
 from grokbench.tasks.base import Presentation
 
-LOSS_STYLES = {
-    "ce": ("-", "solid: cross-entropy"),
-    "mse": ("--", "dashed: MSE"),
-    "stablemax": (":", "dotted: StableMax"),
-}
 X_AXES = {"step": ("optimiser steps", "accuracy_vs_steps"), "train_time_s": ("training seconds", "accuracy_vs_seconds")}
 
 

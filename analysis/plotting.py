@@ -19,6 +19,12 @@ from grokbench.tasks import TASKS
 CURVES = ("train_acc", "test_acc", "train_time_s")  # and what a figure asks for besides
 # one colour a method in every panel: the paper's four first, as before the registry grew
 COLOURS = {method: f"C{i % 10}" for i, method in enumerate(METHODS)}
+# a loss's line style where losses share a panel, and what the figure's note calls it
+LOSS_STYLES = {
+    "ce": ("-", "solid: cross-entropy"),
+    "mse": ("--", "dashed: MSE"),
+    "stablemax": (":", "dotted: StableMax"),
+}
 GRID = 400  # points the seeds' curves are interpolated onto
 # the figures' titles say how to read them
 MEDIAN_NOTE = "median over seeds, drawn while every seed runs"
@@ -44,13 +50,13 @@ def median_while_all_run(curves: list[pd.Series], grid: np.ndarray) -> np.ndarra
     return np.median(np.vstack(rows), 0)
 
 
-def seed_lines(ax, curves: list[pd.Series], grid: np.ndarray, colour) -> None:
+def seed_lines(ax, curves: list[pd.Series], grid: np.ndarray, colour, style: str = "-") -> None:
     """Each run's own curve, thin and faint, over the median's span (a log axis's from the first positive x: a value
     at step 0 would stretch the y axis with a point it cannot show): where the median stops, the runs that went on
     still show."""
     for curve in curves:
         shown = curve[curve.index.to_numpy(float) >= grid[0]]
-        ax.plot(shown.index.to_numpy(float), shown.to_numpy(float), "-", color=colour, lw=0.7, alpha=0.4)
+        ax.plot(shown.index.to_numpy(float), shown.to_numpy(float), style, color=colour, lw=0.7, alpha=0.4)
 
 
 def mark_events(
@@ -128,7 +134,7 @@ def save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def coloured(groups: list[RunGroup], one_axes: bool = False) -> list[tuple[RunGroup, Any]]:
+def coloured(groups: list[RunGroup], *, one_axes: bool = False) -> list[tuple[RunGroup, Any]]:
     """Each group with its line colour: a method run as its authors ran it, at one λ, keeps its own; a line per λ
     or per variant (its own settings off their defaults) gets a colour of its own from a palette no method uses,
     the same for the same label in every panel. With `one_axes` (every group drawn in one panel), so does a second
@@ -142,7 +148,7 @@ def coloured(groups: list[RunGroup], one_axes: bool = False) -> list[tuple[RunGr
     for setting in groups:
         first = not one_axes or first_by.setdefault(setting.label, setting.by) == setting.by
         if first and setting.label == METHOD_NAMES.get(setting.method, setting.method):
-            out.append((setting, COLOURS[setting.method]))
+            out.append((setting, COLOURS.get(setting.method)))  # None: a plug-in's method not installed here
             continue
         i = spare.setdefault((setting.label,) if first else (setting.label, *setting.by), len(spare))
         # tab20b comes in hue groups of four shades: step across the groups first, so neighbours differ in hue

@@ -14,7 +14,7 @@ import pandas as pd
 
 from analysis.curve_figures import epoch_histories
 from analysis.groups import METHOD_NAMES, method_rank, run_groups
-from analysis.plotting import COLOURS, coloured, grid_over, median_while_all_run, save, seed_lines
+from analysis.plotting import COLOURS, LOSS_STYLES, coloured, grid_over, median_while_all_run, save, seed_lines
 from analysis.runs import TASK_SETTING, value_text
 from analysis.stats import median_or_bound
 
@@ -59,13 +59,16 @@ def collapse_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame]):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for group, colour in coloured(run_groups(runs, by=("loss",)), one_axes=True):
-        label = group.label if group.by[0] == "ce" else f"{group.label}, {group.by[0]}"
+    # a colour per label as in the page's other figures; the loss by line style (StableMax dotted)
+    for group, colour in coloured(run_groups(runs, by=("loss",))):
+        (loss,) = group.by
+        label = group.label if loss == "ce" else f"{group.label}, {loss}"
+        style = LOSS_STYLES.get(loss, ("-",))[0]
         for ax, metric in zip(axes, COLLAPSE, strict=True):
             curves = [hist[r][metric].dropna().loc[lambda c: c.index > 0] for r in group.runs["run_id"]]
             grid = grid_over(curves, log=True)
-            ax.plot(grid, median_while_all_run(curves, grid), color=colour, label=label)
-            seed_lines(ax, curves, grid, colour)
+            ax.plot(grid, median_while_all_run(curves, grid), style, color=colour, label=label)
+            seed_lines(ax, curves, grid, colour, style)
     for ax, what in zip(axes, ("test accuracy", "training points at zero loss (float32)"), strict=True):
         ax.set(xscale="log", xlabel="epochs", ylabel=what, ylim=(-0.02, 1.02))
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)

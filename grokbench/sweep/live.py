@@ -163,7 +163,7 @@ class LiveView(tune.Callback):
         return max(free_at)
 
     def _pace(self, trial_id: str) -> float | None:
-        """Epochs per second since this driver first saw the trial train; None until it has reported progress."""
+        """Epochs per second since its pace origin (`_pace_origin`); None until it has reported progress."""
         if trial_id not in self.position or trial_id not in self.pace_from:
             return None
         (t0, e0), (t, epoch) = self.pace_from[trial_id], self.position[trial_id]

@@ -397,7 +397,9 @@ def test_figure_lines_are_per_method_and_per_lambda_only_where_a_method_ran_at_s
     assert len(set(spare)) == 3 and not set(spare) & set(COLOURS.values())
     # every group in one panel: a label's second loss needs a colour of its own; a newer method has its own too
     arms = pd.DataFrame({"method": ["baseline", "baseline", "orthograd"], "loss": ["ce", "stablemax", "ce"]})
-    lines = {(s.label, s.by): colour for s, colour in coloured(run_groups(arms.assign(lam=0.0), by=("loss",)), True)}
+    lines = {
+        (s.label, s.by): colour for s, colour in coloured(run_groups(arms.assign(lam=0.0), by=("loss",)), one_axes=True)
+    }
     assert lines[("Baseline", ("ce",))] == "C0" and lines[("orthograd", ("ce",))] == "C4"
     assert lines[("Baseline", ("stablemax",))] not in {"C0", "C4", *COLOURS.values()}
 
