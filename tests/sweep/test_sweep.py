@@ -655,6 +655,13 @@ def test_a_continued_trial_is_paced_from_the_epoch_it_began_at_not_from_zero(mon
     clock[0] = 200.0
     view.on_trial_result(0, [], trial, {"curve": [{"epoch": 22_000}]})
     assert eta_shown(view, [trial], capsys) == "≤" + duration(5_800.0)
+    # a trial Tune restores from its checkpoint after a --resume is paced from where it was restored
+    clock, (restored,) = fake_tune_trials(monkeypatch, "r", budget=80_000, checkpoints="r")
+    view = LiveView(total=1)
+    view.on_trial_start(0, [], restored)
+    clock[0] = 50.0
+    view.on_trial_result(0, [], restored, {"start_epoch": 40_000, "curve": [{"epoch": 40_500}]})  # 10 epochs/s
+    assert eta_shown(view, [restored], capsys) == "≤" + duration(3_950.0)
 
 
 def test_once_trials_have_finished_the_eta_follows_the_typical_trial(monkeypatch, capsys):
