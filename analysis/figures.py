@@ -19,6 +19,7 @@ from analysis.plotting import (
     grid_over,
     histories,
     legend_beside,
+    loss_style,
     mark_events,
     median_while_all_run,
     save,
@@ -124,7 +125,7 @@ def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pres
             (line,) = ax.plot(
                 grid,
                 median_while_all_run(list(series.values()), grid),
-                LOSS_STYLES.get(loss, ("-",))[0],
+                loss_style(loss),
                 color=colour,
                 label=label,
             )

@@ -31,6 +31,11 @@ MEDIAN_NOTE = "median over seeds, drawn while every seed runs"
 EVENTS_NOTE = "thin: each seed; ■ memorised, ★ grokked, each seed's on its own curve"
 
 
+def loss_style(loss: str) -> str:
+    """The line style that tells a loss from the others sharing its panel (solid for one LOSS_STYLES lacks)."""
+    return LOSS_STYLES.get(loss, ("-",))[0]
+
+
 def histories(uri: str, runs: pd.DataFrame, curves: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     """Per run: a frame indexed by optimiser step with one column per curve."""
     store = TrackingStore(uri)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from analysis.curve_figures import epoch_histories
 from analysis.groups import METHOD_NAMES, method_rank, run_groups
-from analysis.plotting import COLOURS, LOSS_STYLES, coloured, grid_over, median_while_all_run, save, seed_lines
+from analysis.plotting import COLOURS, coloured, grid_over, loss_style, median_while_all_run, save, seed_lines
 from analysis.runs import TASK_SETTING, value_text
 from analysis.stats import median_or_bound
 
@@ -63,7 +63,7 @@ def collapse_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame]):
     for group, colour in coloured(run_groups(runs, by=("loss",))):
         (loss,) = group.by
         label = group.label if loss == "ce" else f"{group.label}, {loss}"
-        style = LOSS_STYLES.get(loss, ("-",))[0]
+        style = loss_style(loss)
         for ax, metric in zip(axes, COLLAPSE, strict=True):
             curves = [hist[r][metric].dropna().loc[lambda c: c.index > 0] for r in group.runs["run_id"]]
             grid = grid_over(curves, log=True)
