@@ -31,6 +31,7 @@ from analysis.output import (
     show_and_write,
 )
 from analysis.phase import phase_table
+from analysis.reference import reference_table
 from analysis.runs import (
     AnalysisError,
     at_budget,
@@ -66,6 +67,7 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
         search_table(uri, experiments),
         geometry_table(uri, runs),
         gap_table(uri, runs, groups),
+        reference_table(uri, runs, groups),
         phase_table(runs),
         delay_table(runs),
     )

@@ -79,7 +79,7 @@ def learning_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pr
         for setting, colour in coloured(run_groups(panel)):
             _learning_lines(ax, setting, hist, shown, colour)
         if shown.reference:
-            _reference_line(ax, panel, hist, shown.reference)
+            reference_line(ax, panel, hist, shown.reference)
         threshold_line(ax, panel)
         x_axis(ax, "epochs", log=True)
         ax.set(yscale="log" if shown.log else "linear", title=setting_text(varied, values))
@@ -109,7 +109,7 @@ def _learning_lines(ax, setting: RunGroup, hist: dict[str, pd.DataFrame], shown:
     )
 
 
-def _reference_line(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], reference: str) -> None:
+def reference_line(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], reference: str) -> None:
     """The reference, a constant per trial (set by its data and initial weights, which no method changes): one
     line at its median over the trials."""
     levels = [hist[r][reference].dropna() for r in runs["run_id"]]

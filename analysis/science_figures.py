@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.curve_figures import epoch_histories
+from analysis.curve_figures import epoch_histories, reference_line
 from analysis.groups import METHOD_NAMES, method_rank, run_groups
 from analysis.plotting import COLOURS, coloured, grid_over, loss_style, median_while_all_run, save, seed_lines
 from analysis.runs import TASK_SETTING, value_text
@@ -33,7 +33,7 @@ def science_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
         other = "init_scale" if knob == ALPHA else ALPHA  # each sweep moves one knob, the other at 1
         swept = fig3a[fig3a[other] == 1.0]
         if swept[knob].nunique() > 1:
-            hist = epoch_histories(uri, swept, (*LOSS_RATIOS, "weight_change"))
+            hist = epoch_histories(uri, swept, (*LOSS_RATIOS, "weight_change", KERNEL_LINE))
             written += save(fig3a_losses(swept, hist, knob, symbol), out, name)
             written += save(movement_figure(swept, hist, knob, symbol), out, name.replace("loss", "movement"))
     phase = polynomial[polynomial.get(TASK_SETTING + "stop_rule", pd.Series(dtype=object)) == "converged"]
@@ -77,11 +77,13 @@ def collapse_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame]):
 
 
 LOSS_RATIOS = ("train_loss_rel", "test_loss_rel")
+KERNEL_LINE = "kernel_regression_test_loss_rel"  # the test loss of kernel regression with the initial NTK
 
 
 def fig3a_losses(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], knob: str, symbol: str):
     """Train (dashed) and test (solid) loss, each over its value at initialisation, against epochs on a log axis,
-    a colour per value of the knob, the median over draws (Kumar et al. Fig. 3a)."""
+    a colour per value of the knob, the median over draws (Kumar et al. Fig. 3a); dotted, the initial kernel's
+    regression line, which a lazy network's test loss follows once it fits the training set."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -91,6 +93,7 @@ def fig3a_losses(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], knob: str, s
             grid = grid_over(curves, log=True)
             label = f"{symbol} = {value_text(value)}" if metric == "test_loss_rel" else None
             ax.plot(grid, median_while_all_run(curves, grid), style, color=f"C{i}", label=label)
+    reference_line(ax, runs, hist, KERNEL_LINE)
     ax.set(xscale="log", xlabel="epochs", ylabel="loss / its initial value")
     ax.set_title(f"dashed: train, solid: test; median over {runs['seed'].nunique()} draws", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))

@@ -176,6 +176,33 @@ def test_the_authors_gap_is_read_off_the_loss_curves_at_their_absolute_threshold
     assert gap.loc["4", "epochs to test_loss < 0.1"] == "> 700 (2 of 2 censored)"
 
 
+def test_the_test_loss_at_memorising_is_set_beside_each_runs_kernel_line(uri, tmp_path):
+    reference = read(tables(uri, tmp_path, "polynomial_alpha"), "reference").set_index("alpha")
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name(experiment_name("polynomial_alpha")).experiment_id
+    for alpha in ("0.25", "1", "4"):
+        levels, at_mem = [], []
+        for run in client.search_runs([experiment_id], f"params.alpha = '{float(alpha)}'"):
+            history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "test_loss_rel")}
+            line = client.get_metric_history(run.info.run_id, "kernel_regression_test_loss_rel")
+            levels.append(max(line, key=lambda m: m.step).value)
+            memorised = run.data.metrics.get("steps_to_memorise")
+            if memorised is not None:
+                at_mem.append((levels[-1], history[int(memorised)]))
+        row = reference.loc[alpha]
+        assert row["memorised"] == f"{len(at_mem)}/2"
+        assert row["kernel_regression_test_loss_rel"] == f"{np.median(levels):.3g}"
+        if at_mem:
+            ratios = [test / level for level, test in at_mem]
+            assert row["test_loss_rel @mem"] == f"{np.median([test for _, test in at_mem]):.3g}"
+            assert row["@mem ÷ reference (range)"] == (f"{np.median(ratios):.3g} ({min(ratios):.3g}–{max(ratios):.3g})")
+        else:
+            assert row["test_loss_rel @mem"] == "—"
+    # in this Fig. 1 setting the test loss has risen above the line by the time the training set is fitted
+    assert reference.loc["0.25", "memorised"] == "2/2"
+    assert float(reference.loc["0.25", "@mem ÷ reference (range)"].split()[0]) > 1
+
+
 def test_the_methods_table_gives_speed_ups_and_bounds_where_censored(uri, tmp_path):
     runs = summaries(uri, "polynomial_methods")
     out = tables(uri, tmp_path, "polynomial_methods")
@@ -237,7 +264,7 @@ def test_the_learning_curves_draw_the_reference_line_and_the_event_figure_marks_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analysis.curve_figures import _event_line, _learning_lines, _reference_line, epoch_histories, learning_figure
+    from analysis.curve_figures import _event_line, _learning_lines, epoch_histories, learning_figure, reference_line
     from analysis.groups import run_groups
     from analysis.runs import load_runs
     from grokbench.tasks import TASKS
@@ -248,7 +275,7 @@ def test_the_learning_curves_draw_the_reference_line_and_the_event_figure_marks_
     hist = epoch_histories(uri, lazy, (curves.train, curves.test, curves.reference))
     _, ax = plt.subplots()
     _learning_lines(ax, run_groups(lazy)[0], hist, curves, "C0")
-    _reference_line(ax, lazy, hist, curves.reference)
+    reference_line(ax, lazy, hist, curves.reference)
     reference = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
     levels = lazy["final_kernel_regression_test_loss_rel"]  # each trial's, as its summary carries it
     assert len(reference) == 1 and reference[0].get_ydata()[0] == pytest.approx(levels.median())
