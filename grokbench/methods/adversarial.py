@@ -49,6 +49,7 @@ def typical_size(embedded: torch.Tensor) -> torch.Tensor:
 
 class Adversarial(Method):
     name = "adversarial"
+    title = "Adversarial Training"
     description = "train on inputs with noise (Tan & Huang 2024)"
     requires = frozenset({"accuracy", "input_noise"})  # σ follows the train accuracy; noise goes on the inputs
 

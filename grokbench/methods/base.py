@@ -48,6 +48,7 @@ class Method:
 
     name: ClassVar[str] = "baseline"
     description: ClassVar[str] = ""  # one line for `grokbench run TASK --help`
+    title: ClassVar[str] = ""  # its name in tables and figures (default: `name`)
     Settings: ClassVar[type[Settings]] = NoSettings
     requires: ClassVar[frozenset[str]] = frozenset()
 

@@ -7,6 +7,7 @@ from grokbench.tasks import Task
 
 class Baseline(Method):
     name = "baseline"
+    title = "Baseline"
     description = "the task's optimiser and weight decay, nothing added"
 
     @classmethod

@@ -57,6 +57,7 @@ class GrokAlignSettings(Settings):
 
 class GrokAlign(Method):
     name = "grokalign"
+    title = "GrokAlign"
     description = "penalise the norm of the input-output Jacobian (GrokAlign)"
     Settings = GrokAlignSettings
     requires = frozenset({"input_jacobian"})

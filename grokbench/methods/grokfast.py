@@ -33,6 +33,7 @@ class GrokfastSettings(Settings):
 
 class Grokfast(Method):
     name = "grokfast"
+    title = "Grokfast"
     description = "amplify the gradient's slow component (Lee et al. 2024)"
     Settings = GrokfastSettings
 

@@ -122,6 +122,7 @@ class OptimizerPair:
 
 class Muon(Method):
     name = "muon"
+    title = "Muon"
     description = "torch.optim.Muon on the hidden weight matrices, the trial's optimiser on the rest"
     Settings = MuonSettings
 

@@ -41,6 +41,7 @@ def total_norm(params: list[torch.Tensor]) -> torch.Tensor:
 
 class NormConstraint(Method):
     name = "norm_constraint"
+    title = "Norm constraint"
     description = "Omnigrok: hold the total weight norm fixed after every update, no weight decay"
     Settings = NormConstraintSettings
 

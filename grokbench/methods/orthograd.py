@@ -25,6 +25,7 @@ def orthogonalised(w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 class OrthoGrad(Method):
     name = "orthograd"
+    title = "⊥Grad"
     description = "⊥Grad: step only the gradient's part orthogonal to the weights (Prieto et al. 2025)"
 
     @torch.no_grad()

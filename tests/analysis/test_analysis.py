@@ -400,7 +400,7 @@ def test_figure_lines_are_per_method_and_per_lambda_only_where_a_method_ran_at_s
     lines = {
         (s.label, s.by): colour for s, colour in coloured(run_groups(arms.assign(lam=0.0), by=("loss",)), one_axes=True)
     }
-    assert lines[("Baseline", ("ce",))] == "C0" and lines[("orthograd", ("ce",))] == "C4"
+    assert lines[("Baseline", ("ce",))] == "C0" and lines[("⊥Grad", ("ce",))] == "C4"
     assert lines[("Baseline", ("stablemax",))] not in {"C0", "C4", *COLOURS.values()}
 
 
