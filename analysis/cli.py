@@ -20,6 +20,7 @@ from analysis.detail_tables import events_table, geometry_table, search_table, s
 from analysis.figures import write_figures
 from analysis.gap import gap_table
 from analysis.groups import row_groups
+from analysis.movement import movement_table
 from analysis.output import (
     Table,
     add_format_argument,
@@ -68,6 +69,7 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
         geometry_table(uri, runs),
         gap_table(uri, runs, groups),
         reference_table(uri, runs, groups),
+        movement_table(uri, runs),
         phase_table(runs),
         delay_table(runs),
     )

@@ -28,7 +28,7 @@ def science_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
     """Every figure below that the runs hold."""
     written = []
     polynomial = runs[runs["task"] == "polynomial"]
-    fig3a = polynomial[polynomial.get(TASK_SETTING + "input_scaling", pd.Series(dtype=object)) == "preactivation"]
+    fig3a = fig3a_runs(runs)
     for knob, (symbol, name) in FIG3A_KNOBS.items() if not fig3a.empty else ():
         other = "init_scale" if knob == ALPHA else ALPHA  # each sweep moves one knob, the other at 1
         swept = fig3a[fig3a[other] == 1.0]
@@ -47,6 +47,20 @@ def science_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
         hist = epoch_histories(uri, by_precision, COLLAPSE)
         written += save(collapse_figure(by_precision, hist), out, "softmax_collapse")
     return written
+
+
+def fig3a_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the `kumar_fig3a` cell (its inputs scaled in the pre-activation), of either sweep."""
+    polynomial = runs[runs["task"] == "polynomial"]
+    return polynomial[polynomial.get(TASK_SETTING + "input_scaling", pd.Series(dtype=object)) == "preactivation"]
+
+
+def at_common_end(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], metric: str) -> tuple[float, pd.Series]:
+    """The last epoch every run reached (a σ = 1 run may come from the α sweep's longer budget), and each run's
+    metric there (its last value logged at or before it), indexed as `runs`."""
+    curves = {r: hist[r][metric].dropna() for r in runs["run_id"]}
+    end = min(c.index.max() for c in curves.values())
+    return end, pd.Series([curves[r].loc[:end].iloc[-1] for r in runs["run_id"]], index=runs.index)
 
 
 COLLAPSE = ("test_acc", "train_zero_loss_fraction")
@@ -105,9 +119,8 @@ def movement_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], knob: str
     the α sweep's longer budget): the logged `weight_change` is ‖θ − θ₀‖/‖θ₀‖, squared here as the authors' is."""
     import matplotlib.pyplot as plt
 
-    curves = {r: hist[r]["weight_change"].dropna() for r in runs["run_id"]}
-    end = min(c.index.max() for c in curves.values())
-    movement = pd.Series([curves[r].loc[:end].iloc[-1] ** 2 for r in runs["run_id"]], index=runs.index)
+    end, change = at_common_end(runs, hist, "weight_change")
+    movement = change**2
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter(runs[knob], movement, s=14, color="C0", alpha=0.5, label="each draw")
     medians = movement.groupby(runs[knob]).median()

@@ -127,6 +127,40 @@ def test_the_figures_command_draws_each_experiments_own_figures(uri, tmp_path):
     assert "censored" in phase and "CPU-hours" in phase and not (tmp_path / "fig3a" / "fig3e_phase.md").exists()
 
 
+@pytest.mark.slow  # reads the tiny sweeps' curves from the store
+def test_the_movement_table_reads_both_sweeps_at_their_common_end_ordered_by_sigma_squared_alpha(uri, tmp_path):
+    out = tmp_path / "both"
+    assert tables_main(["--tracking-uri", uri, "--experiment", "fig3a,sigma", "--out", str(out), "--no-log"]) == 0
+    table = pd.read_csv(out / "movement.csv", dtype=str, keep_default_na=False)
+    assert table[["σ²·α", "alpha", "σ"]].values.tolist() == [
+        ["0.25", "0.25", "1"],
+        ["0.25", "1", "0.5"],
+        ["1", "1", "1"],
+        ["4", "1", "2"],
+        ["4", "4", "1"],
+    ]
+    client = mlflow.MlflowClient(uri)
+    expected = {}
+    for experiment in ("fig3a", "sigma"):
+        experiment_id = client.get_experiment_by_name(experiment_name(experiment)).experiment_id
+        for run in client.search_runs([experiment_id]):
+            key = (float(run.data.params["alpha"]), float(run.data.params["init_scale"]))
+            # full batch: a step an epoch; the σ sweep's 150 epochs are the end both sweeps reached
+            change, test = (
+                max(
+                    (m for m in client.get_metric_history(run.info.run_id, name) if m.step <= 150), key=lambda m: m.step
+                )
+                for name in ("weight_change", "test_loss_rel")
+            )
+            expected.setdefault(key, []).append((change.value**2, test.value))
+    for _, row in table.iterrows():
+        values = np.array(expected[(float(row["alpha"]), float(row["σ"]))])
+        assert row["runs"] == str(len(values)) == "2"
+        for column, v in zip(("‖θ − θ₀‖²/‖θ₀‖²", "test_loss_rel"), values.T, strict=True):
+            assert row[column] == f"{np.median(v):.3g} ({v.min():.3g}–{v.max():.3g})"
+    assert "epoch 150" in (out / "movement.md").read_text()
+
+
 def test_the_init_scale_figure_draws_each_methods_median_censored_runs_counted_at_their_end():
     import matplotlib
 

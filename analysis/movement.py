@@ -1,0 +1,48 @@
+"""The end of Kumar et al.'s Fig. 3a cell, per output scale α and weight scale σ: the parameter movement
+‖θ − θ₀‖²/‖θ₀‖² and the test loss over its initial value. Their Fig. 7 (d–f) holds that both are set by σ²·α
+alone, so the rows are ordered by it: runs of the two sweeps at the same σ²·α should agree."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.cells import fmt
+from analysis.curve_figures import epoch_histories
+from analysis.output import Table
+from analysis.runs import value_text
+from analysis.science_figures import ALPHA, LOSS_RATIOS, at_common_end, fig3a_runs
+
+MOVEMENT = "‖θ − θ₀‖²/‖θ₀‖²"
+
+
+def movement_table(uri: str, runs: pd.DataFrame) -> Table | None:
+    """A row per (α, σ) of the cell's runs, read at the last epoch every one of them reached."""
+    cell = fig3a_runs(runs)
+    cell = cell[cell["status"].isin(["grokked", "censored"])]
+    if cell[[ALPHA, "init_scale"]].drop_duplicates().shape[0] < 2:
+        return None
+    test = LOSS_RATIOS[1]
+    hist = epoch_histories(uri, cell, ("weight_change", test))
+    end, change = at_common_end(cell, hist, "weight_change")
+    _, final_test = at_common_end(cell, hist, test)
+    table = Table(
+        "movement",
+        f"Parameter movement and test loss at epoch {end:g}, by σ²·α",
+        ["σ²·α", "alpha", "σ", "runs", MOVEMENT, f"{test}"],
+    )
+    read = cell.assign(product=cell["init_scale"] ** 2 * cell[ALPHA], movement=change**2, test=final_test)
+    for (product, alpha, sigma), group in read.groupby(["product", ALPHA, "init_scale"], sort=True):
+        table.rows.append(
+            [value_text(product), value_text(alpha), value_text(sigma), str(len(group))]
+            + [_median_range(group[column]) for column in ("movement", "test")]
+        )
+    table.notes.append(
+        f"each run read at epoch {end:g}, the last every run of the cell reached (its last value logged by then); "
+        "median (min–max) over the runs; the logged weight_change is ‖θ − θ₀‖/‖θ₀‖, squared here as the "
+        "authors' is"
+    )
+    return table
+
+
+def _median_range(values: pd.Series) -> str:
+    return f"{fmt(float(values.median()))} ({fmt(float(values.min()))}–{fmt(float(values.max()))})"
