@@ -40,7 +40,7 @@ from analysis.runs import (
     further_events,
     load_runs,
     progress_note,
-    varied_task_settings,
+    row_settings,
 )
 from analysis.table1 import table1
 from grokbench.cli import Parser
@@ -63,7 +63,7 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
         table = sensitivity(runs, by, title, name)
         if table is not None:
             tables.append(table)
-    groups = row_groups(runs, varied_task_settings(runs))
+    groups = row_groups(runs, row_settings(runs))
     extras = (
         search_table(uri, experiments),
         geometry_table(uri, runs),

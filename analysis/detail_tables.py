@@ -31,7 +31,15 @@ from analysis.groups import (
 )
 from analysis.output import Table
 from analysis.provenance import machine_note
-from analysis.runs import event_columns, further_events, presentation, setting_name, value_text, varied_task_settings
+from analysis.runs import (
+    event_columns,
+    further_events,
+    presentation,
+    row_settings,
+    setting_name,
+    value_text,
+    varied_task_settings,
+)
 from analysis.stats import cell, speed_up
 from grokbench.sweep.keys import experiment_name
 from grokbench.sweep.mlflow_store import TrackingStore
@@ -129,9 +137,9 @@ def sensitivity(runs: pd.DataFrame, by: str, title: str, name: str) -> Table | N
 
 def events_table(runs: pd.DataFrame) -> Table | None:
     """Epochs to memorise, to grok and to each further event of the criterion (a stricter threshold), per method
-    and per value of each task setting the sweep varied: what Table 1 (one threshold, no memorisation, no task
-    setting) leaves out; none where it leaves nothing out."""
-    varied, events = varied_task_settings(runs), ["memorise", "grok", *further_events(runs)]
+    and per value of the init scale and each task setting the sweep varied: what Table 1 (one threshold, no
+    memorisation, no task setting) leaves out; none where it leaves nothing out."""
+    varied, events = row_settings(runs), ["memorise", "grok", *further_events(runs)]
     if not varied and len(events) == 2:
         return None
     headers = ["Method", "loss", *map(setting_name, varied)]
@@ -174,9 +182,9 @@ def search_table(uri: str, experiments: list[str]) -> Table | None:
 def geometry_table(uri: str, runs: pd.DataFrame) -> Table | None:
     """The task's curves (`Presentation.tabled`; MNIST: geometry, as in the paper's Table 2; polynomial: the NTK's
     diagnostics) at memorisation and at grokking, median over seeds; one row per λ where a method ran at several,
-    per variant and per task setting a sweep varied."""
+    per variant, per init scale and per task setting a sweep varied."""
     store = TrackingStore(uri)
-    presented, varied = presentation(runs), varied_task_settings(runs)
+    presented, varied = presentation(runs), row_settings(runs)
     headers = ["Method", "loss", *map(setting_name, varied)] + [
         f"{m} @{event}" for m in presented.tabled for event in ("mem", "grok")
     ]

@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis.cells import cell_text
 from analysis.output import Table
-from analysis.runs import presentation, setting_name, value_text, varied_task_settings
+from analysis.runs import presentation, row_settings, setting_name, value_text
 from analysis.stats import cell
 from grokbench.sweep.mlflow_store import TrackingStore
 
@@ -22,7 +22,7 @@ def gap_table(uri: str, runs: pd.DataFrame, groups: list) -> Table | None:
     if declared is None:
         return None
     train, test, value = declared
-    varied = varied_task_settings(runs)
+    varied = row_settings(runs)
     below = [f"{name} < {value:g}" for name in (train, test)]
     headers = [
         "Method",

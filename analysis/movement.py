@@ -27,7 +27,7 @@ def movement_table(uri: str, runs: pd.DataFrame) -> Table | None:
     _, final_test = at_common_end(cell, hist, test)
     table = Table(
         "movement",
-        f"Parameter movement and test loss at epoch {end:g}, by σ²·α",
+        f"Parameter movement and test loss at epoch {fmt(end)}, by σ²·α",
         ["σ²·α", "alpha", "σ", "runs", MOVEMENT, f"{test}"],
     )
     read = cell.assign(product=cell["init_scale"] ** 2 * cell[ALPHA], movement=change**2, test=final_test)
@@ -37,7 +37,7 @@ def movement_table(uri: str, runs: pd.DataFrame) -> Table | None:
             + [_median_range(group[column]) for column in ("movement", "test")]
         )
     table.notes.append(
-        f"each run read at epoch {end:g}, the last every run of the cell reached (its last value logged by then); "
+        f"each run read at epoch {fmt(end)}, the last every run of the cell reached (its last value logged by then); "
         "median (min–max) over the runs; the logged weight_change is ‖θ − θ₀‖/‖θ₀‖, squared here as the "
         "authors' is"
     )

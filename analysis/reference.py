@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.cells import fmt
 from analysis.output import Table
-from analysis.runs import presentation, setting_name, value_text, varied_task_settings
+from analysis.runs import presentation, row_settings, setting_name, value_text
 from grokbench.sweep.mlflow_store import TrackingStore
 
 
@@ -21,7 +21,7 @@ def reference_table(uri: str, runs: pd.DataFrame, groups: list) -> Table | None:
     shown = presentation(runs)
     if shown.reference is None:
         return None
-    varied = varied_task_settings(runs)
+    varied = row_settings(runs)
     headers = ["Method", "loss", *map(setting_name, varied), "memorised", shown.reference, f"{shown.test} @mem"]
     headers.append("@mem ÷ reference (range)")
     table = Table("reference", f"The test figure at memorising beside {shown.reference}, median over seeds", headers)

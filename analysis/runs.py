@@ -185,6 +185,13 @@ def varied_task_settings(runs: pd.DataFrame) -> list[str]:
     return [c for c in columns if (runs.groupby("task", dropna=False)[c].nunique() > 1).any()]
 
 
+def row_settings(runs: pd.DataFrame) -> list[str]:
+    """The settings a table's rows split on besides method and loss: the init scale where a sweep varied it (a
+    setting every task shares, so none of the task's own), then the varied task settings."""
+    scales = runs.groupby("task", dropna=False)["init_scale"].nunique() > 1 if "init_scale" in runs else [False]
+    return (["init_scale"] if any(scales) else []) + varied_task_settings(runs)
+
+
 def setting_name(column: str) -> str:
     return column.removeprefix(TASK_SETTING)
 

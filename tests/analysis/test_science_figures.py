@@ -161,6 +161,21 @@ def test_the_movement_table_reads_both_sweeps_at_their_common_end_ordered_by_sig
     assert "epoch 150" in (out / "movement.md").read_text()
 
 
+@pytest.mark.slow  # reads the tiny sweeps' curves from the store
+def test_tables_of_a_sweep_over_the_init_scale_give_each_scale_its_own_row(uri, tmp_path):
+    out = tmp_path / "sigma"
+    assert tables_main(["--tracking-uri", uri, "--experiment", "sigma", "--out", str(out), "--no-log"]) == 0
+    logged = summaries(uri, "sigma").astype({"init_scale": float})
+    for name in ("events", "gap", "reference", "geometry"):
+        table = pd.read_csv(out / f"{name}.csv", dtype=str, keep_default_na=False)
+        # σ and the step-size factor paired with it: a row per σ, its two draws each
+        assert table[["init_scale", "lr_factor"]].values.tolist() == [["0.5", "2"], ["2", "0.125"]], name
+    events = pd.read_csv(out / "events.csv", dtype=str, keep_default_na=False).set_index("init_scale")
+    for sigma, runs in logged.groupby("init_scale"):
+        memorised = runs["steps_to_memorise"].notna().sum() if "steps_to_memorise" in runs else 0
+        assert events.loc[f"{sigma:g}", "memorised"] == f"{memorised}/2"
+
+
 def test_the_init_scale_figure_draws_each_methods_median_censored_runs_counted_at_their_end():
     import matplotlib
 
