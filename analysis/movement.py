@@ -19,7 +19,7 @@ def movement_table(uri: str, runs: pd.DataFrame) -> Table | None:
     """A row per (α, σ) of the cell's runs, read at the last epoch every one of them reached."""
     cell = fig3a_runs(runs)
     cell = cell[cell["status"].isin(["grokked", "censored"])]
-    if cell[[ALPHA, "init_scale"]].drop_duplicates().shape[0] < 2:
+    if cell.empty or cell[[ALPHA, "init_scale"]].drop_duplicates().shape[0] < 2:
         return None
     test = LOSS_RATIOS[1]
     hist = epoch_histories(uri, cell, ("weight_change", test))
