@@ -8,33 +8,35 @@ import pandas as pd
 
 from analysis.cells import fmt
 from analysis.curve_figures import epoch_histories
+from analysis.fig3a import ALPHA, LOSS_RATIOS, at_common_end, fig3a_runs
+from analysis.groups import run_groups
 from analysis.output import Table
 from analysis.runs import value_text
-from analysis.science_figures import ALPHA, LOSS_RATIOS, at_common_end, fig3a_runs
 
 MOVEMENT = "‖θ − θ₀‖²/‖θ₀‖²"
 
 
 def movement_table(uri: str, runs: pd.DataFrame) -> Table | None:
-    """A row per (α, σ) of the cell's runs, read at the last epoch every one of them reached."""
+    """A row per method, α and σ of the cell's runs, read at the last epoch every one of them reached."""
     cell = fig3a_runs(runs)
     cell = cell[cell["status"].isin(["grokked", "censored"])]
     if cell.empty or cell[[ALPHA, "init_scale"]].drop_duplicates().shape[0] < 2:
         return None
     test = LOSS_RATIOS[1]
     hist = epoch_histories(uri, cell, ("weight_change", test))
-    end, change = at_common_end(cell, hist, "weight_change")
-    _, final_test = at_common_end(cell, hist, test)
+    end, read = at_common_end(cell, hist, ("weight_change", test))
     table = Table(
         "movement",
         f"Parameter movement and test loss at epoch {fmt(end)}, by σ²·α",
-        ["σ²·α", "alpha", "σ", "runs", MOVEMENT, f"{test}"],
+        ["Method", "σ²·α", "alpha", "σ", "runs", MOVEMENT, test],
     )
-    read = cell.assign(product=cell["init_scale"] ** 2 * cell[ALPHA], movement=change**2, test=final_test)
-    for (product, alpha, sigma), group in read.groupby(["product", ALPHA, "init_scale"], sort=True):
+    cell = cell.assign(
+        product=cell["init_scale"] ** 2 * cell[ALPHA], movement=read["weight_change"] ** 2, test=read[test]
+    )
+    for group in run_groups(cell, by=("product", ALPHA, "init_scale")):
         table.rows.append(
-            [value_text(product), value_text(alpha), value_text(sigma), str(len(group))]
-            + [_median_range(group[column]) for column in ("movement", "test")]
+            [group.label, *map(value_text, group.by), str(len(group.runs))]
+            + [_median_range(group.runs[column]) for column in ("movement", "test")]
         )
     table.notes.append(
         f"each run read at epoch {fmt(end)}, the last every run of the cell reached (its last value logged by then); "

@@ -9,9 +9,10 @@ import pandas as pd
 from scipy import stats
 
 from analysis.cells import fmt
+from analysis.fig3a import ALPHA
 from analysis.output import Table
 from analysis.runs import TASK_SETTING, value_text
-from analysis.science_figures import ALPHA, EPSILON, phase_cells
+from analysis.science_figures import EPSILON, phase_cells
 
 FULL_GRID_CELLS = 14 * 14  # the authors' grid
 FULL_GRID_BUDGET_H = 6.0  # CPU-hours the whole grid may take (issue 36), else only the 7 × 7 runs

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 
 from analysis.curve_figures import epoch_histories, reference_line
+from analysis.fig3a import ALPHA, KERNEL_LINE, LOSS_RATIOS, at_common_end, fig3a_runs
 from analysis.groups import METHOD_NAMES, method_rank, run_groups
 from analysis.plotting import COLOURS, coloured, grid_over, loss_style, median_while_all_run, save, seed_lines
 from analysis.runs import TASK_SETTING, value_text
 from analysis.stats import median_or_bound
 
-ALPHA, EPSILON = TASK_SETTING + "alpha", TASK_SETTING + "epsilon"
+EPSILON = TASK_SETTING + "epsilon"
 # the swept knob of each Fig. 3a figure: the output scale α, or the first layer's weight scale σ (at α = 1)
 FIG3A_KNOBS = {ALPHA: ("α", "fig3a_loss_vs_alpha"), "init_scale": ("σ", "fig3a_loss_vs_sigma")}
 CROSSINGS = ("final_train_mse_below_epoch", "final_test_mse_below_epoch")
@@ -49,20 +50,6 @@ def science_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
-def fig3a_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs of the `kumar_fig3a` cell (its inputs scaled in the pre-activation), of either sweep."""
-    polynomial = runs[runs["task"] == "polynomial"]
-    return polynomial[polynomial.get(TASK_SETTING + "input_scaling", pd.Series(dtype=object)) == "preactivation"]
-
-
-def at_common_end(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], metric: str) -> tuple[float, pd.Series]:
-    """The last epoch every run reached (a σ = 1 run may come from the α sweep's longer budget), and each run's
-    metric there (its last value logged at or before it), indexed as `runs`."""
-    curves = {r: hist[r][metric].dropna() for r in runs["run_id"]}
-    end = min(c.index.max() for c in curves.values())
-    return end, pd.Series([curves[r].loc[:end].iloc[-1] for r in runs["run_id"]], index=runs.index)
-
-
 COLLAPSE = ("test_acc", "train_zero_loss_fraction")
 
 
@@ -90,10 +77,6 @@ def collapse_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame]):
     return fig
 
 
-LOSS_RATIOS = ("train_loss_rel", "test_loss_rel")
-KERNEL_LINE = "kernel_regression_test_loss_rel"  # the test loss of kernel regression with the initial NTK
-
-
 def fig3a_losses(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], knob: str, symbol: str):
     """Train (dashed) and test (solid) loss, each over its value at initialisation, against epochs on a log axis,
     a colour per value of the knob, the median over draws (Kumar et al. Fig. 3a); dotted, the initial kernel's
@@ -119,8 +102,8 @@ def movement_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], knob: str
     the α sweep's longer budget): the logged `weight_change` is ‖θ − θ₀‖/‖θ₀‖, squared here as the authors' is."""
     import matplotlib.pyplot as plt
 
-    end, change = at_common_end(runs, hist, "weight_change")
-    movement = change**2
+    end, read = at_common_end(runs, hist, ("weight_change",))
+    movement = read["weight_change"] ** 2
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter(runs[knob], movement, s=14, color="C0", alpha=0.5, label="each draw")
     medians = movement.groupby(runs[knob]).median()

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from analysis.fig3a import ALPHA
 from analysis.phase import phase_table
 from analysis.runs import TASK_SETTING
-from analysis.science_figures import ALPHA, EPSILON
+from analysis.science_figures import EPSILON
 
 
 def runs(wall_s=(10.0, 20.0, 30.0, 40.0, 50.0, 60.0)):

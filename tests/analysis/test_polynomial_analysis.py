@@ -198,7 +198,7 @@ def test_the_test_loss_at_memorising_is_set_beside_each_runs_kernel_line(uri, tm
             assert row["@mem ÷ reference (range)"] == (f"{np.median(ratios):.3g} ({min(ratios):.3g}–{max(ratios):.3g})")
         else:
             assert row["test_loss_rel @mem"] == "—"
-    # in this Fig. 1 setting the test loss has risen above the line by the time the training set is fitted
+    # in this tiny fixture (the Fig. 1 setting) the test loss has risen above the line by the time it memorises
     assert reference.loc["0.25", "memorised"] == "2/2"
     assert float(reference.loc["0.25", "@mem ÷ reference (range)"].split()[0]) > 1
 

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from test_polynomial_analysis import log_sweep
 
+from analysis.fig3a import ALPHA
 from analysis.runs import load_runs
-from analysis.science_figures import ALPHA, EPSILON, grok_and_delay, phase_cells
+from analysis.science_figures import EPSILON, grok_and_delay, phase_cells
 from analysis.tables import main as tables_main
 from grokbench.sweep.keys import experiment_name
 
