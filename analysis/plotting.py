@@ -133,8 +133,9 @@ def save(fig, out: Path, name: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+    for path in paths:  # a PDF without its creation date, so that a rebuild writes the same bytes
+        metadata = {"CreationDate": None} if path.suffix == ".pdf" else None
+        fig.savefig(path, dpi=130, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
     return paths
 

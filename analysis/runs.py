@@ -95,7 +95,8 @@ def latest_per_trial(runs: pd.DataFrame) -> pd.DataFrame:
     rank = runs["status"].map(outcome_rank)
     runs = runs.assign(_rank=rank).sort_values(["_rank", "start_time"], kind="stable", na_position="first")
     runs = runs.groupby(["experiment", "trial_key"], dropna=False).tail(1)
-    return runs.drop(columns="_rank").sort_values("run_id").reset_index(drop=True)
+    # ordered by what an archive keeps (an import gives runs new ids), so a rebuild draws its figures alike
+    return runs.drop(columns="_rank").sort_values(["experiment", "trial_key"]).reset_index(drop=True)
 
 
 def once_across_experiments(runs: pd.DataFrame) -> pd.DataFrame:
@@ -106,7 +107,7 @@ def once_across_experiments(runs: pd.DataFrame) -> pd.DataFrame:
         ["_rank", "max_epochs", "start_time"], kind="stable", na_position="first"
     )
     kept = order.groupby("trial_key", dropna=False).tail(1)
-    return kept.drop(columns="_rank").sort_values("run_id").reset_index(drop=True)
+    return kept.drop(columns="_rank").sort_values(["experiment", "trial_key"]).reset_index(drop=True)
 
 
 def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
