@@ -3,6 +3,9 @@ a speed-up's text and CSV columns, and the footnote saying how each speed-up was
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import pandas as pd
 
 from analysis.stats import AFT, GEOMETRIC, LOGRANK, MEDIANS, WELCH, Cell, Sample, SpeedUp, cell
@@ -20,6 +23,12 @@ def fmt(value: float | None, digits: int = 3) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
+
+
+def median_range_text(values: Sequence[float]) -> str:
+    """`median (min–max)` of the values, each as `fmt` writes it."""
+    arr = np.asarray(values, dtype=float)
+    return f"{fmt(float(np.median(arr)))} ({fmt(float(arr.min()))}–{fmt(float(arr.max()))})"
 
 
 def seeds_text(runs: pd.DataFrame) -> str:

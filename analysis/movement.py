@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.cells import fmt
+from analysis.cells import fmt, median_range_text
 from analysis.curve_figures import epoch_histories
 from analysis.fig3a import ALPHA, LOSS_RATIOS, at_common_end, fig3a_runs
 from analysis.groups import run_groups
@@ -36,7 +36,7 @@ def movement_table(uri: str, runs: pd.DataFrame) -> Table | None:
     for group in run_groups(cell, by=("product", ALPHA, "init_scale")):
         table.rows.append(
             [group.label, *map(value_text, group.by), str(len(group.runs))]
-            + [_median_range(group.runs[column]) for column in ("movement", "test")]
+            + [median_range_text(group.runs[column]) for column in ("movement", "test")]
         )
     table.notes.append(
         f"each run read at epoch {fmt(end)}, the last every run of the cell reached (its last value logged by then); "
@@ -44,7 +44,3 @@ def movement_table(uri: str, runs: pd.DataFrame) -> Table | None:
         "authors' is"
     )
     return table
-
-
-def _median_range(values: pd.Series) -> str:
-    return f"{fmt(float(values.median()))} ({fmt(float(values.min()))}–{fmt(float(values.max()))})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.cells import fmt
+from analysis.cells import fmt, median_range_text
 from analysis.output import Table
 from analysis.runs import presentation, row_settings, setting_name, value_text
 from grokbench.sweep.mlflow_store import TrackingStore
@@ -34,7 +34,7 @@ def reference_table(uri: str, runs: pd.DataFrame, groups: list) -> Table | None:
         row = [group.label, *map(value_text, group.by), f"{len(reached)}/{len(pairs)}"]
         row.append(fmt(float(np.median(levels))) if levels else "—")
         row.append(fmt(float(np.median([test for _, test in reached]))) if reached else "—")
-        row.append(f"{fmt(float(np.median(ratios)))} ({fmt(min(ratios))}–{fmt(max(ratios))})" if ratios else "—")
+        row.append(median_range_text(ratios) if ratios else "—")
         table.rows.append(row)
     table.notes += [
         f"{shown.reference}: a constant per run, set by its data and initial weights; @mem: at the first evaluation "
