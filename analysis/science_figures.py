@@ -156,7 +156,10 @@ def init_scale_figure(runs: pd.DataFrame):
         for ax, values in zip(axes, (grok, delay), strict=True):
             _median_line(ax, group["init_scale"], values, group["status"] == "grokked", colour, label)
     for ax, what in zip(axes, ("optimiser steps to grok", "steps from memorised to grokked"), strict=True):
-        ax.set(xscale="log", yscale="symlog", xlabel="initialisation scale α", ylabel=what)
+        ax.set(xscale="log", xlabel="initialisation scale α", ylabel=what)
+        # symlog, linear below 10 steps, so that a delay of 0 (grokked on memorising) has a place; nothing is negative
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set_ylim(bottom=0)
         ax.set_xticks(sorted(runs["init_scale"].unique()), [value_text(v) for v in sorted(runs["init_scale"].unique())])
     axes[0].legend(fontsize=8)
     fig.suptitle("median over seeds (Kaplan–Meier where censored); △: censored where its run ended", fontsize=9)

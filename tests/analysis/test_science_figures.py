@@ -199,6 +199,8 @@ def test_the_init_scale_figure_draws_each_methods_median_censored_runs_counted_a
     assert grok_axis.lines[0].get_ydata().tolist() == [200, 1200]
     # delays: α = 1: 0, 50, 100; α = 8: 800, 800 and 4700 censored: median 800
     assert delay_axis.lines[0].get_ydata().tolist() == [50, 800]
+    # a delay of 0 sits on the axis' floor; nothing counts below it
+    assert [axis.get_ylim()[0] for axis in (grok_axis, delay_axis)] == [0, 0]
 
 
 def test_the_collapse_figure_draws_each_arms_median_of_accuracy_and_zero_loss_share():
