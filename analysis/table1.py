@@ -57,28 +57,29 @@ def table1(runs: pd.DataFrame, event: str = "grok", experiments: Sequence[str] =
 
 def loss_table(part: pd.DataFrame, loss: str, event: str, several: bool) -> Table:
     varied = varied_task_settings(part)
+    scales = sorted(part["init_scale"].dropna().unique())
+    by_scale = ["init_scale"] if len(scales) > 1 else []  # each scale is its own condition, with its own baseline
     name, title = f"table1_{loss}", f"Table 1 — {LOSS_NAMES[loss]}"
     if event != "grok":
         name, title = f"{name}_{event}", f"{title}, grokked at {event}"
-    headers = ["Method", *map(setting_name, varied), "grokked", "seeds"]
+    headers = ["Method", *map(setting_name, by_scale + varied), "grokked", "seeds"]
     for measure, (header, _, _) in MEASURES.items():
         headers += [header, f"speed-up ({measure})"]
     headers += ["per-seed speed-up (steps / time / phase)", "ms/update", "diverged/failed"]
     table = Table(name, title, headers)
     speeds, sizes, origins = [], [], []
-    for init in sorted(part["init_scale"].dropna().unique()):
+    for init in scales:
         for values, block in condition_blocks(part[part["init_scale"] == init], varied):
             baseline = reference_baseline(block)
+            values = (init, *values) if by_scale else values
             for group in run_groups(block):
                 row, columns, row_speeds = _row(group, baseline)
                 table.rows.append(row[:1] + [value_text(v) for v in values] + row[1:])
                 table.stats.append(columns)
                 speeds += row_speeds
-                where = f" ({setting_text(varied, values)})" if varied else ""
+                where = f" ({setting_text(by_scale + varied, values)})" if values else ""
                 sizes.append(f"{group.label}{where} {columns['n']}")
                 origins.append(f"{group.label}{where} {by_experiment(group.runs)}")
-        if part["init_scale"].nunique() > 1:
-            table.notes.append(f"rows above for init scale {init:g}")
     if several_references(with_conditions(part)):
         table.notes.append(CONDITION_NOTE)
     table.notes += [

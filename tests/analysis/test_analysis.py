@@ -459,6 +459,40 @@ def test_a_methods_variants_get_rows_of_their_own(tmp_path, migrated_store):
     assert rows == ["| Baseline", "| GrokAlign", "| GrokAlign (subset=32, every=4)"]
 
 
+def test_table1_gives_each_init_scale_rows_of_its_own_against_its_own_baseline(tmp_path, migrated_store):
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist")
+    # init 1: baseline 400, 600 steps, GrokAlign 100, 150 (×4); init 8: baseline 800, 1200, GrokAlign 400, 600 (×2)
+    for init, baseline, grokalign in ((1.0, (400, 600), (100, 150)), (8.0, (800, 1200), (400, 600))):
+        for seed in range(2):
+            log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", baseline[seed], 1.0, init_scale=init)
+            log_trial(
+                client,
+                experiment_id,
+                "grokalign",
+                "ce",
+                seed,
+                "grokked",
+                grokalign[seed],
+                1.0,
+                lam=1e-3,
+                init_scale=init,
+            )
+    assert tables_main(["--tracking-uri", uri, "--out", str(tmp_path / "t"), "--format", "csv", "--no-log"]) == 0
+    table = pd.read_csv(tmp_path / "t" / "table1_ce.csv", dtype=str, keep_default_na=False)
+    assert table[["Method", "init_scale"]].values.tolist() == [
+        ["Baseline", "1"],
+        ["GrokAlign", "1"],
+        ["Baseline", "8"],
+        ["GrokAlign", "8"],
+    ]
+    # the ratio of geometric means: √(400·600) / √(100·150) = 4 and √(800·1200) / √(400·600) = 2
+    speed_ups = table["speed-up (steps)"].str.extract(r"^×([0-9.]+)")[0].tolist()
+    assert speed_ups == ["1", "4.00", "1", "2.00"]  # each baseline ×1 against itself
+
+
 def test_the_figures_grid_spans_the_runs_known_x_and_ignores_a_run_without_one():
     from analysis.plotting import grid_over
 
