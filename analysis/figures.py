@@ -27,7 +27,7 @@ from analysis.plotting import (
     threshold_line,
     x_axis,
 )
-from analysis.runs import presentation
+from analysis.runs import presentation, value_text
 from analysis.science_figures import science_figures
 from grokbench.tasks import TASKS
 from grokbench.tasks.base import Presentation
@@ -37,37 +37,62 @@ X_AXES = {"step": ("optimiser steps", "accuracy_vs_steps"), "train_time_s": ("tr
 
 def accuracy_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], against: str, shown: Presentation):
     """Train (dashed) and test (solid) accuracy against steps or seconds, median over seeds, beside each seed's
-    test accuracy; a panel per loss and condition."""
+    test accuracy; a panel per loss and condition, a row of them per init scale where the runs vary it."""
     import matplotlib.pyplot as plt
 
     runs = with_conditions(runs)
     panels = sorted(set(zip(runs["loss"], runs["condition"], strict=False)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, (loss, condition) in zip(axes[0], panels, strict=False):
-        panel = runs[(runs["loss"] == loss) & (runs["condition"] == condition)]
-        for setting, colour in coloured(run_groups(panel)):
-            curves = {
-                metric: [_against(hist[run_id], metric, against) for run_id in setting.runs["run_id"]]
-                for metric in ("train_acc", "test_acc")
-            }
-            grid = grid_over(curves["test_acc"], shown.log_steps)
-            (line,) = ax.plot(
-                grid, median_while_all_run(curves["test_acc"], grid), "-", color=colour, label=f"{setting.label} test"
-            )
-            seed_lines(ax, curves["test_acc"], grid, line.get_color())
-            ax.plot(
-                grid,
-                median_while_all_run(curves["train_acc"], grid),
-                "--",
-                color=line.get_color(),
-                label=f"{setting.label} train",
-            )
-        threshold_line(ax, panel)
-        ax.set(title=f"loss {loss}" + (f", {condition}" if condition else ""), ylabel="accuracy", ylim=(0, 1.02))
-        x_axis(ax, X_AXES[against][0], shown.log_steps)
-        ax.legend(fontsize=7)
+    facets = init_scale_facets(runs)
+    fig, axes = plt.subplots(
+        len(facets), len(panels), figsize=(6 * len(panels), 4 * len(facets)), squeeze=False, layout=_layout(facets)
+    )
+    for row, (scale, facet) in zip(axes, facets, strict=True):
+        for ax, (loss, condition) in zip(row, panels, strict=True):
+            panel = facet[(facet["loss"] == loss) & (facet["condition"] == condition)]
+            if panel.empty:  # a loss or condition not run at this init scale
+                ax.axis("off")
+                continue
+            _accuracy_panel(ax, panel, hist, against, shown)
+            ax.set(title=_joined(f"loss {loss}", condition, scale), ylabel="accuracy", ylim=(0, 1.02))
     fig.suptitle(MEDIAN_NOTE + "; thin: each seed's test accuracy", fontsize=9)
     return fig
+
+
+def _accuracy_panel(ax, panel: pd.DataFrame, hist: dict[str, pd.DataFrame], against: str, shown: Presentation):
+    for setting, colour in coloured(run_groups(panel)):
+        curves = {
+            metric: [_against(hist[run_id], metric, against) for run_id in setting.runs["run_id"]]
+            for metric in ("train_acc", "test_acc")
+        }
+        grid = grid_over(curves["test_acc"], shown.log_steps)
+        (line,) = ax.plot(
+            grid, median_while_all_run(curves["test_acc"], grid), "-", color=colour, label=f"{setting.label} test"
+        )
+        seed_lines(ax, curves["test_acc"], grid, line.get_color())
+        ax.plot(
+            grid,
+            median_while_all_run(curves["train_acc"], grid),
+            "--",
+            color=line.get_color(),
+            label=f"{setting.label} train",
+        )
+    threshold_line(ax, panel)
+    x_axis(ax, X_AXES[against][0], shown.log_steps)
+    ax.legend(fontsize=7)
+
+
+def init_scale_facets(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The runs per init scale where they vary it, each named for a panel's title ("init scale 8"); else one facet
+    of all, unnamed. Curves at different scales end orders of magnitude apart: drawn together, the median of a
+    method's curves would stop where its fastest scale's runs do."""
+    if "init_scale" not in runs or runs["init_scale"].nunique() < 2:
+        return [("", runs)]
+    return [(f"init scale {value_text(scale)}", part) for scale, part in runs.groupby("init_scale", sort=True)]
+
+
+def _layout(facets: list) -> str | None:
+    """Rows of panels need room between them for their titles; one row keeps the plain layout."""
+    return "constrained" if len(facets) > 1 else None
 
 
 def _against(history: pd.DataFrame, metric: str, against: str) -> pd.Series:
@@ -110,35 +135,43 @@ def _joined(*parts: str) -> str:
 
 def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Presentation):
     """The task's plotted curves against steps, median over seeds beside each seed's own, a line per method, λ and
-    variant (and loss), with each seed's memorised (■) and grokked (★) steps marked on its curve."""
+    variant (and loss), with each seed's memorised (■) and grokked (★) steps marked on its curve; a row of panels
+    per init scale where the runs vary it."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(shown.plotted), figsize=(6 * len(shown.plotted), 4), squeeze=False)
+    facets = init_scale_facets(runs)
+    columns = len(shown.plotted)
+    fig, axes = plt.subplots(
+        len(facets), columns, figsize=(6 * columns, 4 * len(facets)), squeeze=False, layout=_layout(facets)
+    )
     losses = set(runs["loss"])
-    for ax, metric in zip(axes[0], shown.plotted, strict=False):
-        by_loss = sorted(run_groups(runs, by=("loss",)), key=lambda g: (method_rank(g.method), g.by))  # ce beside mse
-        for setting, colour in coloured(by_loss):
-            (loss,), group = setting.by, setting.runs
-            series = {r: hist[r][metric].dropna() for r in group["run_id"]}
-            grid = grid_over(list(series.values()), shown.log_steps)
-            label = setting.label + (f" ({loss})" if len(losses) > 1 else "")
-            (line,) = ax.plot(
-                grid,
-                median_while_all_run(list(series.values()), grid),
-                loss_style(loss),
-                color=colour,
-                label=label,
-            )
-            seed_lines(ax, list(series.values()), grid, line.get_color())
-            mark_events(ax, group, series, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), line.get_color())
-        ax.set(title=metric_title(metric), ylabel=metric_label(metric))
-        x_axis(ax, "optimiser steps", shown.log_steps)
+    for row, (scale, facet) in zip(axes, facets, strict=True):
+        for ax, metric in zip(row, shown.plotted, strict=True):
+            _curves_panel(ax, facet, hist, metric, shown)
+            ax.set_title(_joined(metric_title(metric), scale))
     legend_beside(axes[0][-1])  # every panel has the same lines
     styles = (
         f" ({', '.join(LOSS_STYLES[loss][1] for loss in LOSS_STYLES if loss in losses)})" if len(losses) > 1 else ""
     )
     fig.suptitle(f"{MEDIAN_NOTE}; {EVENTS_NOTE}{styles}", fontsize=9)
     return fig
+
+
+def _curves_panel(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], metric: str, shown: Presentation) -> None:
+    by_loss = sorted(run_groups(runs, by=("loss",)), key=lambda g: (method_rank(g.method), g.by))  # ce beside mse
+    several_losses = runs["loss"].nunique() > 1
+    for setting, colour in coloured(by_loss):
+        (loss,), group = setting.by, setting.runs
+        series = {r: hist[r][metric].dropna() for r in group["run_id"]}
+        grid = grid_over(list(series.values()), shown.log_steps)
+        label = setting.label + (f" ({loss})" if several_losses else "")
+        (line,) = ax.plot(
+            grid, median_while_all_run(list(series.values()), grid), loss_style(loss), color=colour, label=label
+        )
+        seed_lines(ax, list(series.values()), grid, line.get_color())
+        mark_events(ax, group, series, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), line.get_color())
+    ax.set(title=metric_title(metric), ylabel=metric_label(metric))
+    x_axis(ax, "optimiser steps", shown.log_steps)
 
 
 def has_accuracy(task: str | None) -> bool:

@@ -86,3 +86,31 @@ def test_each_methods_lambda_gets_a_panel_and_an_axis_of_its_own(mnist_runs):
     # the median over seeds 0 and 1 of seconds to grok at each λ: 400 / 20 and 600 / 20 s → 25 s
     assert list(grokalign.get_xdata()) == [1e-3, 1e-2] and np.allclose(grokalign.get_ydata(), [25.0, 25.0])
     assert sensitivity_figure(runs[runs["method"] != "grokalign"], "init_scale") is None  # one α: no figure
+
+
+def test_a_sweep_over_the_init_scale_draws_a_row_of_panels_per_scale(tmp_path, migrated_store):
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = store.prepare_experiment("grokbench/mnist")
+    for init, steps in ((1.0, 200), (8.0, 4000)):
+        for seed in range(2):
+            log_trial(
+                store.client, experiment_id, "baseline", "ce", seed, "grokked", steps + 40 * seed, 1.0, init_scale=init
+            )
+    runs, _ = load_runs(store.uri, ["mnist"])
+    shown = presentation(runs)
+    hist = histories(store.uri, runs, shown.plotted)
+    accuracy = accuracy_figure(runs, hist, "step", shown).get_axes()
+    assert [ax.get_title() for ax in accuracy] == ["loss ce, init scale 1", "loss ce, init scale 8"]
+    # each scale's median is drawn while both its seeds run: to step 200 at init 1, to 4000 at init 8, on the
+    # figure's grid (pooled, both would stop at 200)
+    medians = [line for ax in accuracy for line in ax.get_lines() if line.get_label() == "Baseline test"]
+    ends = [np.nanmax(np.where(np.isnan(m.get_ydata()), np.nan, m.get_xdata())) for m in medians]
+    assert ends == pytest.approx([200, 4000], rel=0.01)
+    geometry = curves_figure(runs, hist, shown).get_axes()
+    assert [ax.get_title() for ax in geometry] == [
+        "Centroid alignment, init scale 1",
+        "Jacobian norm, init scale 1",
+        "Centroid alignment, init scale 8",
+        "Jacobian norm, init scale 8",
+    ]
