@@ -43,6 +43,14 @@ def store(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def fresh_mnist(tmp_path, migrated_store):
+    """An empty store of this test's own, with the mnist experiment: its URI, a client and the experiment's id."""
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return uri, mlflow.MlflowClient(uri), TrackingStore(uri).prepare_experiment("grokbench/mnist")
+
+
 def read_csv_table(path):
     import pandas as pd
 
@@ -404,11 +412,8 @@ def test_figure_lines_are_per_method_and_per_lambda_only_where_a_method_ran_at_s
     assert lines[("Baseline", ("stablemax",))] not in {"C0", "C4", *COLOURS.values()}
 
 
-def test_a_budget_counts_a_trial_that_grokked_later_as_censored_at_it(tmp_path, migrated_store):
-    shutil.copy(migrated_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
-    experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist")
+def test_a_budget_counts_a_trial_that_grokked_later_as_censored_at_it(tmp_path, fresh_mnist):
+    uri, client, experiment_id = fresh_mnist
     # 4 updates an epoch: seed 0 groks at epoch 50 (20 s), seed 1 at epoch 150 (60 s); both ran a 250-epoch budget
     for seed, (steps, seconds) in enumerate([(200, 20.0), (600, 60.0)]):
         log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", steps, seconds)
@@ -429,11 +434,8 @@ def test_a_budget_counts_a_trial_that_grokked_later_as_censored_at_it(tmp_path, 
     assert "| Baseline | 1/2 |" in text and "budget: 100 epochs (--max-epochs)" in text
 
 
-def test_a_methods_variants_get_rows_of_their_own(tmp_path, migrated_store):
-    shutil.copy(migrated_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
-    experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist")
+def test_a_methods_variants_get_rows_of_their_own(tmp_path, fresh_mnist):
+    uri, client, experiment_id = fresh_mnist
     for seed in range(2):
         log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", 400, 40.0)
         log_trial(client, experiment_id, "grokalign", "ce", seed, "grokked", 100, 10.0, lam=1e-3)
@@ -459,27 +461,15 @@ def test_a_methods_variants_get_rows_of_their_own(tmp_path, migrated_store):
     assert rows == ["| Baseline", "| GrokAlign", "| GrokAlign (subset=32, every=4)"]
 
 
-def test_table1_gives_each_init_scale_rows_of_its_own_against_its_own_baseline(tmp_path, migrated_store):
-    shutil.copy(migrated_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
-    experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist")
+def test_table1_gives_each_init_scale_rows_of_its_own_against_its_own_baseline(tmp_path, fresh_mnist):
+    uri, client, experiment_id = fresh_mnist
     # init 1: baseline 400, 600 steps, GrokAlign 100, 150 (×4); init 8: baseline 800, 1200, GrokAlign 400, 600 (×2)
     for init, baseline, grokalign in ((1.0, (400, 600), (100, 150)), (8.0, (800, 1200), (400, 600))):
-        for seed in range(2):
-            log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", baseline[seed], 1.0, init_scale=init)
-            log_trial(
-                client,
-                experiment_id,
-                "grokalign",
-                "ce",
-                seed,
-                "grokked",
-                grokalign[seed],
-                1.0,
-                lam=1e-3,
-                init_scale=init,
-            )
+        for method, steps, lam in (("baseline", baseline, 0.0), ("grokalign", grokalign, 1e-3)):
+            for seed in range(2):
+                log_trial(
+                    client, experiment_id, method, "ce", seed, "grokked", steps[seed], 1.0, lam=lam, init_scale=init
+                )
     assert tables_main(["--tracking-uri", uri, "--out", str(tmp_path / "t"), "--format", "csv", "--no-log"]) == 0
     table = pd.read_csv(tmp_path / "t" / "table1_ce.csv", dtype=str, keep_default_na=False)
     assert table[["Method", "init_scale"]].values.tolist() == [
