@@ -27,7 +27,7 @@ from analysis.plotting import (
     threshold_line,
     x_axis,
 )
-from analysis.runs import further_events, setting_name, setting_text, varied_task_settings
+from analysis.runs import further_events, independent_settings, row_settings, setting_name, setting_text
 from analysis.stats import median_or_bound
 from grokbench.tasks import TASKS
 from grokbench.tasks.base import Presentation
@@ -44,7 +44,7 @@ def curve_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
         shown = TASKS[task].presentation
         names = tuple(n for n in (shown.train, shown.test, shown.reference, *shown.plotted) if n)
         hist = epoch_histories(uri, group, names)
-        varied = varied_task_settings(group)
+        varied = row_settings(group)
         written += save(learning_figure(group, hist, shown, varied), out, f"{task}_curves")
         if shown.plotted:
             written += save(diagnostics_figure(group, hist, shown, varied), out, f"{task}_diagnostics")
@@ -162,19 +162,21 @@ def _diagnostic_line(
 
 
 def event_figures(runs: pd.DataFrame, out: Path) -> list[Path]:
-    """Epochs to each event against each numeric task setting the sweep varied (`epochs_to_grok_vs_alpha`)."""
+    """Epochs to each event against each numeric setting the sweep varied (`epochs_to_grok_vs_alpha`), the init
+    scale among them, but not against one that another sets (σ's paired step-size factor)."""
     written = []
-    for column in varied_task_settings(runs):
+    settings = independent_settings(runs, row_settings(runs))
+    for column in settings:
         if all(isinstance(v, numbers.Real) for v in runs[column].dropna()):
-            written += event_figure(runs, column, out)
+            written += event_figure(runs, column, [c for c in settings if c != column], out)
     return written
 
 
-def event_figure(runs: pd.DataFrame, column: str, out: Path) -> list[Path]:
+def event_figure(runs: pd.DataFrame, column: str, others: list[str], out: Path) -> list[Path]:
+    """Epochs to each event against `column`, a line per method and value of the `others`."""
     import matplotlib.pyplot as plt
 
     events = ["memorise", "grok", *further_events(runs)]
-    others = [c for c in varied_task_settings(runs) if c != column]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for setting, colour in coloured(run_groups(runs, by=tuple(others)), one_axes=True):
         label = ", ".join(t for t in (setting.label, setting_text(others, setting.by)) if t)

@@ -193,6 +193,16 @@ def row_settings(runs: pd.DataFrame) -> list[str]:
     return (["init_scale"] if any(scales) else []) + varied_task_settings(runs)
 
 
+def independent_settings(runs: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns, less any whose value an earlier one sets (σ's paired step-size factor): a figure against it
+    would only repeat the one against that earlier setting."""
+    kept: list[str] = []
+    for column in columns:
+        if not any(runs.groupby(k, dropna=False)[column].nunique(dropna=False).max() <= 1 for k in kept):
+            kept.append(column)
+    return kept
+
+
 def setting_name(column: str) -> str:
     return column.removeprefix(TASK_SETTING)
 
