@@ -8,8 +8,10 @@ imports the module pkg.name where one exists, else pkg itself.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -32,30 +34,39 @@ def _type_checking_only(node: ast.AST) -> bool:
     return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
-def _imports(node: ast.AST):
-    """Every import statement below node, skipping the bodies of `if TYPE_CHECKING:` (but not their `else`)."""
+def _imports(node: ast.AST, functions: bool = True):
+    """Every import statement below node, in source order, skipping the bodies of `if TYPE_CHECKING:` (but not their
+    `else`), and those of functions unless `functions`."""
     for child in ast.iter_child_nodes(node):
         if isinstance(child, ast.Import | ast.ImportFrom):
             yield child
+        if not functions and isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
         if _type_checking_only(child):
             for stmt in child.orelse:
-                yield from _imports(ast.Module(body=[stmt], type_ignores=[]))
+                yield from _imports(ast.Module(body=[stmt], type_ignores=[]), functions)
         else:
-            yield from _imports(child)
+            yield from _imports(child, functions)
+
+
+def imported_names(name: str, path: Path, modules: dict[str, Path], functions: bool = True) -> list[str]:
+    """What module `name` (in `path`) imports, in source order: a module of the packages by its dotted name, any
+    other module as written (`ray.tune`)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in _imports(ast.parse(path.read_text(), str(path)), functions):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+            continue
+        base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+        source = ".".join(part for part in (base, node.module) if part)
+        found += [f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names]
+    return found
 
 
 def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The modules of the packages that module `name` (in `path`) imports."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in _imports(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-            continue
-        base = package.rsplit(".", node.level - 1)[0] if node.level else ""
-        source = ".".join(part for part in (base, node.module) if part)
-        found.update(f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names)
-    return {m for m in found if m in modules and m != name}
+    return {m for m in imported_names(name, path, modules) if m in modules and m != name}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -135,49 +146,76 @@ def test_no_import_cycle_in_grokbench_or_analysis():
     assert not cycles, "import cycles:\n" + "\n".join(" → ".join(cycle) for cycle in cycles)
 
 
-def third_party_packages() -> list[str]:
-    """The top-level packages outside the standard library that the modules import (torch, ray, mlflow, ...)."""
-    found = set()
-    for path in module_files().values():
-        for node in _imports(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                found.update(alias.name.partition(".")[0] for alias in node.names)
-            elif not node.level and node.module:
-                found.add(node.module.partition(".")[0])
-    return sorted(found - set(PACKAGES) - set(sys.stdlib_module_names))
+def third_party_on_import(name: str, modules: dict[str, Path]) -> tuple[str, ...]:
+    """The modules outside the standard library that importing module `name` imports (`ray.tune`, `torch`), through
+    the modules of the packages it imports too, in the order it first imports them; not those its functions
+    import."""
+    found: list[str] = []
+    seen: set[str] = set()
+
+    def visit(module: str) -> None:
+        parts = module.split(".")
+        for enclosing in (".".join(parts[:i]) for i in range(1, len(parts) + 1)):  # a, a.b, then a.b.c
+            if enclosing in modules and enclosing not in seen:
+                seen.add(enclosing)
+                for target in imported_names(enclosing, modules[enclosing], modules, functions=False):
+                    top = target.partition(".")[0]
+                    if top in PACKAGES:
+                        visit(target)
+                    elif top not in sys.stdlib_module_names and target not in found:
+                        found.append(target)
+
+    visit(name)
+    return tuple(found)
 
 
-# Imports the third-party packages once, then each module in a child forked from that state: the child holds no
-# module of grokbench/ or analysis/ but the one it imports, and pays for torch, Ray and MLflow no more.
+# One interpreter imports the third-party modules a group of modules import (torch, Ray Tune: seconds each) in
+# the order they would, then a child forked from it imports one module of the group: the state the module's own
+# imports reach, without paying for them again. Each child ends with the module's exit status, and a message
+# where its import raised.
 FORK_EACH = """
 import importlib, os, sys
-for package in sys.argv[2].split(","):
+for package in filter(None, sys.argv[2].split(",")):
     importlib.import_module(package)
+ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("grokbench", "analysis"))
+if ours:
+    sys.exit(f"importing {sys.argv[2]} imported {ours}")
 for name in sys.argv[1].split(","):
     read, write = os.pipe()
-    if os.fork() == 0:
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
         os.close(read)
         try:
             importlib.import_module(name)
-            message = ""
         except BaseException as error:
-            message = f"{name}: {type(error).__name__}: {error}\\n"
-        os.write(write, message.encode())
+            os.write(write, f"{name}: {type(error).__name__}: {error}\\n".encode())
+            os._exit(1)
         os._exit(0)
     os.close(write)
     with os.fdopen(read) as answer:
-        sys.stdout.write(answer.read())
-    os.wait()
+        message = answer.read()
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    sys.stdout.write(message or (f"{name}: its import ended with exit status {code}\\n" if code else ""))
 """
+
+
+def _import_each(modules: list[str], packages: tuple[str, ...]) -> str:
+    """What went wrong importing each module in a child of an interpreter that imported `packages` ("" if nothing)."""
+    argv = [sys.executable, "-c", FORK_EACH, ",".join(modules), ",".join(packages)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return done.stdout + (f"{','.join(modules)} (exit {done.returncode}): {done.stderr}" if done.returncode else "")
 
 
 @pytest.mark.slow
 def test_each_module_imports_alone():
-    """A module that imports only because another of the packages was imported first fails here. The third-party
-    packages are imported first, each only as its top-level package (`import ray`, never `ray.tune`), which any
-    module importing it does the same way."""
-    modules, packages = ",".join(sorted(module_files())), ",".join(third_party_packages())
-    done = subprocess.run(
-        [sys.executable, "-c", FORK_EACH, modules, packages], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert not done.stdout, "modules that do not import alone:\n" + done.stdout
+    """A module that imports only because another was imported first fails here, as one that crashes its
+    interpreter does. Before a module, its interpreter has imported only the third-party modules that importing the
+    module imports, in the order it would."""
+    modules = module_files()
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name in sorted(modules):
+        groups.setdefault(third_party_on_import(name, modules), []).append(name)
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        failures = "".join(pool.map(lambda item: _import_each(item[1], item[0]), groups.items()))
+    assert not failures, "modules that do not import alone:\n" + failures
