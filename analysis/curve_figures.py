@@ -162,17 +162,28 @@ def _diagnostic_line(
 
 
 def event_figures(runs: pd.DataFrame, out: Path) -> list[Path]:
-    """Epochs to each event against each numeric setting the sweep varied (`epochs_to_grok_vs_alpha`), the init
-    scale among them, but not against one that another sets (σ's paired step-size factor)."""
-    written = []
-    settings = independent_settings(runs, row_settings(runs))
-    for column in settings:
-        if all(isinstance(v, numbers.Real) for v in runs[column].dropna()):
-            written += event_figure(runs, column, [c for c in settings if c != column], out)
-    return written
+    """Epochs to each event against each setting `event_axes` names (`epochs_to_grok_vs_alpha`)."""
+    return [
+        path
+        for column, others in event_axes(runs)
+        for path in save(event_figure(runs, column, others), out, f"epochs_to_grok_vs_{setting_name(column)}")
+    ]
 
 
-def event_figure(runs: pd.DataFrame, column: str, others: list[str], out: Path) -> list[Path]:
+def event_axes(runs: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """Each numeric setting the sweep varied, the init scale among them, but not one that another sets (σ's paired
+    step-size factor), with the settings its figure's lines split on: the others varied (and the task, where the
+    runs are of several)."""
+    settings = row_settings(runs)
+    numeric = [c for c in settings if all(isinstance(v, numbers.Real) for v in runs[c].dropna())]
+    tasks = ["task"] if runs["task"].nunique() > 1 else []
+    return [
+        (column, independent_settings(runs, [column, *(c for c in settings if c != column)])[1:] + tasks)
+        for column in independent_settings(runs, numeric)
+    ]
+
+
+def event_figure(runs: pd.DataFrame, column: str, others: list[str]):
     """Epochs to each event against `column`, a line per method and value of the `others`."""
     import matplotlib.pyplot as plt
 
@@ -192,7 +203,7 @@ def event_figure(runs: pd.DataFrame, column: str, others: list[str], out: Path) 
         fontsize=8,
     )
     ax.legend(fontsize=7)
-    return save(fig, out, f"epochs_to_grok_vs_{setting_name(column)}")
+    return fig
 
 
 def _event_line(ax, runs: pd.DataFrame, column: str, event: str, colour, label: str) -> None:

@@ -5,11 +5,12 @@ the memorised and grokked moments marked. What a task shows, and on which axis, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from analysis.curve_figures import curve_figures, event_figures
-from analysis.groups import METHOD_NAMES, method_rank, run_groups, varied_groups, with_conditions
+from analysis.groups import METHOD_NAMES, RunGroup, method_rank, run_groups, varied_groups, with_conditions
 from analysis.names import SETTINGS, lambda_label, metric_label, metric_title
 from analysis.plotting import (
     EVENTS_NOTE,
@@ -46,20 +47,24 @@ def accuracy_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], against: 
     fig, axes = plt.subplots(
         len(facets), len(panels), figsize=(6 * len(panels), 4 * len(facets)), squeeze=False, layout=_layout(facets)
     )
-    for row, (scale, facet) in zip(axes, facets, strict=True):
-        for ax, (loss, condition) in zip(row, panels, strict=True):
-            panel = facet[(facet["loss"] == loss) & (facet["condition"] == condition)]
-            if panel.empty:  # a loss or condition not run at this init scale
+    for column, (loss, condition) in enumerate(panels):
+        panel = runs[(runs["loss"] == loss) & (runs["condition"] == condition)]
+        lines = coloured(run_groups(panel))  # labels and colours from every scale's runs: alike in every row
+        for ax, (scale, facet) in zip(axes[:, column], facets, strict=True):
+            shown_lines = in_facet(lines, facet)
+            if not shown_lines:  # this loss or condition was not run at this init scale
                 ax.axis("off")
                 continue
-            _accuracy_panel(ax, panel, hist, against, shown)
+            _accuracy_panel(ax, shown_lines, hist, against, shown)
+            threshold_line(ax, panel)
+            ax.legend(fontsize=7)
             ax.set(title=_joined(f"loss {loss}", condition, scale), ylabel="accuracy", ylim=(0, 1.02))
     fig.suptitle(MEDIAN_NOTE + "; thin: each seed's test accuracy", fontsize=9)
     return fig
 
 
-def _accuracy_panel(ax, panel: pd.DataFrame, hist: dict[str, pd.DataFrame], against: str, shown: Presentation):
-    for setting, colour in coloured(run_groups(panel)):
+def _accuracy_panel(ax, lines: list, hist: dict[str, pd.DataFrame], against: str, shown: Presentation) -> None:
+    for setting, colour in lines:
         curves = {
             metric: [_against(hist[run_id], metric, against) for run_id in setting.runs["run_id"]]
             for metric in ("train_acc", "test_acc")
@@ -76,21 +81,30 @@ def _accuracy_panel(ax, panel: pd.DataFrame, hist: dict[str, pd.DataFrame], agai
             color=line.get_color(),
             label=f"{setting.label} train",
         )
-    threshold_line(ax, panel)
     x_axis(ax, X_AXES[against][0], shown.log_steps)
-    ax.legend(fontsize=7)
 
 
 def init_scale_facets(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The runs per init scale where they vary it, each named for a panel's title ("init scale 8"); else one facet
     of all, unnamed. Curves at different scales end orders of magnitude apart: drawn together, the median of a
     method's curves would stop where its fastest scale's runs do."""
-    if "init_scale" not in runs or runs["init_scale"].nunique() < 2:
+    if "init_scale" not in runs or runs["init_scale"].nunique(dropna=False) < 2:
         return [("", runs)]
-    return [(f"init scale {value_text(scale)}", part) for scale, part in runs.groupby("init_scale", sort=True)]
+    facets = runs.groupby("init_scale", sort=True, dropna=False)
+    return [(f"init scale {value_text(scale)}", part) for scale, part in facets]
 
 
-def _layout(facets: list) -> str | None:
+def in_facet(lines: list[tuple[RunGroup, Any]], facet: pd.DataFrame) -> list[tuple[RunGroup, Any]]:
+    """The figure's lines (groups with their colours), each with only the facet's runs; those left with none go."""
+    kept = []
+    for group, colour in lines:
+        runs = group.runs[group.runs.index.isin(facet.index)]
+        if len(runs):
+            kept.append((group._replace(runs=runs), colour))
+    return kept
+
+
+def _layout(facets: list[tuple[str, pd.DataFrame]]) -> str | None:
     """Rows of panels need room between them for their titles; one row keeps the plain layout."""
     return "constrained" if len(facets) > 1 else None
 
@@ -145,11 +159,14 @@ def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pres
         len(facets), columns, figsize=(6 * columns, 4 * len(facets)), squeeze=False, layout=_layout(facets)
     )
     losses = set(runs["loss"])
+    by_loss = sorted(run_groups(runs, by=("loss",)), key=lambda g: (method_rank(g.method), g.by))  # ce beside mse
+    lines = coloured(by_loss)  # labels and colours from every scale's runs: alike in every row
     for row, (scale, facet) in zip(axes, facets, strict=True):
         for ax, metric in zip(row, shown.plotted, strict=True):
-            _curves_panel(ax, facet, hist, metric, shown)
-            ax.set_title(_joined(metric_title(metric), scale))
-    legend_beside(axes[0][-1])  # every panel has the same lines
+            _curves_panel(ax, in_facet(lines, facet), hist, metric, shown, several_losses=len(losses) > 1)
+            ax.set(title=_joined(metric_title(metric), scale), ylabel=metric_label(metric))
+            x_axis(ax, "optimiser steps", shown.log_steps)
+        legend_beside(row[-1])  # every panel of a row has the same lines
     styles = (
         f" ({', '.join(LOSS_STYLES[loss][1] for loss in LOSS_STYLES if loss in losses)})" if len(losses) > 1 else ""
     )
@@ -157,10 +174,10 @@ def curves_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], shown: Pres
     return fig
 
 
-def _curves_panel(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], metric: str, shown: Presentation) -> None:
-    by_loss = sorted(run_groups(runs, by=("loss",)), key=lambda g: (method_rank(g.method), g.by))  # ce beside mse
-    several_losses = runs["loss"].nunique() > 1
-    for setting, colour in coloured(by_loss):
+def _curves_panel(
+    ax, lines: list, hist: dict[str, pd.DataFrame], metric: str, shown: Presentation, several_losses: bool
+) -> None:
+    for setting, colour in lines:
         (loss,), group = setting.by, setting.runs
         series = {r: hist[r][metric].dropna() for r in group["run_id"]}
         grid = grid_over(list(series.values()), shown.log_steps)
@@ -170,8 +187,6 @@ def _curves_panel(ax, runs: pd.DataFrame, hist: dict[str, pd.DataFrame], metric:
         )
         seed_lines(ax, list(series.values()), grid, line.get_color())
         mark_events(ax, group, series, (("steps_to_memorise", "s"), ("steps_to_grok", "*")), line.get_color())
-    ax.set(title=metric_title(metric), ylabel=metric_label(metric))
-    x_axis(ax, "optimiser steps", shown.log_steps)
 
 
 def has_accuracy(task: str | None) -> bool:

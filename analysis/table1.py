@@ -71,13 +71,13 @@ def loss_table(part: pd.DataFrame, loss: str, event: str, several: bool) -> Tabl
     for init in scales:
         for values, block in condition_blocks(part[part["init_scale"] == init], varied):
             baseline = reference_baseline(block)
-            values = (init, *values) if by_scale else values
+            shown = (init, *values) if by_scale else values
             for group in run_groups(block):
                 row, columns, row_speeds = _row(group, baseline)
-                table.rows.append(row[:1] + [value_text(v) for v in values] + row[1:])
+                table.rows.append(row[:1] + [value_text(v) for v in shown] + row[1:])
                 table.stats.append(columns)
                 speeds += row_speeds
-                where = f" ({setting_text(by_scale + varied, values)})" if values else ""
+                where = f" ({setting_text(by_scale + varied, shown)})" if shown else ""
                 sizes.append(f"{group.label}{where} {columns['n']}")
                 origins.append(f"{group.label}{where} {by_experiment(group.runs)}")
     if several_references(with_conditions(part)):

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 from stores import SWEEP, log_trial
 
-from analysis.runs import at_budget, budget_note, load_runs
+from analysis.runs import at_budget, budget_note, independent_settings, load_runs
 from analysis.stats import Sample, aft_time_ratio
 from analysis.tables import main as tables_main
 from grokbench.sweep.mlflow_store import TrackingStore
@@ -41,14 +41,6 @@ def store(tmp_path_factory):
     log_trial(client, experiment_id, "adversarial", "ce", 1, "grokked", 700, 70.0, lam=1.0)
     log_trial(client, experiment_id, "adversarial", "ce", 2, "diverged", 0, 0, lam=1.0, curve=False)
     return path
-
-
-@pytest.fixture
-def fresh_mnist(tmp_path, migrated_store):
-    """An empty store of this test's own, with the mnist experiment: its URI, a client and the experiment's id."""
-    shutil.copy(migrated_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return uri, mlflow.MlflowClient(uri), TrackingStore(uri).prepare_experiment("grokbench/mnist")
 
 
 def read_csv_table(path):
@@ -551,3 +543,15 @@ def test_an_import_refuses_a_record_it_could_not_write_whole(tmp_path, change, c
     assert cli(["import", str(archive), "--tracking-uri", f"sqlite:///{tmp_path / 'new.db'}"]) == 2
     assert "is damaged (run 1 has " in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.jsonl.gz"]
+
+
+def test_a_setting_another_sets_is_not_independent():
+    runs = pd.DataFrame(
+        {
+            "init_scale": [0.5, 0.5, 2.0, 2.0, 2.0],
+            "task.lr_factor": [2.0, 2.0, 0.125, 0.125, 0.125],  # set by init_scale: 0.5 / σ²
+            "task.alpha": [1.0, 4.0, 1.0, 4.0, 4.0],  # crossed with it
+        }
+    )
+    assert independent_settings(runs, ["init_scale", "task.lr_factor", "task.alpha"]) == ["init_scale", "task.alpha"]
+    assert independent_settings(runs, ["task.alpha", "init_scale"]) == ["task.alpha", "init_scale"]

@@ -88,23 +88,29 @@ def test_each_methods_lambda_gets_a_panel_and_an_axis_of_its_own(mnist_runs):
     assert sensitivity_figure(runs[runs["method"] != "grokalign"], "init_scale") is None  # one α: no figure
 
 
-def test_a_sweep_over_the_init_scale_draws_a_row_of_panels_per_scale(tmp_path, migrated_store):
-    shutil.copy(migrated_store, tmp_path / "mlflow.db")
-    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment_id = store.prepare_experiment("grokbench/mnist")
+def test_a_sweep_over_the_init_scale_draws_a_row_of_panels_per_scale(fresh_mnist):
+    uri, client, experiment_id = fresh_mnist
     for init, steps in ((1.0, 200), (8.0, 4000)):
         for seed in range(2):
-            log_trial(
-                store.client, experiment_id, "baseline", "ce", seed, "grokked", steps + 40 * seed, 1.0, init_scale=init
-            )
-    runs, _ = load_runs(store.uri, ["mnist"])
+            log_trial(client, experiment_id, "baseline", "ce", seed, "grokked", steps + 40 * seed, 1.0, init_scale=init)
+            log_trial(client, experiment_id, "grokalign", "ce", seed, "grokked", steps, 1.0, lam=1e-2, init_scale=init)
+    # at init 1 only: GrokAlign at a second λ, and the MSE baseline
+    log_trial(client, experiment_id, "grokalign", "ce", 0, "grokked", 100, 1.0, lam=1e-3, init_scale=1.0)
+    log_trial(client, experiment_id, "baseline", "mse", 0, "grokked", 300, 1.0, init_scale=1.0)
+    runs, _ = load_runs(uri, ["mnist"])
     shown = presentation(runs)
-    hist = histories(store.uri, runs, shown.plotted)
+    hist = histories(uri, runs, shown.plotted)
     accuracy = accuracy_figure(runs, hist, "step", shown).get_axes()
-    assert [ax.get_title() for ax in accuracy] == ["loss ce, init scale 1", "loss ce, init scale 8"]
+    assert [ax.get_title() for ax in accuracy] == [
+        "loss ce, init scale 1",
+        "loss mse, init scale 1",
+        "loss ce, init scale 8",
+        "",
+    ]
+    assert not accuracy[3].axison  # no MSE run at init 8: a blank panel
     # each scale's median is drawn while both its seeds run: to step 200 at init 1, to 4000 at init 8, on the
     # figure's grid (pooled, both would stop at 200)
-    medians = [line for ax in accuracy for line in ax.get_lines() if line.get_label() == "Baseline test"]
+    medians = [line for ax in accuracy[::2] for line in ax.get_lines() if line.get_label() == "Baseline test"]
     ends = [np.nanmax(np.where(np.isnan(m.get_ydata()), np.nan, m.get_xdata())) for m in medians]
     assert ends == pytest.approx([200, 4000], rel=0.01)
     geometry = curves_figure(runs, hist, shown).get_axes()
@@ -114,3 +120,7 @@ def test_a_sweep_over_the_init_scale_draws_a_row_of_panels_per_scale(tmp_path, m
         "Centroid alignment, init scale 8",
         "Jacobian norm, init scale 8",
     ]
+    # a line keeps its label and colour in every row, though GrokAlign ran at one λ and one loss at init 8
+    for figure_axes, name in ((accuracy[::2], "GrokAlign (λ=0.01) test"), (geometry[::2], "GrokAlign (λ=0.01) (ce)")):
+        colours = [line.get_color() for ax in figure_axes for line in ax.get_lines() if line.get_label() == name]
+        assert len(colours) == 2 and colours[0] == colours[1], name

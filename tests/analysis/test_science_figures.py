@@ -10,7 +10,7 @@ import pytest
 from test_polynomial_analysis import log_sweep
 
 from analysis.fig3a import ALPHA
-from analysis.runs import independent_settings, load_runs
+from analysis.runs import load_runs
 from analysis.science_figures import EPSILON, grok_and_delay, phase_cells
 from analysis.tables import main as tables_main
 from grokbench.sweep.keys import experiment_name
@@ -178,29 +178,19 @@ def test_tables_of_a_sweep_over_the_init_scale_give_each_scale_its_own_row(uri, 
 
 
 @pytest.mark.slow  # reads the tiny sweeps' curves from the store
-def test_the_sigma_sweeps_event_figure_is_against_sigma_not_the_step_size_it_pairs_with(uri, tmp_path):
+def test_the_sigma_sweeps_event_figure_is_against_sigma_not_the_step_size_it_pairs_with(uri):
     import matplotlib
 
-    from analysis.curve_figures import event_figures
+    from analysis.curve_figures import event_axes, event_figure
 
     matplotlib.use("Agg")
     runs, _ = load_runs(uri, ["sigma"])
-    assert [path.name for path in event_figures(runs, tmp_path)] == [
-        "epochs_to_grok_vs_init_scale.png",
-        "epochs_to_grok_vs_init_scale.pdf",
-    ]
-
-
-def test_a_setting_another_sets_is_not_independent():
-    runs = pd.DataFrame(
-        {
-            "init_scale": [0.5, 0.5, 2.0, 2.0, 2.0],
-            "task.lr_factor": [2.0, 2.0, 0.125, 0.125, 0.125],  # set by init_scale: 0.5 / σ²
-            "task.alpha": [1.0, 4.0, 1.0, 4.0, 4.0],  # crossed with it
-        }
-    )
-    assert independent_settings(runs, ["init_scale", "task.lr_factor", "task.alpha"]) == ["init_scale", "task.alpha"]
-    assert independent_settings(runs, ["task.alpha", "init_scale"]) == ["task.alpha", "init_scale"]
+    assert event_axes(runs) == [("init_scale", [])]  # the step-size factor is set by σ: no figure, no lines of its own
+    (ax,) = event_figure(runs, "init_scale", []).get_axes()
+    assert ax.get_xlabel() == "init_scale"
+    # every seed is marked at its σ (reached or censored), 0.5 and 2 (not at its step-size factor, 2 and 0.125)
+    marked = {x for points in ax.collections for x, _ in points.get_offsets()}
+    assert marked == {0.5, 2.0}
 
 
 def test_the_init_scale_figure_draws_each_methods_median_censored_runs_counted_at_their_end():
