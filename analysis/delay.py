@@ -36,7 +36,7 @@ def delay_table(runs: pd.DataFrame) -> Table | None:
     for group in groups:
         row, median = delay_row(group, baselines.get(group.by))
         table.rows.append([group.label, *map(value_text, group.by[:-1]), f"{group.by[-1]:g}", *row])
-        table.stats.append({"method": group.method, "by": group.by, "delay_median": median})
+        table.stats.append({"method": group.method, "delay_median": median})
     table.notes += [
         "delay: optimiser steps from memorised (train accuracy ≥ 0.99) to grokked, 0 for a trial that grokked before "
         "it memorised; a censored trial's delay is censored where it ended (counted from its memorisation, or from "

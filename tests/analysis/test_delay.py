@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.delay import delay_table
+from analysis.output import to_frame
 
 NAN = np.nan
 
@@ -77,6 +78,12 @@ def test_the_ratio_to_the_baseline_is_of_medians_at_the_same_init():
     assert by[("GrokAlign", "8")]["delay ÷ baseline's"] == "0.267"  # 800 / 3000
     assert by[("GrokAlign", "1")]["delay ÷ baseline's"] == "0"  # 0 / 40
     assert by[("Baseline", "8")]["delay ÷ baseline's"] == "—"
+
+
+def test_the_csv_adds_only_plain_machine_readable_columns():
+    frame = to_frame(delay_table(runs()))
+    assert list(frame.columns[-2:]) == ["method", "delay_median"]
+    assert frame.set_index(["Method", "init"]).loc[("GrokAlign", "8"), "delay_median"] == 800
 
 
 def test_a_single_init_scale_makes_no_table():
