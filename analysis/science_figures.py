@@ -150,11 +150,12 @@ def init_scale_figure(runs: pd.DataFrame):
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     several_losses = runs["loss"].nunique() > 1
-    for (method, loss), group in sorted(runs.groupby(["method", "loss"]), key=lambda item: method_rank(item[0][0])):
+    lines = sorted(runs.groupby(["method", "loss"]), key=lambda item: method_rank(item[0][0]))
+    for dodge, ((method, loss), group) in zip(dodges(len(lines)), lines, strict=True):
         colour, label = COLOURS.get(method), METHOD_NAMES.get(method, method) + (f" ({loss})" if several_losses else "")
         grok, delay = grok_and_delay(group)
         for ax, values in zip(axes, (grok, delay), strict=True):
-            _median_line(ax, group["init_scale"], values, group["status"] == "grokked", colour, label)
+            _median_line(ax, group["init_scale"] * dodge, values, group["status"] == "grokked", colour, label)
     for ax, what in zip(axes, ("optimiser steps to grok", "steps from memorised to grokked"), strict=True):
         ax.set(xscale="log", xlabel="initialisation scale α", ylabel=what)
         # symlog, linear below 10 steps, so that a delay of 0 (grokked on memorising) has a place; nothing is negative
@@ -162,8 +163,17 @@ def init_scale_figure(runs: pd.DataFrame):
         ax.set_ylim(bottom=0)
         ax.set_xticks(sorted(runs["init_scale"].unique()), [value_text(v) for v in sorted(runs["init_scale"].unique())])
     axes[0].legend(fontsize=8)
-    fig.suptitle("median over seeds (Kaplan–Meier where censored); △: censored where its run ended", fontsize=9)
+    fig.suptitle(
+        "median over seeds (Kaplan–Meier where censored); △: censored where its run ended; "
+        "the methods drawn a little apart along α, so that equal values stay visible",
+        fontsize=9,
+    )
     return fig
+
+
+def dodges(count: int, step: float = 0.05) -> list[float]:
+    """Factors that move `count` lines apart on a log axis, evenly about 1 (each 2^step from the next)."""
+    return [2 ** (step * (i - (count - 1) / 2)) for i in range(count)]
 
 
 def grok_and_delay(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:

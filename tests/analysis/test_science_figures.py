@@ -219,6 +219,20 @@ def test_the_init_scale_figure_draws_each_methods_median_censored_runs_counted_a
     assert [axis.get_ylim()[0] for axis in (grok_axis, delay_axis)] == [0, 0]
 
 
+def test_the_init_scale_figure_draws_methods_apart_along_alpha_so_equal_values_stay_visible():
+    import matplotlib
+
+    from analysis.science_figures import init_scale_figure
+
+    matplotlib.use("Agg")
+    same = {"loss": "ce", "init_scale": 4.0, "status": "grokked", "steps_to_grok": 120.0, "steps_to_memorise": 80.0}
+    runs = pd.DataFrame([{"method": m, "steps": 120, **same} for m in ("baseline", "grokalign", "grokfast")])
+    grok_axis, _ = init_scale_figure(runs).axes
+    xs = [line.get_xdata()[0] for line in grok_axis.lines]
+    assert xs == pytest.approx([4 * 2**-0.05, 4.0, 4 * 2**0.05])  # evenly about α on the log axis, in legend order
+    assert [line.get_ydata()[0] for line in grok_axis.lines] == [120.0] * 3
+
+
 def test_the_collapse_figure_draws_each_arms_median_of_accuracy_and_zero_loss_share():
     import matplotlib
 
