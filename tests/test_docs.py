@@ -107,7 +107,8 @@ def _shown(value) -> str:
 def settings_table(fields: list[dataclasses.Field]) -> str:
     rows = ["| setting | flag | default | what |", "|---|---|---|---|"]
     for f in fields:
-        flag = "--" + f.name.replace("_", "-")
+        # the task is `grokbench run`'s positional argument, not a flag
+        flag = "grokbench run TASK" if f.name == "task" else "--" + f.name.replace("_", "-")
         rows.append(f"| `{f.name}` | `{flag}` | {_shown(f.default)} | {help_of(f).replace('|', '&#124;')} |")
     return "\n".join(rows) + "\n"
 
