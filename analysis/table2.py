@@ -55,7 +55,7 @@ class Published:
     row_max: float
 
 
-# SPEC "GrokAlign Table 2" (its two sub-tables read as cross-entropy, then MSE)
+# GrokAlign Table 2 (the paper does not label its two sub-tables; read as cross-entropy, then MSE)
 PUBLISHED = {
     "ce": {
         "baseline": Published(0.889, -0.254, 0.283),
@@ -222,8 +222,9 @@ def method_stats(found: MethodReadings) -> dict:
 def table2_notes(rows: list[MethodReadings], missing: list[str]) -> list[str]:
     notes = [
         "each cell: mean ± std over the seeds read (row alignment: min / max over the Jacobian's rows, averaged over "
-        "the probe points); paper: GrokAlign Table 2, as SPEC gives it, one value per cell; seeds read: the trials "
-        "that grokked or were censored, of all run (a diverged or failed one is not read)",
+        "the probe points); paper: GrokAlign Table 2, its two sub-tables read as cross-entropy then MSE, one value "
+        "per cell; seeds read: the trials that grokked or were censored, of all run (a diverged or failed one is not "
+        "read)",
         "end: the last evaluation of each trial's fixed budget; at it: each seed's first evaluation with test "
         "accuracy at or above the paper's for that method (a seed that never reached it is not read there)",
         "Δ vs baseline: difference of means at the end of the budget, with a 95 % Welch interval and the two-sided "

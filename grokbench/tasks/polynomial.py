@@ -9,9 +9,9 @@ weights w_i ~ N(0, I_D) from the trial's seed, unit readouts that are not traine
 batch gradient descent with η = N/α², no weight decay, MSE, float64. The kernel diagnostics use the network's NTK
 in closed form: K(x, x') = (α/N)² Σ_i φ'(w_i·x) φ'(w_i·x') (x·x').
 
-The preset `kumar_fig3a` is the notebook cell of their α sweep (Fig. 3a), checked against SPEC line by line:
+The preset `kumar_fig3a` is the notebook cell of their α sweep (Fig. 3a), checked against it line by line:
 
-| SPEC (Fig. 3a cell) | setting |
+| the notebook cell (Fig. 3a) | setting |
 |---|---|
 | x ~ N(0, I_D), not scaled by 1/√D; h = w·x/√D | `input_scaling: preactivation` |
 | y = (β·x/√D)², no ½ (E[y²] = 3) | `target: square` |
@@ -353,7 +353,7 @@ class Polynomial(Task):
         dtype="float64",
     )
     losses = ("mse",)
-    presets = {  # the authors' notebook cells (SPEC; the table above)
+    presets = {  # the authors' notebook cells (the table above)
         "kumar_fig3a": dict(
             train_size=450,
             epsilon=0.25,

@@ -78,7 +78,7 @@ def test_a_short_mnist_run_is_unchanged(method, mnist_available):
 
 @pytest.mark.slow
 @pytest.mark.long  # 75 s of training: run on demand (`python -m pytest -m long`), not in the default suite
-def test_the_readmes_grokalign_run_still_groks_at_epoch_790(mnist_available):
+def test_the_documented_grokalign_run_still_groks_at_epoch_790(mnist_available):
     """`grokbench run mnist --method grokalign --lam 0.1 --loss ce --seed 0 --threads 1`: ≈ 75 s of training."""
     from grokbench.train import Trial
 
