@@ -34,9 +34,9 @@ def delay_table(runs: pd.DataFrame) -> Table | None:
     groups = run_groups(runs, by=("loss", *varied, "init_scale"))
     baselines = {g.by: median_delay(g.runs) for g in groups if g.method == "baseline" and not g.runs["variant"].any()}
     for group in groups:
-        row, median = delay_row(group, baselines.get(group.by))
+        row, (median, bound) = delay_row(group, baselines.get(group.by))
         table.rows.append([group.label, *map(value_text, group.by[:-1]), f"{group.by[-1]:g}", *row])
-        table.stats.append({"method": group.method, "delay_median": median})
+        table.stats.append({"method": group.method, "delay_median": median, "delay_median_is_bound": bound})
     table.notes += [
         "delay: optimiser steps from memorised (train accuracy ≥ 0.99) to grokked, 0 for a trial that grokked before "
         "it memorised; a censored trial's delay is censored where it ended (counted from its memorisation, or from "
@@ -55,7 +55,10 @@ def median_delay(runs: pd.DataFrame) -> tuple[float | None, bool]:
     return median_or_bound(delay.tolist(), (runs["status"] == "grokked").tolist())
 
 
-def delay_row(group: RunGroup, baseline: tuple[float | None, bool] | None) -> tuple[list[str], float | None]:
+def delay_row(
+    group: RunGroup, baseline: tuple[float | None, bool] | None
+) -> tuple[list[str], tuple[float | None, bool]]:
+    """The row's cells, and its median delay with whether that is only a lower bound."""
     runs = group.runs
     _, delay = grok_and_delay(runs)
     observed = (runs["status"] == "grokked").tolist()
@@ -68,7 +71,7 @@ def delay_row(group: RunGroup, baseline: tuple[float | None, bool] | None) -> tu
         f"{int(no_delay(runs).sum())}/{len(runs)}",
         ratio_text(median, bound, baseline) if group.method != "baseline" else "—",
     ]
-    return cells, median
+    return cells, (median, bound)
 
 
 def ratio_text(median: float | None, bound: bool, baseline: tuple[float | None, bool] | None) -> str:

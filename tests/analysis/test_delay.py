@@ -83,8 +83,19 @@ def test_the_ratio_to_the_baseline_is_of_medians_at_the_same_init():
 def test_the_csv_adds_only_plain_machine_readable_columns():
     table = delay_table(runs())
     frame = to_frame(table)
-    assert list(frame.columns[len(table.headers) :]) == ["method", "delay_median"]
-    assert frame.set_index(["Method", "init"]).loc[("GrokAlign", "8"), "delay_median"] == 800
+    assert list(frame.columns[len(table.headers) :]) == ["method", "delay_median", "delay_median_is_bound"]
+    rows = frame.set_index(["Method", "init"])
+    assert rows.loc[("GrokAlign", "8"), "delay_median"] == 800
+    assert not rows.loc[("GrokAlign", "8"), "delay_median_is_bound"]
+
+
+def test_a_delay_whose_curve_never_falls_to_half_is_marked_a_bound():
+    slow = runs()
+    slow.loc[(slow["method"] == "baseline") & (slow["init_scale"] == 8.0), ["status", "steps"]] = ["censored", 10000]
+    rows = to_frame(delay_table(slow)).set_index(["Method", "init"])
+    # every α = 8 baseline seed censored 9600 updates after memorising: the median is only known to exceed that
+    assert rows.loc[("Baseline", "8"), "delay_median"] == 9600
+    assert rows.loc[("Baseline", "8"), "delay_median_is_bound"]
 
 
 def test_a_single_init_scale_makes_no_table():
