@@ -151,6 +151,7 @@ def init_scale_figure(runs: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     several_losses = runs["loss"].nunique() > 1
     lines = sorted(runs.groupby(["method", "loss"]), key=lambda item: method_rank(item[0][0]))
+    top = grok_and_delay(runs)[0].max()  # steps to grok bound the delays too
     for dodge, ((method, loss), group) in zip(dodges(len(lines)), lines, strict=True):
         colour, label = COLOURS.get(method), METHOD_NAMES.get(method, method) + (f" ({loss})" if several_losses else "")
         grok, delay = grok_and_delay(group)
@@ -160,7 +161,8 @@ def init_scale_figure(runs: pd.DataFrame):
         ax.set(xscale="log", xlabel="initialisation scale α", ylabel=what)
         # symlog, linear below 10 steps, so that a delay of 0 (grokked on memorising) has a place; nothing is negative
         ax.set_yscale("symlog", linthresh=10)
-        ax.set_ylim(bottom=0)
+        # the top marks are often censored runs' △ at the budget: a factor 2 above them keeps each whole
+        ax.set_ylim(0, 2 * top)
         ax.set_xticks(sorted(runs["init_scale"].unique()), [value_text(v) for v in sorted(runs["init_scale"].unique())])
     axes[0].legend(fontsize=8)
     fig.suptitle(
