@@ -1,4 +1,4 @@
-"""Neural-tangent-kernel diagnostics (SPEC "Geometry metrics", NTK): how far a network's kernel moved from its
+"""Neural-tangent-kernel diagnostics (NTK): how far a network's kernel moved from its
 initial one, how well it aligns with the target, and what kernel regression with the initial kernel predicts.
 
 The Gram matrices come from the caller (for the polynomial task, a closed form); all values are 0-dim tensors.

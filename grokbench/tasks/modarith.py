@@ -1,13 +1,12 @@
 """Modular arithmetic on a small transformer, the task that defines grokking for most of the field (Power et al.;
 Nanda et al.'s progress measures; Grokfast): learn a ∘ b = c (mod p) from a share of all equations.
 
-Three presets reproduce the reference set-ups (SPEC "Modular arithmetic", "Newer interventions"): `nanda` (the
-default; Nanda et al. 2023, p = 113 addition, one layer, full batch, AdamW with weight decay 1), `grokfast`
-(ironjr/grokfast, p = 97 multiplication, two LayerNorm layers, Adam, batches of 512 reshuffled each epoch) and
-`prieto_mlp` (Prieto et al. 2025: p = 113 addition on a bias-free MLP over one-hot a and b, full batch, AdamW
-whose β₂ and ε depend on the arm, as their script sets them). Loss and accuracy are on the answer only; the Gini
-coefficients of the token embedding's and the unembedding's Fourier-component norms are measured at each
-evaluation (`grokbench.fourier`).
+Three presets reproduce the reference set-ups: `nanda` (the default; Nanda et al. 2023, p = 113 addition, one layer,
+full batch, AdamW with weight decay 1), `grokfast` (ironjr/grokfast, p = 97 multiplication, two LayerNorm layers,
+Adam, batches of 512 reshuffled each epoch) and `prieto_mlp` (Prieto et al. 2025: p = 113 addition on a bias-free MLP
+over one-hot a and b, full batch, AdamW whose β₂ and ε depend on the arm, as their script sets them). Loss and
+accuracy are on the answer only; the Gini coefficients of the token embedding's and the unembedding's
+Fourier-component norms are measured at each evaluation (`grokbench.fourier`).
 """
 
 from __future__ import annotations

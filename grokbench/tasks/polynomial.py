@@ -1,5 +1,5 @@
-"""Polynomial regression, lazy to rich (Kumar, Bordelon, Gershman, Pehlevan; SPEC "Polynomial regression, lazy to
-rich"): a two-layer network that starts lazy fits the training set with its initial kernel first and learns the
+"""Polynomial regression, lazy to rich (Kumar, Bordelon, Gershman, Pehlevan 2024, arXiv
+2310.06110): a two-layer network that starts lazy fits the training set with its initial kernel first and learns the
 features that generalise only later; the output scale α sets how lazy it starts.
 
 By default, the authors' Fig. 1 setting: x ~ N(0, I/D), y = (β·x)²/2 with β ~ N(0, I_D), all from a fixed data
