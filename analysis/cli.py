@@ -31,7 +31,7 @@ from analysis.output import (
     run_command,
     show_and_write,
 )
-from analysis.phase import phase_table
+from analysis.phase import phase_end_table, phase_table
 from analysis.reference import reference_table
 from analysis.runs import (
     AnalysisError,
@@ -71,6 +71,7 @@ def build_tables(uri: str, runs: pd.DataFrame, experiments: list[str], max_epoch
         reference_table(uri, runs, groups),
         movement_table(uri, runs),
         phase_table(runs),
+        phase_end_table(runs),
         delay_table(runs),
     )
     for extra in extras:

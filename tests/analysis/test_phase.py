@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from analysis.fig3a import ALPHA
-from analysis.phase import phase_table
+from analysis.phase import phase_end_table, phase_table
 from analysis.runs import TASK_SETTING
 from analysis.science_figures import EPSILON
 
@@ -72,3 +72,20 @@ def test_equal_amounts_give_no_correlation_and_the_verdict_reads_the_signs():
 def test_runs_without_the_converged_rule_make_no_table():
     assert phase_table(runs().drop(columns=TASK_SETTING + "stop_rule")) is None
     assert phase_table(runs().assign(**{TASK_SETTING + "stop_rule": "grokked"})) is None
+
+
+def test_the_end_table_gives_each_cells_test_mse_where_it_stopped_and_marks_a_stop_at_the_budget():
+    ended = runs().assign(
+        final_test_loss=[0.05, 0.08, 0.06, 0.09, 0.12, 0.07],
+        steps_to_converged=[500.0, 600.0, 700.0, 800.0, np.nan, 900.0],  # (2.4, 0.04) ran out of budget
+    )
+    second_seed = ended.iloc[[0]].assign(final_test_loss=0.07)  # (0.8, 0.04): median of 0.05 and 0.07
+    gone = ended.iloc[[1]].assign(status="diverged", final_test_loss=9.0)  # not an end: left out
+    table = phase_end_table(pd.concat([ended, second_seed, gone], ignore_index=True))
+    assert table.name == "fig3e_end"
+    assert table.rows == [["0.8", "0.06", "0.08"], ["1.6", "0.06", "0.09"], ["2.4", "0.12†", "0.07"]]
+
+
+def test_the_end_table_reads_a_store_where_no_run_has_converged():
+    table = phase_end_table(runs().assign(final_test_loss=0.2))
+    assert [row[1:] for row in table.rows] == [["0.2†", "0.2†"]] * 3
