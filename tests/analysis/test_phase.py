@@ -23,6 +23,7 @@ def runs(wall_s=(10.0, 20.0, 30.0, 40.0, 50.0, 60.0)):
             # amounts: 10, 0 (the test MSE first), 40, 20, censored (never below), 30
             "final_test_mse_below_epoch": [110.0, 200.0, 100.0, 100.0, -1.0, 100.0],
             "wall_s": list(wall_s),
+            "steps": 1000,
         }
     )
 
@@ -89,3 +90,10 @@ def test_the_end_table_gives_each_cells_test_mse_where_it_stopped_and_marks_a_st
 def test_the_end_table_reads_a_store_where_no_run_has_converged():
     table = phase_end_table(runs().assign(final_test_loss=0.2))
     assert [row[1:] for row in table.rows] == [["0.2†", "0.2†"]] * 3
+
+
+def test_a_resumed_runs_cost_is_its_wall_s_scaled_to_all_its_steps():
+    # cell (0.8, 0.04) resumed at step 750 of 1000: its 10 s ran a quarter of the steps, so it cost 40 s
+    resumed = runs().assign(resumed_from_step=[750.0, np.nan, np.nan, np.nan, np.nan, np.nan])
+    # per cell: 40, 20, 30, 40, 50, 60 s: mean 40
+    assert f"= {40 * 196 / 3600:.1f} CPU-hours" in phase_table(resumed).notes[2]
