@@ -62,8 +62,7 @@ def phase_end_table(runs: pd.DataFrame) -> Table | None:
     runs = runs[runs["status"].isin(FINISHED)]
     if runs.empty:
         return None
-    # a store where no run has converged yet holds no steps_to_converged at all
-    runs = runs.assign(not_converged=runs.get("steps_to_converged", pd.Series(np.nan, index=runs.index)).isna())
+    runs = runs.assign(not_converged=logged(runs, "steps_to_converged").isna())
     cells = runs.groupby([ALPHA, EPSILON])
     ends = cells["final_test_loss"].median().unstack(EPSILON).sort_index()
     budget = cells["not_converged"].any().unstack(EPSILON).reindex_like(ends)
@@ -119,6 +118,11 @@ def cost_note(runs: pd.DataFrame) -> str:
 def whole_wall_s(runs: pd.DataFrame) -> pd.Series:
     """`wall_s` covers one process: a run resumed from a checkpoint ran only its steps after the resume in that
     process, so its whole cost is taken as its wall_s scaled by all its steps over those."""
-    resumed = runs.get("resumed_from_step", pd.Series(np.nan, index=runs.index)).fillna(0).astype(float)
+    resumed = logged(runs, "resumed_from_step").fillna(0).astype(float)
     steps = runs["steps"].astype(float)
     return runs["wall_s"] * (steps / (steps - resumed)).where(steps > resumed, 1.0)
+
+
+def logged(runs: pd.DataFrame, metric: str) -> pd.Series:
+    """A summary metric's column, all NaN where no run logged it (no run has converged, or been resumed, yet)."""
+    return runs.get(metric, pd.Series(np.nan, index=runs.index))
