@@ -8,11 +8,9 @@ import pandas as pd
 from analysis.cells import cell_text, fmt
 from analysis.groups import RunGroup, run_groups
 from analysis.output import Table
-from analysis.runs import setting_name, value_text, varied_task_settings
+from analysis.runs import FINISHED, setting_name, value_text, varied_task_settings
 from analysis.science_figures import grok_and_delay
 from analysis.stats import cell, median_or_bound
-
-FINISHED = ("grokked", "censored")
 
 
 def no_delay(runs: pd.DataFrame) -> pd.Series:

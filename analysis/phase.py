@@ -11,22 +11,17 @@ from scipy import stats
 from analysis.cells import fmt
 from analysis.fig3a import ALPHA
 from analysis.output import Table
-from analysis.runs import TASK_SETTING, value_text
+from analysis.runs import FINISHED, TASK_SETTING, column, value_text
 from analysis.science_figures import EPSILON, phase_cells
 
 FULL_GRID_CELLS = 14 * 14  # the authors' grid
 FULL_GRID_BUDGET_H = 6.0  # CPU-hours the whole grid may take (issue 36), else only the 7 × 7 runs
 
 
-FINISHED = ("grokked", "censored")
-
-
 def phase_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The polynomial runs watched by the converged rule that ended (a diverged or failed one too: it cost)."""
-    column = TASK_SETTING + "stop_rule"
-    if column not in runs:
-        return runs.iloc[0:0]
-    return runs[(runs["task"] == "polynomial") & (runs[column] == "converged") & (runs["status"] != "running")]
+    watched = column(runs, TASK_SETTING + "stop_rule", None) == "converged"
+    return runs[(runs["task"] == "polynomial") & watched & (runs["status"] != "running")]
 
 
 def phase_table(runs: pd.DataFrame) -> Table | None:
@@ -46,8 +41,9 @@ def phase_table(runs: pd.DataFrame) -> Table | None:
         table.rows.append([value_text(alpha), *texts])
         table.stats.append({"alpha": alpha, **{f"epsilon={value_text(e)}": v for e, v in row.items()}})
     table.notes += [
-        "each cell: max(0, first epoch test MSE < 0.1 − first epoch train MSE < 0.1), both watched every epoch, the "
-        "median over seeds; censored: a seed's train or test MSE never fell below 0.1 within its run; diverged: no "
+        "each cell: max(0, first epoch test MSE < 0.1 − first epoch train MSE < 0.1) (the line: `crossing_mse`, the "
+        "authors' 0.1 by default), both watched every epoch, the median over seeds; censored: a seed's train or test "
+        "MSE never fell below the line within its run; diverged: no "
         "seed of the cell ended grokked or censored; —: not run",
         shape_note(cells),
         cost_note(runs),
@@ -57,25 +53,43 @@ def phase_table(runs: pd.DataFrame) -> Table | None:
 
 def phase_end_table(runs: pd.DataFrame) -> Table | None:
     """α down, ε across: the test MSE where each cell's run stopped (median over seeds), so that a censored cell of
-    the phase table shows whether it stalled above the line or ran out of budget (marked †) on its way down."""
-    runs = phase_runs(runs)
-    runs = runs[runs["status"].isin(FINISHED)]
-    if runs.empty:
+    the phase table shows whether it stalled above the line or was still on its way down at the budget (†)."""
+    ran = phase_runs(runs)
+    if ran.empty:
         return None
-    runs = runs.assign(not_converged=logged(runs, "steps_to_converged").isna())
-    cells = runs.groupby([ALPHA, EPSILON])
-    ends = cells["final_test_loss"].median().unstack(EPSILON).sort_index()
-    budget = cells["not_converged"].any().unstack(EPSILON).reindex_like(ends)
-    headers = ["α \\ ε", *(value_text(e) for e in ends.columns)]
+    ended = ran[ran["status"].isin(FINISHED)]
+    stops = pd.DataFrame(
+        {
+            "loss": column(ended, "final_test_loss"),
+            "budget": column(ended, "steps_to_converged").isna(),  # not stopped by the converged rule
+            ALPHA: ended[ALPHA],
+            EPSILON: ended[EPSILON],
+        }
+    )
+    cells = stops.groupby([ALPHA, EPSILON]).agg(loss=("loss", "median"), budget=("budget", "any"))
+    ended_cells = set(cells.index)
+    ran_cells = set(zip(ran[ALPHA], ran[EPSILON], strict=True))
+    alphas, epsilons = sorted(ran[ALPHA].unique()), sorted(ran[EPSILON].unique())
+    headers = ["α \\ ε", *(value_text(e) for e in epsilons)]
     table = Table("fig3e_end", "Fig. 3e — the test MSE where each cell's run stopped", headers)
-    for alpha, row in ends.iterrows():
-        texts = ["—" if np.isnan(v) else fmt(float(v)) + ("†" if budget.at[alpha, e] else "") for e, v in row.items()]
+    for alpha in alphas:
+        texts = []
+        for epsilon in epsilons:
+            cell = (alpha, epsilon)
+            if cell not in ended_cells:
+                texts.append("diverged" if cell in ran_cells else "—")
+                continue
+            loss, budget = cells.loc[cell, "loss"], bool(cells.loc[cell, "budget"])
+            texts.append("no loss" if np.isnan(loss) else fmt(float(loss)) + ("†" if budget else ""))
         table.rows.append([value_text(alpha), *texts])
-        table.stats.append({"alpha": alpha, **{f"epsilon={value_text(e)}": v for e, v in row.items()}})
+        losses = {f"epsilon={value_text(e)}": cells["loss"].get((alpha, e), np.nan) for e in epsilons}
+        table.stats.append({"alpha": alpha, **losses})
     table.notes.append(
-        "each cell: the test MSE where the run stopped, on the phase table's absolute scale (its line: 0.1), the "
-        "median over seeds; stopped by the authors' rule (both MSEs changing by < 1e-5 over 5 epochs, the test MSE "
-        "below its initial value) or, marked †, at the budget with a seed not converged; —: not run"
+        "each cell: the test MSE where the run stopped, on the phase table's absolute scale, the median over seeds; "
+        "stopped by the converged rule (both MSEs changing by less than `converge_tolerance` over `converge_window` "
+        "epochs, the test MSE below its initial value: the authors' 1e-5 over 5 epochs by default) or, marked †, "
+        "where a seed was not (it ran to its budget); diverged: no seed of the cell ended grokked or censored; "
+        "—: not run"
     )
     return table
 
@@ -118,11 +132,6 @@ def cost_note(runs: pd.DataFrame) -> str:
 def whole_wall_s(runs: pd.DataFrame) -> pd.Series:
     """`wall_s` covers one process: a run resumed from a checkpoint ran only its steps after the resume in that
     process, so its whole cost is taken as its wall_s scaled by all its steps over those."""
-    resumed = logged(runs, "resumed_from_step").fillna(0).astype(float)
+    resumed = column(runs, "resumed_from_step").fillna(0).astype(float)
     steps = runs["steps"].astype(float)
     return runs["wall_s"] * (steps / (steps - resumed)).where(steps > resumed, 1.0)
-
-
-def logged(runs: pd.DataFrame, metric: str) -> pd.Series:
-    """A summary metric's column, all NaN where no run logged it (no run has converged, or been resumed, yet)."""
-    return runs.get(metric, pd.Series(np.nan, index=runs.index))

@@ -31,12 +31,15 @@ SUMMARY_METRICS = (  # a trial's summary figures; max_epochs among them: a conti
     "grok_phase_time_s",
     "final_train_acc",
     "final_test_acc",
+    "resumed_from_step",  # where this process continued a saved trial: its wall_s covers only what followed
 )
 
 
 class AnalysisError(ValueError):
     """Nothing to analyse, or the request is wrong; the message says what exists."""
 
+
+FINISHED = ("grokked", "censored")  # the outcomes a trial is read at; a diverged or failed one is counted apart
 
 DEFAULT_EXPERIMENT = experiment_name("mnist")  # the paper's Table 1 (results/mnist/)
 
@@ -110,21 +113,23 @@ def once_across_experiments(runs: pd.DataFrame) -> pd.DataFrame:
     return kept.drop(columns="_rank").sort_values(["experiment", "trial_key"]).reset_index(drop=True)
 
 
-def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
-    def column(name: str, default=np.nan) -> pd.Series:
-        return raw[name] if name in raw else pd.Series(default, index=raw.index)
+def column(frame: pd.DataFrame, name: str, default=np.nan) -> pd.Series:
+    """A column of the frame, or `default` in every row where it has none (a metric no run has logged yet)."""
+    return frame[name] if name in frame else pd.Series(default, index=frame.index)
 
+
+def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
     runs = pd.DataFrame(
         {
             "run_id": raw["run_id"],
             "experiment": raw["experiment_id"].map(experiment_names).str.removeprefix(EXPERIMENT_PREFIX),
             "start_time": raw["start_time"],
-            "sweep_id": column(f"tags.{SWEEP_TAG}", None),
+            "sweep_id": column(raw, f"tags.{SWEEP_TAG}", None),
             "trial_key": raw["trial_key"],  # recomputed from each run's settings: one trial across grokbench versions
-            "status": column("tags.status", "running").fillna("running"),
-            "method": column("params.method", None),
-            "loss": column("params.loss", None),
-            "task": column("params.task", None),
+            "status": column(raw, "tags.status", "running").fillna("running"),
+            "method": column(raw, "params.method", None),
+            "loss": column(raw, "params.loss", None),
+            "task": column(raw, "params.task", None),
         }
     )
     params = [_prefixed(raw, index, "params.") for index in raw.index]
@@ -134,13 +139,13 @@ def _tidy(raw: pd.DataFrame, experiment_names: dict[str, str]) -> pd.DataFrame:
     runs["variant"] = [v for v, _ in labels]
     runs["condition"] = [c for _, c in labels]
     for name in NUMERIC_PARAMS:
-        runs[name] = pd.to_numeric(column(f"params.{name}"), errors="coerce")
+        runs[name] = pd.to_numeric(column(raw, f"params.{name}"), errors="coerce")
     # from the resolved settings: runs logged before `softmax_precision` stored `float64_loss`
     runs["softmax_precision"] = pd.to_numeric([getattr(c, "softmax_precision", None) for c in configs], errors="coerce")
     finals = [name.removeprefix("metrics.") for name in raw if name.startswith("metrics.final_")]
     further = [name for event in _declared_and_logged_events(raw, configs) for name in event_columns(event)]
     for name in dict.fromkeys([*SUMMARY_METRICS, *finals, *further]):
-        metric = pd.to_numeric(column(f"metrics.{name}"), errors="coerce")
+        metric = pd.to_numeric(column(raw, f"metrics.{name}"), errors="coerce")
         runs[name] = metric.fillna(runs[name]) if name in runs else metric  # a run that predates the metric
     settings = pd.DataFrame([task_settings(cfg) for cfg in configs], index=raw.index)
     return pd.concat([runs, settings], axis=1).reset_index(drop=True)

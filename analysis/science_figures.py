@@ -16,7 +16,7 @@ from analysis.curve_figures import epoch_histories, reference_line
 from analysis.fig3a import ALPHA, KERNEL_LINE, LOSS_RATIOS, at_common_end, fig3a_runs
 from analysis.groups import METHOD_NAMES, method_rank, run_groups
 from analysis.plotting import COLOURS, coloured, grid_over, loss_style, median_while_all_run, save, seed_lines
-from analysis.runs import TASK_SETTING, value_text
+from analysis.runs import FINISHED, TASK_SETTING, column, value_text
 from analysis.stats import median_or_bound
 
 EPSILON = TASK_SETTING + "epsilon"
@@ -37,10 +37,11 @@ def science_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
             hist = epoch_histories(uri, swept, (*LOSS_RATIOS, "weight_change", KERNEL_LINE))
             written += save(fig3a_losses(swept, hist, knob, symbol), out, name)
             written += save(movement_figure(swept, hist, knob, symbol), out, name.replace("loss", "movement"))
-    phase = polynomial[polynomial.get(TASK_SETTING + "stop_rule", pd.Series(dtype=object)) == "converged"]
+    phase = polynomial[column(polynomial, TASK_SETTING + "stop_rule", None) == "converged"]
     if not phase.empty:
         written += save(phase_figure(phase_cells(phase)), out, "fig3e_phase_diagram")
-    by_init = runs[runs["task"] == "mnist"]
+    # a run still going (or diverged) has no place on either axis yet
+    by_init = runs[(runs["task"] == "mnist") & runs["status"].isin(FINISHED)]
     if by_init["init_scale"].nunique() > 1:
         written += save(init_scale_figure(by_init), out, "steps_to_grok_vs_init_scale")
     by_precision = runs[runs["task"] == "modarith"]
@@ -162,7 +163,7 @@ def init_scale_figure(runs: pd.DataFrame):
         # symlog, linear below 10 steps, so that a delay of 0 (grokked on memorising) has a place; nothing is negative
         ax.set_yscale("symlog", linthresh=10)
         # the top marks are often censored runs' △ at the budget: a factor 2 above them keeps each whole
-        ax.set_ylim(0, 2 * top)
+        ax.set_ylim(0, 2 * top if top > 0 else None)
         ax.set_xticks(sorted(runs["init_scale"].unique()), [value_text(v) for v in sorted(runs["init_scale"].unique())])
     axes[0].legend(fontsize=8)
     fig.suptitle(

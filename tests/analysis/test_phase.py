@@ -75,21 +75,29 @@ def test_runs_without_the_converged_rule_make_no_table():
     assert phase_table(runs().assign(**{TASK_SETTING + "stop_rule": "grokked"})) is None
 
 
-def test_the_end_table_gives_each_cells_test_mse_where_it_stopped_and_marks_a_stop_at_the_budget():
+def test_the_end_table_gives_each_cells_median_test_mse_and_marks_a_seed_that_did_not_converge():
     ended = runs().assign(
         final_test_loss=[0.05, 0.08, 0.06, 0.09, 0.12, 0.07],
-        steps_to_converged=[500.0, 600.0, 700.0, 800.0, np.nan, 900.0],  # (2.4, 0.04) ran out of budget
+        steps_to_converged=[500.0, 600.0, 700.0, 800.0, np.nan, 900.0],  # (2.4, 0.04) ran to its budget
     )
-    second_seed = ended.iloc[[0]].assign(final_test_loss=0.07)  # (0.8, 0.04): median of 0.05 and 0.07
+    # (0.8, 0.04) has three seeds, 0.05, 0.06 and 0.16 (median 0.06, mean 0.09), one of them not converged
+    seeds = ended.iloc[[0, 0]].assign(final_test_loss=[0.06, 0.16], steps_to_converged=[400.0, np.nan])
     gone = ended.iloc[[1]].assign(status="diverged", final_test_loss=9.0)  # not an end: left out
-    table = phase_end_table(pd.concat([ended, second_seed, gone], ignore_index=True))
+    lost = ended.iloc[[5]].assign(**{ALPHA: 3.2, "status": "diverged"})  # a cell whose one seed diverged
+    table = phase_end_table(pd.concat([ended, seeds, gone, lost], ignore_index=True))
     assert table.name == "fig3e_end"
-    assert table.rows == [["0.8", "0.06", "0.08"], ["1.6", "0.06", "0.09"], ["2.4", "0.12†", "0.07"]]
+    assert table.rows == [
+        ["0.8", "0.06†", "0.08"],
+        ["1.6", "0.06", "0.09"],
+        ["2.4", "0.12†", "0.07"],
+        ["3.2", "—", "diverged"],
+    ]
 
 
-def test_the_end_table_reads_a_store_where_no_run_has_converged():
+def test_the_end_table_reads_runs_none_of_which_converged_or_ended():
     table = phase_end_table(runs().assign(final_test_loss=0.2))
     assert [row[1:] for row in table.rows] == [["0.2†", "0.2†"]] * 3
+    assert [row[1:] for row in phase_end_table(runs().assign(status="diverged")).rows] == [["diverged"] * 2] * 3
 
 
 def test_a_resumed_runs_cost_is_its_wall_s_scaled_to_all_its_steps():

@@ -10,6 +10,7 @@ import pytest
 from test_polynomial_analysis import log_sweep
 
 from analysis.fig3a import ALPHA
+from analysis.phase import phase_end_table, whole_wall_s
 from analysis.runs import load_runs
 from analysis.science_figures import EPSILON, grok_and_delay, phase_cells
 from analysis.tables import main as tables_main
@@ -108,6 +109,26 @@ def test_the_phase_cells_of_real_watched_runs(uri):
         train, test = run["final_train_mse_below_epoch"], run["final_test_mse_below_epoch"]
         expected = np.nan if min(train, test) < 0 else max(0.0, test - train)
         assert cells.loc[run["alpha"], run["epsilon"]] == pytest.approx(expected, nan_ok=True)
+
+
+@pytest.mark.slow  # the store's tiny sweeps take tens of seconds on a busy machine
+def test_the_end_table_and_the_cost_of_a_resumed_run_read_real_watched_runs(uri):
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name(experiment_name("phase")).experiment_id
+    logged = client.search_runs([experiment_id])
+    table = phase_end_table(load_runs(uri, ["phase"])[0])
+    stats = {row["alpha"]: row for row in table.stats}
+    for run in logged:
+        alpha, epsilon = float(run.data.params["alpha"]), float(run.data.params["epsilon"])
+        assert stats[alpha][f"epsilon={epsilon:g}"] == pytest.approx(run.data.metrics["final_test_loss"])
+    # a trial continued from a checkpoint at a quarter of its steps, as the tracker logs it: its process ran the
+    # other three quarters, so the whole run cost 4/3 of its wall_s
+    first = logged[0]
+    client.log_metric(first.info.run_id, "resumed_from_step", first.data.metrics["steps"] / 4)
+    runs = load_runs(uri, ["phase"])[0]
+    cost = whole_wall_s(runs).set_axis(runs["run_id"])
+    assert cost[first.info.run_id] == pytest.approx(first.data.metrics["wall_s"] * 4 / 3)
+    assert cost.drop(first.info.run_id).tolist() == runs.set_index("run_id")["wall_s"].drop(first.info.run_id).tolist()
 
 
 @pytest.mark.slow  # three experiments' figures in two formats: several seconds
