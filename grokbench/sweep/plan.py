@@ -74,12 +74,19 @@ class StoredTrial(TrialRecord):
 
     def wants_more(self, cfg: TrialConfig) -> bool:
         """Whether `cfg`'s budget asks for more than it did: a censored trial given more epochs, a grokked one
-        asked to train further past grokking. Diverged and failed trials have nothing to continue."""
+        asked to train further past grokking. Diverged and failed trials have nothing to continue, nor has one that
+        its criterion's stopping rule ended (a polynomial run that converged): it would stop again where it is."""
+        if self.stopped_by_its_rule(cfg):
+            return False
         if self.status == "censored":
             return cfg.max_epochs > self.epochs
         if self.status == "grokked":
             return min(cfg.max_epochs, self.settled_epoch(cfg) + cfg.epochs_after_grok) > self.epochs
         return False
+
+    def stopped_by_its_rule(self, cfg: TrialConfig) -> bool:
+        stop_event = getattr(TASKS[cfg.task].criterion(cfg), "stop_event", None)
+        return stop_event is not None and stop_event in self.event_epochs
 
     def settled_epoch(self, cfg: TrialConfig) -> float:
         """Where the trial stops training when not asked to go further: at grokking and every further event of

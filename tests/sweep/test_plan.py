@@ -175,6 +175,22 @@ def test_a_larger_budget_reopens_a_grokked_trial_whose_further_event_is_still_to
     assert plan_grid(xor, {trial_key(xor.trials()[0]): stored("grokked", 100, 40, str(checkpoint))}).continued == {}
 
 
+def test_a_run_its_stopping_rule_ended_is_kept_whatever_the_budget(tmp_path):
+    phase = {**GRID, "name": "plan-phase", "task": "polynomial", "base": {"preset": "kumar_fig3e"}}
+    spec = build_sweep(str(sweep(tmp_path, {**phase, "methods": {"baseline": {}}}).path), {"max_epochs": 110_000})
+    keys = [trial_key(cfg) for cfg in spec.trials()]
+    checkpoint = tmp_path / "checkpoint_000010"
+    checkpoint.mkdir()
+    held = {
+        keys[0]: stored("censored", 20_000, None, str(checkpoint), event_epochs={"converged": 20_000}),
+        keys[1]: stored("grokked", 9_000, 4_000, str(checkpoint), event_epochs={"converged": 9_000}),
+        keys[2]: stored("censored", 20_000, None, str(checkpoint)),  # stopped by a smaller budget: goes on
+    }
+    grid_plan = plan_grid(spec, held)
+    assert grid_plan.skipped == {keys[0]: "plan-1", keys[1]: "plan-1"}
+    assert set(grid_plan.continued) == {keys[2]}
+
+
 def test_a_search_is_never_skipped_and_runs_every_sample(tmp_path):
     spec = sweep(tmp_path, SEARCH)
     assert total_trials(spec) == 6
