@@ -22,6 +22,12 @@ class Criterion(Protocol):
         ...
 
 
+def stop_event(criterion: Criterion) -> str | None:
+    """The further event at which the criterion's runs end, grokked or not (a polynomial run that converged), if
+    it names one."""
+    return getattr(criterion, "stop_event", None)
+
+
 @dataclass(frozen=True)
 class AccuracyCriterion:
     """Memorised at train accuracy ≥ 0.99; grokked at test accuracy strictly above the task's threshold."""
@@ -90,9 +96,9 @@ class GrokEvents:
         """The evaluation by which the run grokked and every further event happened (the latest of them): where
         a run that stops at grokking stops, so that a stricter further event is measured too. A criterion that
         names one of its further events its `stop_event` (a run that has converged) settles there, grokked or not."""
-        stop_event = getattr(self.criterion, "stop_event", None)
-        if stop_event is not None and self.further.get(stop_event) is not None:
-            return self.further[stop_event]
+        ends_at = stop_event(self.criterion)
+        if ends_at is not None and self.further.get(ends_at) is not None:
+            return self.further[ends_at]
         if self.grokked is None or any(self.further.get(name) is None for name in self.criterion.further_events()):
             return None
         return max([self.grokked, *self.further.values()], key=lambda m: m.step)

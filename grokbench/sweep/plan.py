@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grokbench.config import TrialConfig
+from grokbench.events import stop_event
 from grokbench.machine import label, this_machine
 from grokbench.progress import counted, duration
 from grokbench.sweep.keys import FINAL_STATUSES, trial_key
@@ -73,26 +74,22 @@ class StoredTrial(TrialRecord):
         return self.prior_status is not None and self.status in ("running", "failed")
 
     def wants_more(self, cfg: TrialConfig) -> bool:
-        """Whether `cfg`'s budget asks for more than it did: a censored trial given more epochs, a grokked one
-        asked to train further past grokking. Diverged and failed trials have nothing to continue, nor has one that
-        its criterion's stopping rule ended (a polynomial run that converged): it would stop again where it is."""
-        if self.stopped_by_its_rule(cfg):
+        """Whether `cfg`'s budget asks for more than it did: a censored trial given more epochs, one that settled
+        (grokked, or ended by its criterion's stopping rule) asked to train further past it. Diverged and failed
+        trials have nothing to continue."""
+        if self.status not in ("censored", "grokked"):
             return False
-        if self.status == "censored":
-            return cfg.max_epochs > self.epochs
-        if self.status == "grokked":
-            return min(cfg.max_epochs, self.settled_epoch(cfg) + cfg.epochs_after_grok) > self.epochs
-        return False
-
-    def stopped_by_its_rule(self, cfg: TrialConfig) -> bool:
-        stop_event = getattr(TASKS[cfg.task].criterion(cfg), "stop_event", None)
-        return stop_event is not None and stop_event in self.event_epochs
+        return min(cfg.max_epochs, self.settled_epoch(cfg) + cfg.epochs_after_grok) > self.epochs
 
     def settled_epoch(self, cfg: TrialConfig) -> float:
-        """Where the trial stops training when not asked to go further: at grokking and every further event of
-        its task (polynomial's `grok_strict`); one still to come asks for the whole budget."""
-        further = TASKS[cfg.task].criterion(cfg).further_events()
-        if any(name not in self.event_epochs for name in further):
+        """Where the trial stops training when not asked to go further, as `GrokEvents.settled` has it: where its
+        criterion's stopping rule held (a polynomial run that converged), else at grokking and every further event
+        of its task (polynomial's `grok_strict`); one still to come asks for the whole budget."""
+        criterion = TASKS[cfg.task].criterion(cfg)
+        if stop_event(criterion) in self.event_epochs:
+            return self.event_epochs[stop_event(criterion)]
+        further = criterion.further_events()
+        if self.epochs_to_grok is None or any(name not in self.event_epochs for name in further):
             return math.inf
         return max([self.epochs_to_grok, *(self.event_epochs[name] for name in further)])
 

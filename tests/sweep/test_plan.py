@@ -175,20 +175,28 @@ def test_a_larger_budget_reopens_a_grokked_trial_whose_further_event_is_still_to
     assert plan_grid(xor, {trial_key(xor.trials()[0]): stored("grokked", 100, 40, str(checkpoint))}).continued == {}
 
 
-def test_a_run_its_stopping_rule_ended_is_kept_whatever_the_budget(tmp_path):
+def test_a_run_its_stopping_rule_ended_settles_there_unless_asked_to_train_past_it(tmp_path):
     phase = {**GRID, "name": "plan-phase", "task": "polynomial", "base": {"preset": "kumar_fig3e"}}
     spec = build_sweep(str(sweep(tmp_path, {**phase, "methods": {"baseline": {}}}).path), {"max_epochs": 110_000})
     keys = [trial_key(cfg) for cfg in spec.trials()]
     checkpoint = tmp_path / "checkpoint_000010"
     checkpoint.mkdir()
+    converged = stored("censored", 20_000, None, str(checkpoint), event_epochs={"converged": 20_000})
     held = {
-        keys[0]: stored("censored", 20_000, None, str(checkpoint), event_epochs={"converged": 20_000}),
+        keys[0]: converged,  # the test MSE never fell below the line: stopped by the rule all the same
         keys[1]: stored("grokked", 9_000, 4_000, str(checkpoint), event_epochs={"converged": 9_000}),
         keys[2]: stored("censored", 20_000, None, str(checkpoint)),  # stopped by a smaller budget: goes on
     }
     grid_plan = plan_grid(spec, held)
     assert grid_plan.skipped == {keys[0]: "plan-1", keys[1]: "plan-1"}
     assert set(grid_plan.continued) == {keys[2]}
+    assert plan_grid(spec, {keys[2]: stored("censored", 110_000, None, str(checkpoint))}).skipped == {keys[2]: "plan-1"}
+    past = {**phase, "name": "plan-phase-past", "base": {**phase["base"], "epochs_after_grok": 500}}
+    after = build_sweep(str(sweep(tmp_path, {**past, "methods": {"baseline": {}}}).path), {"max_epochs": 110_000})
+    assert [trial_key(cfg) for cfg in after.trials()] == keys  # a budget, no part of the key
+    assert plan_grid(after, {keys[0]: converged}).continued[keys[0]]["from_epoch"] == 20_000  # on to 20 500
+    trained = replace(converged, epochs=20_500)
+    assert plan_grid(after, {keys[0]: trained}).skipped == {keys[0]: "plan-1"}
 
 
 def test_a_search_is_never_skipped_and_runs_every_sample(tmp_path):
