@@ -74,9 +74,9 @@ class StoredTrial(TrialRecord):
         return self.prior_status is not None and self.status in ("running", "failed")
 
     def wants_more(self, cfg: TrialConfig) -> bool:
-        """Whether `cfg`'s budget asks for more than it did: a censored trial given more epochs, one that settled
-        (grokked, or ended by its criterion's stopping rule) asked to train further past it. Diverged and failed
-        trials have nothing to continue."""
+        """Whether `cfg`'s budget asks for more than it did: a trial that has not settled given more epochs, one
+        that settled (grokked, or ended by its criterion's stopping rule) asked to train further past it. Diverged
+        and failed trials have nothing to continue."""
         if self.status not in ("censored", "grokked"):
             return False
         return min(cfg.max_epochs, self.settled_epoch(cfg) + cfg.epochs_after_grok) > self.epochs
@@ -86,8 +86,9 @@ class StoredTrial(TrialRecord):
         criterion's stopping rule held (a polynomial run that converged), else at grokking and every further event
         of its task (polynomial's `grok_strict`); one still to come asks for the whole budget."""
         criterion = TASKS[cfg.task].criterion(cfg)
-        if stop_event(criterion) in self.event_epochs:
-            return self.event_epochs[stop_event(criterion)]
+        ends_at = stop_event(criterion)
+        if ends_at in self.event_epochs:
+            return self.event_epochs[ends_at]
         further = criterion.further_events()
         if self.epochs_to_grok is None or any(name not in self.event_epochs for name in further):
             return math.inf

@@ -191,12 +191,17 @@ def test_a_run_its_stopping_rule_ended_settles_there_unless_asked_to_train_past_
     assert grid_plan.skipped == {keys[0]: "plan-1", keys[1]: "plan-1"}
     assert set(grid_plan.continued) == {keys[2]}
     assert plan_grid(spec, {keys[2]: stored("censored", 110_000, None, str(checkpoint))}).skipped == {keys[2]: "plan-1"}
+    strict_only = stored("grokked", 20_000, 4_000, str(checkpoint), event_epochs={"grok_strict": 5_000})
+    assert set(plan_grid(spec, {keys[1]: strict_only}).continued) == {keys[1]}  # not yet converged: goes on
     past = {**phase, "name": "plan-phase-past", "base": {**phase["base"], "epochs_after_grok": 500}}
     after = build_sweep(str(sweep(tmp_path, {**past, "methods": {"baseline": {}}}).path), {"max_epochs": 110_000})
     assert [trial_key(cfg) for cfg in after.trials()] == keys  # a budget, no part of the key
     assert plan_grid(after, {keys[0]: converged}).continued[keys[0]]["from_epoch"] == 20_000  # on to 20 500
     trained = replace(converged, epochs=20_500)
     assert plan_grid(after, {keys[0]: trained}).skipped == {keys[0]: "plan-1"}
+    capped = build_sweep(str(sweep(tmp_path, {**past, "methods": {"baseline": {}}}).path), {"max_epochs": 20_200})
+    assert set(plan_grid(capped, {keys[0]: converged}).continued) == {keys[0]}  # to the budget, 20 200
+    assert plan_grid(capped, {keys[0]: replace(converged, epochs=20_200)}).skipped == {keys[0]: "plan-1"}
 
 
 def test_a_search_is_never_skipped_and_runs_every_sample(tmp_path):
