@@ -38,8 +38,8 @@ def science_figures(uri: str, runs: pd.DataFrame, out: Path) -> list[Path]:
             written += save(fig3a_losses(swept, hist, knob, symbol), out, name)
             written += save(movement_figure(swept, hist, knob, symbol), out, name.replace("loss", "movement"))
     phase = polynomial[column(polynomial, TASK_SETTING + "stop_rule", None) == "converged"]
-    if not phase.empty:
-        written += save(phase_figure(phase_cells(phase)), out, "fig3e_phase_diagram")
+    if phase["status"].isin(FINISHED).any():
+        written += save(phase_figure(phase), out, "fig3e_phase_diagram")
     # a run still going (or diverged) has no place on either axis yet
     by_init = runs[(runs["task"] == "mnist") & runs["status"].isin(FINISHED)]
     if by_init["init_scale"].nunique() > 1:
@@ -124,21 +124,27 @@ def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return cells.agg(lambda a: a.median() if a.notna().all() else np.nan).unstack(EPSILON).sort_index()
 
 
-def phase_figure(cells: pd.DataFrame):
-    """The heatmap: ε across, α up, as the authors draw it; a censored cell hatched and marked ×, never 0."""
+def phase_figure(runs: pd.DataFrame):
+    """The heatmap: ε across, α up, as the authors draw it; a censored cell hatched and marked ×, never 0; a cell
+    none of whose runs has ended (not run yet, or running) left blank, since nothing is known of it yet."""
     import matplotlib.pyplot as plt
 
+    ended = runs[runs["status"].isin(FINISHED)]
+    cells = phase_cells(ended).reindex(index=sorted(runs[ALPHA].unique()), columns=sorted(runs[EPSILON].unique()))
+    has_ended = ended.groupby([ALPHA, EPSILON]).size().unstack(EPSILON).reindex_like(cells).notna()
     fig, ax = plt.subplots(figsize=(6.5, 5))
     image = ax.imshow(np.ma.masked_invalid(cells.to_numpy(float)), origin="lower", cmap="OrRd", aspect="auto")
     fig.colorbar(image, label="epochs: test MSE below the line minus train MSE below it (0.1: theirs)")
-    for i, j in zip(*np.nonzero(cells.isna().to_numpy()), strict=True):
+    for i, j in zip(*np.nonzero((cells.isna() & has_ended).to_numpy()), strict=True):
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6", linewidth=0))
         ax.text(j, i, "×", ha="center", va="center", color="0.3")
     ax.set_xticks(range(len(cells.columns)), [value_text(v) for v in cells.columns], fontsize=7)
     ax.set_yticks(range(len(cells.index)), [value_text(v) for v in cells.index], fontsize=7)
     ax.set(xlabel="ε (kernel alignment)", ylabel="α (laziness)")
     ax.set_title(
-        "amount of grokking (Kumar et al. Fig. 3e); ×: censored (an MSE never fell below the line)", fontsize=9
+        "amount of grokking (Kumar et al. Fig. 3e)\n"
+        "×: censored (an MSE never fell below the line); blank: no run ended yet",
+        fontsize=9,
     )
     return fig
 

@@ -12,7 +12,7 @@ from test_polynomial_analysis import log_sweep
 from analysis.fig3a import ALPHA
 from analysis.phase import phase_end_table, whole_wall_s
 from analysis.runs import load_runs
-from analysis.science_figures import EPSILON, grok_and_delay, phase_cells
+from analysis.science_figures import EPSILON, grok_and_delay, phase_cells, phase_figure
 from analysis.tables import main as tables_main
 from grokbench.sweep.keys import experiment_name
 
@@ -75,6 +75,23 @@ def test_phase_cells_take_the_authors_measure_and_censor_a_cell_that_never_cross
     assert np.isnan(cells.loc[1.6, 0.04])  # never below 0.1: censored, not 0
     assert cells.loc[1.6, 0.08] == 40  # two seeds: the median of 50 and 30
     assert list(cells.index) == [0.8, 1.6] and list(cells.columns) == [0.04, 0.08]
+
+
+def test_the_phase_map_hatches_censored_cells_only_and_leaves_a_cell_still_running_blank():
+    runs = pd.DataFrame(
+        {
+            "status": ["grokked", "censored", "running", "censored"],
+            ALPHA: [0.8, 0.8, 1.6, 1.6],
+            EPSILON: [0.04, 0.08, 0.04, 0.08],
+            "final_train_mse_below_epoch": [100.0, 300.0, 50.0, 40.0],
+            "final_test_mse_below_epoch": [250.0, -1.0, -1.0, -1.0],
+        }
+    )
+    ax = phase_figure(runs).axes[0]
+    crosses = sorted((t.get_position() for t in ax.texts if t.get_text() == "×"), key=lambda xy: (xy[1], xy[0]))
+    assert crosses == [(1, 0), (1, 1)]  # (ε index, α index): (0.08, 0.8) and (0.08, 1.6); (0.04, 1.6) runs on
+    assert np.ma.is_masked(ax.images[0].get_array()[1, 0])  # blank, not a colour
+    assert ax.images[0].get_array()[0, 0] == 150
 
 
 def test_grok_and_delay_count_censored_runs_at_their_end_and_an_early_grok_as_no_delay():
