@@ -12,7 +12,7 @@ from analysis.cells import fmt
 from analysis.fig3a import ALPHA
 from analysis.output import Table
 from analysis.runs import FINISHED, TASK_SETTING, column, value_text
-from analysis.science_figures import EPSILON, phase_cells
+from analysis.science_figures import EPSILON, phase_map
 
 FULL_GRID_CELLS = 14 * 14  # the authors' grid
 FULL_GRID_BUDGET_H = 6.0  # CPU-hours the whole grid may take (issue 36), else only the 7 × 7 runs
@@ -30,10 +30,8 @@ def phase_table(runs: pd.DataFrame) -> Table | None:
     runs = phase_runs(runs)
     if runs.empty:
         return None
-    finished = runs[runs["status"].isin(FINISHED)]
-    cells = phase_cells(finished) if len(finished) else pd.DataFrame()
-    cells = cells.reindex(index=sorted(runs[ALPHA].unique()), columns=sorted(runs[EPSILON].unique()))
-    ran, ended = (set(zip(r[ALPHA], r[EPSILON], strict=True)) for r in (runs, finished))
+    cells, ended = phase_map(runs)
+    ran = set(zip(runs[ALPHA], runs[EPSILON], strict=True))
     headers = ["α \\ ε", *(value_text(e) for e in cells.columns)]
     table = Table("fig3e_phase", "Fig. 3e — the amount of grokking (epochs) per α and ε", headers)
     for alpha, row in cells.iterrows():

@@ -124,18 +124,26 @@ def phase_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return cells.agg(lambda a: a.median() if a.notna().all() else np.nan).unstack(EPSILON).sort_index()
 
 
+def phase_map(runs: pd.DataFrame) -> tuple[pd.DataFrame, set[tuple[float, float]]]:
+    """The amount per cell over every (α, ε) the runs hold, read from the runs that ended (NaN: censored, or no run
+    of the cell ended), and the cells with a run that ended."""
+    ended = runs[runs["status"].isin(FINISHED)]
+    cells = phase_cells(ended) if len(ended) else pd.DataFrame()
+    cells = cells.reindex(index=sorted(runs[ALPHA].unique()), columns=sorted(runs[EPSILON].unique()))
+    return cells, set(zip(ended[ALPHA], ended[EPSILON], strict=True))
+
+
 def phase_figure(runs: pd.DataFrame):
     """The heatmap: ε across, α up, as the authors draw it; a censored cell hatched and marked ×, never 0; a cell
     none of whose runs has ended (not run yet, or running) left blank, since nothing is known of it yet."""
     import matplotlib.pyplot as plt
 
-    ended = runs[runs["status"].isin(FINISHED)]
-    cells = phase_cells(ended).reindex(index=sorted(runs[ALPHA].unique()), columns=sorted(runs[EPSILON].unique()))
-    has_ended = ended.groupby([ALPHA, EPSILON]).size().unstack(EPSILON).reindex_like(cells).notna()
+    cells, ended = phase_map(runs)
     fig, ax = plt.subplots(figsize=(6.5, 5))
     image = ax.imshow(np.ma.masked_invalid(cells.to_numpy(float)), origin="lower", cmap="OrRd", aspect="auto")
     fig.colorbar(image, label="epochs: test MSE below the line minus train MSE below it (0.1: theirs)")
-    for i, j in zip(*np.nonzero((cells.isna() & has_ended).to_numpy()), strict=True):
+    places = [(i, j, (a, e)) for i, a in enumerate(cells.index) for j, e in enumerate(cells.columns)]
+    for i, j in ((i, j) for i, j, cell in places if cell in ended and np.isnan(cells.iat[i, j])):
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6", linewidth=0))
         ax.text(j, i, "×", ha="center", va="center", color="0.3")
     ax.set_xticks(range(len(cells.columns)), [value_text(v) for v in cells.columns], fontsize=7)
