@@ -8,6 +8,7 @@ imports the module pkg.name where one exists, else pkg itself.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -169,42 +170,67 @@ def third_party_on_import(name: str, modules: dict[str, Path]) -> tuple[str, ...
     return tuple(found)
 
 
-# One interpreter imports the third-party modules a group of modules import (torch, Ray Tune: seconds each) in
-# the order they would, then a child forked from it imports one module of the group: the state the module's own
-# imports reach, without paying for them again. Each child ends with the module's exit status, and a message
-# where its import raised.
-FORK_EACH = """
-import importlib, os, sys
-for package in filter(None, sys.argv[2].split(",")):
-    importlib.import_module(package)
-ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("grokbench", "analysis"))
-if ours:
-    sys.exit(f"importing {sys.argv[2]} imported {ours}")
-for name in sys.argv[1].split(","):
+# The third-party modules a group of our modules import (torch, Ray Tune: seconds each) are imported in the order
+# they would be, down a tree of the groups' shared prefixes: each next one in a child forked from the state its
+# prefix reached, and each of our modules in a child forked from the state its own imports reach. So torch is
+# imported once a branch, not once a group or a module. Each child ends with its exit status, and a message where
+# an import raised.
+FORK_TREE = """
+import importlib, json, os, sys
+
+def in_child(work, name):
     read, write = os.pipe()
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:
         os.close(read)
         try:
-            importlib.import_module(name)
+            work()
         except BaseException as error:
             os.write(write, f"{name}: {type(error).__name__}: {error}\\n".encode())
             os._exit(1)
+        sys.stdout.flush()
         os._exit(0)
     os.close(write)
     with os.fdopen(read) as answer:
         message = answer.read()
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     sys.stdout.write(message or (f"{name}: its import ended with exit status {code}\\n" if code else ""))
+
+def visit(node, path):
+    ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("grokbench", "analysis"))
+    if ours:
+        sys.exit(f"importing {path} imported {ours}")
+    for name in node["modules"]:
+        in_child(lambda: importlib.import_module(name), name)
+    for package, child in node["then"].items():
+        in_child(lambda: (importlib.import_module(package), visit(child, [*path, package])), f"importing {package}")
+
+path = json.loads(sys.argv[2])
+for package in path:
+    importlib.import_module(package)
+visit(json.loads(sys.argv[1]), path)
 """
 
 
-def _import_each(modules: list[str], packages: tuple[str, ...]) -> str:
-    """What went wrong importing each module in a child of an interpreter that imported `packages` ("" if nothing)."""
-    argv = [sys.executable, "-c", FORK_EACH, ",".join(modules), ",".join(packages)]
+def import_tree(modules: dict[str, Path]) -> dict:
+    """Our modules at the node of the third-party modules importing them imports, in order: {"modules": [...],
+    "then": {next third-party module: node}}."""
+    root: dict = {"modules": [], "then": {}}
+    for name in sorted(modules):
+        node = root
+        for package in third_party_on_import(name, modules):
+            node = node["then"].setdefault(package, {"modules": [], "then": {}})
+        node["modules"].append(name)
+    return root
+
+
+def _import_below(node: dict, path: list[str]) -> str:
+    """What went wrong importing each module of the tree below `node`, in an interpreter that imported `path` first
+    ("" if nothing)."""
+    argv = [sys.executable, "-c", FORK_TREE, json.dumps(node), json.dumps(path)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    return done.stdout + (f"{','.join(modules)} (exit {done.returncode}): {done.stderr}" if done.returncode else "")
+    return done.stdout + (f"{path} (exit {done.returncode}): {done.stderr}" if done.returncode else "")
 
 
 @pytest.mark.slow
@@ -212,10 +238,9 @@ def test_each_module_imports_alone():
     """A module that imports only because another was imported first fails here, as one that crashes its
     interpreter does. Before a module, its interpreter has imported only the third-party modules that importing the
     module imports, in the order it would."""
-    modules = module_files()
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name in sorted(modules):
-        groups.setdefault(third_party_on_import(name, modules), []).append(name)
+    root = import_tree(module_files())
+    branches = [({"modules": root["modules"], "then": {}}, [])]
+    branches += [(child, [package]) for package, child in root["then"].items()]
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        failures = "".join(pool.map(lambda item: _import_each(item[1], item[0]), groups.items()))
+        failures = "".join(pool.map(lambda branch: _import_below(*branch), branches))
     assert not failures, "modules that do not import alone:\n" + failures
