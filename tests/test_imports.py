@@ -170,52 +170,60 @@ def third_party_on_import(name: str, modules: dict[str, Path]) -> tuple[str, ...
     return tuple(found)
 
 
-# The third-party modules a group of our modules import (torch, Ray Tune: seconds each) are imported in the order
-# they would be, down a tree of the groups' shared prefixes: each next one in a child forked from the state its
-# prefix reached, and each of our modules in a child forked from the state its own imports reach. So torch is
-# imported once a branch, not once a group or a module. Each child ends with its exit status, and a message where
-# an import raised.
+# Our modules' third-party imports (torch, Ray Tune: seconds each) are imported in the order each module would
+# import them, down a tree of the orders they share: each next one in a child forked from the state its prefix
+# reached, and each of our modules in a child forked from the state its own imports reach. torch is so imported once
+# for each distinct sequence of imports before it (14 times), not once a module. Each child tells what went wrong
+# below it through a pipe: an import that raised, or the exit status of one that ended its process.
 FORK_TREE = """
 import importlib, json, os, sys
 
-def in_child(work, name):
+def in_child(work, name, *args):
     read, write = os.pipe()
-    sys.stdout.flush()
     pid = os.fork()
     if pid == 0:
         os.close(read)
         try:
-            work()
+            message = work(*args)
         except BaseException as error:
-            os.write(write, f"{name}: {type(error).__name__}: {error}\\n".encode())
-            os._exit(1)
-        sys.stdout.flush()
+            message = f"{name}: {type(error).__name__}: {error}\\n"
+        with os.fdopen(write, "w") as answer:
+            answer.write(message)
         os._exit(0)
     os.close(write)
     with os.fdopen(read) as answer:
         message = answer.read()
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    sys.stdout.write(message or (f"{name}: its import ended with exit status {code}\\n" if code else ""))
+    return message or (f"{name}: its import ended with exit status {code}\\n" if code else "")
+
+def import_module(name):
+    importlib.import_module(name)
+    return ""
+
+def import_then_visit(package, node, path):
+    importlib.import_module(package)
+    return visit(node, [*path, package])
 
 def visit(node, path):
     ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("grokbench", "analysis"))
     if ours:
-        sys.exit(f"importing {path} imported {ours}")
-    for name in node["modules"]:
-        in_child(lambda: importlib.import_module(name), name)
-    for package, child in node["then"].items():
-        in_child(lambda: (importlib.import_module(package), visit(child, [*path, package])), f"importing {package}")
+        return f"importing {path} imported {ours}\\n"
+    found = [in_child(import_module, name, name) for name in node["modules"]]
+    found += [in_child(import_then_visit, f"importing {p}", p, child, path) for p, child in node["then"].items()]
+    return "".join(found)
 
 path = json.loads(sys.argv[2])
 for package in path:
     importlib.import_module(package)
-visit(json.loads(sys.argv[1]), path)
+failures = visit(json.loads(sys.argv[1]), path)
+if failures:
+    sys.exit(failures)
 """
 
 
 def import_tree(modules: dict[str, Path]) -> dict:
-    """Our modules at the node of the third-party modules importing them imports, in order: {"modules": [...],
-    "then": {next third-party module: node}}."""
+    """A tree of the modules' ordered third-party imports: {"modules": those whose imports end here, "then": {next
+    third-party module: node}}."""
     root: dict = {"modules": [], "then": {}}
     for name in sorted(modules):
         node = root
@@ -229,8 +237,12 @@ def _import_below(node: dict, path: list[str]) -> str:
     """What went wrong importing each module of the tree below `node`, in an interpreter that imported `path` first
     ("" if nothing)."""
     argv = [sys.executable, "-c", FORK_TREE, json.dumps(node), json.dumps(path)]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    return done.stdout + (f"{path} (exit {done.returncode}): {done.stderr}" if done.returncode else "")
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    return (
+        f"below the import of {path or 'no third-party module'} (exit {done.returncode}):\n{done.stderr}"
+        if done.returncode
+        else ""
+    )
 
 
 @pytest.mark.slow
@@ -239,6 +251,7 @@ def test_each_module_imports_alone():
     interpreter does. Before a module, its interpreter has imported only the third-party modules that importing the
     module imports, in the order it would."""
     root = import_tree(module_files())
+    # an interpreter for the modules that import no third-party module, and one for each first one imported
     branches = [({"modules": root["modules"], "then": {}}, [])]
     branches += [(child, [package]) for package, child in root["then"].items()]
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
