@@ -117,14 +117,22 @@ def shape_note(cells: pd.DataFrame) -> str:
 
 
 def cost_note(runs: pd.DataFrame) -> str:
-    per_cell = float(whole_wall_s(runs).groupby([runs[ALPHA], runs[EPSILON]]).sum().mean())
+    """The mean cost of a cell × 196 against the budget; where the grid ran as several sweeps (the 7 × 7 grid first,
+    whose cost decided whether the rest ran), each sweep's mean cell and its number of cells too."""
+    seconds = whole_wall_s(runs)
+    per_cell = float(seconds.groupby([runs[ALPHA], runs[EPSILON]]).sum().mean())
     whole = per_cell * FULL_GRID_CELLS / 3600
     verdict = "within" if whole <= FULL_GRID_BUDGET_H else "over"
-    return (
+    note = (
         f"cost: {per_cell:,.0f} s of one thread per cell on average (wall_s summed over a cell's runs, a resumed "
         f"run's scaled to all its steps; {len(runs)} runs); × {FULL_GRID_CELLS} cells = {whole:.1f} CPU-hours, "
         f"{verdict} the {FULL_GRID_BUDGET_H:g} CPU-hours the authors' whole grid may take"
     )
+    cells = seconds.groupby([runs["sweep_id"], runs[ALPHA], runs[EPSILON]]).sum().groupby(level=0)
+    if cells.ngroups < 2:
+        return note
+    each = ", ".join(f"{sweep} {s.mean():,.0f} s a cell ({len(s)} cells)" for sweep, s in cells)
+    return f"{note}; by sweep: {each}"
 
 
 def whole_wall_s(runs: pd.DataFrame) -> pd.Series:

@@ -24,6 +24,7 @@ def runs(wall_s=(10.0, 20.0, 30.0, 40.0, 50.0, 60.0)):
             "final_test_mse_below_epoch": [110.0, 200.0, 100.0, 100.0, -1.0, 100.0],
             "wall_s": list(wall_s),
             "steps": 1000,
+            "sweep_id": "grid-1",
         }
     )
 
@@ -62,6 +63,15 @@ def test_a_cells_cost_sums_its_seeds_and_a_diverged_cell_is_named():
     # per cell: 40, 20, 30, 40, 50, 60 and 60 s: mean 300 / 7
     assert f"= {300 / 7 * 196 / 3600:.1f} CPU-hours" in table.notes[2] and "8 runs" in table.notes[2]
     assert table.rows[-1] == ["3.2", "—", "diverged"]  # (3.2, 0.04) never ran
+
+
+def test_a_grid_run_as_two_sweeps_gives_each_sweeps_mean_cell():
+    later = runs().assign(**{ALPHA: 3.2, "sweep_id": "grid-2"}).iloc[[0, 3]]  # cells (3.2, 0.04), (3.2, 0.08)
+    note = phase_table(pd.concat([runs(), later], ignore_index=True)).notes[2]
+    # per cell: 10 … 60 s in grid-1 (mean 35), 10 and 40 s in grid-2 (mean 25); all eight: 260 / 8 = 32.5
+    assert f"= {32.5 * 196 / 3600:.1f} CPU-hours" in note
+    assert note.endswith("; by sweep: grid-1 35 s a cell (6 cells), grid-2 25 s a cell (2 cells)")
+    assert "by sweep" not in phase_table(runs()).notes[2]
 
 
 def test_equal_amounts_give_no_correlation_and_the_verdict_reads_the_signs():
