@@ -137,11 +137,17 @@ def phase_figure(runs: pd.DataFrame):
     """The heatmap: ε across, α up, as the authors draw it; a censored cell hatched and marked ×, never 0; a cell
     none of whose runs has ended (not run yet, or running) left blank, since nothing is known of it yet."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import SymLogNorm
 
     cells, ended = phase_map(runs)
+    amounts = np.ma.masked_invalid(cells.to_numpy(float))
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    image = ax.imshow(np.ma.masked_invalid(cells.to_numpy(float)), origin="lower", cmap="OrRd", aspect="auto")
-    fig.colorbar(image, label="epochs: test MSE below the line minus train MSE below it (0.1: theirs)")
+    # the amounts span orders of magnitude: a log scale (linear below 10 epochs, so that 0 has a colour) from the
+    # smallest to the largest keeps the small-α rows' structure visible beside the large-α ones
+    low, top = (0.0, 10.0) if amounts.count() == 0 else (float(amounts.min()), float(amounts.max()))
+    norm = SymLogNorm(linthresh=10, vmin=low, vmax=max(top, low + 10))
+    image = ax.imshow(amounts, origin="lower", cmap="OrRd", aspect="auto", norm=norm)
+    fig.colorbar(image, label="epochs: test MSE below the line minus train MSE below it (0.1: theirs); log")
     places = [(i, j, (a, e)) for i, a in enumerate(cells.index) for j, e in enumerate(cells.columns)]
     for i, j in ((i, j) for i, j, cell in places if cell in ended and np.isnan(cells.iat[i, j])):
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6", linewidth=0))
