@@ -148,10 +148,11 @@ def phase_figure(runs: pd.DataFrame):
     norm = SymLogNorm(linthresh=10, vmin=low, vmax=max(top, low + 10))
     image = ax.imshow(amounts, origin="lower", cmap="OrRd", aspect="auto", norm=norm)
     fig.colorbar(image, label="epochs: test MSE below the line minus train MSE below it (0.1: theirs); log")
-    places = [(i, j, (a, e)) for i, a in enumerate(cells.index) for j, e in enumerate(cells.columns)]
-    for i, j in ((i, j) for i, j, cell in places if cell in ended and np.isnan(cells.iat[i, j])):
-        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6", linewidth=0))
-        ax.text(j, i, "×", ha="center", va="center", color="0.3")
+    for i, alpha in enumerate(cells.index):
+        for j, epsilon in enumerate(cells.columns):
+            if (alpha, epsilon) in ended and np.isnan(cells.iat[i, j]):  # ended with no amount: censored
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6", lw=0))
+                ax.text(j, i, "×", ha="center", va="center", color="0.3")
     ax.set_xticks(range(len(cells.columns)), [value_text(v) for v in cells.columns], fontsize=7)
     ax.set_yticks(range(len(cells.index)), [value_text(v) for v in cells.index], fontsize=7)
     ax.set(xlabel="ε (kernel alignment)", ylabel="α (laziness)")
