@@ -1,6 +1,8 @@
-"""`grokbench benchmark smoke` end to end, on a real local Ray and a real SQLite store: its driver killed with
-SIGKILL part-way, resumed, every trial once under one parent run holding the leaderboard; then exported, imported
-elsewhere, and its leaderboard rebuilt byte for byte."""
+"""The smoke benchmark end to end, on a real local Ray and a real SQLite store: its driver killed with SIGKILL
+part-way, resumed, every trial once under one parent run holding the leaderboard; then exported, imported elsewhere,
+and its leaderboard rebuilt byte for byte. It runs the smoke suite under its paper ruleset only, half the trials:
+the rulesets only differ in what the planner draws (tests/benchmark/test_benchmark_plan.py), and a Tune trial of XOR
+costs seconds here."""
 
 import os
 import shutil
@@ -12,13 +14,23 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
-from grokbench.benchmark.suite import PHASE_TAG
+from grokbench.benchmark.suite import PHASE_TAG, load_suite
 from grokbench.sweep.keys import KEY_TAG
 from grokbench.sweep.mlflow_store import PARENT_RUN_TAG, PARENT_TAG
 
-EXPERIMENT = "grokbench/benchmark_smoke"
-TRIALS = 16  # 2 arms × 2 rulesets × (2 studies × 1 trial + 2 confirmation seeds)
+SUITE = "smoke_paper"
+EXPERIMENT = f"grokbench/benchmark_{SUITE}"
+TUNING = CONFIRMATION = 4  # 2 arms × 2 studies × 1 trial; 2 arms × 2 confirmation seeds
+
+
+def paper_ruleset_smoke_suite(directory: Path) -> Path:
+    suite = yaml.safe_load(load_suite("smoke").path.read_text())
+    suite["name"], suite["rulesets"] = SUITE, {"paper": suite["rulesets"]["paper"]}
+    path = directory / f"{SUITE}.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
 
 
 def uri(directory: Path) -> str:
@@ -45,7 +57,7 @@ def kill_once_some_trials_finished(command: list[str], cwd: Path, env: dict) -> 
             time.sleep(1)
             _, found = runs(cwd) if (cwd / "mlflow.db").exists() else (None, [])
             finished = [r for r in found if r.data.tags.get("status") not in (None, "running")]
-            if 2 <= len(finished) < 8:  # some tuning trials done, the tuning phase not over
+            if 1 <= len(finished) < TUNING:  # a tuning trial done, the tuning phase not over
                 break
         assert driver.poll() is None, "the benchmark ended before it could be killed"
         os.killpg(driver.pid, signal.SIGKILL)
@@ -64,7 +76,8 @@ def test_a_killed_benchmark_resumes_to_every_trial_once_under_its_parent_and_its
         directory.mkdir()
         shutil.copy(migrated_store, directory / "mlflow.db")
     where = ["--address", local_ray, "--tracking-uri", uri(here), "--storage", str(here / "results")]
-    command = grokbench("benchmark", "smoke", *where, "--benchmark-id", "smoke-1", "--measure-updates", "5")
+    suite = paper_ruleset_smoke_suite(tmp_path)
+    command = grokbench("benchmark", str(suite), *where, "--benchmark-id", "smoke-1", "--measure-updates", "5")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     kill_once_some_trials_finished(command + ["--out", str(here / "board")], here, env)
 
@@ -77,8 +90,8 @@ def test_a_killed_benchmark_resumes_to_every_trial_once_under_its_parent_and_its
     (parent,) = [r for r in found if PARENT_TAG in r.data.tags]
     trials = [r for r in found if KEY_TAG in r.data.tags]
     keys = [r.data.tags[KEY_TAG] for r in trials]
-    assert len(keys) == len(set(keys)) == TRIALS  # none missing, none twice
-    assert sorted(r.data.tags[PHASE_TAG] for r in trials) == ["confirmation"] * 8 + ["tuning"] * 8
+    assert len(keys) == len(set(keys)) == TUNING + CONFIRMATION  # none missing, none twice
+    assert sorted(r.data.tags[PHASE_TAG] for r in trials) == ["confirmation"] * CONFIRMATION + ["tuning"] * TUNING
     assert {r.data.tags[PARENT_RUN_TAG] for r in trials} == {parent.info.run_id}  # direct children, one parent
     assert all(r.data.tags["status"] in ("grokked", "censored", "diverged") for r in trials)
     assert parent.info.status == "FINISHED"
@@ -92,11 +105,11 @@ def test_a_killed_benchmark_resumes_to_every_trial_once_under_its_parent_and_its
     assert {"leaderboard.md", "leaderboard.csv", "performance_profiles.png"} <= board
 
     archive = tmp_path / "smoke.jsonl.gz"
-    export = grokbench("export", "benchmark_smoke", "--tracking-uri", uri(here), "--out", str(archive))
+    export = grokbench("export", f"benchmark_{SUITE}", "--tracking-uri", uri(here), "--out", str(archive))
     subprocess.run(export, check=True)
     subprocess.run(grokbench("import", str(archive), "--tracking-uri", uri(elsewhere)), check=True)
     rebuild = [sys.executable, "-m", "analysis.leaderboard", "--tracking-uri", uri(elsewhere)]
-    rebuild += ["--experiment", "benchmark_smoke", "--out", str(elsewhere / "board"), "--no-log"]
+    rebuild += ["--experiment", f"benchmark_{SUITE}", "--out", str(elsewhere / "board"), "--no-log"]
     subprocess.run(rebuild, check=True, capture_output=True)
     written = sorted(p.name for p in (here / "board").iterdir())
     assert written == sorted(p.name for p in (elsewhere / "board").iterdir())
