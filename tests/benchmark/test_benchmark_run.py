@@ -28,6 +28,7 @@ TUNING = CONFIRMATION = 4  # 2 arms × 2 studies × 1 trial; 2 arms × 2 confirm
 def paper_ruleset_smoke_suite(directory: Path) -> Path:
     suite = yaml.safe_load(load_suite("smoke").path.read_text())
     suite["name"], suite["rulesets"] = SUITE, {"paper": suite["rulesets"]["paper"]}
+    suite["description"] = "the smoke suite under its paper ruleset only"
     path = directory / f"{SUITE}.yaml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
     return path
@@ -59,7 +60,10 @@ def kill_once_some_trials_finished(command: list[str], cwd: Path, env: dict) -> 
             finished = [r for r in found if r.data.tags.get("status") not in (None, "running")]
             if 1 <= len(finished) < TUNING:  # a tuning trial done, the tuning phase not over
                 break
-        assert driver.poll() is None, "the benchmark ended before it could be killed"
+            if driver.poll() is not None:
+                pytest.fail(f"the benchmark exited ({driver.returncode}) before the kill, {len(finished)} done")
+        else:
+            pytest.fail(f"no tuning trial ended within 300 s ({len(finished)} done)")
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
