@@ -39,9 +39,15 @@ def ranked(panel: dict[str, ArmScore]) -> list[ArmScore]:
     return sorted(panel.values(), key=lambda s: (s.score is None, -(s.score or 0.0), order[s.arm]))
 
 
+def rank(panel: dict[str, ArmScore], arm: str) -> int | None:
+    """1 + the number of arms that score higher (arms that tie share a rank); None for an arm that runs nowhere."""
+    score = panel[arm].score
+    return None if score is None else 1 + sum(s.score is not None and s.score > score for s in panel.values())
+
+
 def leaderboard(bench: Benchmark, board: dict[Panel, dict[str, ArmScore]]) -> tuple[Table, pd.DataFrame]:
     """The leaderboard as shown (Markdown, LaTeX) and as its CSV: a row per (ruleset, measure, arm)."""
-    headers = ["ruleset", "measure", "method", "score B", "workloads", "speed-up vs baseline [95 % CI]"]
+    headers = ["ruleset", "measure", "rank", "method", "score B", "workloads", "speed-up vs baseline [95 % CI]"]
     table = Table("leaderboard", f"Leaderboard: benchmark {bench.suite.name} ({bench.benchmark_id})", headers)
     records = []
     for (ruleset, measure), panel in board.items():
@@ -51,31 +57,37 @@ def leaderboard(bench: Benchmark, board: dict[Panel, dict[str, ArmScore]]) -> tu
             )
             is_base = arm_score.arm == baseline_arm(bench)
             speed = None if is_base else speed
+            place = rank(panel, arm_score.arm)
             table.rows.append(
                 [
                     ruleset,
                     measure,
+                    "—" if place is None else str(place),
                     arm_score.arm,
                     "—" if arm_score.score is None else f"{arm_score.score:.3f}",
                     workloads_text(arm_score),
                     "baseline" if is_base else "—" if speed is None else speed_text(speed),
                 ]
             )
-            records.append(record(bench, ruleset, measure, arm_score, speed, count, is_base))
+            records.append(record(bench, ruleset, measure, place, arm_score, speed, count, is_base))
     table.notes += leaderboard_notes(bench)
-    return table, pd.DataFrame(records)
+    frame = pd.DataFrame(records)
+    return table, frame.astype({"rank": "Int64"})  # whole numbers, blank for an arm that runs nowhere
 
 
 def workloads_text(s: ArmScore) -> str:
     return f"{s.workloads}" + (f" ({len(s.refused)} n/a)" if s.refused else "")
 
 
-def record(bench: Benchmark, ruleset: str, measure: str, s: ArmScore, speed, count: int, is_base: bool) -> dict:
-    """One CSV row: the score, the ratio on each workload (inf: a miss; blank: n/a), the pooled speed-up (1 for
-    the baseline itself)."""
+def record(
+    bench: Benchmark, ruleset: str, measure: str, place: int | None, s: ArmScore, speed, count: int, is_base: bool
+) -> dict:
+    """One CSV row: the rank and score, the ratio on each workload (inf: a miss; blank: n/a), the pooled speed-up
+    (1 for the baseline itself)."""
     return {
         "ruleset": ruleset,
         "measure": measure,
+        "rank": place,
         "method": s.arm,
         "score": s.score,
         "workloads": s.workloads,
@@ -95,6 +107,7 @@ def leaderboard_notes(bench: Benchmark) -> list[str]:
         "to the target (a miss: ∞), r = that time ÷ the best arm's, a time above r_max × the best a miss; ρ(τ): "
         "the fraction of the arm's "
         f"workloads with r ≤ τ. {MEASURE_WORDS['steps']}; {MEASURE_WORDS['modelled']}",
+        "rank: 1 + the arms with a higher score B in the same ruleset and measure (a tie shares a rank); "
         "workloads: how many the arm's profile is over; n/a: workloads whose task refuses the arm",
         f"speed-up vs baseline (> 1: faster than the {baseline_arm(bench) or '(no baseline arm)'} arm), from the "
         f"confirmation runs: the {POOLED} (each baseline ÷ arm as analysis.stats.speed_up takes it: a ratio of "

@@ -15,9 +15,11 @@ from mlflow.entities import Metric, Param
 from analysis.leaderboard import FOLDER, build_leaderboard, main
 from analysis.leaderboard_confirmed import pooled_speed_up
 from analysis.leaderboard_data import _costs, _suite
+from analysis.leaderboard_tables import rank
 from analysis.runs import AnalysisError
 from analysis.stats import SpeedUp
 from grokbench.benchmark.outcomes import DRAWN_TAG, TRIAL_TAG
+from grokbench.benchmark.score import ArmScore
 from grokbench.benchmark.suite import STOPPED_BY_R_MAX, Coordinates
 from grokbench.machine import as_tags
 from grokbench.sweep.keys import KEY_TAG, STOPPED_BY_TAG, SWEEP_TAG
@@ -158,7 +160,8 @@ def built(store, tmp_path_factory) -> Path:
 
 def test_the_scores_are_the_areas_worked_out_by_hand(built):
     board = pd.read_csv(built / "leaderboard.csv")
-    assert list(board.columns[:6]) == ["ruleset", "measure", "method", "score", "workloads", "speedup_vs_baseline"]
+    first = ["ruleset", "measure", "rank", "method", "score", "workloads", "speedup_vs_baseline"]
+    assert list(board.columns[:7]) == first
     assert {"speedup_ci_low", "speedup_ci_high", "speedup_test", "na_workloads"} <= set(board.columns)
     got = {
         (r.measure, r.method): (r.score, r.workloads, r.na_workloads)
@@ -173,11 +176,28 @@ def test_the_scores_are_the_areas_worked_out_by_hand(built):
     assert got[("modelled", "baseline")] == (pytest.approx(1.0), 2, 0)
     assert got[("modelled", "grokalign")] == (pytest.approx(0.5), 2, 0)
     assert list(board["method"][:3]) == ["baseline", "grokalign", "stablemax"]  # best first
+    assert list(board["rank"][:3]) == [1, 2, 3]
     # open, steps: a tie at the best on mod (100) beside stablemax's 150 (r = 1.5); only grokalign reached xor
     opened = board[(board["ruleset"] == "open") & (board["measure"] == "steps")]
     assert list(opened["method"]) == ["grokalign", "stablemax", "baseline"]
     assert opened["score"].tolist() == pytest.approx([1.0, 2.5 / 3, 0.5])
+    assert opened["rank"].tolist() == [1, 2, 3]
+    assert "| paper | steps | 1 | baseline | 0.833 |" in (built / "leaderboard.md").read_text()
     assert board["ratio_xor"].isna().tolist()[2] and board["ratio_mod"][1] == 1.0
+
+
+def test_arms_that_tie_share_a_rank_and_one_that_runs_nowhere_has_none():
+    panel = {
+        arm: ArmScore(arm, {"mod": 1.0}, (), score)
+        for arm, score in [("baseline", 0.5), ("grokalign", 0.8), ("grokfast", 0.5), ("stablemax", None), ("muon", 0.2)]
+    }
+    assert {arm: rank(panel, arm) for arm in panel} == {
+        "grokalign": 1,
+        "baseline": 2,
+        "grokfast": 2,  # tied with the baseline: both second, and the next is fourth
+        "muon": 4,
+        "stablemax": None,
+    }
 
 
 def test_the_speed_ups_pool_the_workloads_and_show_a_censored_baseline_as_a_bound(built):
