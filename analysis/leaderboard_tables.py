@@ -40,9 +40,12 @@ def ranked(panel: dict[str, ArmScore]) -> list[ArmScore]:
 
 
 def rank(panel: dict[str, ArmScore], arm: str) -> int | None:
-    """1 + the number of arms that score higher (arms that tie share a rank); None for an arm that runs nowhere."""
+    """1 + the number of arms that score higher (arms that tie share a rank, rounding aside: B is a sum of areas,
+    and equal profiles summed in another order may differ in the last bits); None for an arm that runs nowhere."""
     score = panel[arm].score
-    return None if score is None else 1 + sum(s.score is not None and s.score > score for s in panel.values())
+    if score is None:
+        return None
+    return 1 + sum(s.score is not None and s.score > score and not math.isclose(s.score, score) for s in panel.values())
 
 
 def leaderboard(bench: Benchmark, board: dict[Panel, dict[str, ArmScore]]) -> tuple[Table, pd.DataFrame]:

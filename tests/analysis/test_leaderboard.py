@@ -189,12 +189,18 @@ def test_the_scores_are_the_areas_worked_out_by_hand(built):
 def test_arms_that_tie_share_a_rank_and_one_that_runs_nowhere_has_none():
     panel = {
         arm: ArmScore(arm, {"mod": 1.0}, (), score)
-        for arm, score in [("baseline", 0.5), ("grokalign", 0.8), ("grokfast", 0.5), ("stablemax", None), ("muon", 0.2)]
+        for arm, score in [
+            ("baseline", 0.3),
+            ("grokalign", 0.8),
+            ("grokfast", 0.1 + 0.2),
+            ("stablemax", None),
+            ("muon", 0.2),
+        ]
     }
     assert {arm: rank(panel, arm) for arm in panel} == {
         "grokalign": 1,
         "baseline": 2,
-        "grokfast": 2,  # tied with the baseline: both second, and the next is fourth
+        "grokfast": 2,  # 0.30000000000000004 ties with the baseline's 0.3: both second, and the next is fourth
         "muon": 4,
         "stablemax": None,
     }
