@@ -34,9 +34,9 @@ def scores(bench: Benchmark) -> dict[Panel, dict[str, ArmScore]]:
 
 
 def ranked(panel: dict[str, ArmScore]) -> list[ArmScore]:
-    """Best score first, an arm that runs nowhere last; ties in the suite's order."""
+    """Best rank first, an arm that runs nowhere last; ties (as `rank` has them) in the suite's order."""
     order = {arm: i for i, arm in enumerate(panel)}
-    return sorted(panel.values(), key=lambda s: (s.score is None, -(s.score or 0.0), order[s.arm]))
+    return sorted(panel.values(), key=lambda s: (s.score is None, rank(panel, s.arm) or 0, order[s.arm]))
 
 
 def rank(panel: dict[str, ArmScore], arm: str) -> int | None:
