@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -170,11 +171,13 @@ def third_party_on_import(name: str, modules: dict[str, Path]) -> tuple[str, ...
     return tuple(found)
 
 
-# Our modules' third-party imports (torch, Ray Tune: seconds each) are imported in the order each module would
-# import them, down a tree of the orders they share: each next one in a child forked from the state its prefix
-# reached, and each of our modules in a child forked from the state its own imports reach. torch is so imported once
-# for each distinct sequence of imports before it (14 times), not once a module. Each child tells what went wrong
-# below it through a pipe: an import that raised, or the exit status of one that ended its process.
+# Before each of our modules, its interpreter has imported exactly the third-party modules (torch, Ray Tune: seconds
+# each) that importing the module would import, and nothing of ours: what decides whether a module leans on an import
+# it does not make is that set, not its order. So every module's set is imported in one shared order, the most widely
+# imported first, down a tree of the prefixes they share: each next one in a child forked from the state its prefix
+# reached, and each of our modules in a child forked from the state its own set reaches. torch is so imported once,
+# not once a module (nor once for each order in which modules reach it). Each child tells what went wrong below it
+# through a pipe: an import that raised, or the exit status of one that ended its process.
 FORK_TREE = """
 import importlib, json, os, sys
 
@@ -222,12 +225,14 @@ if failures:
 
 
 def import_tree(modules: dict[str, Path]) -> dict:
-    """A tree of the modules' ordered third-party imports: {"modules": those whose imports end here, "then": {next
-    third-party module: node}}."""
+    """A tree of the modules' third-party imports, each module's in the shared order (the most widely imported
+    first, then by name): {"modules": those whose imports end here, "then": {next third-party module: node}}."""
+    imports = {name: third_party_on_import(name, modules) for name in sorted(modules)}
+    reach = Counter(package for packages in imports.values() for package in packages)
     root: dict = {"modules": [], "then": {}}
-    for name in sorted(modules):
+    for name, packages in imports.items():
         node = root
-        for package in third_party_on_import(name, modules):
+        for package in sorted(packages, key=lambda p: (-reach[p], p)):
             node = node["then"].setdefault(package, {"modules": [], "then": {}})
         node["modules"].append(name)
     return root
@@ -249,7 +254,7 @@ def _import_below(node: dict, path: list[str]) -> str:
 def test_each_module_imports_alone():
     """A module that imports only because another was imported first fails here, as one that crashes its
     interpreter does. Before a module, its interpreter has imported only the third-party modules that importing the
-    module imports, in the order it would."""
+    module imports (in the order the tree shares)."""
     root = import_tree(module_files())
     # an interpreter for the modules that import no third-party module, and one for each first one imported
     branches = [({"modules": root["modules"], "then": {}}, [])]
