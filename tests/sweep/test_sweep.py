@@ -32,7 +32,7 @@ TINY = {
     "description": "two xor trials",
     "task": "xor",
     "budget": {"max_epochs": 150},
-    "base": {"eval_every": 10},
+    "base": {"eval_every": 10, "hidden": 128},  # a quarter of the task's hidden units: still groks, at ≈ 100 epochs
     "grid": {"seed": [0, 1]},
     "methods": {"baseline": {}, "grokalign": {"lam": 1e-3}},
     "resources": {"cpus_per_trial": 1},
@@ -193,7 +193,7 @@ def test_diverging_trial_is_recorded_as_diverged_not_retried(local_ray, workdir)
                 name="diverge",
                 grid={"seed": [0]},
                 methods={"baseline": {}},
-                base={"lr": 50.0, "eval_every": 10},
+                base={**TINY["base"], "lr": 50.0},
             )
         )
     )
@@ -209,7 +209,7 @@ def test_optuna_search_finds_and_logs_a_best_value_per_method(local_ray, workdir
         workdir,
         name="search",
         grid={},
-        base={"eval_every": 10, "seed": 0},
+        base={**TINY["base"], "seed": 0},
         methods={"grokalign": {}, "grokfast": {}},
         search={
             "num_samples": 2,
@@ -245,7 +245,7 @@ def test_sweep_whose_driver_is_killed_resumes_with_every_trial_logged_once(local
         name="killed",
         grid={"seed": [0]},
         budget={"max_epochs": 200},
-        base={"eval_every": 10, "epochs_after_grok": 60},
+        base={**TINY["base"], "epochs_after_grok": 60},
         methods={"baseline": {}},
     )
     command = [
