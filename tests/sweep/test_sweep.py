@@ -109,35 +109,6 @@ def test_tiny_sweep_logs_one_run_per_trial_with_params_curves_and_summary(local_
 
 
 @pytest.mark.slow
-def test_xor_tiny_runs_say_where_they_came_from_and_lead_to_their_checkpoints(local_ray, workdir, monkeypatch):
-    assert (
-        main(["sweep", "xor_tiny", "--smoke", "--tracking-uri", uri(workdir), "--storage", str(workdir / "results")])
-        == 0
-    )
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri(workdir))
-    runs = runs_of(workdir, "grokbench/xor_tiny-smoke")[1]
-    assert len(runs) == 2
-    for run in runs:
-        tags = run.data.tags
-        assert tags["mlflow.user"] not in ("", "unknown") and run.info.user_id == tags["mlflow.user"]
-        assert tags["mlflow.source.name"] and tags["mlflow.source.type"] == "LOCAL"
-        assert len(tags["mlflow.source.git.commit"]) == 40
-        (data,) = run.inputs.dataset_inputs
-        assert (data.dataset.name, len(data.dataset.digest)) == ("xor", 12)
-        assert '"train_rows": 400' in data.dataset.profile
-        checkpoint = Path(tags["grokbench.checkpoint"])
-        assert checkpoint.is_relative_to(workdir / "results") and (checkpoint / "trial.pt").is_file()
-
-    out = workdir / "tables"
-    assert tables_main(["--tracking-uri", uri(workdir), "--experiment", "xor_tiny-smoke", "--out", str(out)]) == 0
-    everything = mlflow.search_runs(experiment_names=["grokbench/xor_tiny-smoke"], output_format="list")
-    (analysis,) = [r for r in everything if r.data.tags.get("grokbench.kind") == "analysis"]
-    assert len(everything) == 4 and {KEY_TAG, "status"}.isdisjoint(analysis.data.tags) and not analysis.data.params
-    artifacts = {a.path for a in mlflow.MlflowClient(uri(workdir)).list_artifacts(analysis.info.run_id)}
-    assert artifacts == {p.name for p in out.iterdir()} and "table1_mse.md" in artifacts
-
-
-@pytest.mark.slow
 def test_a_sweep_keeping_one_checkpoint_a_trial_keeps_the_latest_and_retries_a_killed_worker_from_it(
     local_ray, workdir
 ):
@@ -704,12 +675,42 @@ def test_trials_a_fresh_sweep_never_started_before_ctrl_c_are_not_done_before_a_
     assert "done before resume 1" in capsys.readouterr().err
 
 
+def assert_runs_say_where_they_came_from(runs: list, workdir: Path) -> None:
+    for run in runs:
+        tags = run.data.tags
+        assert tags["mlflow.user"] not in ("", "unknown") and run.info.user_id == tags["mlflow.user"]
+        assert tags["mlflow.source.name"] and tags["mlflow.source.type"] == "LOCAL"
+        assert len(tags["mlflow.source.git.commit"]) == 40
+        (data,) = run.inputs.dataset_inputs
+        assert (data.dataset.name, len(data.dataset.digest)) == ("xor", 12)
+        assert '"train_rows": 400' in data.dataset.profile
+        checkpoint = Path(tags["grokbench.checkpoint"])
+        assert checkpoint.is_relative_to(workdir / "results") and (checkpoint / "trial.pt").is_file()
+
+
+def assert_tables_log_one_analysis_run(workdir: Path, experiment: str, trials: int, monkeypatch) -> None:
+    """The tables command logs one run beside the trials' and the sweep's parent run: no params, no trial key."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri(workdir))
+    out = workdir / "tables"
+    assert tables_main(["--tracking-uri", uri(workdir), "--experiment", experiment, "--out", str(out)]) == 0
+    everything = mlflow.search_runs(experiment_names=[f"grokbench/{experiment}"], output_format="list")
+    (analysis,) = [r for r in everything if r.data.tags.get("grokbench.kind") == "analysis"]
+    assert len(everything) == trials + 2 and {KEY_TAG, "status"}.isdisjoint(analysis.data.tags)
+    assert not analysis.data.params
+    artifacts = {a.path for a in mlflow.MlflowClient(uri(workdir)).list_artifacts(analysis.info.run_id)}
+    assert artifacts == {p.name for p in out.iterdir()} and "table1_mse.md" in artifacts
+
+
 @pytest.mark.slow
-def test_a_smoke_sweep_rerun_with_a_larger_budget_continues_its_censored_trials_in_their_runs(local_ray, workdir):
+def test_xor_tiny_smoke_runs_say_where_they_came_from_and_a_larger_budget_continues_them(
+    local_ray, workdir, monkeypatch
+):
     flags = ["--tracking-uri", uri(workdir), "--storage", str(workdir / "results")]
     assert main(["sweep", "xor_tiny", "--smoke", *flags]) == 0  # 40 epochs: censored before grokking (epoch 112)
     client, first = runs_of(workdir, "grokbench/xor_tiny-smoke")
     assert sorted(r.data.tags["status"] for r in first) == ["censored", "censored"]
+    assert_runs_say_where_they_came_from(first, workdir)
+    assert_tables_log_one_analysis_run(workdir, "xor_tiny-smoke", 2, monkeypatch)
     clock = {r.info.run_id: r.data.metrics["train_time_s"] for r in first}
 
     assert main(["sweep", "xor_tiny", "--smoke", "--max-epochs", "300", *flags]) == 0
