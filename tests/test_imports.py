@@ -176,7 +176,8 @@ def third_party_on_import(name: str, modules: dict[str, Path]) -> tuple[str, ...
 # it does not make is that set, not its order. So every module's set is imported in one shared order, the most widely
 # imported first, down a tree of the prefixes they share: each next one in a child forked from the state its prefix
 # reached, and each of our modules in a child forked from the state its own set reaches. torch is so imported once,
-# not once a module (nor once for each order in which modules reach it). Each child tells what went wrong below it
+# not once a module (nor once for each order in which modules reach it). A clash between third-party packages that
+# only one order of their imports shows is tried in the shared order alone. Each child tells what went wrong below it
 # through a pipe: an import that raised, or the exit status of one that ended its process.
 FORK_TREE = """
 import importlib, json, os, sys
