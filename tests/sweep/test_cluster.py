@@ -165,7 +165,7 @@ class FlakyProxy:
     mid-reply), so it must retry, and the retry must duplicate nothing."""
 
     def __init__(self, upstream_port: int, every: int):
-        self.writes = self.dropped = 0
+        self.writes = self.dropped = self.upstream_failures = 0
         self.lock = threading.Lock()
         proxy = self
 
@@ -177,10 +177,16 @@ class FlakyProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                answer = upstream.getresponse()
-                payload = answer.read()
-                upstream.close()
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    answer = upstream.getresponse()
+                    payload = answer.read()
+                except OSError:  # the server is down: the client sees its connection closed unanswered
+                    proxy.count_upstream_failure()
+                    self.close_connection = True
+                    return
+                finally:
+                    upstream.close()
                 self.send_response(answer.status)
                 for k, v in answer.getheaders():
                     if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
@@ -208,6 +214,10 @@ class FlakyProxy:
             drop = self.writes % self.every == 0
             self.dropped += drop
             return drop
+
+    def count_upstream_failure(self) -> None:
+        with self.lock:
+            self.upstream_failures += 1
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -382,6 +392,7 @@ def test_a_sweep_through_a_hop_that_loses_answers_and_a_server_restart_logs_each
     finally:
         proxy.stop()
     assert proxy.dropped >= 5, proxy.dropped  # creating runs, params, metric batches, summaries, tags were all hit
+    assert proxy.upstream_failures >= 1  # the sweep ran into the restart: requests went unanswered while it lasted
     assert "retrying" in out
     assert len({r.data.tags["node_id"] for r in runs}) == 2  # one CPU a node: trials ran on both
 
