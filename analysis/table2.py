@@ -71,6 +71,7 @@ PUBLISHED = {
 TABLE1_INIT_SCALE = 8.0
 CURVES = ("epoch", "test_acc", "row_alignment_min", "row_alignment_max")
 READINGS = {"end": "at the end of the budget", "paper": "at the paper's accuracy"}
+LAST_PART = 0.9  # the last tenth of a budget: is the row alignment still moving when the budget ends?
 ALIGNMENTS = ("row_min", "row_max")
 
 
@@ -113,6 +114,17 @@ def at_accuracy(history: pd.DataFrame, accuracy: float) -> Reading | None:
     return reading(reached.iloc[0]) if len(reached) else None
 
 
+def before_last_part(history: pd.DataFrame) -> Reading | None:
+    """The last evaluation at or before `LAST_PART` of the final evaluation's epoch."""
+    points = evaluations(history)
+    earlier = points[points["epoch"] <= LAST_PART * points["epoch"].iloc[-1]] if len(points) else points
+    return reading(earlier.iloc[-1]) if len(earlier) else None
+
+
+def change(start: Reading, end: Reading) -> Reading:
+    return Reading(*(getattr(end, f.name) - getattr(start, f.name) for f in fields(Reading)))
+
+
 def values(readings: list[Reading], name: str) -> list[float]:
     return [getattr(r, name) for r in readings]
 
@@ -127,6 +139,18 @@ def mean_std(readings: list[Reading], name: str, scale: float = 1.0) -> str:
 
 def alignment_text(readings: list[Reading]) -> str:
     return " / ".join(mean_std(readings, name) for name in ALIGNMENTS)
+
+
+def change_text(changes: list[Reading]) -> str:
+    """Mean ± std over seeds of each alignment's change, signed."""
+    if not changes:
+        return "— / —"
+    texts = []
+    for name in ALIGNMENTS:
+        found = values(changes, name)
+        spread = f" ± {fmt(float(np.std(found, ddof=1)), 2)}" if len(found) > 1 else ""
+        texts.append(f"{float(np.mean(found)):+.3f}{spread}")
+    return " / ".join(texts)
 
 
 def difference_text(method: list[Reading], baseline: list[Reading], name: str) -> str:
@@ -158,6 +182,7 @@ class MethodReadings:
     paper: Published
     trials: pd.DataFrame  # every outcome
     read: dict[str, list[Reading]]  # reading → the seeds that have it (grokked or censored trials only)
+    last_part: list[Reading]  # per seed read at the end: its change over the budget's last tenth
 
 
 def method_readings(method: str, paper: Published, trials: pd.DataFrame, hist) -> MethodReadings:
@@ -165,13 +190,15 @@ def method_readings(method: str, paper: Published, trials: pd.DataFrame, hist) -
     ends = [at_end(hist[r]) for r in finished["run_id"]]
     reached = [at_accuracy(hist[r], paper.accuracy) for r in finished["run_id"]]
     read = {"end": [r for r in ends if r], "paper": [r for r in reached if r]}
-    return MethodReadings(method, paper, trials, read)
+    starts = [before_last_part(hist[r]) for r in finished["run_id"]]
+    last_part = [change(start, end) for start, end in zip(starts, ends, strict=True) if start and end]
+    return MethodReadings(method, paper, trials, read, last_part)
 
 
 def loss_table(loss: str, runs: pd.DataFrame, hist: dict[str, pd.DataFrame]) -> Table:
     """One sub-table of Table 2: a row per method, read at the end and at the paper's accuracy."""
     headers = ["Method", "seeds read", "paper: test acc (%)", "paper: min / max", "end: epoch", "end: test acc (%)"]
-    headers += ["end: min / max", "Δ min vs baseline (end)", "Δ max vs baseline (end)"]
+    headers += ["end: min / max", "last tenth: Δ min / Δ max", "Δ min vs baseline (end)", "Δ max vs baseline (end)"]
     headers += ["paper's acc reached", "at it: epoch", "at it: min / max"]
     table = Table(f"table2_{loss}", f"Table 2 — {LOSS_NAMES[loss]}: Jacobian row alignment and test accuracy", headers)
     rows, missing = [], []
@@ -203,6 +230,7 @@ def method_row(found: MethodReadings, baseline: MethodReadings | None) -> list[s
         mean_std(ends, "epoch"),
         mean_std(ends, "accuracy", scale=100),
         alignment_text(ends),
+        change_text(found.last_part),
         *differences,
         f"{len(reached)}/{len(ends)}",
         mean_std(reached, "epoch"),
@@ -216,6 +244,8 @@ def method_stats(found: MethodReadings) -> dict:
         columns[f"{which}_n"] = len(readings)
         if readings:
             columns |= {f"{which}_{f.name}": getattr(mean_reading(readings), f.name) for f in fields(Reading)}
+    if found.last_part:
+        columns |= {f"last_tenth_{name}": float(np.mean(values(found.last_part, name))) for name in ALIGNMENTS}
     return columns
 
 
@@ -227,6 +257,8 @@ def table2_notes(rows: list[MethodReadings], missing: list[str]) -> list[str]:
         "read)",
         "end: the last evaluation of each trial's fixed budget; at it: each seed's first evaluation with test "
         "accuracy at or above the paper's for that method (a seed that never reached it is not read there)",
+        "last tenth: each seed's change in row alignment from its last evaluation at or before 90 % of its final "
+        "epoch to its end, mean ± std over seeds: a reading still moving when the budget ends depends on the budget",
         "Δ vs baseline: difference of means at the end of the budget, with a 95 % Welch interval and the two-sided "
         "Welch t-test's p (scipy), seeds as the sample",
         fit_note(rows),
@@ -272,27 +304,39 @@ def table2(uri: str, runs: pd.DataFrame) -> tuple[list[Table], pd.DataFrame, dic
 
 
 def alignment_figure(runs: pd.DataFrame, hist: dict[str, pd.DataFrame], loss: str):
-    """Row alignment (max above zero, min below) against test accuracy over training, a thin line per seed and a
-    colour per method; ● each seed's end of budget, ★ the paper's value at the paper's accuracy."""
+    """Row alignment (max above zero, min below), a thin line per seed and a colour per method: against test accuracy
+    (left), ● each seed's end of budget and ★ the paper's value at the paper's accuracy; and against epochs (right),
+    which shows whether it still moves when the budget ends. The ends are drawn over every line."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (by_accuracy, by_epoch) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    ends, accuracies = [], []
     for method, paper in PUBLISHED[loss].items():
         colour = COLOURS.get(method, "k")
         read = runs[(runs["loss"] == loss) & (runs["method"] == method) & runs["status"].isin(["grokked", "censored"])]
         for i, run_id in enumerate(read["run_id"]):
             points = evaluations(hist[run_id])
+            accuracies.append(points["test_acc"].max())
             for column in ("row_alignment_max", "row_alignment_min"):
                 label = METHOD_NAMES.get(method, method) if i == 0 and column == "row_alignment_max" else None
-                ax.plot(points["test_acc"], points[column], "-", color=colour, lw=0.8, alpha=0.6, label=label)
-                ax.plot(points["test_acc"].iloc[-1:], points[column].iloc[-1:], "o", color=colour, markersize=5)
-        ax.plot([paper.accuracy] * 2, [paper.row_min, paper.row_max], "*", color=colour, markersize=13, mec="k")
-    ax.axhline(0, color="0.6", lw=0.6)
-    ax.set_xlim(0.8, 1.0)
-    ax.set_xlabel("test accuracy")
-    ax.set_ylabel("Jacobian row alignment (max > 0, min < 0)")
-    ax.set_title(f"Table 2 ({LOSS_NAMES[loss]}): ● end of budget, ★ the paper's", fontsize=9)
-    legend_beside(ax)
+                by_accuracy.plot(points["test_acc"], points[column], "-", color=colour, lw=0.8, alpha=0.6)
+                by_epoch.plot(points["epoch"], points[column], "-", color=colour, lw=0.8, alpha=0.6, label=label)
+                ends.append((points["test_acc"].iloc[-1], points[column].iloc[-1], colour))
+        by_accuracy.plot(
+            [paper.accuracy] * 2, [paper.row_min, paper.row_max], "*", color=colour, ms=13, mec="k", zorder=4
+        )
+        accuracies.append(paper.accuracy)
+    for accuracy, alignment, colour in ends:
+        by_accuracy.plot(accuracy, alignment, "o", color=colour, markersize=6, mec="k", mew=0.7, zorder=3)
+    for ax in (by_accuracy, by_epoch):
+        ax.axhline(0, color="0.6", lw=0.6)
+    by_accuracy.set_xlim(0.8, min(1.0, max(accuracies, default=0.99) + 0.01))
+    by_accuracy.set_xlabel("test accuracy")
+    by_accuracy.set_ylabel("Jacobian row alignment (max > 0, min < 0)")
+    by_accuracy.set_title(f"Table 2 ({LOSS_NAMES[loss]}): ● end of budget, ★ the paper's", fontsize=9)
+    by_epoch.set_xlabel("epoch")
+    by_epoch.set_title("over training", fontsize=9)
+    legend_beside(by_epoch)
     return fig
 
 

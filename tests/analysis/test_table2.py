@@ -99,6 +99,16 @@ def test_reads_the_first_evaluation_at_the_papers_accuracy(table):
     assert table.loc["adversarial", "at it: min / max"] == "— / —"
 
 
+def test_the_last_tenth_shows_how_far_each_alignment_still_moved(table):
+    # the budget's last tenth starts at the last evaluation at or before 0.9 × 30 = 27 epochs: epoch 20
+    base_min, base_max = [-0.30 - -0.24, -0.20 - -0.15], [0.30 - 0.28, 0.26 - 0.22]
+    assert table.loc["baseline", "last_tenth_row_min"] == pytest.approx(sum(base_min) / 2)
+    assert table.loc["baseline", "last_tenth_row_max"] == pytest.approx(sum(base_max) / 2)
+    spread = [f"{pd.Series(x).std():.2g}" for x in (base_min, base_max)]
+    assert table.loc["baseline", "last tenth: Δ min / Δ max"] == f"-0.055 ± {spread[0]} / +0.030 ± {spread[1]}"
+    assert table.loc["adversarial", "last tenth: Δ min / Δ max"] == "-0.030 / +0.020"  # one seed: no spread
+
+
 def test_difference_from_the_baseline_is_welchs(table):
     base, ours = [-0.30, -0.20], [-0.50, -0.40]
     se2 = [pd.Series(x).var() / 2 for x in (ours, base)]  # each group: s² / n
