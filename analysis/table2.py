@@ -129,12 +129,16 @@ def values(readings: list[Reading], name: str) -> list[float]:
     return [getattr(r, name) for r in readings]
 
 
+def spread(found: list[float]) -> str:
+    """The " ± std" over seeds, or nothing for a single seed."""
+    return f" ± {fmt(float(np.std(found, ddof=1)), 2)}" if len(found) > 1 else ""
+
+
 def mean_std(readings: list[Reading], name: str, scale: float = 1.0) -> str:
     found = [v * scale for v in values(readings, name)]
     if not found:
         return "—"
-    spread = f" ± {fmt(float(np.std(found, ddof=1)), 2)}" if len(found) > 1 else ""
-    return f"{fmt(float(np.mean(found)), 5 if name == 'epoch' else 3)}{spread}"
+    return f"{fmt(float(np.mean(found)), 5 if name == 'epoch' else 3)}{spread(found)}"
 
 
 def alignment_text(readings: list[Reading]) -> str:
@@ -145,12 +149,8 @@ def change_text(changes: list[Reading]) -> str:
     """Mean ± std over seeds of each alignment's change, signed."""
     if not changes:
         return "— / —"
-    texts = []
-    for name in ALIGNMENTS:
-        found = values(changes, name)
-        spread = f" ± {fmt(float(np.std(found, ddof=1)), 2)}" if len(found) > 1 else ""
-        texts.append(f"{float(np.mean(found)):+.3f}{spread}")
-    return " / ".join(texts)
+    found = [values(changes, name) for name in ALIGNMENTS]
+    return " / ".join(f"{float(np.mean(f)):+.3f}{spread(f)}" for f in found)
 
 
 def difference_text(method: list[Reading], baseline: list[Reading], name: str) -> str:
