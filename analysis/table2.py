@@ -114,11 +114,38 @@ def at_accuracy(history: pd.DataFrame, accuracy: float) -> Reading | None:
     return reading(reached.iloc[0]) if len(reached) else None
 
 
-def before_last_part(history: pd.DataFrame) -> Reading | None:
-    """The last evaluation at or before `LAST_PART` of the final evaluation's epoch."""
+def last_part(history: pd.DataFrame) -> pd.DataFrame:
+    """The budget's last tenth: the evaluations from the last at or before `LAST_PART` of the final evaluation's
+    epoch to the end (none where no evaluation came that early)."""
     points = evaluations(history)
-    earlier = points[points["epoch"] <= LAST_PART * points["epoch"].iloc[-1]] if len(points) else points
-    return reading(earlier.iloc[-1]) if len(earlier) else None
+    if points.empty:
+        return points
+    earlier = points["epoch"] <= LAST_PART * points["epoch"].iloc[-1]
+    if not earlier.any():
+        return points.iloc[:0]
+    return points[points["epoch"] >= points.loc[earlier, "epoch"].iloc[-1]]
+
+
+def before_last_part(history: pd.DataFrame) -> Reading | None:
+    part = last_part(history)
+    return reading(part.iloc[0]) if len(part) else None
+
+
+def scatter(history: pd.DataFrame) -> Reading | None:
+    """Each figure's standard deviation about the least-squares line through the last tenth's evaluations (n − 2
+    degrees of freedom): how far one evaluation reads from the trend of its neighbours, the trend removed. None
+    under three evaluations."""
+    part = last_part(history)
+    if len(part) < 3:
+        return None
+    epochs = part["epoch"].to_numpy()
+
+    def about_line(column: str) -> float:
+        found = part[column].to_numpy()
+        residuals = found - np.polyval(np.polyfit(epochs, found, 1), epochs)
+        return float(np.sqrt(residuals @ residuals / (len(found) - 2)))
+
+    return Reading(*(about_line(column) for column in CURVES))
 
 
 def change(start: Reading, end: Reading) -> Reading:
@@ -143,6 +170,13 @@ def mean_std(readings: list[Reading], name: str, scale: float = 1.0) -> str:
 
 def alignment_text(readings: list[Reading]) -> str:
     return " / ".join(mean_std(readings, name) for name in ALIGNMENTS)
+
+
+def scatter_text(scatters: list[Reading]) -> str:
+    """Mean over seeds of each alignment's scatter."""
+    if not scatters:
+        return "— / —"
+    return " / ".join(f"{float(np.mean(values(scatters, name))):.4f}" for name in ALIGNMENTS)
 
 
 def change_text(changes: list[Reading]) -> str:
@@ -183,6 +217,7 @@ class MethodReadings:
     trials: pd.DataFrame  # every outcome
     read: dict[str, list[Reading]]  # reading → the seeds that have it (grokked or censored trials only)
     last_part: list[Reading]  # per seed read at the end: its change over the budget's last tenth
+    scatter: list[Reading]  # per seed with three evaluations or more in the last tenth: their scatter there
 
 
 def method_readings(method: str, paper: Published, trials: pd.DataFrame, hist) -> MethodReadings:
@@ -192,13 +227,15 @@ def method_readings(method: str, paper: Published, trials: pd.DataFrame, hist) -
     read = {"end": [r for r in ends if r], "paper": [r for r in reached if r]}
     starts = [before_last_part(hist[r]) for r in finished["run_id"]]
     last_part = [change(start, end) for start, end in zip(starts, ends, strict=True) if start and end]
-    return MethodReadings(method, paper, trials, read, last_part)
+    scatters = [found for found in (scatter(hist[r]) for r in finished["run_id"]) if found]
+    return MethodReadings(method, paper, trials, read, last_part, scatters)
 
 
 def loss_table(loss: str, runs: pd.DataFrame, hist: dict[str, pd.DataFrame]) -> Table:
     """One sub-table of Table 2: a row per method, read at the end and at the paper's accuracy."""
     headers = ["Method", "seeds read", "paper: test acc (%)", "paper: min / max", "end: epoch", "end: test acc (%)"]
-    headers += ["end: min / max", "last tenth: Δ min / Δ max", "Δ min vs baseline (end)", "Δ max vs baseline (end)"]
+    headers += ["end: min / max", "last tenth: Δ min / Δ max", "last tenth: scatter min / max"]
+    headers += ["Δ min vs baseline (end)", "Δ max vs baseline (end)"]
     headers += ["paper's acc reached", "at it: epoch", "at it: min / max"]
     table = Table(f"table2_{loss}", f"Table 2 — {LOSS_NAMES[loss]}: Jacobian row alignment and test accuracy", headers)
     rows, missing = [], []
@@ -231,6 +268,7 @@ def method_row(found: MethodReadings, baseline: MethodReadings | None) -> list[s
         mean_std(ends, "accuracy", scale=100),
         alignment_text(ends),
         change_text(found.last_part),
+        scatter_text(found.scatter),
         *differences,
         f"{len(reached)}/{len(ends)}",
         mean_std(reached, "epoch"),
@@ -246,6 +284,8 @@ def method_stats(found: MethodReadings) -> dict:
             columns |= {f"{which}_{f.name}": getattr(mean_reading(readings), f.name) for f in fields(Reading)}
     if found.last_part:
         columns |= {f"last_tenth_{name}": float(np.mean(values(found.last_part, name))) for name in ALIGNMENTS}
+    if found.scatter:
+        columns |= {f"scatter_{name}": float(np.mean(values(found.scatter, name))) for name in ALIGNMENTS}
     return columns
 
 
@@ -258,7 +298,10 @@ def table2_notes(rows: list[MethodReadings], missing: list[str]) -> list[str]:
         "end: the last evaluation of each trial's fixed budget; at it: each seed's first evaluation with test "
         "accuracy at or above the paper's for that method (a seed that never reached it is not read there)",
         "last tenth: each seed's change in row alignment from its last evaluation at or before 90 % of its final "
-        "epoch to its end, mean ± std over seeds: a reading still moving when the budget ends depends on the budget",
+        "epoch to its end, mean ± std over seeds: a reading still moving when the budget ends depends on the budget; "
+        "scatter: the standard deviation of each seed's evaluations over that last tenth about their least-squares "
+        "line (n − 2 degrees of freedom), mean over seeds: how far one evaluation, such as the end, may read from its "
+        "neighbours' trend",
         "Δ vs baseline: difference of means at the end of the budget, with a 95 % Welch interval and the two-sided "
         "Welch t-test's p (scipy), seeds as the sample",
         fit_note(rows),

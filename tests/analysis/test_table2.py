@@ -159,3 +159,35 @@ def test_analysis_tables_adds_the_delay_table_where_init_scales_differ(uri, tmp_
     assert tables_main(argv) == 0
     text = (tmp_path / "init_scale_delay.md").read_text()
     assert "| Baseline | ce | 4 | 1/1 |" in text and "| Baseline | ce | 8 | 3/3 |" in text
+
+
+@pytest.fixture(scope="module")
+def mse_table(tmp_path_factory, migrated_store):
+    """GrokAlign with MSE, two seeds evaluated every 10 epochs to 250: a straight line, plus on the minimum the
+    pattern d·(+1, −1, −1, +1) over the last tenth (epochs 220 to 250), which no straight line through them absorbs
+    (it sums to 0 against both 1 and the epoch)."""
+    path = tmp_path_factory.mktemp("table2_mse") / "mlflow.db"
+    shutil.copy(migrated_store, path)
+    uri = f"sqlite:///{path}"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = TrackingStore(uri).prepare_experiment("grokbench/mnist_table2_mse")
+    for seed, d in ((0, 0.01), (1, 0.02)):
+        run_id = log_trial(
+            client, experiment_id, "grokalign", "mse", seed, "censored", 0, 0, curve=False, epochs_after_grok=250
+        )
+        pattern = dict(zip((220, 230, 240, 250), (d, -d, -d, d), strict=True))
+        points = [(e, 0.8, -0.001 * e + pattern.get(e, 0.0), 0.002 * e) for e in range(10, 251, 10)]
+        log_curves(client, run_id, points)
+    out = tmp_path_factory.mktemp("table2_mse_out")
+    assert table2_main(["--tracking-uri", uri, "--experiment", "mnist_table2_mse", "--out", str(out), "--no-log"]) == 0
+    return pd.read_csv(out / "table2_mse.csv").set_index("method")
+
+
+def test_scatter_is_about_the_last_tenths_trend(mse_table):
+    # residuals ±d at four points, a line with 2 parameters: sqrt(4 d² / (4 − 2)) = d·√2; the maximum is the line
+    scatter_min = (0.01 + 0.02) / 2 * math.sqrt(2)
+    assert mse_table.loc["grokalign", "scatter_row_min"] == pytest.approx(scatter_min)
+    assert mse_table.loc["grokalign", "scatter_row_max"] == pytest.approx(0.0, abs=1e-12)
+    assert mse_table.loc["grokalign", "last tenth: scatter min / max"] == f"{scatter_min:.4f} / 0.0000"
+    # the minimum's change over the last tenth: from epoch 220 (the last at or before 225) to 250, each seed +d − d
+    assert mse_table.loc["grokalign", "last_tenth_row_min"] == pytest.approx(-0.001 * 30)
