@@ -73,6 +73,7 @@ CURVES = ("epoch", "test_acc", "row_alignment_min", "row_alignment_max")
 READINGS = {"end": "at the end of the budget", "paper": "at the paper's accuracy"}
 LAST_PART = 0.9  # the last tenth of a budget: is the row alignment still moving when the budget ends?
 ALIGNMENTS = ("row_min", "row_max")
+ALIGNMENT_CURVES = dict(zip(ALIGNMENTS, CURVES[2:], strict=True))  # a Reading's field → its logged metric
 
 
 def table2_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -114,28 +115,25 @@ def at_accuracy(history: pd.DataFrame, accuracy: float) -> Reading | None:
     return reading(reached.iloc[0]) if len(reached) else None
 
 
-def last_part(history: pd.DataFrame) -> pd.DataFrame:
+def last_tenth(history: pd.DataFrame) -> pd.DataFrame:
     """The budget's last tenth: the evaluations from the last at or before `LAST_PART` of the final evaluation's
     epoch to the end (none where no evaluation came that early)."""
     points = evaluations(history)
-    if points.empty:
-        return points
-    earlier = points["epoch"] <= LAST_PART * points["epoch"].iloc[-1]
-    if not earlier.any():
-        return points.iloc[:0]
-    return points[points["epoch"] >= points.loc[earlier, "epoch"].iloc[-1]]
+    earlier = np.flatnonzero(points["epoch"] <= LAST_PART * points["epoch"].iloc[-1]) if len(points) else []
+    return points.iloc[earlier[-1] :] if len(earlier) else points.iloc[:0]
 
 
 def before_last_part(history: pd.DataFrame) -> Reading | None:
-    part = last_part(history)
+    """The evaluation the last tenth starts from."""
+    part = last_tenth(history)
     return reading(part.iloc[0]) if len(part) else None
 
 
-def scatter(history: pd.DataFrame) -> Reading | None:
-    """Each figure's standard deviation about the least-squares line through the last tenth's evaluations (n − 2
-    degrees of freedom): how far one evaluation reads from the trend of its neighbours, the trend removed. None
-    under three evaluations."""
-    part = last_part(history)
+def scatter(history: pd.DataFrame) -> dict[str, float] | None:
+    """Each alignment's standard deviation about the least-squares line through the last tenth's evaluations (n − 2
+    degrees of freedom): how far one evaluation reads from the straight-line trend of its neighbours. None under
+    three evaluations."""
+    part = last_tenth(history)
     if len(part) < 3:
         return None
     epochs = part["epoch"].to_numpy()
@@ -145,7 +143,7 @@ def scatter(history: pd.DataFrame) -> Reading | None:
         residuals = found - np.polyval(np.polyfit(epochs, found, 1), epochs)
         return float(np.sqrt(residuals @ residuals / (len(found) - 2)))
 
-    return Reading(*(about_line(column) for column in CURVES))
+    return {name: about_line(curve) for name, curve in ALIGNMENT_CURVES.items()}
 
 
 def change(start: Reading, end: Reading) -> Reading:
@@ -172,11 +170,15 @@ def alignment_text(readings: list[Reading]) -> str:
     return " / ".join(mean_std(readings, name) for name in ALIGNMENTS)
 
 
-def scatter_text(scatters: list[Reading]) -> str:
+def mean_scatter(scatters: list[dict[str, float]], name: str) -> float:
+    return float(np.mean([found[name] for found in scatters]))
+
+
+def scatter_text(scatters: list[dict[str, float]]) -> str:
     """Mean over seeds of each alignment's scatter."""
     if not scatters:
         return "— / —"
-    return " / ".join(f"{float(np.mean(values(scatters, name))):.4f}" for name in ALIGNMENTS)
+    return " / ".join(f"{mean_scatter(scatters, name):.4f}" for name in ALIGNMENTS)
 
 
 def change_text(changes: list[Reading]) -> str:
@@ -217,7 +219,7 @@ class MethodReadings:
     trials: pd.DataFrame  # every outcome
     read: dict[str, list[Reading]]  # reading → the seeds that have it (grokked or censored trials only)
     last_part: list[Reading]  # per seed read at the end: its change over the budget's last tenth
-    scatter: list[Reading]  # per seed with three evaluations or more in the last tenth: their scatter there
+    scatter: list[dict[str, float]]  # per seed with three evaluations or more in the last tenth: their scatter
 
 
 def method_readings(method: str, paper: Published, trials: pd.DataFrame, hist) -> MethodReadings:
@@ -285,7 +287,7 @@ def method_stats(found: MethodReadings) -> dict:
     if found.last_part:
         columns |= {f"last_tenth_{name}": float(np.mean(values(found.last_part, name))) for name in ALIGNMENTS}
     if found.scatter:
-        columns |= {f"scatter_{name}": float(np.mean(values(found.scatter, name))) for name in ALIGNMENTS}
+        columns |= {f"scatter_{name}": mean_scatter(found.scatter, name) for name in ALIGNMENTS}
     return columns
 
 
@@ -300,8 +302,9 @@ def table2_notes(rows: list[MethodReadings], missing: list[str]) -> list[str]:
         "last tenth: each seed's change in row alignment from its last evaluation at or before 90 % of its final "
         "epoch to its end, mean ± std over seeds: a reading still moving when the budget ends depends on the budget; "
         "scatter: the standard deviation of each seed's evaluations over that last tenth about their least-squares "
-        "line (n − 2 degrees of freedom), mean over seeds: how far one evaluation, such as the end, may read from its "
-        "neighbours' trend",
+        "line (n − 2 degrees of freedom; the straight-line trend removed, any curvature counted), the mean over the "
+        "seeds with three such evaluations or more, no ± : how far one evaluation, such as the end, may read from "
+        "its neighbours' trend",
         "Δ vs baseline: difference of means at the end of the budget, with a 95 % Welch interval and the two-sided "
         "Welch t-test's p (scipy), seeds as the sample",
         fit_note(rows),
