@@ -303,7 +303,7 @@ def table2_notes(rows: list[MethodReadings], missing: list[str]) -> list[str]:
         "epoch to its end, mean ± std over seeds: a reading still moving when the budget ends depends on the budget; "
         "scatter: the standard deviation of each seed's evaluations over that last tenth about their least-squares "
         "line (n − 2 degrees of freedom; the straight-line trend removed, any curvature counted), the mean over the "
-        "seeds with three such evaluations or more, no ± : how far one evaluation, such as the end, may read from "
+        "seeds with three such evaluations or more (no ±): how far one evaluation, such as the end, may read from "
         "its neighbours' trend",
         "Δ vs baseline: difference of means at the end of the budget, with a 95 % Welch interval and the two-sided "
         "Welch t-test's p (scipy), seeds as the sample",
