@@ -6,8 +6,13 @@ norms. Under AdamW this is the split the Muon authors and Keller Jordan's refere
 the trial's `weight_decay` (not torch's default of 0.1), and its learning rate is its own (`muon_lr`: Muon's
 scale, not AdamW's). A model's parameters are sorted by name and shape: those of an `nn.Embedding` or named
 `…embedding` are embeddings, and the last 2-D parameter registered is the output layer unless the model names
-another (`output_layer`). torch computes the
-Newton–Schulz iteration in bfloat16; `muon_ns_precision: float64` runs the same update with the iteration in
+another (`output_layer`).
+
+torch computes the Newton–Schulz iteration in bfloat16: bfloat16 operands and results, sums in float32, as a GPU's
+bfloat16 matrix products do. On a CPU, grokbench's `CpuBfloat16Muon` does the same arithmetic with float32
+products whose operands and results are rounded to bfloat16: a CPU without native bfloat16 (AVX2 only) runs
+torch's bfloat16 products 10–25× slower than float32 ones (docs/performance.md), and would make Muon's measured
+cost a fact about the CPU, not the method. `muon_ns_precision: float64` runs the same update with the iteration in
 float64 (`Float64Muon`), the check of whether grokking, which is precision-sensitive, notices the difference.
 """
 
@@ -76,9 +81,26 @@ def orthogonalised_float64(update: torch.Tensor, coefficients: tuple[float, floa
     return x.T if tall else x
 
 
-class Float64Muon(torch.optim.Muon):
+def orthogonalised_bfloat16(update: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float):
+    """torch's quintic Newton–Schulz iteration step for step, each product and sum done in float32 on operands
+    held in bfloat16 and rounded to bfloat16 once: a bfloat16 matrix product with float32 accumulation."""
+    a, b, c = coefficients
+    x = update.bfloat16()
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    x = x.div(x.norm().clamp(min=eps))
+    for _ in range(steps):
+        wide = x.float()
+        gram = (wide @ wide.T).bfloat16().float()
+        polynomial = torch.addmm(gram, gram, gram, beta=b, alpha=c).bfloat16().float()
+        x = torch.addmm(wide, polynomial, wide, beta=a).bfloat16()
+    return x.T if tall else x
+
+
+class _OwnIterationMuon(torch.optim.Muon):
     """torch.optim.Muon's update (momentum, Nesterov, decoupled weight decay, its lr adjustment and its state) with
-    the Newton–Schulz iteration in float64."""
+    the Newton–Schulz iteration a subclass names (`orthogonalised`)."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -89,9 +111,28 @@ class Float64Muon(torch.optim.Muon):
                 buffer = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
                 buffer.lerp_(p.grad, 1 - group["momentum"])
                 update = p.grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer
-                update = orthogonalised_float64(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                update = self.orthogonalised(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
                 p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_(update.to(p.dtype), alpha=-_adjust_lr(group["lr"], group["adjust_lr_fn"], p.shape))
+
+
+class Float64Muon(_OwnIterationMuon):
+    """torch.optim.Muon with the Newton–Schulz iteration in float64."""
+
+    orthogonalised = staticmethod(orthogonalised_float64)
+
+
+class CpuBfloat16Muon(_OwnIterationMuon):
+    """torch.optim.Muon's bfloat16 iteration, on a CPU at float32's speed."""
+
+    orthogonalised = staticmethod(orthogonalised_bfloat16)
+
+
+def muon_kind(precision: str, device: torch.device) -> type[torch.optim.Muon]:
+    """The optimizer that runs the iteration at `precision` on `device`."""
+    if precision == "float64":
+        return Float64Muon
+    return CpuBfloat16Muon if device.type == "cpu" else torch.optim.Muon
 
 
 class OptimizerPair:
@@ -142,8 +183,7 @@ class Muon(Method):
         hidden = hidden_matrices(model)
         chosen = {id(p) for p in hidden}
         s = self.settings
-        kind = Float64Muon if s.muon_ns_precision == "float64" else torch.optim.Muon
-        muon = kind(
+        muon = muon_kind(s.muon_ns_precision, hidden[0].device)(
             hidden,
             lr=s.muon_lr,
             weight_decay=self.cfg.weight_decay,

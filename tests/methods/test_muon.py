@@ -7,7 +7,14 @@ from helpers import parameters, straight_and_resumed
 from torch import nn
 
 from grokbench.config import ConfigError
-from grokbench.methods.muon import Float64Muon, Muon, hidden_matrices
+from grokbench.methods.muon import (
+    CpuBfloat16Muon,
+    Float64Muon,
+    Muon,
+    hidden_matrices,
+    muon_kind,
+    orthogonalised_bfloat16,
+)
 from grokbench.resolve import config_of, resolve
 from grokbench.tasks import TASKS, Task
 from grokbench.train import Trial
@@ -40,7 +47,7 @@ def test_hidden_matrices_leave_out_the_embeddings_and_the_output_layer_but_not_a
 def test_muon_steps_the_hidden_matrices_with_the_trials_weight_decay_and_adamw_the_rest():
     trial = Trial(config_of(**TINY_MLP, method="muon", weight_decay=0.3, lr=2e-3, muon_lr=0.05, muon_ns_steps=3))
     muon, rest = trial.optimizer.optimizers
-    assert type(muon) is torch.optim.Muon and type(rest) is torch.optim.AdamW
+    assert type(muon) is CpuBfloat16Muon and type(rest) is torch.optim.AdamW  # torch's Muon, on a CPU
     assert shapes(muon.param_groups[0]["params"]) == [(200, 22), (200, 200)]
     assert shapes(rest.param_groups[0]["params"]) == [(11, 200)]
     group = muon.param_groups[0]
@@ -53,7 +60,7 @@ def test_muon_steps_the_hidden_matrices_with_the_trials_weight_decay_and_adamw_t
 
 def test_a_model_whose_only_parameter_is_a_hidden_matrix_trains_on_muon_alone():
     trial = Trial(config_of(task="polynomial", method="muon", max_epochs=2))  # its output weights are fixed
-    assert [type(o) for o in trial.optimizer.optimizers] == [torch.optim.Muon]
+    assert [type(o) for o in trial.optimizer.optimizers] == [CpuBfloat16Muon]
     before = parameters(trial)
     trial.run()
     assert not torch.equal(before, parameters(trial))
@@ -125,3 +132,49 @@ def test_muon_ns_precision_float64_builds_the_float64_iteration_and_resumes_bit_
     run = straight_and_resumed(cfg, stop_at_epoch=2)
     assert torch.equal(parameters(run.straight), parameters(run.resumed))
     assert run.seen == run.straight_seen
+
+
+def to_bfloat16(x) -> np.ndarray:
+    """Round to bfloat16, to nearest even, through float32 (as torch converts a float64 tensor), as float64."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return rounded.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def bfloat16_newton_schulz_reference(g: np.ndarray, steps: int, eps: float = 1e-7) -> np.ndarray:
+    """torch's iteration with every tensor it keeps in bfloat16, each product and sum exact (float64: the operands
+    have 8 significant bits) and rounded once, at torch's float32 coefficients."""
+    a, b, c = (float(np.float32(k)) for k in (3.4445, -4.7750, 2.0315))
+    x = to_bfloat16(g.T if g.shape[0] > g.shape[1] else g)
+    x = to_bfloat16(x / max(to_bfloat16(np.sqrt((x**2).sum())), eps))
+    for _ in range(steps):
+        gram = to_bfloat16(x @ x.T)
+        polynomial = to_bfloat16(c * gram @ gram + b * gram)
+        x = to_bfloat16(a * x + polynomial @ x)
+    return x.T if g.shape[0] > g.shape[1] else x
+
+
+def test_the_cpu_bfloat16_iteration_rounds_to_bfloat16_where_torchs_does_with_float32_sums():
+    torch.manual_seed(0)
+    grad = torch.randn(6, 4, dtype=torch.float64)
+    ours = orthogonalised_bfloat16(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    assert ours.dtype == torch.bfloat16 and ours.shape == (6, 4)
+    reference = bfloat16_newton_schulz_reference(grad.numpy(), steps=5)
+    # float32 sums of 4 to 6 terms may round once where the exact sum does not: at most one bfloat16 step apart
+    # (2⁻⁸ of an entry), and on nearly every entry the same
+    got = ours.double().numpy()
+    np.testing.assert_allclose(got, reference, rtol=2**-8, atol=0)
+    assert (got == reference).mean() >= 0.9
+    # torch's own bfloat16 iteration, step for step, is near it too; float64's is not bfloat16
+    torchs = torch.optim._muon._zeropower_via_newtonschulz(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    torch.testing.assert_close(ours, torchs, rtol=2**-7, atol=2**-9)
+    float64 = Float64Muon.orthogonalised(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    assert not np.array_equal(got, float64.numpy())
+
+
+def test_muon_on_a_cpu_takes_the_cpu_bfloat16_iteration_and_resumes_bit_for_bit():
+    cfg = config_of(**TINY_MLP, method="muon", max_epochs=4)
+    assert type(Trial(cfg).optimizer.optimizers[0]) is CpuBfloat16Muon
+    assert muon_kind("bfloat16", torch.device("cuda")) is torch.optim.Muon  # a GPU's bfloat16 products are fast
+    run = straight_and_resumed(cfg, stop_at_epoch=2)
+    assert torch.equal(parameters(run.straight), parameters(run.resumed))
