@@ -4,7 +4,9 @@ Reads the benchmark's parent run (the suite file as run, its stamp, the cost mea
 writes: leaderboard.md/.tex/.csv (each arm's score B per ruleset and time measure, over the tuning studies, beside
 its confirmation speed-up against the baseline), performance_profiles.png, confirmed_<workload>.md/.tex/.csv (the
 winning settings rerun on fresh seeds), tuned_settings.md/.csv (what each arm's tuning landed on beside its
-published default) and stopper.md/.csv (the tuning updates the r_max stopper saved). Without --no-log the files
+published default), stopper.md/.csv (the tuning updates the r_max stopper saved) and verdicts.md/.csv (per
+workload, which arms beat the tuned baseline, which only the paper ruleset's, and whether they remove the grokking
+delay or shorten it). Without --no-log the files
 replace the parent run's copy, in its artifact folder leaderboard/. A rebuild reads neither git nor this machine:
 from the same store it writes the same bytes.
 """
@@ -21,6 +23,7 @@ from analysis.leaderboard_data import Benchmark, read_benchmark
 from analysis.leaderboard_figure import profiles_figure
 from analysis.leaderboard_stopper import stopper_table
 from analysis.leaderboard_tables import leaderboard, scores, tuned_settings
+from analysis.leaderboard_verdicts import verdicts_table
 from analysis.output import (
     FORMATS,
     Table,
@@ -57,7 +60,7 @@ def write_leaderboard(uri: str, bench: Benchmark, out: Path, log_to_parent: bool
     board = scores(bench)
     shown, frame = leaderboard(bench, board)
     tables = [shown, *(confirmed_table(bench, w) for w in bench.suite.workloads), tuned_settings(bench)]
-    tables.append(stopper_table(bench))
+    tables += [stopper_table(bench), verdicts_table(bench)]
     out.mkdir(parents=True, exist_ok=True)
     written = write_tables(tables, frame, out)
     written.append(profiles_figure(board, bench.suite.r_max, out / "performance_profiles.png"))
@@ -67,13 +70,13 @@ def write_leaderboard(uri: str, bench: Benchmark, out: Path, log_to_parent: bool
 
 
 def write_tables(tables: list[Table], leaderboard_csv, out: Path) -> list[Path]:
-    """Markdown and LaTeX of each (the tuned settings and the stopper's savings: Markdown and CSV), the CSVs with
-    fixed float digits."""
-    board, *confirmed, tuned, stopper = tables
-    written = write([board, *confirmed], out, ("md", "tex")) + write([tuned, stopper], out, ("md",))
+    """Markdown and LaTeX of each (the tuned settings, the stopper's savings and the verdicts: Markdown and CSV),
+    the CSVs with fixed float digits."""
+    board, *confirmed, tuned, stopper, verdicts = tables
+    written = write([board, *confirmed], out, ("md", "tex")) + write([tuned, stopper, verdicts], out, ("md",))
     leaderboard_csv.to_csv(out / "leaderboard.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
     written.append(out / "leaderboard.csv")
-    written += write([*confirmed, tuned, stopper], out, ("csv",))
+    written += write([*confirmed, tuned, stopper, verdicts], out, ("csv",))
     return written
 
 

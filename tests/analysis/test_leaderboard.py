@@ -16,6 +16,7 @@ from analysis.leaderboard import FOLDER, build_leaderboard, main
 from analysis.leaderboard_confirmed import pooled_speed_up
 from analysis.leaderboard_data import _costs, _suite
 from analysis.leaderboard_tables import rank
+from analysis.leaderboard_verdicts import verdict
 from analysis.runs import AnalysisError
 from analysis.stats import SpeedUp
 from grokbench.benchmark.outcomes import DRAWN_TAG, TRIAL_TAG
@@ -75,6 +76,14 @@ CONFIRMED = {
     ("mod", "stablemax"): [None, None, None],  # censored at 200
     ("xor", "baseline"): [None, None, None],  # censored at 400
     ("xor", "grokalign"): [200, 220, 240],  # median 220: > 400 / 220 faster
+}
+# the open ruleset's confirmation: the tuned baseline, against which the verdicts are read
+OPEN_CONFIRMED = {
+    ("mod", "baseline"): [50, 60, 72],
+    ("mod", "grokalign"): [50, 60, 72],  # × 1 in steps; × 0.5 in time (its update costs twice the baseline's)
+    ("mod", "stablemax"): [None, None, None],  # censored at 200
+    ("xor", "baseline"): [None, None, None],  # censored at 400
+    ("xor", "grokalign"): [200, 220, 240],  # every seed before memorising
 }
 BUDGET = {"mod": 200, "xor": 400}
 STOPPED = {("mod", "stablemax", 0): 150}  # the r_max stopper ended this miss at step 150 of its 200
@@ -148,6 +157,10 @@ def store(tmp_path_factory, migrated_store) -> TrackingStore:
         for seed, steps in enumerate(times):
             coords = Coordinates(workload, arm, "paper", "confirmation", 0, seed)
             log_run(client, experiment, parent, coords, steps, before=(arm, seed) == ("grokalign", 2))
+    for (workload, arm), times in OPEN_CONFIRMED.items():
+        for seed, steps in enumerate(times):
+            coords = Coordinates(workload, arm, "open", "confirmation", 0, seed)
+            log_run(client, experiment, parent, coords, steps, before=(workload, arm) == ("xor", "grokalign"))
     return store
 
 
@@ -224,10 +237,8 @@ def test_the_speed_ups_pool_the_workloads_and_show_a_censored_baseline_as_a_boun
 
 def test_the_confirmed_tables_give_fractions_bounds_and_the_grokking_figures(built):
     confirmed = pd.read_csv(built / "confirmed_mod.csv", dtype=str)
-    opened = confirmed.query("ruleset == 'open'").set_index("arm")  # no confirmation run yet
-    assert (
-        opened.loc["baseline", "reached target"] == "0/0" and opened.loc["baseline", "steps: median [95 % CI]"] == "—"
-    )
+    opened = confirmed.query("ruleset == 'open'").set_index("arm")
+    assert opened.loc["baseline", "reached target"] == "3/3" and opened.loc["baseline", "steps_median"] == "60"
     mod = confirmed.query("ruleset == 'paper'").set_index("arm")
     assert mod.loc["baseline", "reached target"] == "3/3" and mod.loc["stablemax", "reached target"] == "0/3"
     assert mod.loc["stablemax", "steps: median [95 % CI]"] == "> 200"
@@ -339,3 +350,57 @@ def test_the_stopper_table_counts_what_a_stopped_miss_would_have_run(built):
         "an upper bound" in (built / "stopper.md").read_text()
         and "at 1 thread(s)" in (built / "stopper.md").read_text()
     )
+
+
+def test_a_verdict_goes_no_further_than_its_interval_or_its_test():
+    assert verdict(None) is None  # the baseline itself
+    assert verdict(SpeedUp(None, p_value=0.001)) == "not shown"  # both censored: no ratio to point anywhere
+    assert verdict(SpeedUp(1.8, ci_low=1.01, ci_high=3.2)) == "faster"
+    assert verdict(SpeedUp(1.8, ci_low=0.99, ci_high=3.2, p_value=0.01)) == "not shown"  # the interval decides
+    assert verdict(SpeedUp(0.5, ci_low=0.3, ci_high=0.9)) == "slower"
+    # no interval: a bound that points one way, with the log-rank p below 0.05
+    assert verdict(SpeedUp(1.8, bound=">", p_value=0.02)) == "faster"
+    assert verdict(SpeedUp(1.8, bound=">", p_value=0.05)) == "not shown"
+    assert verdict(SpeedUp(0.8, bound=">", p_value=0.001)) == "not shown"  # > 0.8: faster or slower alike
+    assert verdict(SpeedUp(1.2, bound="<", p_value=0.001)) == "not shown"  # < 1.2: the same
+    assert verdict(SpeedUp(0.3, bound="<", p_value=0.001)) == "slower"
+    assert verdict(SpeedUp(2.0, p_value=0.03)) == "faster"  # a ratio of medians, neither censored
+
+
+def test_the_verdicts_read_each_arm_against_the_tuned_baseline_and_the_paper_one(built):
+    rows = pd.read_csv(built / "verdicts.csv", keep_default_na=False).set_index(["workload", "arm"])
+    assert list(rows.index) == [("mod", "grokalign"), ("mod", "stablemax"), ("xor", "grokalign")]  # no baseline
+    mod = rows.loc[("mod", "grokalign")]
+    # open: the same steps as the tuned baseline (× 1), and twice its cost an update: × 0.5 in time, the Welch
+    # interval on logs spaced ln 1.2 apart (sd ln 1.2, 3 seeds each, 4 dof, t = 2.776): 0.5 × 1.2^(± 2.776 √(2/3))
+    assert float(mod["open_steps_ratio"]) == pytest.approx(1.0)
+    assert float(mod["open_modelled_ci_high"]) == pytest.approx(0.5 * 1.2 ** (2.7764451 * math.sqrt(2 / 3)), rel=1e-5)
+    assert mod["open_steps_verdict"] == "not shown" and mod["open_modelled_verdict"] == "slower"
+    # paper: × 2 in steps, [2 × 1.2^(∓ 2.265)] = [1.32, 3.02], above 1; in time × 1
+    assert float(mod["paper_steps_ci_low"]) == pytest.approx(2 * 1.2 ** (-2.7764451 * math.sqrt(2 / 3)), rel=1e-5)
+    assert mod["paper_steps_verdict"] == "faster" and mod["paper_modelled_verdict"] == "not shown"
+    assert mod["beats the tuned baseline"] == "slower (time)" and mod["beats the paper baseline"] == "faster (steps)"
+    assert mod["wins only under paper"] == "steps"
+    # delays: 50, 60, 72 − 40 memorising steps, median 20, for the arm and the baseline alike
+    assert (mod["grokking delay, tuned"], mod["delay, tuned: arm vs baseline (median steps)"]) == (
+        "keeps it",
+        "20 vs 20",
+    )
+    # paper: 50, 60, 72 against 100, 120, 144 (− 40): a median delay of 20 against 80
+    assert (mod["grokking delay, paper"], mod["delay, paper: arm vs baseline (median steps)"]) == (
+        "shortens it",
+        "20 vs 80",
+    )
+    # xor: three seeds at 200, 220, 240 against a baseline censored at 400: > 400 / 220, no interval; the log-rank
+    # statistic by hand (events at 200, 220, 240 with 6, 5, 4 at risk): O − E = 3 − (1/2 + 2/5 + 1/4) = 1.85,
+    # V = 1/4 + 6/25 + 3/16, χ² = 1.85² / V = 5.0517, p = 0.0246 < 0.05: faster, and every seed before memorising
+    xor = rows.loc[("xor", "grokalign")]
+    assert float(xor["open_steps_ratio"]) == pytest.approx(400 / 220, rel=1e-5) and xor["open_steps_bound"] == ">"
+    assert float(xor["open_steps_p_value"]) == pytest.approx(0.024593, rel=1e-3)
+    assert xor["beats the tuned baseline"] == "faster (steps, time)" and xor["grokking delay, tuned"] == "removes it"
+    assert xor["wins only under paper"] == "—"
+    # stablemax missed at 200 on every seed: < 60 / 200 by the same test: slower; it never reached the target
+    stablemax = rows.loc[("mod", "stablemax")]
+    assert stablemax["beats the tuned baseline"] == "slower (steps, time)" and stablemax["open_steps_bound"] == "<"
+    assert stablemax["grokking delay, tuned"] == "—"
+    assert "log-rank p < 0.05" in (built / "verdicts.md").read_text()
