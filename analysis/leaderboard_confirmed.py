@@ -130,6 +130,12 @@ def pooled_speed_up(per_workload: Sequence[SpeedUp]) -> tuple[SpeedUp | None, in
     return SpeedUp(ratio, POOLED, POOLED_TEST, low, high), len(kept)
 
 
+def median_delay(seeds: Sequence[ConfirmedSeed]) -> float | None:
+    """The median memorise→target delay, in steps, over the seeds that reached the target having memorised."""
+    delays = [s.delay_steps for s in seeds if s.delay_steps is not None]
+    return float(np.median(delays)) if delays else None
+
+
 def fraction_text(count: int, n: int) -> str:
     return f"{count}/{n}"
 
@@ -151,8 +157,7 @@ def confirmed_row(bench: Benchmark, workload: str, arm: str, ruleset: str) -> tu
             shown.append(estimate_text(*estimate))
             keys = [f"{figure}_{name}{part}" for part in ("", "_bound", "_ci_low", "_ci_high")]
             columns.update(zip(keys, estimate, strict=True))
-    delays = [s.delay_steps for s in seeds if s.delay_steps is not None]
-    delay = float(np.median(delays)) if delays else None
+    delay = median_delay(seeds)
     accuracies = [s.final_test_acc for s in seeds if s.final_test_acc is not None]
     accuracy = float(np.median(accuracies)) if accuracies else None
     before = sum(s.before_memorising for s in seeds)

@@ -105,7 +105,8 @@ def log_run(client, experiment, parent, coords, steps, drawn=None, before=False,
     } | ({STOPPED_BY_TAG: STOPPED_BY_R_MAX} if stopped else {})
     run = client.create_run(experiment, tags=tags).info.run_id
     ran = stopped or (BUDGET[coords.workload] if steps is None else steps)
-    metrics = {"steps": ran, "train_time_s": ran / 100, "steps_to_memorise": 40, "time_to_memorise_s": 0.4}
+    memorised = steps + 10 if before else 40  # a seed that reached the target before memorising memorised after
+    metrics = {"steps": ran, "train_time_s": ran / 100, "steps_to_memorise": memorised, "time_to_memorise_s": 0.4}
     metrics["final_test_acc"] = 0.5 if steps is None else 0.96
     if steps is not None:
         metrics |= {"steps_to_grok": steps, "time_to_grok_s": steps / 100}
@@ -295,6 +296,8 @@ def test_the_command_picks_a_benchmark_and_refuses_a_missing_one_in_one_line(sto
     # its only finished trials: the baseline's on mod, 90 steps in each study (r = 1); xor: a miss
     assert board.query("method == 'baseline' and ruleset == 'paper'")["score"].tolist() == [0.5, 0.5]
     assert "Leaderboard: benchmark tiny (tiny-1)" in capsys.readouterr().out
+    verdicts = pd.read_csv(out / "verdicts.csv", keep_default_na=False)  # no confirmation run: nothing to say
+    assert verdicts["beats the tuned baseline"].tolist() == verdicts["vs paper baseline: steps"].tolist() == ["—"] * 3
     missing = tmp_path / "missing"
     assert main(["--tracking-uri", store.uri, "--benchmark-id", "tiny-9", "--out", str(missing), "--no-log"]) == 2
     err = capsys.readouterr().err.strip()
@@ -365,6 +368,7 @@ def test_a_verdict_goes_no_further_than_its_interval_or_its_test():
     assert verdict(SpeedUp(1.2, bound="<", p_value=0.001)) == "not shown"  # < 1.2: the same
     assert verdict(SpeedUp(0.3, bound="<", p_value=0.001)) == "slower"
     assert verdict(SpeedUp(2.0, p_value=0.03)) == "faster"  # a ratio of medians, neither censored
+    assert verdict(SpeedUp(1.0, p_value=0.01)) == "not shown"  # a test that differs, with no side to call
 
 
 def test_the_verdicts_read_each_arm_against_the_tuned_baseline_and_the_paper_one(built):
@@ -376,20 +380,21 @@ def test_the_verdicts_read_each_arm_against_the_tuned_baseline_and_the_paper_one
     assert float(mod["open_steps_ratio"]) == pytest.approx(1.0)
     assert float(mod["open_modelled_ci_high"]) == pytest.approx(0.5 * 1.2 ** (2.7764451 * math.sqrt(2 / 3)), rel=1e-5)
     assert mod["open_steps_verdict"] == "not shown" and mod["open_modelled_verdict"] == "slower"
-    # paper: × 2 in steps, [2 × 1.2^(∓ 2.265)] = [1.32, 3.02], above 1; in time × 1
+    # paper: × 2 in steps, [2 × 1.2^(∓ 2.267)] = [1.32, 3.02], above 1; in time × 1
     assert float(mod["paper_steps_ci_low"]) == pytest.approx(2 * 1.2 ** (-2.7764451 * math.sqrt(2 / 3)), rel=1e-5)
     assert mod["paper_steps_verdict"] == "faster" and mod["paper_modelled_verdict"] == "not shown"
     assert mod["beats the tuned baseline"] == "slower (time)" and mod["beats the paper baseline"] == "faster (steps)"
     assert mod["wins only under paper"] == "steps"
     # delays: 50, 60, 72 − 40 memorising steps, median 20, for the arm and the baseline alike
     assert (mod["grokking delay, tuned"], mod["delay, tuned: arm vs baseline (median steps)"]) == (
-        "keeps it",
+        "not shorter",
         "20 vs 20",
     )
-    # paper: 50, 60, 72 against 100, 120, 144 (− 40): a median delay of 20 against 80
+    # paper: 50 − 40, 60 − 40 and 72 − 82 (the seed that reached the target before memorising, at 82) against
+    # 100, 120, 144 − 40: a median delay of 10 against 80; one seed of three is not most of them
     assert (mod["grokking delay, paper"], mod["delay, paper: arm vs baseline (median steps)"]) == (
-        "shortens it",
-        "20 vs 80",
+        "shorter median",
+        "10 vs 80",
     )
     # xor: three seeds at 200, 220, 240 against a baseline censored at 400: > 400 / 220, no interval; the log-rank
     # statistic by hand (events at 200, 220, 240 with 6, 5, 4 at risk): O − E = 3 − (1/2 + 2/5 + 1/4) = 1.85,
@@ -398,7 +403,8 @@ def test_the_verdicts_read_each_arm_against_the_tuned_baseline_and_the_paper_one
     assert float(xor["open_steps_ratio"]) == pytest.approx(400 / 220, rel=1e-5) and xor["open_steps_bound"] == ">"
     assert float(xor["open_steps_p_value"]) == pytest.approx(0.024593, rel=1e-3)
     assert xor["beats the tuned baseline"] == "faster (steps, time)" and xor["grokking delay, tuned"] == "removes it"
-    assert xor["wins only under paper"] == "—"
+    assert xor["wins only under paper"] == "—" and xor["delay, tuned: arm vs baseline (median steps)"] == "-10 vs —"
+    assert xor["grokking delay, paper"] == "the baseline never reached the target"
     # stablemax missed at 200 on every seed: < 60 / 200 by the same test: slower; it never reached the target
     stablemax = rows.loc[("mod", "stablemax")]
     assert stablemax["beats the tuned baseline"] == "slower (steps, time)" and stablemax["open_steps_bound"] == "<"

@@ -47,7 +47,7 @@ def test_hidden_matrices_leave_out_the_embeddings_and_the_output_layer_but_not_a
 def test_muon_steps_the_hidden_matrices_with_the_trials_weight_decay_and_adamw_the_rest():
     trial = Trial(config_of(**TINY_MLP, method="muon", weight_decay=0.3, lr=2e-3, muon_lr=0.05, muon_ns_steps=3))
     muon, rest = trial.optimizer.optimizers
-    assert type(muon) is CpuBfloat16Muon and type(rest) is torch.optim.AdamW  # torch's Muon, on a CPU
+    assert type(muon) is CpuBfloat16Muon and type(rest) is torch.optim.AdamW
     assert shapes(muon.param_groups[0]["params"]) == [(200, 22), (200, 200)]
     assert shapes(rest.param_groups[0]["params"]) == [(11, 200)]
     group = muon.param_groups[0]
@@ -161,9 +161,9 @@ def test_the_cpu_bfloat16_iteration_rounds_to_bfloat16_where_torchs_does_with_fl
     assert ours.dtype == torch.bfloat16 and ours.shape == (6, 4)
     reference = bfloat16_newton_schulz_reference(grad.numpy(), steps=5)
     # float32 sums of 4 to 6 terms may round once where the exact sum does not: at most one bfloat16 step apart
-    # (2⁻⁸ of an entry), and on nearly every entry the same
+    # (2⁻⁸ to 2⁻⁷ of an entry), and on nearly every entry the same
     got = ours.double().numpy()
-    np.testing.assert_allclose(got, reference, rtol=2**-8, atol=0)
+    np.testing.assert_allclose(got, reference, rtol=2**-7, atol=0)
     assert (got == reference).mean() >= 0.9
     # torch's own bfloat16 iteration, step for step, is near it too; float64's is not bfloat16
     torchs = torch.optim._muon._zeropower_via_newtonschulz(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7)
